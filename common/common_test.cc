@@ -1,0 +1,174 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/rng.h"
+#include "common/thread_pool.h"
+#include "gtest/gtest.h"
+
+namespace impq {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/impq_common_test_" + std::to_string(::getpid()) +
+         "_" + name;
+}
+
+TEST(RngTest, SameSeedSameStream) {
+  Rng a(42), b(42), c(43);
+  bool differs = false;
+  for (int i = 0; i < 100; ++i) {
+    uint64_t x = a.NextU64();
+    EXPECT_EQ(x, b.NextU64());
+    differs |= (x != c.NextU64());
+  }
+  EXPECT_TRUE(differs);
+}
+
+TEST(RngTest, BelowIsInRangeAndRoughlyUniform) {
+  Rng rng(7);
+  std::vector<int> counts(6, 0);
+  for (int i = 0; i < 60000; ++i) {
+    uint64_t v = rng.Below(6);
+    ASSERT_LT(v, 6u);
+    counts[v]++;
+  }
+  // Each count is Binomial(60000, 1/6): sd = 91; 6 sd bounds never fail by chance in practice.
+  for (int c : counts) EXPECT_NEAR(c, 10000, 550);
+}
+
+TEST(RngTest, ShuffleIsAPermutationAndDeterministic) {
+  std::vector<int> a(50), b(50);
+  std::iota(a.begin(), a.end(), 0);
+  std::iota(b.begin(), b.end(), 0);
+  Rng r1(123), r2(123);
+  r1.Shuffle(std::span<int>(a));
+  r2.Shuffle(std::span<int>(b));
+  EXPECT_EQ(a, b);
+  std::set<int> s(a.begin(), a.end());
+  EXPECT_EQ(s.size(), 50u);
+  std::vector<int> sorted(50);
+  std::iota(sorted.begin(), sorted.end(), 0);
+  EXPECT_NE(a, sorted);
+}
+
+TEST(RngTest, UniformInUnitInterval) {
+  Rng rng(1);
+  double sum = 0;
+  for (int i = 0; i < 10000; ++i) {
+    double u = rng.Uniform();
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    sum += u;
+  }
+  EXPECT_NEAR(sum / 10000, 0.5, 0.02);  // sd of the mean = 0.0029
+}
+
+TEST(ThreadPoolTest, EveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (size_t n : {0u, 1u, 7u, 1000u}) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.ParallelFor(n, [&](size_t i) { hits[i].fetch_add(1); });
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << threads << " " << n;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, NestedCallsRunInline) {
+  ThreadPool pool(3);
+  std::atomic<int> total{0};
+  pool.ParallelFor(10, [&](size_t) {
+    pool.ParallelFor(10, [&](size_t) { total.fetch_add(1); });
+  });
+  EXPECT_EQ(total.load(), 100);
+}
+
+TEST(ThreadPoolTest, ManyRoundsNoLostWakeups) {
+  ThreadPool pool(2);
+  long sum = 0;
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<long> slot(5, 0);
+    pool.ParallelFor(5, [&](size_t i) { slot[i] = static_cast<long>(i) + round; });
+    sum += std::accumulate(slot.begin(), slot.end(), 0L);
+  }
+  EXPECT_EQ(sum, 2000L * 10 + 5L * (1999L * 2000 / 2));
+}
+
+TEST(FlagsTest, ParsesAllForms) {
+  std::string model;
+  int64_t ctx = 512;
+  double x = 1.5;
+  bool json = false;
+  FlagSet f("impq eval");
+  f.String("model", &model, "model path", true);
+  f.Int("ctx", &ctx, "window");
+  f.Double("x", &x, "a number");
+  f.Bool("json", &json, "json output");
+  ASSERT_TRUE(f.Parse({"--model", "m.bin", "--ctx=128", "--json", "--x", "2.5"}).ok());
+  EXPECT_EQ(model, "m.bin");
+  EXPECT_EQ(ctx, 128);
+  EXPECT_EQ(x, 2.5);
+  EXPECT_TRUE(json);
+  EXPECT_TRUE(f.WasSet("ctx"));
+}
+
+TEST(FlagsTest, ErrorsNameTheFlag) {
+  std::string model;
+  int64_t ctx = 0;
+  {
+    FlagSet f("impq eval");
+    f.String("model", &model, "model path", true);
+    f.Int("ctx", &ctx, "window");
+    absl::Status s = f.Parse({"--ctx", "12x"});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("--ctx"), absl::string_view::npos) << s;
+  }
+  {
+    FlagSet f("impq eval");
+    f.String("model", &model, "model path", true);
+    absl::Status s = f.Parse({});
+    EXPECT_NE(s.message().find("missing required flag --model"), absl::string_view::npos) << s;
+  }
+  {
+    FlagSet f("impq eval");
+    f.String("model", &model, "model path");
+    EXPECT_NE(f.Parse({"--modle", "x"}).message().find("unknown flag --modle"),
+              absl::string_view::npos);
+    EXPECT_NE(f.Parse({"--model"}).message().find("needs a value"), absl::string_view::npos);
+    EXPECT_NE(f.Parse({"stray"}).message().find("unexpected argument"), absl::string_view::npos);
+  }
+}
+
+TEST(FileUtilTest, AtomicWriteThenReadAndMap) {
+  std::string path = TempPath("atomic.txt");
+  ASSERT_TRUE(WriteFileAtomically(path, "hello").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, "world!").ok());
+  auto s = ReadFileToString(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s, "world!");
+  auto m = MappedFile::Open(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->size(), 6u);
+  EXPECT_EQ((*m)->bytes()[0], 'w');
+  ::unlink(path.c_str());
+}
+
+TEST(FileUtilTest, MissingFileIsNotFoundAndNamesThePath) {
+  auto m = MappedFile::Open("/nonexistent/dir/model.bin");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(m.status().message().find("/nonexistent/dir/model.bin"), absl::string_view::npos);
+  auto d = ReadFileToString("/tmp");
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace impq
