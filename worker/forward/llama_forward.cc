@@ -1,0 +1,138 @@
+#include "worker/forward/llama_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/logging.h"
+#include "worker/forward/kernels.h"
+#include "worker/forward/matmul.h"
+
+namespace impq::forward {
+
+using model::LinearKind;
+
+void Workspace::Reserve(const model::ModelConfig& c, int64_t tokens) {
+  if (tokens <= capacity) return;
+  const auto T = static_cast<size_t>(tokens);
+  x.resize(T * c.dim);
+  xb.resize(T * c.dim);
+  q.resize(T * c.q_dim());
+  k.resize(T * c.kv_dim());
+  v.resize(T * c.kv_dim());
+  att.resize(T * c.q_dim());
+  proj.resize(T * c.dim);
+  h1.resize(T * c.hidden_dim);
+  h3.resize(T * c.hidden_dim);
+  scores.resize(static_cast<size_t>(c.n_heads) * LlamaForward::kAttnRows * T);
+  logits.resize(static_cast<size_t>(LlamaForward::kLogitRows) * c.vocab_size);
+  capacity = tokens;
+}
+
+LlamaForward::LlamaForward(const model::Model& model) : model_(model) {
+  const auto& c = model.config;
+  const int half = c.head_dim / 2;
+  rope_cos_.resize(static_cast<size_t>(c.seq_len) * half);
+  rope_sin_.resize(rope_cos_.size());
+  for (int pos = 0; pos < c.seq_len; ++pos) {
+    for (int i = 0; i < half; ++i) {
+      const double freq = std::pow(static_cast<double>(c.rope_theta),
+                                   -2.0 * i / static_cast<double>(c.head_dim));
+      const double angle = pos * freq;
+      rope_cos_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::cos(angle));
+      rope_sin_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+}
+
+void LlamaForward::Embed(std::span<const int> tokens, Workspace& ws) const {
+  const auto& c = config();
+  ws.Reserve(c, static_cast<int64_t>(tokens.size()));
+  const float* emb = model_.embedding.data();
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    IMPQ_CHECK(tokens[t] >= 0 && tokens[t] < c.vocab_size) << "token " << tokens[t];
+    std::memcpy(ws.x.data() + t * c.dim, emb + static_cast<int64_t>(tokens[t]) * c.dim,
+                sizeof(float) * c.dim);
+  }
+}
+
+void LlamaForward::Attention(int64_t T, Workspace& ws, ThreadPool* pool) const {
+  const auto& c = config();
+  const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  auto head = [&](size_t h) {
+    const int64_t g = static_cast<int64_t>(h) / group;
+    float* s = ws.scores.data() + h * kAttnRows * T;
+    for (int64_t r0 = 0; r0 < T; r0 += kAttnRows) {
+      const int64_t rows = std::min(kAttnRows, T - r0);
+      const int64_t keys = r0 + rows;  // causal: rows r0..r0+rows-1 see keys 0..r0+rows-1
+      MatMulNT(rows, keys, hd, scale, ws.q.data() + r0 * qd + h * hd, qd,
+               ws.k.data() + g * hd, kvd, s, keys);
+      for (int64_t r = 0; r < rows; ++r) SoftmaxPrefixRow(s + r * keys, r0 + r + 1, keys);
+      MatMulNN(rows, hd, keys, s, keys, ws.v.data() + g * hd, kvd,
+               ws.att.data() + r0 * qd + h * hd, qd);
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(static_cast<size_t>(c.n_heads), head);
+  } else {
+    for (int h = 0; h < c.n_heads; ++h) head(static_cast<size_t>(h));
+  }
+}
+
+void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace& ws,
+                            ThreadPool* pool) const {
+  const auto& c = config();
+  const auto& lw = model_.layers[layer];
+  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), H = c.hidden_dim;
+  const int64_t hd = c.head_dim, half = hd / 2;
+  const bool interleaved = c.rope_style == model::RopeStyle::kInterleaved;
+
+  // Attention sub-block.
+  for (int64_t t = 0; t < T; ++t) {
+    RmsNormRow(ws.x.data() + t * D, lw.attn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
+  }
+  MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kQ), qd, ws.q.data(), qd, pool);
+  MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kK), kvd, ws.k.data(), kvd, pool);
+  MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kV), kvd, ws.v.data(), kvd, pool);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cs = rope_cos_.data() + t * half;
+    const float* sn = rope_sin_.data() + t * half;
+    for (int h = 0; h < c.n_heads; ++h) RopeHead(ws.q.data() + t * qd + h * hd, hd, cs, sn, interleaved);
+    for (int h = 0; h < c.n_kv_heads; ++h) RopeHead(ws.k.data() + t * kvd + h * hd, hd, cs, sn, interleaved);
+  }
+  Attention(T, ws, pool);
+  MatMulWt(ws.att.data(), qd, T, qd, w.Get(layer, LinearKind::kO), D, ws.proj.data(), D, pool);
+  for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
+
+  // Feed-forward sub-block (SwiGLU).
+  for (int64_t t = 0; t < T; ++t) {
+    RmsNormRow(ws.x.data() + t * D, lw.ffn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
+  }
+  MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kGate), H, ws.h1.data(), H, pool);
+  MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kUp), H, ws.h3.data(), H, pool);
+  SiluMul(ws.h1.data(), ws.h3.data(), T * H);
+  MatMulWt(ws.h1.data(), H, T, H, w.Get(layer, LinearKind::kDown), D, ws.proj.data(), D, pool);
+  for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
+}
+
+void LlamaForward::RunBlocks(std::span<const int> tokens, const WeightSet& weights,
+                             Workspace& ws, ThreadPool* pool) const {
+  Embed(tokens, ws);
+  const auto T = static_cast<int64_t>(tokens.size());
+  for (int l = 0; l < config().n_layers; ++l) RunBlock(l, weights, T, ws, pool);
+}
+
+void LlamaForward::Logits(int64_t row_begin, int64_t rows, Workspace& ws,
+                              ThreadPool* pool) const {
+  const auto& c = config();
+  const int64_t D = c.dim;
+  for (int64_t r = row_begin; r < row_begin + rows; ++r) {
+    RmsNormRow(ws.x.data() + r * D, model_.final_norm.data(), D, c.norm_eps, ws.xb.data() + r * D);
+  }
+  MatMulWt(ws.xb.data() + row_begin * D, D, rows, D, model_.output.data(), c.vocab_size,
+           ws.logits.data(), c.vocab_size, pool);
+}
+
+}  // namespace impq::forward

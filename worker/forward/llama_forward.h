@@ -1,0 +1,81 @@
+// The CPU forward pass of a Llama decoder over a whole window of tokens (prefill).
+//
+//   x = embed(tokens)
+//   for each block:  x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n),   n = rmsnorm(x) · attn_norm
+//                    x += Wdown · (silu(Wgate·m) ⊙ Wup·m),              m = rmsnorm(x) · ffn_norm
+//   logits = Wout · rmsnorm(x) · final_norm
+// Attention is causal and grouped-query (query head h reads kv head h / (n_heads/n_kv_heads)),
+// computed per head in blocks of query rows with sgemm and a row softmax.
+//
+// The pass is split into Embed / RunBlock / Logits so callers can restart at any block (prefix
+// reuse along a permutation walk) and score only the rows they need. Results are bit for bit
+// independent of the ThreadPool's size (see matmul.h).
+//
+// LlamaForward is immutable after construction and thread-safe; a Workspace is
+// thread-compatible (one per concurrently evaluated sequence).
+#ifndef IMPQ_WORKER_FORWARD_LLAMA_FORWARD_H_
+#define IMPQ_WORKER_FORWARD_LLAMA_FORWARD_H_
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "worker/forward/weight_set.h"
+#include "worker/model/model.h"
+
+namespace impq::forward {
+
+// Scratch buffers for sequences of up to `capacity` tokens. Grows on demand.
+class Workspace {
+ public:
+  Workspace() = default;
+  void Reserve(const model::ModelConfig& c, int64_t tokens);
+
+  std::vector<float> x;       // [T, dim] residual stream
+  std::vector<float> xb;      // [T, dim] normed input of a sub-block
+  std::vector<float> q, k, v; // [T, q_dim], [T, kv_dim], [T, kv_dim]
+  std::vector<float> att;     // [T, q_dim] attention output before Wo
+  std::vector<float> proj;    // [T, dim] output of Wo / Wdown
+  std::vector<float> h1, h3;  // [T, hidden]
+  std::vector<float> scores;  // [n_heads, kAttnRows, T]
+  std::vector<float> logits;  // [kLogitRows, vocab]
+  int64_t capacity = 0;
+};
+
+class LlamaForward {
+ public:
+  // Query rows per attention block, logit rows per head block.
+  static constexpr int64_t kAttnRows = 64;
+  static constexpr int64_t kLogitRows = 256;
+
+  // REQUIRES: model.Validate().ok(); `model` outlives this object.
+  explicit LlamaForward(const model::Model& model);
+
+  const model::ModelConfig& config() const { return model_.config; }
+  const model::Model& model() const { return model_; }
+
+  // ws.x[0 .. T·dim) = embedding rows of `tokens`. REQUIRES: 0 <= token < vocab,
+  // tokens.size() <= seq_len.
+  void Embed(std::span<const int> tokens, Workspace& ws) const;
+  // Runs decoder block `layer` on the T rows in ws.x (positions 0..T-1), in place.
+  void RunBlock(int layer, const WeightSet& weights, int64_t T, Workspace& ws,
+                ThreadPool* pool) const;
+  // Final norm and output head for rows [row_begin, row_begin + rows) of ws.x:
+  // ws.logits[r * vocab ...] holds row row_begin + r. REQUIRES: rows <= kLogitRows.
+  void Logits(int64_t row_begin, int64_t rows, Workspace& ws, ThreadPool* pool) const;
+
+  // The whole pass: Embed, every block. Leaves the final hidden states in ws.x.
+  void RunBlocks(std::span<const int> tokens, const WeightSet& weights, Workspace& ws,
+                 ThreadPool* pool) const;
+
+ private:
+  void Attention(int64_t T, Workspace& ws, ThreadPool* pool) const;
+
+  const model::Model& model_;
+  std::vector<float> rope_cos_, rope_sin_;  // [seq_len, head_dim/2]
+};
+
+}  // namespace impq::forward
+
+#endif  // IMPQ_WORKER_FORWARD_LLAMA_FORWARD_H_

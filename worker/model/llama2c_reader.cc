@@ -1,0 +1,235 @@
+#include "worker/model/llama2c_reader.h"
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status.h"
+
+namespace impq::model {
+namespace {
+
+constexpr uint32_t kMagicV1 = 0x616b3432;  // "ak42"
+constexpr size_t kHeaderV0 = 7 * sizeof(int32_t);
+constexpr size_t kHeaderV1 = 256;
+
+struct Header {
+  int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+  bool shared_classifier;
+  int version;  // 0 or 1
+  size_t data_offset;
+};
+
+int32_t ReadI32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+absl::StatusOr<Header> ParseHeader(const std::string& path, std::span<const uint8_t> bytes) {
+  Header h{};
+  const uint8_t* p = bytes.data();
+  if (bytes.size() >= 8 && static_cast<uint32_t>(ReadI32(p)) == kMagicV1) {
+    h.version = ReadI32(p + 4);
+    if (h.version != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": llama2.c export version ", h.version,
+          " is not supported (only the fp32 formats: legacy version 0 and version 1)"));
+    }
+    if (bytes.size() < kHeaderV1) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header: file has ",
+                                                     bytes.size(), " bytes, a version-1 header needs ",
+                                                     kHeaderV1));
+    }
+    p += 8;
+    h.shared_classifier = bytes[8 + kHeaderV0] != 0;
+    h.data_offset = kHeaderV1;
+  } else {
+    if (bytes.size() < kHeaderV0) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": truncated header: file has ",
+                                                     bytes.size(), " bytes, the header needs ",
+                                                     kHeaderV0));
+    }
+    h.version = 0;
+    h.data_offset = kHeaderV0;
+  }
+  h.dim = ReadI32(p);
+  h.hidden_dim = ReadI32(p + 4);
+  h.n_layers = ReadI32(p + 8);
+  h.n_heads = ReadI32(p + 12);
+  h.n_kv_heads = ReadI32(p + 16);
+  h.vocab_size = ReadI32(p + 20);
+  h.seq_len = ReadI32(p + 24);
+  if (h.version == 0) {
+    h.shared_classifier = h.vocab_size > 0;
+    if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
+  }
+  struct Field {
+    const char* name;
+    int32_t value;
+  };
+  for (Field f : {Field{"dim", h.dim}, {"hidden_dim", h.hidden_dim}, {"n_layers", h.n_layers},
+                  {"n_heads", h.n_heads}, {"n_kv_heads", h.n_kv_heads},
+                  {"vocab_size", h.vocab_size}, {"seq_len", h.seq_len}}) {
+    if (f.value <= 0 || f.value > (1 << 24)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": header field ", f.name, " = ",
+                                                     f.value,
+                                                     " is out of range (1..16777216); is this a "
+                                                     "llama2.c checkpoint?"));
+    }
+  }
+  if (h.dim % h.n_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header dim ", h.dim,
+                                                   " is not a multiple of n_heads ", h.n_heads));
+  }
+  if (h.n_heads % h.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": header n_heads ", h.n_heads,
+                                                   " is not a multiple of n_kv_heads ",
+                                                   h.n_kv_heads));
+  }
+  return h;
+}
+
+ModelConfig ConfigFromHeader(const Header& h) {
+  ModelConfig c;
+  c.arch = "llama";
+  c.dim = h.dim;
+  c.hidden_dim = h.hidden_dim;
+  c.n_layers = h.n_layers;
+  c.n_heads = h.n_heads;
+  c.n_kv_heads = h.n_kv_heads;
+  c.head_dim = h.dim / h.n_heads;
+  c.vocab_size = h.vocab_size;
+  c.seq_len = h.seq_len;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.rope_style = RopeStyle::kInterleaved;
+  c.tied_embeddings = h.shared_classifier;
+  return c;
+}
+
+// Hands out consecutive float arrays from the mapped file, in file order.
+class Cursor {
+ public:
+  Cursor(std::shared_ptr<const MappedFile> file, size_t offset)
+      : file_(std::move(file)), offset_(offset) {}
+  // Per-layer views of an array [L, rows, cols] (or [L, rows] when cols == 0).
+  std::vector<Tensor> TakeLayers(const std::string& what, int layers, int64_t rows,
+                                 int64_t cols) {
+    std::vector<Tensor> out;
+    for (int l = 0; l < layers; ++l) {
+      std::vector<int64_t> shape = cols > 0 ? std::vector<int64_t>{rows, cols}
+                                            : std::vector<int64_t>{rows};
+      out.push_back(Take(absl::StrCat("layers.", l, ".", what), shape));
+    }
+    return out;
+  }
+  Tensor Take(const std::string& name, std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    const float* data = reinterpret_cast<const float*>(file_->bytes().data() + offset_);
+    offset_ += static_cast<size_t>(n) * sizeof(float);
+    return Tensor(name, std::move(shape), data, file_);
+  }
+  void Skip(int64_t floats) { offset_ += static_cast<size_t>(floats) * sizeof(float); }
+
+ private:
+  std::shared_ptr<const MappedFile> file_;
+  size_t offset_;
+};
+
+}  // namespace
+
+bool Llama2cReader::Recognizes(const std::string& path, std::span<const uint8_t> head) const {
+  if (head.size() >= 4 && static_cast<uint32_t>(ReadI32(head.data())) == kMagicV1) return true;
+  if (!absl::EndsWith(path, ".bin")) return false;
+  // Plausible legacy header: seven small positive ints (vocab may be negative).
+  if (head.size() < kHeaderV0) return true;  // let Read() report the truncation
+  for (int i = 0; i < 7; ++i) {
+    int32_t v = ReadI32(head.data() + 4 * i);
+    if (i == 5) v = v < 0 ? -v : v;
+    if (v <= 0 || v > (1 << 24)) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<Model> Llama2cReader::Read(const std::string& path) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> file, MappedFile::Open(path));
+  ASSIGN_OR_RETURN(Header h, ParseHeader(path, file->bytes()));
+  ModelConfig c = ConfigFromHeader(h);
+  if (absl::Status s = c.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+
+  // Exact size the header implies (128-bit arithmetic: header values are untrusted).
+  using u128 = unsigned __int128;
+  const u128 L = h.n_layers, D = h.dim, H = h.hidden_dim, V = h.vocab_size, S = h.seq_len;
+  const u128 KV = static_cast<u128>(c.kv_dim());
+  u128 floats = V * D                         // token embedding
+                + L * D * 2                   // attention_norm, ffn_norm
+                + L * (D * D * 2 + KV * D * 2)  // wq, wo, wk, wv
+                + L * H * D * 3               // w1, w2, w3
+                + D;                          // final norm
+  if (h.version == 0) floats += S * static_cast<u128>(c.head_dim);  // freq_cis real + imag
+  if (!h.shared_classifier) floats += V * D;
+  const u128 expected = static_cast<u128>(h.data_offset) + floats * sizeof(float);
+  if (expected != file->size()) {
+    const bool truncated = expected > file->size();
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", truncated ? "truncated checkpoint" : "trailing bytes after the checkpoint",
+        ": the header (", c.ToString(), ", version ", h.version, ") implies ",
+        static_cast<uint64_t>(expected > ~uint64_t{0} ? ~uint64_t{0} : expected),
+        " bytes, the file has ", file->size()));
+  }
+
+  Model m;
+  m.config = c;
+  m.source = path;
+  m.layers.resize(c.n_layers);
+  Cursor cur(file, h.data_offset);
+  const int Ln = c.n_layers;
+  auto set_linear = [&](LinearKind k, std::vector<Tensor> ts) {
+    for (int l = 0; l < Ln; ++l) m.layers[l].linear[static_cast<int>(k)] = std::move(ts[l]);
+  };
+  auto set_norm = [&](Tensor LayerWeights::*field, std::vector<Tensor> ts) {
+    for (int l = 0; l < Ln; ++l) m.layers[l].*field = std::move(ts[l]);
+  };
+  auto take_linear = [&](LinearKind k) {
+    set_linear(k, cur.TakeLayers(LinearKindName(k), Ln, c.LinearRows(k), c.LinearCols(k)));
+  };
+  if (h.version == 0) {
+    m.embedding = cur.Take("token_embedding", {c.vocab_size, c.dim});
+    set_norm(&LayerWeights::attn_norm, cur.TakeLayers("attn_norm", Ln, c.dim, 0));
+    take_linear(LinearKind::kQ);
+    take_linear(LinearKind::kK);
+    take_linear(LinearKind::kV);
+    take_linear(LinearKind::kO);
+    set_norm(&LayerWeights::ffn_norm, cur.TakeLayers("ffn_norm", Ln, c.dim, 0));
+    take_linear(LinearKind::kGate);
+    take_linear(LinearKind::kDown);
+    take_linear(LinearKind::kUp);
+    m.final_norm = cur.Take("final_norm", {c.dim});
+    cur.Skip(static_cast<int64_t>(c.seq_len) * c.head_dim);  // freq_cis_real, freq_cis_imag
+  } else {
+    set_norm(&LayerWeights::attn_norm, cur.TakeLayers("attn_norm", Ln, c.dim, 0));
+    set_norm(&LayerWeights::ffn_norm, cur.TakeLayers("ffn_norm", Ln, c.dim, 0));
+    m.final_norm = cur.Take("final_norm", {c.dim});
+    m.embedding = cur.Take("token_embedding", {c.vocab_size, c.dim});
+    take_linear(LinearKind::kQ);
+    take_linear(LinearKind::kK);
+    take_linear(LinearKind::kV);
+    take_linear(LinearKind::kO);
+    take_linear(LinearKind::kGate);
+    take_linear(LinearKind::kDown);
+    take_linear(LinearKind::kUp);
+  }
+  m.output = h.shared_classifier ? m.embedding.WithName("output")
+                                 : cur.Take("output", {c.vocab_size, c.dim});
+  if (absl::Status s = m.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  return m;
+}
+
+}  // namespace impq::model

@@ -1,0 +1,180 @@
+#include "worker/model/model.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/rng.h"
+
+namespace impq::model {
+
+const char* LinearKindName(LinearKind kind) {
+  switch (kind) {
+    case LinearKind::kQ: return "attn_q";
+    case LinearKind::kK: return "attn_k";
+    case LinearKind::kV: return "attn_v";
+    case LinearKind::kO: return "attn_o";
+    case LinearKind::kGate: return "ffn_gate";
+    case LinearKind::kUp: return "ffn_up";
+    case LinearKind::kDown: return "ffn_down";
+  }
+  return "?";
+}
+
+int64_t ModelConfig::LinearRows(LinearKind kind) const {
+  switch (kind) {
+    case LinearKind::kQ: return q_dim();
+    case LinearKind::kK:
+    case LinearKind::kV: return kv_dim();
+    case LinearKind::kO: return dim;
+    case LinearKind::kGate:
+    case LinearKind::kUp: return hidden_dim;
+    case LinearKind::kDown: return dim;
+  }
+  return 0;
+}
+
+int64_t ModelConfig::LinearCols(LinearKind kind) const {
+  switch (kind) {
+    case LinearKind::kQ:
+    case LinearKind::kK:
+    case LinearKind::kV:
+    case LinearKind::kGate:
+    case LinearKind::kUp: return dim;
+    case LinearKind::kO: return q_dim();
+    case LinearKind::kDown: return hidden_dim;
+  }
+  return 0;
+}
+
+absl::Status ModelConfig::Validate() const {
+  auto positive = [](const char* field, int v) -> absl::Status {
+    if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(field, " must be > 0, got ", v));
+    return absl::OkStatus();
+  };
+  for (auto [field, v] : {std::pair{"dim", dim}, {"hidden_dim", hidden_dim},
+                          {"n_layers", n_layers}, {"n_heads", n_heads},
+                          {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim},
+                          {"vocab_size", vocab_size}, {"seq_len", seq_len}}) {
+    if (absl::Status s = positive(field, v); !s.ok()) return s;
+  }
+  if (n_heads % n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("n_heads (", n_heads,
+                                                   ") must be a multiple of n_kv_heads (",
+                                                   n_kv_heads, ")"));
+  }
+  if (head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("head_dim must be even for rotary embeddings, got ", head_dim));
+  }
+  if (!(norm_eps > 0) || !(rope_theta > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("norm_eps and rope_theta must be > 0, got ", norm_eps, " and ", rope_theta));
+  }
+  return absl::OkStatus();
+}
+
+std::string ModelConfig::ToString() const {
+  return absl::StrCat(arch, " dim=", dim, " hidden=", hidden_dim, " layers=", n_layers,
+                      " heads=", n_heads, " kv_heads=", n_kv_heads, " head_dim=", head_dim,
+                      " vocab=", vocab_size, " seq_len=", seq_len,
+                      tied_embeddings ? " tied" : " untied");
+}
+
+namespace {
+
+absl::Status CheckShape(const Tensor& t, const std::string& what, std::vector<int64_t> want) {
+  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("tensor ", what, " is missing"));
+  if (t.shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", what, " has shape ", t.ShapeString(),
+                                                   ", expected [", absl::StrJoin(want, ", "),
+                                                   "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Model::Validate() const {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  const ModelConfig& c = config;
+  if (static_cast<int>(layers.size()) != c.n_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model has ", layers.size(), " layers, config says ", c.n_layers));
+  }
+  if (absl::Status s = CheckShape(embedding, "token_embedding", {c.vocab_size, c.dim}); !s.ok())
+    return s;
+  if (absl::Status s = CheckShape(final_norm, "final_norm", {c.dim}); !s.ok()) return s;
+  if (absl::Status s = CheckShape(output, "output", {c.vocab_size, c.dim}); !s.ok()) return s;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = layers[l];
+    std::string p = absl::StrCat("layers.", l, ".");
+    if (absl::Status s = CheckShape(lw.attn_norm, p + "attn_norm", {c.dim}); !s.ok()) return s;
+    if (absl::Status s = CheckShape(lw.ffn_norm, p + "ffn_norm", {c.dim}); !s.ok()) return s;
+    for (int k = 0; k < kNumLinear; ++k) {
+      auto kind = static_cast<LinearKind>(k);
+      if (absl::Status s = CheckShape(lw.linear[k], p + LinearKindName(kind),
+                                      {c.LinearRows(kind), c.LinearCols(kind)});
+          !s.ok())
+        return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t Model::LinearParameterCount() const {
+  int64_t n = 0;
+  for (const auto& lw : layers) {
+    for (const auto& t : lw.linear) n += t.numel();
+  }
+  return n;
+}
+
+namespace {
+
+Tensor RandomTensor(const std::string& name, std::vector<int64_t> shape, uint64_t seed,
+                    float center, float stddev) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> v(static_cast<size_t>(n));
+  Rng rng(seed);
+  // Uniform with the requested standard deviation: fast for 100M-parameter shapes and
+  // statistically adequate for speed measurements and numeric tests.
+  const double half_width = stddev * std::sqrt(3.0);
+  for (auto& x : v) x = static_cast<float>(center + half_width * (2.0 * rng.Uniform() - 1.0));
+  return Tensor::Owned(name, std::move(shape), std::move(v));
+}
+
+}  // namespace
+
+Model MakeRandomModel(const ModelConfig& config, uint64_t seed) {
+  Model m;
+  m.config = config;
+  m.source = absl::StrCat("random(seed=", seed, ")");
+  const ModelConfig& c = config;
+  uint64_t stream = 0;
+  auto next_seed = [&] { return DeriveSeed(seed, stream++); };
+  m.embedding = RandomTensor("token_embedding", {c.vocab_size, c.dim}, next_seed(), 0.0f, 0.02f);
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerWeights lw;
+    std::string p = absl::StrCat("layers.", l, ".");
+    lw.attn_norm = RandomTensor(p + "attn_norm", {c.dim}, next_seed(), 1.0f, 0.1f);
+    lw.ffn_norm = RandomTensor(p + "ffn_norm", {c.dim}, next_seed(), 1.0f, 0.1f);
+    for (int k = 0; k < kNumLinear; ++k) {
+      auto kind = static_cast<LinearKind>(k);
+      lw.linear[k] = RandomTensor(p + LinearKindName(kind),
+                                  {c.LinearRows(kind), c.LinearCols(kind)}, next_seed(), 0.0f,
+                                  0.02f);
+    }
+    m.layers.push_back(std::move(lw));
+  }
+  m.final_norm = RandomTensor("final_norm", {c.dim}, next_seed(), 1.0f, 0.1f);
+  if (c.tied_embeddings) {
+    m.output = m.embedding.WithName("output");
+  } else {
+    m.output = RandomTensor("output", {c.vocab_size, c.dim}, next_seed(), 0.0f, 0.02f);
+  }
+  return m;
+}
+
+}  // namespace impq::model
