@@ -2,6 +2,7 @@
 #ifndef IMPQ_WORKER_FORWARD_KERNELS_REF_H_
 #define IMPQ_WORKER_FORWARD_KERNELS_REF_H_
 
+#include <cstddef>
 #include <vector>
 
 namespace impq::forward {
