@@ -82,7 +82,7 @@ void LlamaForward::Attention(int64_t T, Workspace& ws, ThreadPool* pool) const {
 }
 
 void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace& ws,
-                            ThreadPool* pool) const {
+                            ThreadPool* pool, LinearInputObserver* observer) const {
   const auto& c = config();
   const auto& lw = model_.layers[layer];
   const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), H = c.hidden_dim;
@@ -93,6 +93,7 @@ void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace&
   for (int64_t t = 0; t < T; ++t) {
     RmsNormRow(ws.x.data() + t * D, lw.attn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
   }
+  if (observer) observer->OnLinearInput(layer, LinearKind::kQ, ws.xb.data(), T, D);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kQ), qd, ws.q.data(), qd, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kK), kvd, ws.k.data(), kvd, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kV), kvd, ws.v.data(), kvd, pool);
@@ -103,6 +104,7 @@ void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace&
     for (int h = 0; h < c.n_kv_heads; ++h) RopeHead(ws.k.data() + t * kvd + h * hd, hd, cs, sn, interleaved);
   }
   Attention(T, ws, pool);
+  if (observer) observer->OnLinearInput(layer, LinearKind::kO, ws.att.data(), T, qd);
   MatMulWt(ws.att.data(), qd, T, qd, w.Get(layer, LinearKind::kO), D, ws.proj.data(), D, pool);
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
 
@@ -110,18 +112,21 @@ void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace&
   for (int64_t t = 0; t < T; ++t) {
     RmsNormRow(ws.x.data() + t * D, lw.ffn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
   }
+  if (observer) observer->OnLinearInput(layer, LinearKind::kGate, ws.xb.data(), T, D);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kGate), H, ws.h1.data(), H, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kUp), H, ws.h3.data(), H, pool);
   SiluMul(ws.h1.data(), ws.h3.data(), T * H);
+  if (observer) observer->OnLinearInput(layer, LinearKind::kDown, ws.h1.data(), T, H);
   MatMulWt(ws.h1.data(), H, T, H, w.Get(layer, LinearKind::kDown), D, ws.proj.data(), D, pool);
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
 }
 
 void LlamaForward::RunBlocks(std::span<const int> tokens, const WeightSet& weights,
-                             Workspace& ws, ThreadPool* pool) const {
+                             Workspace& ws, ThreadPool* pool,
+                             LinearInputObserver* observer) const {
   Embed(tokens, ws);
   const auto T = static_cast<int64_t>(tokens.size());
-  for (int l = 0; l < config().n_layers; ++l) RunBlock(l, weights, T, ws, pool);
+  for (int l = 0; l < config().n_layers; ++l) RunBlock(l, weights, T, ws, pool, observer);
 }
 
 void LlamaForward::Logits(int64_t row_begin, int64_t rows, Workspace& ws,

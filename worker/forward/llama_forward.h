@@ -26,6 +26,17 @@
 
 namespace impq::forward {
 
+// Sees the input of the linear modules during a forward pass (e.g. to collect GPTQ's
+// calibration statistics). Called once per distinct input: kQ stands for q, k and v (one
+// shared input), kO for o, kGate for gate and up, kDown for down. `x` is [rows, cols],
+// row-major, valid only during the call. Called from the thread running the block.
+class LinearInputObserver {
+ public:
+  virtual ~LinearInputObserver() = default;
+  virtual void OnLinearInput(int layer, model::LinearKind kind, const float* x, int64_t rows,
+                             int64_t cols) = 0;
+};
+
 // Scratch buffers for sequences of up to `capacity` tokens. Grows on demand.
 class Workspace {
  public:
@@ -60,14 +71,14 @@ class LlamaForward {
   void Embed(std::span<const int> tokens, Workspace& ws) const;
   // Runs decoder block `layer` on the T rows in ws.x (positions 0..T-1), in place.
   void RunBlock(int layer, const WeightSet& weights, int64_t T, Workspace& ws,
-                ThreadPool* pool) const;
+                ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
   // Final norm and output head for rows [row_begin, row_begin + rows) of ws.x:
   // ws.logits[r * vocab ...] holds row row_begin + r. REQUIRES: rows <= kLogitRows.
   void Logits(int64_t row_begin, int64_t rows, Workspace& ws, ThreadPool* pool) const;
 
   // The whole pass: Embed, every block. Leaves the final hidden states in ws.x.
   void RunBlocks(std::span<const int> tokens, const WeightSet& weights, Workspace& ws,
-                 ThreadPool* pool) const;
+                 ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
 
  private:
   void Attention(int64_t T, Workspace& ws, ThreadPool* pool) const;

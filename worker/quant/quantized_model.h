@@ -1,0 +1,131 @@
+// A model with every quantizable linear weight prepared at 2 and at 4 bits, once.
+//
+// IMPQ's game needs the loss of thousands of bit assignments. QuantizedModel quantizes each
+// linear module with the chosen backend at both widths when it is built, keeps the packed
+// tensors (for exact memory accounting) and their dequantized float copies, and then turns
+// any assignment into a forward::WeightSet by pointer swaps: applying an assignment never
+// quantizes anything (tests count Quantizer calls).
+//
+// Players are the units that receive a width: whole decoder blocks (the paper's choice, all 7
+// linears of a block together) or individual linear modules (player = layer * 7 + kind).
+// Embeddings, norms and the output head stay in full precision.
+//
+// GPTQ calibrates each linear on the inputs that the *full-precision* model feeds it
+// (CollectCalibration), so every module's 2- and 4-bit versions are computed once and do not
+// depend on the other modules' widths; the same holds trivially for RTN and HQQ.
+//
+// Immutable after Build; thread-safe. WeightSets point into this object: it must outlive them.
+#ifndef IMPQ_WORKER_QUANT_QUANTIZED_MODEL_H_
+#define IMPQ_WORKER_QUANT_QUANTIZED_MODEL_H_
+
+#include <array>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "worker/eval/eval_set.h"
+#include "worker/forward/llama_forward.h"
+#include "worker/forward/weight_set.h"
+#include "worker/model/model.h"
+#include "worker/quant/calibration.h"
+#include "worker/quant/packed_tensor.h"
+#include "worker/quant/quantizer.h"
+
+namespace impq::quant {
+
+enum class PlayerGranularity { kBlock, kModule };
+// "block" / "module".
+const char* PlayerGranularityName(PlayerGranularity g);
+absl::StatusOr<PlayerGranularity> ParsePlayerGranularity(const std::string& name);
+
+struct LinearRef {
+  int layer;
+  model::LinearKind kind;
+};
+
+struct Player {
+  std::string name;  // "block3" or "layers.3.attn_q"
+  std::vector<LinearRef> linears;
+};
+
+std::vector<Player> MakePlayers(const model::ModelConfig& config, PlayerGranularity g);
+
+// Per layer and LinearKind, the statistics of that module's input over calibration text.
+// q/k/v share one input and gate/up another, so entries may share a CalibrationStats.
+class CalibrationSet {
+ public:
+  const CalibrationStats* Get(int layer, model::LinearKind kind) const;
+  int64_t tokens() const { return tokens_; }
+
+ private:
+  friend absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward&,
+                                                           const eval::EvalSet&, int);
+  // [layer][distinct input: q/k/v, o, gate/up, down]
+  std::vector<std::array<std::shared_ptr<CalibrationStats>, 4>> stats_;
+  int64_t tokens_ = 0;
+};
+
+// Runs the full-precision model over `set` and accumulates every linear module's input
+// statistics (GPTQ's Hessians). Deterministic for any thread count.
+absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& fwd,
+                                                  const eval::EvalSet& set, int threads);
+
+class QuantizedModel {
+ public:
+  // Quantizes every linear module of `model` at 2 and 4 bits with `quantizer` and `config`
+  // (config.bits is ignored). `calib` is required by GPTQ and ignored otherwise.
+  // Errors: from the quantizer (names the tensor), GPTQ without calibration.
+  static absl::StatusOr<std::unique_ptr<QuantizedModel>> Build(
+      const model::Model& model, const Quantizer& quantizer, const QuantConfig& config,
+      PlayerGranularity granularity, const CalibrationSet* calib, ThreadPool* pool = nullptr);
+
+  const model::Model& model() const { return model_; }
+  const std::vector<Player>& players() const { return players_; }
+  int num_players() const { return static_cast<int>(players_.size()); }
+  PlayerGranularity granularity() const { return granularity_; }
+  const std::string& backend() const { return backend_; }
+  int group_size() const { return group_size_; }
+
+  // WeightSet with player i at bits[i] (2, 4, or 16/32 for full precision).
+  // InvalidArgument when bits.size() != num_players() or a width is not 2, 4, 16 or 32.
+  absl::StatusOr<forward::WeightSet> Apply(std::span<const int> bits) const;
+  // All players at one width.
+  forward::WeightSet Uniform(int bits) const;
+
+  // Exact storage of player i at 2 or 4 bits: packed codes + scales + zeros of its modules.
+  int64_t PlayerBytes(int player, int bits) const;
+  // Storage of the full-precision (f32) weights of player i.
+  int64_t PlayerFloatBytes(int player) const;
+
+  const PackedTensor& Packed(int layer, model::LinearKind kind, int bits) const;
+  // Dequantized weights [out, in] of one module at 2 or 4 bits.
+  const std::vector<float>& Dequantized(int layer, model::LinearKind kind, int bits) const;
+
+  // Seconds spent quantizing in Build.
+  double quantize_seconds() const { return quantize_seconds_; }
+
+ private:
+  struct Module {
+    PackedTensor packed[2];             // [0]: 2-bit, [1]: 4-bit
+    std::vector<float> dequantized[2];  // same order
+  };
+  QuantizedModel(const model::Model& m) : model_(m) {}
+  const Module& Get(int layer, model::LinearKind kind) const {
+    return modules_[static_cast<size_t>(layer) * model::kNumLinear + static_cast<int>(kind)];
+  }
+
+  const model::Model& model_;
+  std::vector<Player> players_;
+  PlayerGranularity granularity_ = PlayerGranularity::kBlock;
+  std::string backend_;
+  int group_size_ = 0;
+  std::vector<Module> modules_;  // [layer * 7 + kind]
+  double quantize_seconds_ = 0;
+};
+
+}  // namespace impq::quant
+
+#endif  // IMPQ_WORKER_QUANT_QUANTIZED_MODEL_H_
