@@ -1,0 +1,120 @@
+// End-to-end: the `impq` binary on real and broken inputs. Every bad input must end in a
+// clear message naming the file or flag and a non-zero exit code, never a crash.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "common/file_util.h"
+#include "common/test_paths.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace impq {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+Result RunImpq(const std::string& args) {
+  std::string cmd = std::string(IMPQ_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = ::pclose(p);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return {code, out};
+}
+
+std::string EvalArgs(const std::string& model, const std::string& tok, const std::string& text) {
+  return "eval --threads 2 --model " + model + " --tokenizer " + tok + " --text " + text;
+}
+
+const std::string kModel = SharedDataPath("stories260K.bin");
+const std::string kTok = SharedDataPath("tok512.bin");
+const std::string kText = SharedDataPath("tinystories_v2_valid_100.txt");
+
+TEST(CliTest, EvalJsonHasTheDocumentedKeysAndTheReferencePerplexity) {
+  Result r = RunImpq(EvalArgs(kModel, kTok, kText) + " --json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"tokens", "nll", "ppl", "tokens_per_s"}) EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["tokens"].get<int64_t>(), 35351);
+  EXPECT_NEAR(j["ppl"].get<double>(), 3.7421, 0.005 * 3.7421);
+}
+
+TEST(CliTest, StreamModeAndCtx) {
+  Result r = RunImpq(EvalArgs(kModel, kTok, kText) + " --mode stream --ctx 256 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["mode"], "stream");
+  EXPECT_EQ(j["ctx"], 256);
+}
+
+TEST(CliTest, MissingFilesAreNamed) {
+  Result r = RunImpq(EvalArgs("/nonexistent/m.bin", kTok, kText));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/nonexistent/m.bin"));
+  r = RunImpq(EvalArgs(kModel, "/nonexistent/t.bin", kText));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/nonexistent/t.bin"));
+  r = RunImpq(EvalArgs(kModel, kTok, "/nonexistent/x.txt"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("/nonexistent/x.txt"));
+}
+
+TEST(CliTest, BrokenInputsGiveClearErrors) {
+  auto bytes = ReadFileToString(kModel);
+  ASSERT_TRUE(bytes.ok());
+  const std::string truncated = TempFilePath("cli_truncated.bin");
+  ASSERT_TRUE(WriteFileAtomically(truncated, bytes->substr(0, 5000)).ok());
+  const std::string empty = TempFilePath("cli_empty.txt");
+  ASSERT_TRUE(WriteFileAtomically(empty, "\n\n").ok());
+
+  Result r = RunImpq(EvalArgs(truncated, kTok, kText));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr(truncated));
+  EXPECT_THAT(r.out, HasSubstr("truncated checkpoint"));
+
+  r = RunImpq(EvalArgs(kModel, kTok, empty));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("no text to evaluate"));
+
+  r = RunImpq(EvalArgs(kModel, kTok, kText) + " --ctx 4096");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--ctx 4096 is larger than the model's sequence length 512"));
+
+  r = RunImpq(EvalArgs(kModel, kModel, kText));  // a model file given as the tokenizer
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr(kModel));
+  ::unlink(truncated.c_str());
+  ::unlink(empty.c_str());
+}
+
+TEST(CliTest, UsageErrorsExitWithTwo) {
+  Result r = RunImpq("eval --model x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("missing required flag --tokenizer"));
+  r = RunImpq(EvalArgs(kModel, kTok, kText) + " --mode windows");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("unknown evaluation mode 'windows'"));
+  r = RunImpq("frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("unknown command 'frobnicate'"));
+  r = RunImpq("eval --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--tokenizer"));
+}
+
+}  // namespace
+}  // namespace impq
