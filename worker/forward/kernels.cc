@@ -5,6 +5,16 @@
 
 namespace impq::forward {
 
+// The hot row kernels get an AVX2 clone next to the baseline x86-64 one, picked at load time.
+// Both run the same float operations in the same order (no FMA contraction in ISO C++ mode,
+// fixed-lane sums), so results do not depend on which clone runs.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define IMPQ_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define IMPQ_KERNEL_CLONES
+#endif
+
+IMPQ_KERNEL_CLONES
 void RmsNormRow(const float* x, const float* w, int64_t n, float eps, float* out) {
   double ss = 0.0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
@@ -29,31 +39,61 @@ void RopeHead(float* v, int64_t head_dim, const float* cos, const float* sin, bo
   }
 }
 
-void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
-  float mx = row[0];
-  for (int64_t j = 1; j < valid; ++j) mx = std::max(mx, row[j]);
-  float sum = 0.0f;
-  for (int64_t j = 0; j < valid; ++j) {
-    row[j] = std::exp(row[j] - mx);
-    sum += row[j];
+namespace {
+
+// Σ v[0..n) with 16 independent partial sums, combined in a fixed order: vectorizes without
+// -ffast-math and gives the same result on every run.
+float SumLanes(const float* __restrict v, int64_t n) {
+  float lane[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int k = 0; k < 16; ++k) lane[k] += v[j + k];
   }
+  for (; j < n; ++j) lane[j & 15] += v[j];
+  float s = 0.0f;
+  for (int k = 0; k < 16; ++k) s += lane[k];
+  return s;
+}
+
+float MaxOf(const float* __restrict v, int64_t n) {
+  float mx = v[0];
+  for (int64_t j = 1; j < n; ++j) mx = v[j] > mx ? v[j] : mx;
+  return mx;
+}
+
+}  // namespace
+
+IMPQ_KERNEL_CLONES
+void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
+  const float mx = MaxOf(row, valid);
+  for (int64_t j = 0; j < valid; ++j) row[j] = FastExp(row[j] - mx);
+  const float sum = SumLanes(row, valid);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
   for (int64_t j = valid; j < n; ++j) row[j] = 0.0f;
 }
 
+IMPQ_KERNEL_CLONES
 void SiluMul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    gate[i] = g / (1.0f + FastExp(-g)) * up[i];
   }
 }
 
+IMPQ_KERNEL_CLONES
 double LogSumExp(const float* row, int64_t n) {
-  float mx = row[0];
-  for (int64_t j = 1; j < n; ++j) mx = std::max(mx, row[j]);
+  const float mx = MaxOf(row, n);
+  // Float exponentials summed in 16 double lanes (fixed order): each term is in (0, 1], so
+  // the double sum loses nothing that matters against the float inputs.
+  double lane[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int k = 0; k < 16; ++k) lane[k] += FastExp(row[j + k] - mx);
+  }
+  for (; j < n; ++j) lane[j & 15] += FastExp(row[j] - mx);
   double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) sum += std::exp(row[j] - mx);
+  for (int k = 0; k < 16; ++k) sum += lane[k];
   return mx + std::log(sum);
 }
 
