@@ -13,6 +13,7 @@ constexpr char kUsage[] =
     "commands:\n"
     "  run    the main job on the embedded default (the shared stories260K model)\n"
     "  eval   loss / perplexity / KL of a model on a text file\n"
+    "  quantize-eval  loss of a model quantized by rtn|hqq|gptq under a 2/4-bit assignment\n"
     "\n"
     "`impq <command> --help` lists a command's flags.\n";
 
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (cmd == "run") return impq::cli::RunCommand(args);
   if (cmd == "eval") return impq::cli::EvalCommand(args);
+  if (cmd == "quantize-eval") return impq::cli::QuantizeEvalCommand(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status.h"
 
 namespace impq::quant {
@@ -85,7 +86,27 @@ const CalibrationStats* CalibrationSet::Get(int layer, LinearKind kind) const {
 
 absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& fwd,
                                                   const eval::EvalSet& set, int threads) {
+  if (threads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("CollectCalibration: threads = ", threads,
+                                                   " (expected >= 1)"));
+  }
   const auto& c = fwd.config();
+  // The forward pass indexes the embedding and RoPE tables without checks: validate here.
+  for (size_t s = 0; s < set.sequences.size(); ++s) {
+    const auto& tokens = set.sequences[s].tokens;
+    if (tokens.empty() || static_cast<int64_t>(tokens.size()) > c.seq_len) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibration sequence ", s, " has ", tokens.size(),
+                       " tokens (expected 1 to seq_len = ", c.seq_len, ")"));
+    }
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("calibration sequence ", s, " position ", t, ": token id ", tokens[t],
+                         " outside the vocabulary [0, ", c.vocab_size, ")"));
+      }
+    }
+  }
   CalibrationSet out;
   out.stats_.resize(c.n_layers);
   for (auto& layer : out.stats_) {
@@ -111,6 +132,15 @@ absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& f
 absl::StatusOr<std::unique_ptr<QuantizedModel>> QuantizedModel::Build(
     const model::Model& model, const Quantizer& quantizer, const QuantConfig& config,
     PlayerGranularity granularity, const CalibrationSet* calib, ThreadPool* pool) {
+  if (config.group_size <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("group_size = ", config.group_size,
+                                                   " (expected > 0)"));
+  }
+  // Checked here, before any work, so the message is the documented one rather than the
+  // first tensor's.
+  if (quantizer.name() == "gptq" && calib == nullptr) {
+    return absl::InvalidArgumentError("GPTQ needs calibration activations (--calib)");
+  }
   auto qm = std::unique_ptr<QuantizedModel>(new QuantizedModel(model));
   qm->players_ = MakePlayers(model.config, granularity);
   qm->granularity_ = granularity;
@@ -145,14 +175,13 @@ absl::StatusOr<std::unique_ptr<QuantizedModel>> QuantizedModel::Build(
   return qm;
 }
 
-absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bits) const {
+absl::Status QuantizedModel::CheckAssignment(std::span<const int> bits) const {
   if (static_cast<int>(bits.size()) != num_players()) {
     return absl::InvalidArgumentError(absl::StrCat("assignment has ", bits.size(),
                                                    " entries, the model has ", num_players(),
                                                    " players (", PlayerGranularityName(granularity_),
                                                    " granularity)"));
   }
-  forward::WeightSet w = forward::WeightSet::FromModel(model_);
   for (int p = 0; p < num_players(); ++p) {
     const int b = bits[p];
     if (b != 2 && b != 4 && b != 16 && b != 32) {
@@ -160,9 +189,19 @@ absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bi
                                                      ") has width ", b,
                                                      "; expected 2, 4 (or 16/32 for full precision)"));
     }
-    if (b > 4) continue;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bits) const {
+  RETURN_IF_ERROR(CheckAssignment(bits));
+  forward::WeightSet w = forward::WeightSet::FromModel(model_);
+  for (int p = 0; p < num_players(); ++p) {
+    const int b = bits[p];
+    if (b > 4) continue;  // full precision: the model's own weights
     for (const LinearRef& r : players_[p].linears) {
-      w.linear[r.layer][static_cast<int>(r.kind)] = Get(r.layer, r.kind).dequantized[b == 2 ? 0 : 1].data();
+      w.linear[r.layer][static_cast<int>(r.kind)] =
+          Get(r.layer, r.kind).dequantized[b == 2 ? 0 : 1].data();
     }
   }
   return w;
@@ -170,28 +209,47 @@ absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bi
 
 forward::WeightSet QuantizedModel::Uniform(int bits) const {
   std::vector<int> all(players_.size(), bits);
-  return *Apply(all);
+  auto w = Apply(all);
+  IMPQ_CHECK(w.ok()) << w.status().message();
+  return *std::move(w);
 }
 
 int64_t QuantizedModel::PlayerBytes(int player, int bits) const {
-  int64_t total = 0;
-  for (const LinearRef& r : players_.at(player).linears) total += Get(r.layer, r.kind).packed[bits == 2 ? 0 : 1].ByteSize();
-  return total;
-}
-
-int64_t QuantizedModel::PlayerFloatBytes(int player) const {
+  IMPQ_CHECK(bits == 2 || bits == 4 || bits == 16 || bits == 32) << "bits = " << bits;
+  if (bits > 4) return PlayerFloatBytes(player);
   int64_t total = 0;
   for (const LinearRef& r : players_.at(player).linears) {
-    total += model_.layers[r.layer][r.kind].numel() * static_cast<int64_t>(sizeof(float));
+    total += Get(r.layer, r.kind).packed[bits == 2 ? 0 : 1].ByteSize();
   }
   return total;
 }
 
+int64_t QuantizedModel::PlayerFloatBytes(int player) const {
+  return PlayerWeights(player) * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t QuantizedModel::PlayerWeights(int player) const {
+  int64_t total = 0;
+  for (const LinearRef& r : players_.at(player).linears) {
+    total += model_.layers[r.layer][r.kind].numel();
+  }
+  return total;
+}
+
+absl::StatusOr<int64_t> QuantizedModel::AssignmentBytes(std::span<const int> bits) const {
+  RETURN_IF_ERROR(CheckAssignment(bits));
+  int64_t total = 0;
+  for (int p = 0; p < num_players(); ++p) total += PlayerBytes(p, bits[p]);
+  return total;
+}
+
 const PackedTensor& QuantizedModel::Packed(int layer, LinearKind kind, int bits) const {
+  IMPQ_CHECK(bits == 2 || bits == 4) << "bits = " << bits;
   return Get(layer, kind).packed[bits == 2 ? 0 : 1];
 }
 
 const std::vector<float>& QuantizedModel::Dequantized(int layer, LinearKind kind, int bits) const {
+  IMPQ_CHECK(bits == 2 || bits == 4) << "bits = " << bits;
   return Get(layer, kind).dequantized[bits == 2 ? 0 : 1];
 }
 

@@ -69,15 +69,24 @@ class CalibrationSet {
 };
 
 // Runs the full-precision model over `set` and accumulates every linear module's input
-// statistics (GPTQ's Hessians). Deterministic for any thread count.
+// statistics (GPTQ's Hessians). Sequences run in set order (threads work inside each
+// sequence), so the result is bit for bit the same at any thread count.
+// InvalidArgument when threads < 1, a sequence is empty or longer than the model's seq_len, a
+// token is outside the vocabulary (names sequence and position), or an activation is not
+// finite (names the module).
 absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& fwd,
                                                   const eval::EvalSet& set, int threads);
 
 class QuantizedModel {
  public:
   // Quantizes every linear module of `model` at 2 and 4 bits with `quantizer` and `config`
-  // (config.bits is ignored). `calib` is required by GPTQ and ignored otherwise.
-  // Errors: from the quantizer (names the tensor), GPTQ without calibration.
+  // (config.bits and config.pool are ignored; `pool`, optional, runs the row-parallel work).
+  // `calib` is required by GPTQ and ignored otherwise.
+  // Errors (InvalidArgument): config.group_size <= 0 (names group_size and the value), GPTQ
+  // without calibration ("GPTQ needs calibration activations (--calib)"), and anything the
+  // quantizer rejects, e.g. a NaN/Inf weight; those messages start with the tensor name and
+  // the width ("layers.2.ffn_up at 4 bits (rtn): ...").
+  // REQUIRES: `model` is valid and outlives the result.
   static absl::StatusOr<std::unique_ptr<QuantizedModel>> Build(
       const model::Model& model, const Quantizer& quantizer, const QuantConfig& config,
       PlayerGranularity granularity, const CalibrationSet* calib, ThreadPool* pool = nullptr);
@@ -92,14 +101,23 @@ class QuantizedModel {
   // WeightSet with player i at bits[i] (2, 4, or 16/32 for full precision).
   // InvalidArgument when bits.size() != num_players() or a width is not 2, 4, 16 or 32.
   absl::StatusOr<forward::WeightSet> Apply(std::span<const int> bits) const;
-  // All players at one width.
+  // All players at one width. REQUIRES: bits is 2, 4, 16 or 32.
   forward::WeightSet Uniform(int bits) const;
 
-  // Exact storage of player i at 2 or 4 bits: packed codes + scales + zeros of its modules.
+  // Exact storage of player i at 2 or 4 bits: packed codes + scales + zeros of its modules
+  // (equals the sum of StorageBytes over them); at 16 or 32 bits its f32 storage
+  // (PlayerFloatBytes: the model keeps f32 weights). REQUIRES: 0 <= player < num_players(),
+  // bits in {2, 4, 16, 32}.
   int64_t PlayerBytes(int player, int bits) const;
   // Storage of the full-precision (f32) weights of player i.
   int64_t PlayerFloatBytes(int player) const;
+  // Number of weights of player i (sum of rows * cols of its modules).
+  int64_t PlayerWeights(int player) const;
+  // Sum of PlayerBytes(i, bits[i]): the linear weights' memory under an assignment.
+  // InvalidArgument as Apply.
+  absl::StatusOr<int64_t> AssignmentBytes(std::span<const int> bits) const;
 
+  // REQUIRES (both): bits is 2 or 4, layer and kind in range.
   const PackedTensor& Packed(int layer, model::LinearKind kind, int bits) const;
   // Dequantized weights [out, in] of one module at 2 or 4 bits.
   const std::vector<float>& Dequantized(int layer, model::LinearKind kind, int bits) const;
@@ -112,7 +130,8 @@ class QuantizedModel {
     PackedTensor packed[2];             // [0]: 2-bit, [1]: 4-bit
     std::vector<float> dequantized[2];  // same order
   };
-  QuantizedModel(const model::Model& m) : model_(m) {}
+  explicit QuantizedModel(const model::Model& m) : model_(m) {}
+  absl::Status CheckAssignment(std::span<const int> bits) const;
   const Module& Get(int layer, model::LinearKind kind) const {
     return modules_[static_cast<size_t>(layer) * model::kNumLinear + static_cast<int>(kind)];
   }
