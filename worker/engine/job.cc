@@ -1,0 +1,580 @@
+#include "worker/engine/job.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/rng.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+#include "solver/allocation_problem.h"
+#include "solver/allocation_solver.h"
+#include "solver/baselines.h"
+#include "solver/interactions.h"
+#include "solver/spqe.h"
+#include "worker/engine/baselines.h"
+#include "worker/engine/local_evaluator.h"
+#include "worker/forward/llama_forward.h"
+#include "worker/model/loader.h"
+#include "worker/quant/quantizer.h"
+
+namespace impq::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Keeps the first n sequences of a set (n <= 0 or >= size: all) and recounts the totals.
+void TakeFirstSequences(eval::EvalSet& set, int64_t n) {
+  if (n > 0 && static_cast<size_t>(n) < set.sequences.size()) {
+    set.sequences.resize(static_cast<size_t>(n));
+  }
+  set.scored_tokens = 0;
+  set.processed_tokens = 0;
+  for (const auto& s : set.sequences) {
+    set.scored_tokens += s.scored();
+    set.processed_tokens += static_cast<int64_t>(s.tokens.size());
+  }
+}
+
+absl::StatusOr<eval::EvalSet> LoadSet(const model::Tokenizer& tok, const std::string& path,
+                                      const JobOptions& o, int64_t docs, int64_t max_ctx) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tok, text, o.mode, o.ctx, max_ctx, path));
+  TakeFirstSequences(set, docs);
+  return set;
+}
+
+const char* StopReasonName(solver::SpqeStopReason r) {
+  switch (r) {
+    case solver::SpqeStopReason::kMaxPermutations: return "max_permutations";
+    case solver::SpqeStopReason::kStandardError: return "standard_error";
+    case solver::SpqeStopReason::kCallback: return "callback";
+  }
+  return "unknown";
+}
+
+std::vector<int> BitsOf(const solver::Coalition& q) {
+  std::vector<int> bits;
+  for (uint8_t x : q) bits.push_back(x != 0 ? 2 : 4);
+  return bits;
+}
+
+// Held-out measurements, memoised by assignment (uniform all-2-bit appears at every budget).
+class HeldoutMeter {
+ public:
+  HeldoutMeter(const quant::QuantizedModel& qm, LocalEvaluator& ev) : qm_(qm), ev_(ev) {}
+  absl::StatusOr<double> Nll(const std::vector<int>& bits) {
+    if (auto it = memo_.find(bits); it != memo_.end()) return it->second;
+    ASSIGN_OR_RETURN(forward::WeightSet w, qm_.Apply(bits));
+    const double nll = ev_.NllOf(w);
+    memo_.emplace(bits, nll);
+    return nll;
+  }
+  int64_t distinct() const { return static_cast<int64_t>(memo_.size()); }
+
+ private:
+  const quant::QuantizedModel& qm_;
+  LocalEvaluator& ev_;
+  std::map<std::vector<int>, double> memo_;
+};
+
+}  // namespace
+
+absl::Status ValidateJobOptions(const JobOptions& o) {
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (o.model_path.empty() || o.tokenizer_path.empty() || o.calib_text_path.empty() ||
+      o.heldout_text_path.empty()) {
+    return bad("job: model_path, tokenizer_path, calib_text_path and heldout_text_path are required");
+  }
+  if (o.calib_docs < 0 || o.heldout_docs < 0) {
+    return bad(absl::StrCat("job: calib_docs = ", o.calib_docs, ", heldout_docs = ",
+                            o.heldout_docs, "; expected >= 0 (0 = all)"));
+  }
+  if (o.backend != "rtn" && o.backend != "hqq" && o.backend != "gptq") {
+    return bad(absl::StrCat("job: backend '", o.backend, "'; expected rtn, hqq or gptq"));
+  }
+  if (o.group_size < 1) return bad(absl::StrCat("job: group_size = ", o.group_size, "; expected >= 1"));
+  if (o.permutations < 2 || (o.antithetic && o.permutations % 2 != 0)) {
+    return bad(absl::StrCat("job: permutations = ", o.permutations,
+                            "; expected >= 2 (the covariance estimator needs two walks)",
+                            o.antithetic ? " and even (antithetic pairs)" : ""));
+  }
+  if (o.estimator != "covariance" && o.estimator != "surrogate") {
+    return bad(absl::StrCat("job: estimator '", o.estimator, "'; expected covariance or surrogate"));
+  }
+  if (!(o.alpha >= 0 && o.alpha <= 1)) return bad(absl::StrCat("job: alpha = ", o.alpha, "; expected [0, 1]"));
+  if (!(o.ridge > 0)) return bad(absl::StrCat("job: ridge = ", o.ridge, "; expected > 0"));
+  if (o.average_bits.empty()) return bad("job: no target average bit-width");
+  for (double b : o.average_bits) {
+    if (!(b >= 2.0 && b <= 4.0)) {
+      return bad(absl::StrCat("job: average bit-width ", b,
+                              " is infeasible: players are quantized to 2 or 4 bits, so the "
+                              "average must lie in [2, 4]"));
+    }
+  }
+  if (o.random_draws < 1) return bad(absl::StrCat("job: random_draws = ", o.random_draws, "; expected >= 1"));
+  if (o.threads < 1) return bad(absl::StrCat("job: threads = ", o.threads, "; expected >= 1"));
+  if (o.max_cache_bytes < 0) return bad("job: max_cache_bytes < 0");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
+  RETURN_IF_ERROR(ValidateJobOptions(o));
+  const auto job_start = Clock::now();
+  JobResult r;
+  r.options = o;
+  r.options.progress = nullptr;
+  LocalEvaluator* calib_eval_ptr = nullptr;  // for progress reports
+  auto report = [&](const std::string& phase, int64_t done, int64_t total,
+                    Clock::time_point phase_start) {
+    if (!o.progress) return;
+    JobProgress p;
+    p.phase = phase;
+    p.done = done;
+    p.total = total;
+    p.evaluations = calib_eval_ptr != nullptr ? calib_eval_ptr->stats().coalitions : 0;
+    p.phase_seconds = Since(phase_start);
+    p.eta_seconds = done > 0 && total > done ? p.phase_seconds / done * (total - done) : 0;
+    p.elapsed_seconds = Since(job_start);
+    o.progress(p);
+  };
+
+  // Load.
+  auto t0 = Clock::now();
+  report("load", 0, 1, t0);
+  ASSIGN_OR_RETURN(model::LoadedModel loaded,
+                   model::LoadModelAndTokenizer(o.model_path, o.tokenizer_path));
+  const model::Model& model = loaded.model;
+  r.model_config = model.config.ToString();
+  if (o.ctx > model.config.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("job: ctx = ", o.ctx,
+                                                   " exceeds the model's seq_len ",
+                                                   model.config.seq_len));
+  }
+  ASSIGN_OR_RETURN(eval::EvalSet calib, LoadSet(*loaded.tokenizer, o.calib_text_path, o,
+                                                o.calib_docs, model.config.seq_len));
+  ASSIGN_OR_RETURN(eval::EvalSet heldout, LoadSet(*loaded.tokenizer, o.heldout_text_path, o,
+                                                  o.heldout_docs, model.config.seq_len));
+  r.calib_sequences = static_cast<int64_t>(calib.sequences.size());
+  r.calib_tokens = calib.scored_tokens;
+  r.heldout_sequences = static_cast<int64_t>(heldout.sequences.size());
+  r.heldout_tokens = heldout.scored_tokens;
+  forward::LlamaForward fwd(model);
+  r.load_seconds = Since(t0);
+  report("load", 1, 1, t0);
+
+  // Quantize every linear at 2 and 4 bits.
+  t0 = Clock::now();
+  report("quantize", 0, 1, t0);
+  ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> quantizer, quant::MakeQuantizer(o.backend));
+  std::unique_ptr<quant::CalibrationSet> qcalib;
+  if (o.backend == "gptq") {
+    ASSIGN_OR_RETURN(quant::CalibrationSet cs, quant::CollectCalibration(fwd, calib, o.threads));
+    qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
+  }
+  quant::QuantConfig qcfg;
+  qcfg.group_size = o.group_size;
+  ThreadPool quant_pool(o.threads);
+  ASSIGN_OR_RETURN(std::unique_ptr<quant::QuantizedModel> qm,
+                   quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players, qcalib.get(),
+                                                &quant_pool));
+  const int n = qm->num_players();
+  solver::PlayerBytes bytes;
+  for (int i = 0; i < n; ++i) {
+    r.player_names.push_back(qm->players()[i].name);
+    bytes.bytes2.push_back(qm->PlayerBytes(i, 2));
+    bytes.bytes4.push_back(qm->PlayerBytes(i, 4));
+  }
+  r.bytes2 = bytes.bytes2;
+  r.bytes4 = bytes.bytes4;
+  for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
+  std::vector<int64_t> budgets;
+  for (double b : o.average_bits) {
+    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, b));
+    budgets.push_back(budget);
+  }
+  r.quantize_seconds = Since(t0);
+  report("quantize", 1, 1, t0);
+
+  // Baselines' scores (isolated Δ costs n + 1 game evaluations).
+  t0 = Clock::now();
+  LocalEvaluatorOptions eo;
+  eo.threads = o.threads;
+  eo.max_cache_bytes = o.max_cache_bytes;
+  ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> calib_eval,
+                   LocalEvaluator::Create(*qm, fwd, calib, eo));
+  calib_eval_ptr = calib_eval.get();
+  report("baselines", 0, 2, t0);
+  ASSIGN_OR_RETURN(IsolatedDelta iso, IsolatedDeltaScores(*calib_eval));
+  r.isolated_delta = iso.scores;
+  r.isolated_evaluations = iso.evaluations;
+  r.calib_loss_all4 = iso.base_loss;
+  report("baselines", 1, 2, t0);
+  ASSIGN_OR_RETURN(ActivationStatistics act,
+                   CollectActivationStatistics(fwd, forward::WeightSet::FromModel(model), calib,
+                                               o.threads));
+  r.lim = LimScores(act, qm->players());
+  r.actnorm = ActivationNormScores(act, qm->players());
+  r.zscore = ZScoreScores(model, qm->players());
+  r.baselines_seconds = Since(t0);
+  report("baselines", 2, 2, t0);
+
+  // SPQE (IMPQ §3.2).
+  t0 = Clock::now();
+  solver::SpqeOptions so;
+  so.num_players = n;
+  so.max_permutations = o.permutations;
+  so.antithetic = o.antithetic;
+  so.seed = o.seed;
+  so.se_threshold = o.se_threshold;
+  so.min_permutations = o.antithetic ? 4 : 2;
+  so.permutations_per_batch = 2;
+  so.progress_callback = [&](const solver::SpqeProgress& p) {
+    report("spqe", p.permutations_done, o.permutations, t0);
+  };
+  report("spqe", 0, o.permutations, t0);
+  ASSIGN_OR_RETURN(solver::SpqeResult spqe, solver::RunSpqe(*calib_eval, so));
+  r.phi = spqe.estimate.phi;
+  r.phi_se = spqe.estimate.standard_error;
+  r.permutations_done = spqe.estimate.num_permutations;
+  r.stop_reason = StopReasonName(spqe.stop_reason);
+  r.coalitions_requested = spqe.coalitions_requested;
+  r.coalitions_evaluated = spqe.coalitions_evaluated;
+  r.cache_hits = spqe.cache_hits;
+  for (const auto& ob : spqe.observations) {
+    if (solver::CoalitionSize(ob.coalition) == n) r.calib_loss_all2 = ob.loss;
+  }
+  r.spqe_seconds = Since(t0);
+
+  // Interactions (IMPQ §3.3) and the exact allocation for every budget.
+  t0 = Clock::now();
+  report("solve", 0, 2, t0);
+  const solver::InteractionInput input = solver::InputFromSpqe(spqe, n);
+  ASSIGN_OR_RETURN(solver::QuadraticObjective cov,
+                   solver::CovarianceInteractionEstimator(o.alpha).Estimate(input));
+  ASSIGN_OR_RETURN(solver::QuadraticObjective sur,
+                   solver::SurrogateInteractionEstimator(o.ridge).Estimate(input));
+  r.cov_linear = cov.linear;
+  r.cov_quadratic = cov.quadratic;
+  r.sur_linear = sur.linear;
+  r.sur_quadratic = sur.quadratic;
+  r.sur_constant = sur.constant;
+  r.allocation_estimator = o.estimator;
+  const solver::QuadraticObjective& chosen = o.estimator == "covariance" ? cov : sur;
+  const solver::QuadraticObjective& other = o.estimator == "covariance" ? sur : cov;
+  auto exact = solver::NewExactSolver();
+  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> impq_alloc,
+                   solver::SweepAverageBits(*exact, chosen, bytes, o.average_bits));
+  report("solve", 1, 2, t0);
+  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> other_alloc,
+                   solver::SweepAverageBits(*exact, other, bytes, o.average_bits));
+  r.solve_seconds = Since(t0);
+  report("solve", 2, 2, t0);
+
+  // Measure every allocation on the held-out set. Prefix reuse is off there: consecutive
+  // allocations differ in early blocks, and the set is large (the cache would cost memory).
+  t0 = Clock::now();
+  LocalEvaluatorOptions ho;
+  ho.threads = o.threads;
+  ho.max_cache_bytes = 0;
+  ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
+                   LocalEvaluator::Create(*qm, fwd, heldout, ho));
+  HeldoutMeter meter(*qm, *heldout_eval);
+  const int64_t per_budget = 7 + o.random_draws;
+  const int64_t total_units = 3 + per_budget * static_cast<int64_t>(budgets.size());
+  int64_t units = 0;
+  report("measure", 0, total_units, t0);
+  r.heldout_ppl_fp32 = std::exp(heldout_eval->NllOf(forward::WeightSet::FromModel(model)));
+  report("measure", ++units, total_units, t0);
+  {
+    ASSIGN_OR_RETURN(double nll4, meter.Nll(std::vector<int>(n, 4)));
+    r.heldout_ppl_all4 = std::exp(nll4);
+    report("measure", ++units, total_units, t0);
+    ASSIGN_OR_RETURN(double nll2, meter.Nll(std::vector<int>(n, 2)));
+    r.heldout_ppl_all2 = std::exp(nll2);
+    report("measure", ++units, total_units, t0);
+  }
+  auto fill = [&](MeasuredAllocation& m, const solver::Coalition& q) -> absl::Status {
+    m.bits = BitsOf(q);
+    m.memory_bytes = solver::Footprint(bytes, q);
+    m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
+                               static_cast<double>(r.all4_bytes - r.all2_bytes);
+    ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));
+    m.heldout_ppl = std::exp(m.heldout_nll);
+    report("measure", ++units, total_units, t0);
+    return absl::OkStatus();
+  };
+  for (size_t b = 0; b < budgets.size(); ++b) {
+    BudgetResult br;
+    br.average_bits = o.average_bits[b];
+    br.budget_bytes = budgets[b];
+    auto solved = [&](const std::string& method,
+                      const solver::AllocationResult& a) -> absl::Status {
+      MeasuredAllocation m;
+      m.method = method;
+      m.objective = a.objective;
+      m.lower_bound = a.lower_bound;
+      m.proven_optimal = a.proven_optimal;
+      m.nodes = a.nodes;
+      RETURN_IF_ERROR(fill(m, a.assignment));
+      br.allocations.push_back(std::move(m));
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(solved("impq", impq_alloc[b]));
+    const struct {
+      const char* method;
+      const std::vector<double>* scores;
+    } greedy[] = {{"isolated", &r.isolated_delta},
+                  {"lim", &r.lim},
+                  {"zscore", &r.zscore},
+                  {"actnorm", &r.actnorm}};
+    for (const auto& g : greedy) {
+      ASSIGN_OR_RETURN(solver::Coalition q,
+                       solver::GreedyImportanceAllocation(*g.scores, bytes, budgets[b]));
+      MeasuredAllocation m;
+      m.method = g.method;
+      RETURN_IF_ERROR(fill(m, q));
+      br.allocations.push_back(std::move(m));
+    }
+    {
+      MeasuredAllocation m;
+      m.method = "random";
+      double nll_sum = 0, ppl_sum = 0;
+      for (int d = 0; d < o.random_draws; ++d) {
+        ASSIGN_OR_RETURN(solver::Coalition q,
+                         solver::RandomAllocation(bytes, budgets[b],
+                                                  DeriveSeed(o.seed, 1000003 * (b + 1) + d)));
+        MeasuredAllocation one;
+        RETURN_IF_ERROR(fill(one, q));
+        if (d == 0) {
+          m.bits = one.bits;
+          m.memory_bytes = one.memory_bytes;
+          m.average_bits = one.average_bits;
+        }
+        m.draw_bits.push_back(one.bits);
+        m.draw_ppl.push_back(one.heldout_ppl);
+        nll_sum += one.heldout_nll;
+        ppl_sum += one.heldout_ppl;
+      }
+      m.heldout_nll = nll_sum / o.random_draws;
+      m.heldout_ppl = ppl_sum / o.random_draws;
+      br.allocations.push_back(std::move(m));
+    }
+    {
+      ASSIGN_OR_RETURN(solver::Coalition q, solver::UniformAllocation(bytes, budgets[b]));
+      MeasuredAllocation m;
+      m.method = "uniform";
+      RETURN_IF_ERROR(fill(m, q));
+      br.allocations.push_back(std::move(m));
+    }
+    RETURN_IF_ERROR(solved(absl::StrCat("impq_", other.estimator), other_alloc[b]));
+    r.budgets.push_back(std::move(br));
+  }
+  r.heldout_evaluations = meter.distinct() + 1;  // + fp32
+  r.measure_seconds = Since(t0);
+
+  const LocalEvaluatorStats& st = calib_eval->stats();
+  r.calib_evaluations = st.coalitions;
+  r.block_evals_done = st.block_evals_done;
+  r.block_evals_full = st.block_evals_full;
+  r.prefix_saved_fraction = st.SavedFraction();
+  r.prefix_cache_bytes = st.cache_bytes;
+  r.total_seconds = Since(job_start);
+  return r;
+}
+
+namespace {
+
+nlohmann::json Matrix(const std::vector<double>& m, int n) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    rows.push_back(std::vector<double>(m.begin() + static_cast<size_t>(i) * n,
+                                       m.begin() + static_cast<size_t>(i + 1) * n));
+  }
+  return rows;
+}
+
+}  // namespace
+
+std::string JobResultToJson(const JobResult& r, bool include_timings) {
+  using nlohmann::json;
+  const JobOptions& o = r.options;
+  const int n = static_cast<int>(r.player_names.size());
+  json j;
+  j["settings"] = {
+      {"model", o.model_path},
+      {"tokenizer", o.tokenizer_path},
+      {"calibration_text", o.calib_text_path},
+      {"heldout_text", o.heldout_text_path},
+      {"calibration_docs", o.calib_docs},
+      {"heldout_docs", o.heldout_docs},
+      {"eval_mode", eval::EvalModeName(o.mode)},
+      {"ctx", o.ctx},
+      {"players", quant::PlayerGranularityName(o.players)},
+      {"backend", o.backend},
+      {"group_size", o.group_size},
+      {"permutations", o.permutations},
+      {"antithetic", o.antithetic},
+      {"seed", o.seed},
+      {"se_threshold", o.se_threshold},
+      {"estimator", o.estimator},
+      {"alpha", o.alpha},
+      {"ridge", o.ridge},
+      {"average_bits", o.average_bits},
+      {"random_draws", o.random_draws},
+  };
+  json players = json::array();
+  for (int i = 0; i < n; ++i) {
+    players.push_back({{"name", r.player_names[i]}, {"bytes2", r.bytes2[i]}, {"bytes4", r.bytes4[i]}});
+  }
+  j["model"] = {{"config", r.model_config},
+                {"players", players},
+                {"all2_bytes", r.all2_bytes},
+                {"all4_bytes", r.all4_bytes}};
+  j["data"] = {{"calibration", {{"sequences", r.calib_sequences}, {"scored_tokens", r.calib_tokens}}},
+               {"heldout", {{"sequences", r.heldout_sequences}, {"scored_tokens", r.heldout_tokens}}}};
+  j["spqe"] = {{"phi", r.phi},
+               {"standard_error", r.phi_se},
+               {"permutations", r.permutations_done},
+               {"stop_reason", r.stop_reason},
+               {"coalitions_requested", r.coalitions_requested},
+               {"coalitions_evaluated", r.coalitions_evaluated},
+               {"cache_hits", r.cache_hits},
+               {"calibration_loss_all4", r.calib_loss_all4},
+               {"calibration_loss_all2", r.calib_loss_all2}};
+  j["interactions"] = {
+      {"allocation_estimator", r.allocation_estimator},
+      {"covariance", {{"alpha", o.alpha}, {"linear", r.cov_linear}, {"K", Matrix(r.cov_quadratic, n)}}},
+      {"surrogate",
+       {{"ridge", o.ridge}, {"constant", r.sur_constant}, {"linear", r.sur_linear},
+        {"K", Matrix(r.sur_quadratic, n)}}}};
+  j["baseline_scores"] = {{"isolated_delta", r.isolated_delta},
+                          {"lim", r.lim},
+                          {"zscore", r.zscore},
+                          {"actnorm", r.actnorm}};
+  j["references"] = {{"heldout_ppl_fp32", r.heldout_ppl_fp32},
+                     {"heldout_ppl_all4", r.heldout_ppl_all4},
+                     {"heldout_ppl_all2", r.heldout_ppl_all2}};
+  json budgets = json::array();
+  for (const BudgetResult& b : r.budgets) {
+    json allocs = json::array();
+    for (const MeasuredAllocation& m : b.allocations) {
+      json a = {{"method", m.method},
+                {"bits", m.bits},
+                {"memory_bytes", m.memory_bytes},
+                {"average_bits", m.average_bits},
+                {"heldout_nll", m.heldout_nll},
+                {"heldout_ppl", m.heldout_ppl}};
+      if (m.method.rfind("impq", 0) == 0) {
+        a["objective"] = m.objective;
+        a["lower_bound"] = m.lower_bound;
+        a["proven_optimal"] = m.proven_optimal;
+        a["nodes"] = m.nodes;
+      }
+      if (!m.draw_bits.empty()) {
+        a["draw_bits"] = m.draw_bits;
+        a["draw_ppl"] = m.draw_ppl;
+      }
+      allocs.push_back(std::move(a));
+    }
+    budgets.push_back({{"average_bits", b.average_bits},
+                       {"budget_bytes", b.budget_bytes},
+                       {"allocations", allocs}});
+  }
+  j["budgets"] = budgets;
+  j["cost"] = {{"calibration_evaluations", r.calib_evaluations},
+               {"isolated_evaluations", r.isolated_evaluations},
+               {"heldout_evaluations", r.heldout_evaluations},
+               {"block_evals_done", r.block_evals_done},
+               {"block_evals_full", r.block_evals_full},
+               {"prefix_saved_fraction", r.prefix_saved_fraction},
+               {"prefix_cache_bytes", r.prefix_cache_bytes}};
+  if (include_timings) {
+    j["timings"] = {{"load_s", r.load_seconds},         {"quantize_s", r.quantize_seconds},
+                    {"baselines_s", r.baselines_seconds}, {"spqe_s", r.spqe_seconds},
+                    {"solve_s", r.solve_seconds},       {"measure_s", r.measure_seconds},
+                    {"total_s", r.total_seconds},       {"threads", o.threads}};
+  }
+  return j.dump(2) + "\n";
+}
+
+std::string JobResultToMarkdown(const JobResult& r) {
+  const JobOptions& o = r.options;
+  std::string out;
+  absl::StrAppendFormat(
+      &out,
+      "IMPQ on %s: %d %s players, %s backend, group size %d; SPQE %d permutations%s, seed %d; "
+      "calibration %d sequences (%d scored tokens), held-out %d sequences (%d scored tokens).\n\n",
+      r.model_config, static_cast<int>(r.player_names.size()),
+      quant::PlayerGranularityName(o.players), o.backend, o.group_size, r.permutations_done,
+      o.antithetic ? " (antithetic)" : "", o.seed, r.calib_sequences, r.calib_tokens,
+      r.heldout_sequences, r.heldout_tokens);
+  absl::StrAppendFormat(&out,
+                        "Held-out perplexity (lower is better; best per row in bold). References: "
+                        "fp32 %.3f, all-4-bit %.3f, all-2-bit %.3f.\n\n",
+                        r.heldout_ppl_fp32, r.heldout_ppl_all4, r.heldout_ppl_all2);
+  if (r.budgets.empty()) return out;
+  std::map<std::string, std::string> title = {
+      {"impq", absl::StrCat("IMPQ (", r.allocation_estimator, ")")},
+      {"isolated", "isolated Δ"},
+      {"lim", "LIM"},
+      {"zscore", "Z-score"},
+      {"actnorm", "act. norm"},
+      {"random", absl::StrCat("random (mean of ", o.random_draws, ")")},
+      {"uniform", "uniform"},
+      {"impq_covariance", "IMPQ (covariance)"},
+      {"impq_surrogate", "IMPQ (surrogate)"}};
+  out += "| b_avg | budget (bytes) |";
+  for (const auto& m : r.budgets[0].allocations) out += " " + title[m.method] + " |";
+  out += "\n|---:|---:|";
+  for (size_t k = 0; k < r.budgets[0].allocations.size(); ++k) out += "---:|";
+  out += "\n";
+  for (const BudgetResult& b : r.budgets) {
+    double best = 1e300;
+    for (const auto& m : b.allocations) best = std::min(best, m.heldout_ppl);
+    absl::StrAppendFormat(&out, "| %.2f | %d |", b.average_bits, b.budget_bytes);
+    for (const auto& m : b.allocations) {
+      const std::string v = absl::StrFormat("%.3f", m.heldout_ppl);
+      out += m.heldout_ppl == best ? " **" + v + "** |" : " " + v + " |";
+    }
+    out += "\n";
+  }
+  out += "\nIMPQ allocations (bits per player, in player order):\n\n";
+  for (const BudgetResult& b : r.budgets) {
+    const MeasuredAllocation& m = b.allocations[0];
+    std::string bits;
+    for (int x : m.bits) bits += static_cast<char>('0' + x);
+    absl::StrAppendFormat(&out, "- b_avg %.2f: `%s` (%.3f bits, %s)\n", b.average_bits, bits,
+                          m.average_bits, m.proven_optimal ? "proven optimal" : "not proven optimal");
+  }
+  absl::StrAppendFormat(
+      &out,
+      "\nShapley values φ (ΔNLL on calibration, nats/token; all-4-bit loss %.4f, all-2-bit "
+      "%.4f) with standard errors, next to the isolated Δ:\n\n"
+      "| player | φ | SE | isolated Δ | bytes saved |\n|---|---:|---:|---:|---:|\n",
+      r.calib_loss_all4, r.calib_loss_all2);
+  for (size_t i = 0; i < r.player_names.size(); ++i) {
+    absl::StrAppendFormat(&out, "| %s | %.4f | %.4f | %.4f | %d |\n", r.player_names[i], r.phi[i],
+                          r.phi_se[i], r.isolated_delta[i], r.bytes4[i] - r.bytes2[i]);
+  }
+  absl::StrAppendFormat(
+      &out,
+      "\nCost: %d calibration evaluations (%d for isolated Δ, %d for SPQE, %d SPQE cache hits); "
+      "prefix reuse ran %d of %d block evaluations (saved %.1f%%, cache %.1f MB); %d held-out "
+      "evaluations.\n",
+      r.calib_evaluations, r.isolated_evaluations, r.coalitions_evaluated, r.cache_hits,
+      r.block_evals_done, r.block_evals_full, 100 * r.prefix_saved_fraction,
+      r.prefix_cache_bytes / 1e6, r.heldout_evaluations);
+  return out;
+}
+
+}  // namespace impq::engine

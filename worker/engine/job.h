@@ -1,0 +1,154 @@
+// The whole IMPQ job on one machine, as a library function, so that `impq run`, the tests and
+// (later) the distributed coordinator run the same code:
+//
+//   load model + tokenizer → calibration set (first calib_docs documents of the calibration
+//   text) and held-out set (first heldout_docs documents of another text) → quantize every
+//   linear at 2 and 4 bits (backend rtn|hqq|gptq, GPTQ calibrated on the calibration set) →
+//   isolated Δ and the other baselines' scores → SPQE (IMPQ §3.2) on the calibration set →
+//   both interaction estimators (IMPQ §3.3: "covariance", the paper's, and "surrogate") →
+//   exact allocation (certified branch and bound) for every target average bit-width →
+//   baselines' allocations under the same budgets → **measured** held-out NLL/PPL of every
+//   allocation (plus fp32, all-4-bit and all-2-bit references).
+//
+// Determinism: everything in JobResult except the `timings` and `stats.*seconds` fields
+// depends only on the options (seed included), never on the thread count: JobResultToJson(r,
+// /*include_timings=*/false) is byte-identical at 1 and 2 threads (engine_test checks it).
+#ifndef IMPQ_WORKER_ENGINE_JOB_H_
+#define IMPQ_WORKER_ENGINE_JOB_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/eval/eval_set.h"
+#include "worker/quant/quantized_model.h"
+
+namespace impq::engine {
+
+// Reported after every unit of work of a phase.
+struct JobProgress {
+  std::string phase;          // "load", "quantize", "baselines", "spqe", "solve", "measure"
+  int64_t done = 0;           // units done in this phase (permutations, allocations, ...)
+  int64_t total = 0;          // units in this phase
+  int64_t evaluations = 0;    // coalitions evaluated on the calibration set so far (all phases)
+  double phase_seconds = 0;   // time spent in this phase so far
+  double eta_seconds = 0;     // remaining time of this phase, extrapolated (0 when unknown)
+  double elapsed_seconds = 0; // since RunJob started
+};
+
+struct JobOptions {
+  std::string model_path;         // llama2.c .bin
+  std::string tokenizer_path;     // llama2.c tokenizer .bin
+  std::string calib_text_path;    // calibration text (SPQE, isolated Δ, LIM, ...)
+  std::string heldout_text_path;  // held-out text (measurement only)
+  int64_t calib_docs = 50;        // first N documents of the calibration text; 0 = all
+  int64_t heldout_docs = 0;       // first N documents of the held-out text; 0 = all
+  eval::EvalMode mode = eval::EvalMode::kDocument;  // of both sets
+  int64_t ctx = 512;              // tokens per sequence (<= the model's seq_len)
+
+  quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
+  std::string backend = "rtn";    // rtn | hqq | gptq
+  int group_size = 64;
+
+  int64_t permutations = 24;      // SPQE walks M (even when antithetic)
+  bool antithetic = true;
+  uint64_t seed = 0;
+  double se_threshold = 0;        // stop SPQE early when max SE(φ) < this (0: never)
+  std::string estimator = "covariance";  // objective the IMPQ allocation uses
+  double alpha = 0.5;             // covariance estimator's shrinkage
+  double ridge = 1e-6;            // surrogate estimator's relative ridge
+  std::vector<double> average_bits = {2.25, 2.5, 3.0, 3.5};
+  int random_draws = 3;           // random baseline: allocations averaged
+
+  int threads = 1;
+  int64_t max_cache_bytes = int64_t{1} << 30;  // prefix cache of the calibration evaluator
+  std::function<void(const JobProgress&)> progress;  // optional
+};
+
+// OK or InvalidArgument naming the field, its value and what is expected. RunJob calls it
+// first, so a bad budget fails before any work.
+absl::Status ValidateJobOptions(const JobOptions& options);
+
+struct MeasuredAllocation {
+  std::string method;       // "impq", "impq_surrogate", "isolated", "lim", "zscore",
+                            // "actnorm", "random", "uniform"
+  std::vector<int> bits;    // per player, 2 or 4 (random: first draw's)
+  int64_t memory_bytes = 0; // exact footprint of the linear weights (random: first draw's)
+  double average_bits = 0;  // 2 + 2·(memory − all2)/(all4 − all2)
+  double heldout_nll = 0;   // random: mean over draws
+  double heldout_ppl = 0;   // random: mean over draws of the draws' PPL
+  // IMPQ allocations only: solver details.
+  double objective = 0;
+  double lower_bound = 0;
+  bool proven_optimal = false;
+  int64_t nodes = 0;
+  // Random only: every draw.
+  std::vector<std::vector<int>> draw_bits;
+  std::vector<double> draw_ppl;
+};
+
+struct BudgetResult {
+  double average_bits = 0;
+  int64_t budget_bytes = 0;
+  std::vector<MeasuredAllocation> allocations;  // in method order above
+};
+
+struct JobResult {
+  JobOptions options;                       // as run (progress callback dropped in JSON)
+  std::string model_config;                 // ModelConfig::ToString()
+  std::vector<std::string> player_names;
+  std::vector<int64_t> bytes2, bytes4;      // per player
+  int64_t all2_bytes = 0, all4_bytes = 0;
+  int64_t calib_sequences = 0, calib_tokens = 0;      // scored tokens
+  int64_t heldout_sequences = 0, heldout_tokens = 0;
+
+  // SPQE.
+  std::vector<double> phi, phi_se;
+  int64_t permutations_done = 0;
+  std::string stop_reason;
+  int64_t coalitions_requested = 0, coalitions_evaluated = 0, cache_hits = 0;
+  double calib_loss_all4 = 0, calib_loss_all2 = 0;  // v(∅), v(N)
+
+  // Interactions: both estimators' objectives (a, K row-major).
+  std::string allocation_estimator;  // which one "impq" used
+  std::vector<double> cov_linear, cov_quadratic;
+  std::vector<double> sur_linear, sur_quadratic;
+  double sur_constant = 0;
+
+  // Baseline scores, per player.
+  std::vector<double> isolated_delta, lim, zscore, actnorm;
+
+  // References on the held-out set.
+  double heldout_ppl_fp32 = 0, heldout_ppl_all4 = 0, heldout_ppl_all2 = 0;
+
+  std::vector<BudgetResult> budgets;
+
+  // Cost counters (deterministic).
+  int64_t calib_evaluations = 0;      // coalitions evaluated on the calibration set, all phases
+  int64_t isolated_evaluations = 0;   // of which for isolated Δ
+  int64_t heldout_evaluations = 0;    // distinct assignments measured on the held-out set
+  int64_t block_evals_done = 0, block_evals_full = 0;  // calibration evaluator
+  double prefix_saved_fraction = 0;
+  int64_t prefix_cache_bytes = 0;
+
+  // Timings (seconds; not deterministic).
+  double load_seconds = 0, quantize_seconds = 0, baselines_seconds = 0, spqe_seconds = 0,
+         solve_seconds = 0, measure_seconds = 0, total_seconds = 0;
+};
+
+// Runs the job. Errors: invalid options (ValidateJobOptions), unreadable files, model/backend
+// errors, and budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
+absl::StatusOr<JobResult> RunJob(const JobOptions& options);
+
+// The result as JSON (2-space indented). Without timings, the text is deterministic.
+std::string JobResultToJson(const JobResult& result, bool include_timings = true);
+
+// The Markdown report: the held-out PPL table (one row per budget, one column per method),
+// the references, and the Shapley values with standard errors.
+std::string JobResultToMarkdown(const JobResult& result);
+
+}  // namespace impq::engine
+
+#endif  // IMPQ_WORKER_ENGINE_JOB_H_

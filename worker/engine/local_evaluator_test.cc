@@ -1,0 +1,213 @@
+#include "worker/engine/local_evaluator.h"
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "common/rng.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "common/test_paths.h"
+#include "gtest/gtest.h"
+#include "solver/exact_shapley.h"
+#include "solver/permutation_sampler.h"
+#include "solver/spqe.h"
+#include "worker/eval/evaluator.h"
+#include "worker/model/loader.h"
+#include "worker/quant/quantizer.h"
+
+namespace impq::engine {
+namespace {
+
+using solver::Coalition;
+
+// The shared stories260K model, RTN at group 64, on the first 8 stories (ctx 128) of the
+// shared calibration text: small enough for milliseconds per evaluation, real enough to have
+// real interactions.
+class RealModel {
+ public:
+  static RealModel& Get() {
+    static RealModel* m = new RealModel();
+    return *m;
+  }
+  const model::Model& model() const { return loaded_.model; }
+  const forward::LlamaForward& fwd() const { return *fwd_; }
+  const eval::EvalSet& set() const { return set_; }
+  const quant::QuantizedModel& Quantized(quant::PlayerGranularity g) const {
+    return g == quant::PlayerGranularity::kBlock ? *block_ : *module_;
+  }
+
+ private:
+  RealModel() {
+    auto loaded = model::LoadModelAndTokenizer(SharedDataPath("stories260K.bin"),
+                                               SharedDataPath("tok512.bin"));
+    IMPQ_CHECK(loaded.ok()) << loaded.status();
+    loaded_ = std::move(*loaded);
+    fwd_ = std::make_unique<forward::LlamaForward>(loaded_.model);
+    auto text = ReadFileToString(SharedDataPath("tinystories_v2_valid_100.txt"));
+    IMPQ_CHECK(text.ok());
+    auto set = eval::BuildEvalSet(*loaded_.tokenizer, *text, eval::EvalMode::kDocument, 128,
+                                  loaded_.model.config.seq_len, "calib");
+    IMPQ_CHECK(set.ok());
+    set_ = std::move(*set);
+    set_.sequences.resize(8);
+    set_.scored_tokens = set_.processed_tokens = 0;
+    for (const auto& s : set_.sequences) {
+      set_.scored_tokens += s.scored();
+      set_.processed_tokens += static_cast<int64_t>(s.tokens.size());
+    }
+    auto rtn = quant::MakeQuantizer("rtn");
+    IMPQ_CHECK(rtn.ok());
+    quant::QuantConfig cfg;
+    cfg.group_size = 64;
+    auto b = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg,
+                                          quant::PlayerGranularity::kBlock, nullptr);
+    auto m = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg,
+                                          quant::PlayerGranularity::kModule, nullptr);
+    IMPQ_CHECK(b.ok() && m.ok());
+    block_ = std::move(*b);
+    module_ = std::move(*m);
+  }
+  model::LoadedModel loaded_;
+  std::unique_ptr<forward::LlamaForward> fwd_;
+  eval::EvalSet set_;
+  std::unique_ptr<quant::QuantizedModel> block_, module_;
+};
+
+std::unique_ptr<LocalEvaluator> MakeEvaluator(quant::PlayerGranularity g, int threads,
+                                              int64_t cache_bytes) {
+  RealModel& m = RealModel::Get();
+  LocalEvaluatorOptions o;
+  o.threads = threads;
+  o.max_cache_bytes = cache_bytes;
+  auto ev = LocalEvaluator::Create(m.Quantized(g), m.fwd(), m.set(), o);
+  IMPQ_CHECK(ev.ok()) << ev.status();
+  return std::move(*ev);
+}
+
+// Two SPQE walks back to back (the order SPQE sends them), then a few random coalitions.
+std::vector<Coalition> WalkAndRandomCoalitions(int n) {
+  solver::SeededPermutationSampler sampler(n, /*seed=*/7, /*antithetic=*/true);
+  std::vector<Coalition> out;
+  for (int k = 0; k < 2; ++k) {
+    for (auto& q : solver::WalkCoalitions(sampler.Get(k))) out.push_back(std::move(q));
+  }
+  Rng rng(11);
+  for (int k = 0; k < 6; ++k) {
+    Coalition q(n);
+    for (auto& x : q) x = static_cast<uint8_t>(rng.Below(2));
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+TEST(LocalEvaluatorTest, PrefixReuseIsBitIdenticalToFullEvaluation) {
+  RealModel& m = RealModel::Get();
+  const auto g = quant::PlayerGranularity::kModule;
+  const int n = m.Quantized(g).num_players();
+  ASSERT_EQ(n, 35);
+  const std::vector<Coalition> qs = WalkAndRandomCoalitions(n);
+
+  auto full = MakeEvaluator(g, 1, /*cache_bytes=*/0);
+  auto reuse1 = MakeEvaluator(g, 1, int64_t{1} << 30);
+  auto reuse2 = MakeEvaluator(g, 2, int64_t{1} << 30);
+  auto f = full->Evaluate(qs);
+  auto r1 = reuse1->Evaluate(qs);
+  auto r2 = reuse2->Evaluate(qs);
+  ASSERT_TRUE(f.ok() && r1.ok() && r2.ok());
+
+  // The independent path: Evaluator::Nll on QuantizedModel::Apply, one assignment at a time.
+  eval::Evaluator direct(m.fwd(), 1);
+  for (size_t k = 0; k < qs.size(); ++k) {
+    std::vector<int> bits;
+    for (uint8_t x : qs[k]) bits.push_back(x ? 2 : 4);
+    auto w = m.Quantized(g).Apply(bits);
+    ASSERT_TRUE(w.ok());
+    auto nll = direct.Nll(*w, m.set());
+    ASSERT_TRUE(nll.ok());
+    // Exact equality: the same float operations in the same order, states copied exactly.
+    EXPECT_EQ((*f)[k], nll->nll) << "coalition " << k;
+    EXPECT_EQ((*r1)[k], nll->nll) << "coalition " << k;
+    EXPECT_EQ((*r2)[k], nll->nll) << "coalition " << k;
+  }
+  const int64_t full_blocks = static_cast<int64_t>(qs.size()) * 8 * 5;
+  EXPECT_EQ(full->stats().block_evals_full, full_blocks);
+  EXPECT_EQ(full->stats().block_evals_done, full_blocks);
+  EXPECT_EQ(full->stats().cached_sequences, 0);
+  EXPECT_EQ(reuse1->stats().block_evals_full, full_blocks);
+  EXPECT_EQ(reuse1->stats().cached_sequences, 8);
+  // Along walks most steps change a block after the first: reuse must save work.
+  EXPECT_GT(reuse1->stats().SavedFraction(), 0.2);
+  EXPECT_EQ(reuse1->stats().block_evals_done, reuse2->stats().block_evals_done);
+}
+
+TEST(LocalEvaluatorTest, ResultsDoNotDependOnBatchingOrCacheCap) {
+  RealModel& m = RealModel::Get();
+  const auto g = quant::PlayerGranularity::kModule;
+  const int n = m.Quantized(g).num_players();
+  const std::vector<Coalition> qs = WalkAndRandomCoalitions(n);
+  auto batched = MakeEvaluator(g, 2, int64_t{1} << 30);
+  auto all = batched->Evaluate(qs);
+  ASSERT_TRUE(all.ok());
+  // A cap that admits only some sequences (the first ones whose states fit).
+  const int64_t per_token = 4 * 5 * 64;
+  const int64_t cap = per_token * static_cast<int64_t>(m.set().sequences[0].tokens.size() +
+                                                       m.set().sequences[1].tokens.size());
+  auto capped = MakeEvaluator(g, 2, cap);
+  EXPECT_EQ(capped->stats().cached_sequences, 2);
+  EXPECT_EQ(capped->stats().cache_bytes, cap);
+  // Reverse order, one coalition per call.
+  for (size_t k = qs.size(); k-- > 0;) {
+    auto one = capped->Evaluate(std::span<const Coalition>(&qs[k], 1));
+    ASSERT_TRUE(one.ok());
+    EXPECT_EQ((*one)[0], (*all)[k]) << "coalition " << k;
+  }
+}
+
+TEST(LocalEvaluatorTest, RejectsMalformedCoalitions) {
+  auto ev = MakeEvaluator(quant::PlayerGranularity::kBlock, 1, 0);
+  std::vector<Coalition> bad = {Coalition{0, 1, 0}};
+  auto r = ev->Evaluate(bad);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  bad = {Coalition{0, 1, 0, 2, 0}};
+  EXPECT_EQ(ev->Evaluate(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ev->stats().coalitions, 0);
+}
+
+// The real model's game at block granularity (5 players, 32 coalitions) enumerated exactly;
+// SPQE with antithetic pairs must converge to the exact Shapley values.
+TEST(LocalEvaluatorTest, SpqeConvergesToExactShapleyOnTheRealBlockGame) {
+  const auto g = quant::PlayerGranularity::kBlock;
+  auto ev = MakeEvaluator(g, 2, int64_t{1} << 30);
+  auto table = solver::TabulateGame(*ev, 5);
+  ASSERT_TRUE(table.ok());
+  const std::vector<double> exact = solver::ShapleyFromTable(*table, 5);
+
+  solver::SpqeOptions o;
+  o.num_players = 5;
+  o.max_permutations = 400;
+  o.antithetic = true;
+  o.seed = 3;
+  auto r = solver::RunSpqe(*ev, o);
+  ASSERT_TRUE(r.ok());
+  double sum = 0;
+  for (int i = 0; i < 5; ++i) {
+    sum += r->estimate.phi[i];
+    // Tolerance from the reported SE: a 4σ band (two-sided normal tail 6e-5 per player). The
+    // 1e-12 term covers the case SE = 0 (every sampled pair average equal to φ).
+    EXPECT_LE(std::abs(r->estimate.phi[i] - exact[i]),
+              4 * r->estimate.standard_error[i] + 1e-12)
+        << "player " << i << " exact " << exact[i] << " estimate " << r->estimate.phi[i]
+        << " SE " << r->estimate.standard_error[i];
+    // And the SE is small against the value itself: the estimate has converged.
+    EXPECT_LT(r->estimate.standard_error[i], 0.05 * std::abs(exact[i])) << "player " << i;
+  }
+  // Efficiency: every walk telescopes to v(N) − v(∅), so the estimates sum to it.
+  const double total = (*table)[31] - (*table)[0];
+  EXPECT_NEAR(sum, total, 1e-12 * 5 * std::abs(total) + 1e-15);
+  // Only 32 distinct coalitions exist: SPQE's cache served the rest.
+  EXPECT_LE(r->coalitions_evaluated, 32);
+}
+
+}  // namespace
+}  // namespace impq::engine
