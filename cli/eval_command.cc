@@ -1,4 +1,4 @@
-// impq eval --model M --tokenizer T --text F [--mode document|stream] [--ctx N] [--threads K]
+// impq eval --model M [--tokenizer T] --text F [--mode document|stream] [--ctx N] [--threads K]
 //           [--json] [--progress]
 #include <cstdio>
 #include <iostream>
@@ -25,8 +25,10 @@ int EvalCommand(const std::vector<std::string>& args) {
   int64_t ctx = 0, threads = std::max(1u, std::thread::hardware_concurrency());
   bool json = false, progress = false;
   FlagSet flags("impq eval");
-  flags.String("model", &model_path, "model checkpoint (llama2.c .bin)", true);
-  flags.String("tokenizer", &tokenizer_path, "tokenizer (llama2.c tokenizer.bin)", true);
+  flags.String("model", &model_path,
+               "model: llama2.c .bin, GGUF file, or Hugging Face directory / .safetensors", true);
+  flags.String("tokenizer", &tokenizer_path,
+               "tokenizer (tokenizer.bin, tokenizer.model, .gguf); default: the model's own");
   flags.String("text", &text_path, "text file to evaluate", true);
   flags.String("mode", &mode_name, "document (each document alone) or stream (llama.cpp windows)");
   flags.Int("ctx", &ctx, "tokens per window (stream) / truncation (document); 0 = model seq_len");

@@ -1,7 +1,6 @@
 #include "worker/model/llama2c_tokenizer.h"
 
 #include <cstring>
-#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -24,7 +23,7 @@ absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Llama2cTokenizer::Load(const s
   }
   size_t off = 4;
   while (off < bytes.size()) {
-    const size_t index = tok->pieces_.size();
+    const size_t index = tok->vocab_.pieces.size();
     if (bytes.size() - off < 8) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": truncated tokenizer entry ", index,
                                                      " at byte ", off, ": needs 8 header bytes, ",
@@ -39,22 +38,24 @@ absl::StatusOr<std::unique_ptr<Llama2cTokenizer>> Llama2cTokenizer::Load(const s
           path, ": tokenizer entry ", index, " at byte ", off, " has length ", len,
           " (max_token_length ", max_len, ", ", bytes.size() - off - 8, " bytes left)"));
     }
-    tok->scores_.push_back(score);
-    tok->pieces_.emplace_back(bytes.data() + off + 8, static_cast<size_t>(len));
+    tok->vocab_.scores.push_back(score);
+    tok->vocab_.pieces.emplace_back(bytes.data() + off + 8, static_cast<size_t>(len));
     off += 8 + static_cast<size_t>(len);
   }
-  if (tok->pieces_.size() < 259) {
+  if (tok->vocab_.pieces.size() < 259) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": tokenizer has ", tok->pieces_.size(),
+        absl::StrCat(path, ": tokenizer has ", tok->vocab_.pieces.size(),
                      " pieces; a llama2.c tokenizer has at least 259 (3 specials + 256 bytes)"));
   }
-  for (size_t i = 0; i < tok->pieces_.size(); ++i) tok->ids_.emplace(tok->pieces_[i], static_cast<int>(i));
+  for (size_t i = 0; i < tok->vocab_.pieces.size(); ++i) {
+    tok->vocab_.mergeable.emplace(tok->vocab_.pieces[i], static_cast<int>(i));
+  }
   return tok;
 }
 
 int Llama2cTokenizer::Lookup(std::string_view s) const {
-  auto it = ids_.find(std::string(s));
-  return it == ids_.end() ? -1 : it->second;
+  auto it = vocab_.mergeable.find(std::string(s));
+  return it == vocab_.mergeable.end() ? -1 : it->second;
 }
 
 std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool add_bos) const {
@@ -79,62 +80,12 @@ std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool add_bos) c
     }
     i = j;
   }
-
-  // Greedy merges in run.c's order: highest score first, leftmost on ties. Positions are
-  // original indices, which stay ordered as nodes merge, so "leftmost" = smallest index.
-  const int n = static_cast<int>(tok.size());
-  std::vector<int> next(n), prev(n);
-  std::vector<char> alive(n, 1);
-  for (int k = 0; k < n; ++k) {
-    next[k] = k + 1 < n ? k + 1 : -1;
-    prev[k] = k - 1;
-  }
-  struct Cand {
-    float score;
-    int left, right, left_tok, right_tok, merged;
-  };
-  auto worse = [](const Cand& a, const Cand& b) {
-    if (a.score != b.score) return a.score < b.score;
-    return a.left > b.left;
-  };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-  std::string buf;
-  auto push = [&](int left) {
-    if (left < 0) return;
-    int right = next[left];
-    if (right < 0) return;
-    buf.assign(pieces_[tok[left]]);
-    buf.append(pieces_[tok[right]]);
-    int id = Lookup(buf);
-    // run.c starts from best_score = -1e10 and needs a strictly greater score.
-    if (id >= 0 && scores_[id] > -1e10f) heap.push({scores_[id], left, right, tok[left], tok[right], id});
-  };
-  for (int k = 0; k + 1 < n; ++k) push(k);
-  while (!heap.empty()) {
-    Cand c = heap.top();
-    heap.pop();
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right ||
-        tok[c.left] != c.left_tok || tok[c.right] != c.right_tok) {
-      continue;  // stale: one side merged since this pair was queued
-    }
-    tok[c.left] = c.merged;
-    alive[c.right] = 0;
-    next[c.left] = next[c.right];
-    if (next[c.right] >= 0) prev[next[c.right]] = c.left;
-    push(prev[c.left]);
-    push(c.left);
-  }
-  std::vector<int> out;
-  out.reserve(n);
-  for (int k = 0; k < n; ++k) {
-    if (alive[k]) out.push_back(tok[k]);
-  }
-  return out;
+  return MergeByScore(std::move(tok), vocab_);
 }
 
 std::string Llama2cTokenizer::Piece(int id) const {
   if (id < 0 || id >= vocab_size()) return absl::StrCat("<invalid ", id, ">");
-  return pieces_[id];
+  return vocab_.pieces[id];
 }
 
 std::string Llama2cTokenizer::Decode(const std::vector<int>& ids) const {
@@ -145,7 +96,7 @@ std::string Llama2cTokenizer::Decode(const std::vector<int>& ids) const {
       prev = id;
       continue;
     }
-    std::string_view piece = pieces_[id];
+    std::string_view piece = vocab_.pieces[id];
     // run.c: after BOS the dummy-prefix space is dropped.
     if ((prev == bos_id() || prev == -1) && !piece.empty() && piece[0] == ' ') piece.remove_prefix(1);
     unsigned int byte;

@@ -1,30 +1,87 @@
 #include "worker/model/loader.h"
 
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/model/gguf_tokenizer.h"
 #include "worker/model/llama2c_tokenizer.h"
 #include "worker/model/model_reader.h"
+#include "worker/model/safetensors_reader.h"
+#include "worker/model/sentencepiece_tokenizer.h"
 
 namespace impq::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool HasGgufMagic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+}
+
+bool Exists(const std::string& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
+  if (HasGgufMagic(path)) {
+    ASSIGN_OR_RETURN(auto tok, GgufTokenizer::Load(path));
+    return std::unique_ptr<Tokenizer>(std::move(tok));
+  }
+  if (absl::EndsWith(path, ".model")) {
+    ASSIGN_OR_RETURN(auto tok, SentencePieceTokenizer::Load(path));
+    return std::unique_ptr<Tokenizer>(std::move(tok));
+  }
   ASSIGN_OR_RETURN(auto tok, Llama2cTokenizer::Load(path));
   return std::unique_ptr<Tokenizer>(std::move(tok));
+}
+
+absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
+  if (HasGgufMagic(model_path)) return model_path;
+  std::error_code ec;
+  const bool is_dir = fs::is_directory(model_path, ec);
+  if (is_dir || absl::EndsWith(model_path, ".safetensors") ||
+      absl::EndsWith(model_path, ".safetensors.index.json")) {
+    const std::string dir = HfModelDir(model_path);
+    const std::string spm = (fs::path(dir) / "tokenizer.model").string();
+    if (Exists(spm)) return spm;
+    if (Exists((fs::path(dir) / "tokenizer.json").string())) {
+      return absl::NotFoundError(absl::StrCat(
+          model_path, ": the model directory has only tokenizer.json (Hugging Face fast "
+                      "tokenizer), which is not supported yet; pass a tokenizer explicitly"));
+    }
+    return absl::NotFoundError(absl::StrCat(model_path, ": no tokenizer.model in ", dir,
+                                            "; pass a tokenizer explicitly"));
+  }
+  return absl::NotFoundError(absl::StrCat(
+      model_path, ": this model format carries no tokenizer (a llama2.c checkpoint needs its "
+                  "tokenizer.bin); pass a tokenizer explicitly (--tokenizer)"));
 }
 
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
                                                   const std::string& tokenizer_path) {
   LoadedModel out;
+  std::string tok_path = tokenizer_path;
+  if (tok_path.empty()) {
+    ASSIGN_OR_RETURN(tok_path, FindTokenizerFor(model_path));
+  }
   ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
-  ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(tokenizer_path));
+  ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(tok_path));
   if (out.tokenizer->vocab_size() != out.model.config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer ", tokenizer_path, " has ", out.tokenizer->vocab_size(),
+        "tokenizer ", tok_path, " has ", out.tokenizer->vocab_size(),
         " pieces but model ", model_path, " has a vocabulary of ", out.model.config.vocab_size,
         ": they do not belong together"));
   }
   out.model_path = model_path;
-  out.tokenizer_path = tokenizer_path;
+  out.tokenizer_path = tok_path;
   return out;
 }
 

@@ -17,13 +17,19 @@ struct LoadedModel {
   std::string model_path, tokenizer_path;
 };
 
-// Loads a tokenizer file (llama2.c tokenizer.bin for now).
+// Loads a tokenizer file, by content: a GGUF file (its embedded vocabulary), a SentencePiece
+// model (a path ending in ".model"), else a llama2.c tokenizer.bin.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 
-// Loads both; InvalidArgument naming both files when the tokenizer's vocabulary size differs
-// from the model's.
+// The tokenizer a model reference carries: the GGUF file itself (embedded vocabulary), or
+// tokenizer.model in a Hugging Face model's directory. NotFound saying what to pass otherwise
+// (a llama2.c .bin carries none; an HF directory with only tokenizer.json is not supported yet).
+absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path);
+
+// Loads both; an empty `tokenizer_path` uses FindTokenizerFor(model_path). InvalidArgument
+// naming both files when the tokenizer's vocabulary size differs from the model's.
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
-                                                  const std::string& tokenizer_path);
+                                                  const std::string& tokenizer_path = "");
 
 }  // namespace impq::model
 

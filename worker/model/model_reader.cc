@@ -1,6 +1,7 @@
 #include "worker/model/model_reader.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,24 +9,33 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "worker/model/gguf_reader.h"
 #include "worker/model/llama2c_reader.h"
+#include "worker/model/safetensors_reader.h"
 
 namespace impq::model {
 
 std::vector<std::unique_ptr<ModelReader>> AllModelReaders() {
   std::vector<std::unique_ptr<ModelReader>> readers;
+  readers.push_back(std::make_unique<GgufReader>());
+  readers.push_back(std::make_unique<SafetensorsReader>());
   readers.push_back(std::make_unique<Llama2cReader>());
   return readers;
 }
 
 absl::StatusOr<Model> LoadModel(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoToStatus(errno, "cannot open model", path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoToStatus(errno, "cannot open model", path);
   uint8_t head[64];
-  ssize_t n = ::read(fd, head, sizeof head);
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return ErrnoToStatus(err, "cannot read model", path);
+  ssize_t n = 0;
+  if (!S_ISDIR(st.st_mode)) {  // a directory (a Hugging Face model) has no head bytes
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoToStatus(errno, "cannot open model", path);
+    n = ::read(fd, head, sizeof head);
+    int err = errno;
+    ::close(fd);
+    if (n < 0) return ErrnoToStatus(err, "cannot read model", path);
+  }
   std::span<const uint8_t> head_span(head, static_cast<size_t>(n));
   std::vector<std::string> tried;
   for (const auto& reader : AllModelReaders()) {

@@ -29,8 +29,9 @@ class ModelReader {
 // Every reader compiled in, in the order LoadModel tries them.
 std::vector<std::unique_ptr<ModelReader>> AllModelReaders();
 
-// Loads the model at `path` with the first reader that recognises it; NotFound for a missing
-// path, InvalidArgument naming the formats tried when none does.
+// Loads the model at `path` (a file, or a Hugging Face model directory) with the first reader
+// that recognises it; NotFound for a missing path, InvalidArgument naming the formats tried
+// when none does.
 absl::StatusOr<Model> LoadModel(const std::string& path);
 
 }  // namespace impq::model

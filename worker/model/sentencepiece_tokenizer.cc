@@ -1,0 +1,48 @@
+#include "worker/model/sentencepiece_tokenizer.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace impq::model {
+
+absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::Load(
+    const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such SentencePiece model"));
+  }
+  std::string error;
+  std::unique_ptr<SpmProcessor> spm = SpmProcessor::Load(path, &error);
+  if (spm == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a SentencePiece model: ", error));
+  }
+  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(spm)));
+}
+
+std::vector<int> SentencePieceTokenizer::Encode(std::string_view text, bool add_bos) const {
+  std::vector<int> ids;
+  std::string error;
+  if (!spm_->Encode(text, &ids, &error)) ids.clear();
+  if (add_bos && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
+  return ids;
+}
+
+std::string SentencePieceTokenizer::Decode(const std::vector<int>& ids) const {
+  std::vector<int> kept;
+  kept.reserve(ids.size());
+  for (int id : ids) {
+    if (id >= 0 && id < vocab_size() && !spm_->IsControl(id)) kept.push_back(id);
+  }
+  std::string text, error;
+  if (!spm_->Decode(kept, &text, &error)) return {};
+  return text;
+}
+
+std::string SentencePieceTokenizer::Piece(int id) const {
+  if (id < 0 || id >= vocab_size()) return absl::StrCat("<invalid ", id, ">");
+  return spm_->IdToPiece(id);
+}
+
+}  // namespace impq::model
