@@ -33,27 +33,7 @@ absl::StatusOr<std::unique_ptr<LocalEvaluator>> LocalEvaluator::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("LocalEvaluatorOptions.threads = ", options.threads, "; expected >= 1"));
   }
-  if (set.sequences.empty() || set.scored_tokens < 1) {
-    return absl::InvalidArgumentError("LocalEvaluator: the evaluation set has no scored token");
-  }
-  const auto& c = forward.config();
-  for (size_t i = 0; i < set.sequences.size(); ++i) {
-    const auto& s = set.sequences[i];
-    if (static_cast<int64_t>(s.tokens.size()) > c.seq_len) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has ", s.tokens.size(),
-                                                     " tokens, more than the model's seq_len ",
-                                                     c.seq_len));
-    }
-    if (s.score_begin < 0 || s.scored() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " scores no token"));
-    }
-    for (int t : s.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", i, " has token id ", t, " outside the vocabulary of ", c.vocab_size));
-      }
-    }
-  }
+  RETURN_IF_ERROR(eval::ValidateEvalSet(forward.config(), set, "LocalEvaluator"));
   return std::unique_ptr<LocalEvaluator>(new LocalEvaluator(qmodel, forward, set, options));
 }
 

@@ -143,4 +143,30 @@ absl::StatusOr<EvalSet> BuildEvalSet(const model::Tokenizer& tokenizer, std::str
   return set;
 }
 
+absl::Status ValidateEvalSet(const model::ModelConfig& config, const EvalSet& set,
+                             const std::string& what) {
+  if (set.sequences.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  for (size_t i = 0; i < set.sequences.size(); ++i) {
+    const auto& s = set.sequences[i];
+    if (static_cast<int64_t>(s.tokens.size()) > config.seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": sequence ", i, " has ",
+                                                     s.tokens.size(),
+                                                     " tokens, more than the model's seq_len ",
+                                                     config.seq_len));
+    }
+    if (s.score_begin < 0 || s.scored() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": sequence ", i, " scores no token"));
+    }
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      if (s.tokens[t] < 0 || s.tokens[t] >= config.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": sequence ", i, " position ", t, " has token id ", s.tokens[t],
+            " outside the model's vocabulary of ", config.vocab_size,
+            " (tokenizer and model do not match?)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace impq::eval

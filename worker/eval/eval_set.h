@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/model/model.h"
 #include "worker/model/tokenizer.h"
 
 namespace impq::eval {
@@ -52,6 +53,13 @@ std::vector<std::string_view> SplitDocuments(std::string_view text);
 absl::StatusOr<EvalSet> BuildEvalSet(const model::Tokenizer& tokenizer, std::string_view text,
                                      EvalMode mode, int64_t ctx, int64_t max_ctx,
                                      const std::string& source);
+
+// Checks that `set` can run on a model of `config`: at least one sequence, every sequence
+// within seq_len and scoring at least one token, every id inside the vocabulary. The forward
+// pass indexes its tables without checks, so every entry point validates with this first.
+// `what` labels the message ("evaluation set", "calibration set").
+absl::Status ValidateEvalSet(const model::ModelConfig& config, const EvalSet& set,
+                             const std::string& what);
 
 }  // namespace impq::eval
 

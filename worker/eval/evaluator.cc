@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "worker/forward/kernels.h"
 
 namespace impq::eval {
@@ -18,30 +19,6 @@ Evaluator::Evaluator(const LlamaForward& forward, int threads)
     : forward_(forward), pool_(threads) {}
 
 Evaluator::~Evaluator() = default;
-
-absl::Status Evaluator::Check(const EvalSet& set) const {
-  const auto& c = forward_.config();
-  for (size_t i = 0; i < set.sequences.size(); ++i) {
-    const auto& s = set.sequences[i];
-    if (static_cast<int64_t>(s.tokens.size()) > c.seq_len) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has ", s.tokens.size(),
-                                                     " tokens, more than the model's seq_len ",
-                                                     c.seq_len));
-    }
-    if (s.score_begin < 0 || s.scored() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " scores no token"));
-    }
-    for (int t : s.tokens) {
-      if (t < 0 || t >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has token id ", t,
-                                                       " outside the model's vocabulary of ",
-                                                       c.vocab_size,
-                                                       " (tokenizer and model do not match?)"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
 
 void Evaluator::ForEachSequence(const EvalSet& set, int per_seq,
                                 const std::function<void(size_t, Workspace**, ThreadPool*)>& fn,
@@ -81,7 +58,7 @@ void Evaluator::ForEachSequence(const EvalSet& set, int per_seq,
 
 absl::StatusOr<NllResult> Evaluator::Nll(const forward::WeightSet& weights, const EvalSet& set,
                                          const ProgressFn& progress) {
-  if (absl::Status s = Check(set); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateEvalSet(forward_.config(), set, "evaluation set"));
   const auto start = std::chrono::steady_clock::now();
   const int64_t V = forward_.config().vocab_size;
   NllResult r;
@@ -120,7 +97,7 @@ absl::StatusOr<NllResult> Evaluator::Nll(const forward::WeightSet& weights, cons
 absl::StatusOr<KlResult> Evaluator::Kl(const forward::WeightSet& ref,
                                        const forward::WeightSet& test, const EvalSet& set,
                                        const ProgressFn& progress) {
-  if (absl::Status s = Check(set); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateEvalSet(forward_.config(), set, "evaluation set"));
   const auto start = std::chrono::steady_clock::now();
   const int64_t V = forward_.config().vocab_size;
   struct Acc {

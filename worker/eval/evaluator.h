@@ -63,7 +63,6 @@ class Evaluator {
                               const EvalSet& set, const ProgressFn& progress = nullptr);
 
  private:
-  absl::Status Check(const EvalSet& set) const;
   // Runs fn(sequence index, per-sequence workspaces, intra-op pool or null) for every sequence.
   void ForEachSequence(const EvalSet& set, int workspaces_per_sequence,
                        const std::function<void(size_t, forward::Workspace**, ThreadPool*)>& fn,

@@ -91,22 +91,7 @@ absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& f
                                                    " (expected >= 1)"));
   }
   const auto& c = fwd.config();
-  // The forward pass indexes the embedding and RoPE tables without checks: validate here.
-  for (size_t s = 0; s < set.sequences.size(); ++s) {
-    const auto& tokens = set.sequences[s].tokens;
-    if (tokens.empty() || static_cast<int64_t>(tokens.size()) > c.seq_len) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("calibration sequence ", s, " has ", tokens.size(),
-                       " tokens (expected 1 to seq_len = ", c.seq_len, ")"));
-    }
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("calibration sequence ", s, " position ", t, ": token id ", tokens[t],
-                         " outside the vocabulary [0, ", c.vocab_size, ")"));
-      }
-    }
-  }
+  RETURN_IF_ERROR(eval::ValidateEvalSet(c, set, "calibration set"));
   CalibrationSet out;
   out.stats_.resize(c.n_layers);
   for (auto& layer : out.stats_) {
