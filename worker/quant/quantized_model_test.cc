@@ -287,7 +287,7 @@ TEST(QuantizedModelErrorsTest, CollectCalibrationRejectsBadInput) {
   set.sequences.push_back({{1, 64, 3}, 0});  // 64 == vocab_size
   auto bad_token = CollectCalibration(fwd, set, 1);
   ASSERT_FALSE(bad_token.ok());
-  EXPECT_THAT(bad_token.status().message(), HasSubstr("sequence 1 position 1: token id 64"));
+  EXPECT_THAT(bad_token.status().message(), HasSubstr("sequence 1 position 1 has token id 64"));
   set.sequences[1].tokens.assign(33, 1);  // seq_len is 32
   EXPECT_THAT(CollectCalibration(fwd, set, 1).status().message(), HasSubstr("33 tokens"));
 }
