@@ -4,9 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
-if [ ! -f ../shared/data/stories260K.bin ] && [ -z "${IMPQ_SHARED_DATA:-}" ]; then
-  echo "test.sh: ../shared/data/stories260K.bin not found; set IMPQ_SHARED_DATA to the shared data directory" >&2
+data="${IMPQ_SHARED_DATA:-$PWD/../shared/data}"
+if [ ! -f "$data/stories260K.bin" ]; then
+  echo "test.sh: $data/stories260K.bin not found; set IMPQ_SHARED_DATA to the shared data directory" >&2
   exit 1
 fi
+export IMPQ_SHARED_DATA="$data"
 cd build
 ctest --output-on-failure -j "$(nproc)" "$@"
