@@ -1,0 +1,290 @@
+// impqctl: the user's command line for an impq-coordinator.
+//   impqctl [--server H:P] [--token T | --token_file F] <command> [flags]
+//   submit  --model M --tokenizer T --calib C [--eval E] [--permutations 24] [--bits 2.5,3]
+//           [--job_file spec.json (JobSpec as protobuf JSON; flags given override it)] [--watch]
+//   status --job ID     watch --job ID     result --job ID [--json]     cancel --job ID
+//   list                health
+#include <grpcpp/grpcpp.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "impq/v1/services.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace {
+
+using impq::v1::ImpqService;
+
+struct Global {
+  std::string server = "127.0.0.1:50051";
+  std::string token;
+};
+
+void Prepare(grpc::ClientContext& ctx, const Global& g, bool deadline = true) {
+  if (deadline) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  if (!g.token.empty()) ctx.AddMetadata("authorization", "Bearer " + g.token);
+}
+
+int Fail(const grpc::Status& s) {
+  std::cerr << "impqctl: " << s.error_code() << " " << s.error_message() << "\n";
+  return 1;
+}
+
+const char* StateName(impq::v1::JobState s) {
+  static const std::string* names = [] {
+    auto* n = new std::string[8];
+    for (int i = 0; i < 8; ++i) {
+      std::string x = impq::v1::JobState_Name(static_cast<impq::v1::JobState>(i));
+      n[i] = x.size() > 10 ? x.substr(10) : x;
+    }
+    return n;
+  }();
+  return names[s >= 0 && s < 8 ? s : 0].c_str();
+}
+
+std::string Line(const impq::v1::JobStatus& s) {
+  return absl::StrFormat("%-12s %-11s %8d/%-8d units %d/%d %s%s", s.job_id(), StateName(s.state()),
+                         s.evaluations_done(), s.evaluations_total(), s.units_done(),
+                         s.units_total(), s.name(), s.error().empty() ? "" : " error: " + s.error());
+}
+
+int Watch(ImpqService::Stub& stub, const Global& g, const std::string& id) {
+  grpc::ClientContext ctx;
+  Prepare(ctx, g, /*deadline=*/false);
+  impq::v1::WatchJobRequest req;
+  req.set_job_id(id);
+  auto reader = stub.WatchJob(&ctx, req);
+  impq::v1::JobStatus s;
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t first = -1;
+  impq::v1::JobState last = impq::v1::JOB_STATE_UNSPECIFIED;
+  while (reader->Read(&s)) {
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (first < 0) first = s.evaluations_done();
+    const double rate = secs > 0 ? (s.evaluations_done() - first) / secs : 0;
+    const int64_t left = s.evaluations_total() - s.evaluations_done();
+    const double frac = s.evaluations_total() > 0
+                            ? static_cast<double>(s.evaluations_done()) / s.evaluations_total() : 0;
+    const int width = 30, filled = static_cast<int>(frac * width);
+    std::fprintf(stderr, "\r%s %-10s [%s%s] %lld/%lld evals  %.1f/s  ETA %s   ", s.job_id().c_str(),
+                 StateName(s.state()), std::string(filled, '#').c_str(),
+                 std::string(width - filled, '.').c_str(),
+                 static_cast<long long>(s.evaluations_done()),
+                 static_cast<long long>(s.evaluations_total()), rate,
+                 rate > 0 && left > 0 ? absl::StrFormat("%.0fs", left / rate).c_str() : "-");
+    last = s.state();
+  }
+  std::fprintf(stderr, "\n");
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return Fail(st);
+  std::cout << id << " " << StateName(last) << "\n";
+  return last == impq::v1::JOB_STATE_DONE ? 0 : 1;
+}
+
+int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool json) {
+  grpc::ClientContext ctx;
+  Prepare(ctx, g);
+  impq::v1::GetJobRequest req;
+  req.set_job_id(id);
+  impq::v1::GetJobResponse resp;
+  if (grpc::Status s = stub.GetJob(&ctx, req, &resp); !s.ok()) return Fail(s);
+  if (!resp.has_result()) {
+    std::cerr << "impqctl: job " << id << " has no result (state " << StateName(resp.status().state()) << ")\n";
+    return 1;
+  }
+  const impq::v1::JobResult& r = resp.result();
+  if (json) {
+    std::string out;
+    google::protobuf::util::JsonPrintOptions o;
+    o.add_whitespace = true;
+    o.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(r, &out, o);
+    std::cout << out;
+    return 0;
+  }
+  std::cout << absl::StrFormat("job %s: %d permutations (%s), v(all-4) = %.6f, v(all-2) = %.6f\n\n",
+                               id, r.permutations_used(), r.stop_reason(), r.loss_all4(), r.loss_all2());
+  std::cout << "| player | phi | SE |\n|---|---:|---:|\n";
+  for (int i = 0; i < r.phi_size(); ++i) {
+    std::cout << absl::StrFormat("| %s | %.6f | %.6f |\n",
+                                 i < r.model().player_names_size() ? r.model().player_names(i) : absl::StrCat(i),
+                                 r.phi(i), r.standard_error(i));
+  }
+  std::cout << "\n| avg bits | bits | bytes | objective | measured loss |\n|---:|---|---:|---:|---:|\n";
+  for (const auto& a : r.allocations()) {
+    std::string bits;
+    for (int b : a.bits()) bits += std::to_string(b);
+    std::cout << absl::StrFormat("| %.3f | %s | %d | %.6f | %s |\n", a.average_bits(), bits,
+                                 a.memory_bytes(), a.objective(),
+                                 a.measured() ? absl::StrFormat("%.6f", a.measured_loss()) : "-");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Global g;
+  std::string token_file;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // Global flags come before the command.
+  size_t i = 0;
+  for (; i + 1 < args.size() && args[i].rfind("--", 0) == 0; i += 2) {
+    if (args[i] == "--server") g.server = args[i + 1];
+    else if (args[i] == "--token") g.token = args[i + 1];
+    else if (args[i] == "--token_file") token_file = args[i + 1];
+    else break;
+  }
+  if (i >= args.size()) {
+    std::cerr << "usage: impqctl [--server H:P] [--token T|--token_file F] "
+                 "submit|status|watch|result|cancel|list|health [flags]\n";
+    return 2;
+  }
+  if (!token_file.empty()) {
+    auto t = impq::ReadFileToString(token_file);
+    if (!t.ok()) {
+      std::cerr << t.status().message() << "\n";
+      return 2;
+    }
+    g.token = std::string(absl::StripAsciiWhitespace(*t));
+  }
+  const std::string cmd = args[i];
+  const std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
+  auto channel = grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+  auto stub = ImpqService::NewStub(channel);
+
+  std::string job, job_file, model, tok, calib, evalp, backend, players, bits, name;
+  int64_t perms = 0, seed = 0, calib_docs = 0, eval_docs = 0, context = 0, group = 0;
+  double se = 0;
+  bool antithetic = false, json = false, watch = false;
+  impq::FlagSet f("impqctl " + cmd);
+  if (cmd == "submit") {
+    f.String("job_file", &job_file, "JobSpec as protobuf JSON");
+    f.String("name", &name, "job name");
+    f.String("model", &model, "model path");
+    f.String("tokenizer", &tok, "tokenizer path");
+    f.String("calib", &calib, "calibration text path");
+    f.String("eval", &evalp, "evaluation text path (optional)");
+    f.Int("calib_docs", &calib_docs, "first N calibration documents (0: all)");
+    f.Int("eval_docs", &eval_docs, "first N evaluation documents (0: all)");
+    f.Int("context", &context, "tokens per sequence");
+    f.String("backend", &backend, "rtn|hqq|gptq");
+    f.Int("group_size", &group, "quantization group size");
+    f.String("players", &players, "block|module");
+    f.Int("permutations", &perms, "SPQE walks");
+    f.Bool("antithetic", &antithetic, "antithetic pairs");
+    f.Int("seed", &seed, "seed");
+    f.String("bits", &bits, "comma-separated average bit-widths");
+    f.Double("se_threshold", &se, "stop when max SE < this");
+    f.Bool("watch", &watch, "watch the job after submitting");
+  } else if (cmd == "status" || cmd == "watch" || cmd == "result" || cmd == "cancel") {
+    f.String("job", &job, "job id", /*required=*/true);
+    if (cmd == "result") f.Bool("json", &json, "print the result as JSON");
+  } else if (cmd != "list" && cmd != "health") {
+    std::cerr << "impqctl: unknown command '" << cmd << "'\n";
+    return 2;
+  }
+  if (absl::Status s = f.Parse(rest); !s.ok()) {
+    std::cerr << s.message() << "\n" << f.Usage();
+    return 2;
+  }
+  if (f.help_requested()) {
+    std::cout << f.Usage();
+    return 0;
+  }
+
+  if (cmd == "submit") {
+    impq::v1::SubmitJobRequest req;
+    impq::v1::JobSpec& s = *req.mutable_spec();
+    if (!job_file.empty()) {
+      auto text = impq::ReadFileToString(job_file);
+      if (!text.ok()) {
+        std::cerr << text.status().message() << "\n";
+        return 2;
+      }
+      if (auto st = google::protobuf::util::JsonStringToMessage(*text, &s); !st.ok()) {
+        std::cerr << "impqctl: " << job_file << ": " << st.ToString() << "\n";
+        return 2;
+      }
+    }
+    if (f.WasSet("name")) s.set_name(name);
+    if (f.WasSet("model")) s.set_model_path(model);
+    if (f.WasSet("tokenizer")) s.set_tokenizer_path(tok);
+    if (f.WasSet("calib")) s.set_calibration_text_path(calib);
+    if (f.WasSet("eval")) s.set_evaluation_text_path(evalp);
+    if (f.WasSet("calib_docs")) s.set_calibration_docs(calib_docs);
+    if (f.WasSet("eval_docs")) s.set_evaluation_docs(eval_docs);
+    if (f.WasSet("context")) s.set_context(context);
+    if (f.WasSet("backend")) s.set_backend(backend);
+    if (f.WasSet("group_size")) s.set_group_size(static_cast<int32_t>(group));
+    if (f.WasSet("players")) s.set_players(players);
+    if (f.WasSet("permutations")) s.set_permutations(perms);
+    if (f.WasSet("antithetic")) s.set_antithetic(antithetic);
+    if (f.WasSet("seed")) s.set_seed(static_cast<uint64_t>(seed));
+    if (f.WasSet("se_threshold")) s.set_se_threshold(se);
+    if (f.WasSet("bits")) {
+      s.clear_average_bits();
+      for (absl::string_view b : absl::StrSplit(bits, ',', absl::SkipEmpty())) {
+        double v = 0;
+        if (!absl::SimpleAtod(b, &v)) {
+          std::cerr << "impqctl: --bits: '" << b << "' is not a number\n";
+          return 2;
+        }
+        s.add_average_bits(v);
+      }
+    }
+    grpc::ClientContext ctx;
+    Prepare(ctx, g);
+    impq::v1::SubmitJobResponse resp;
+    if (grpc::Status st = stub->SubmitJob(&ctx, req, &resp); !st.ok()) return Fail(st);
+    std::cout << resp.job_id() << "\n";
+    return watch ? Watch(*stub, g, resp.job_id()) : 0;
+  }
+  if (cmd == "status") {
+    grpc::ClientContext ctx;
+    Prepare(ctx, g);
+    impq::v1::GetJobRequest req;
+    req.set_job_id(job);
+    impq::v1::GetJobResponse resp;
+    if (grpc::Status st = stub->GetJob(&ctx, req, &resp); !st.ok()) return Fail(st);
+    std::cout << Line(resp.status()) << "\n";
+    return 0;
+  }
+  if (cmd == "watch") return Watch(*stub, g, job);
+  if (cmd == "result") return Result(*stub, g, job, json);
+  if (cmd == "cancel") {
+    grpc::ClientContext ctx;
+    Prepare(ctx, g);
+    impq::v1::CancelJobRequest req;
+    req.set_job_id(job);
+    impq::v1::CancelJobResponse resp;
+    if (grpc::Status st = stub->CancelJob(&ctx, req, &resp); !st.ok()) return Fail(st);
+    std::cout << Line(resp.status()) << "\n";
+    return 0;
+  }
+  if (cmd == "list") {
+    grpc::ClientContext ctx;
+    Prepare(ctx, g);
+    impq::v1::ListJobsResponse resp;
+    if (grpc::Status st = stub->ListJobs(&ctx, impq::v1::ListJobsRequest(), &resp); !st.ok()) return Fail(st);
+    for (const auto& s : resp.jobs()) std::cout << Line(s) << "\n";
+    return 0;
+  }
+  // health: the standard grpc.health.v1 service.
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  if (grpc::Status st = health->Check(&ctx, req, &resp); !st.ok()) return Fail(st);
+  const bool serving = resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  std::cout << (serving ? "SERVING" : "NOT_SERVING") << "\n";
+  return serving ? 0 : 1;
+}

@@ -1,0 +1,110 @@
+// impq-coordinator: serves ImpqService + WorkerService over gRPC, with health, reflection and
+// Prometheus metrics.
+//   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db
+//     --data_root /data --metrics_listen 0.0.0.0:9464 [--token_file F] [--lease_seconds 30]
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "coordinator/grpc_server.h"
+#include "prometheus/exposer.h"
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen = "127.0.0.1:50051", store = "impq.db", roots, token, token_file,
+              metrics_listen = "127.0.0.1:9464", port_file;
+  double lease_seconds = 30;
+  int64_t units_per_lease = 8;
+  impq::FlagSet flags("impq-coordinator");
+  flags.String("listen", &listen, "gRPC address host:port (port 0: pick one)");
+  flags.String("store", &store, "SQLite store file (created if missing)");
+  flags.String("data_root", &roots, "comma-separated directories job paths must lie in");
+  flags.String("token", &token, "bearer token required on the client API (prefer --token_file)");
+  flags.String("token_file", &token_file, "file holding the bearer token");
+  flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
+  flags.String("port_file", &port_file, "write 'grpc_port metrics_port' here once listening");
+  flags.Double("lease_seconds", &lease_seconds, "lease duration");
+  flags.Int("units_per_lease", &units_per_lease, "max units per lease");
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::cerr << s.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
+    if (!t.ok()) {
+      std::cerr << t.status().message() << "\n";
+      return 2;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*t));
+  }
+  prometheus::Registry* registry_ptr = nullptr;
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int metrics_port = 0;
+  if (!metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
+    } catch (const std::exception& e) {
+      std::cerr << "metrics: cannot listen on " << metrics_listen << ": " << e.what() << "\n";
+      return 1;
+    }
+    exposer->RegisterCollectable(registry);
+    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+    registry_ptr = registry.get();
+  }
+  std::unique_ptr<impq::coordinator::CoordinatorMetrics> metrics;
+  if (registry_ptr != nullptr) metrics = std::make_unique<impq::coordinator::CoordinatorMetrics>(*registry_ptr);
+
+  impq::coordinator::CoordinatorOptions o;
+  o.store_path = store;
+  o.lease_duration = absl::Seconds(lease_seconds);
+  o.max_units_per_lease = static_cast<int>(units_per_lease);
+  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) o.limits.data_roots.emplace_back(r);
+  o.metrics = metrics.get();
+  auto coordinator = impq::coordinator::Coordinator::Open(o);
+  if (!coordinator.ok()) {
+    std::cerr << "impq-coordinator: " << coordinator.status() << "\n";
+    return 1;
+  }
+  (*coordinator)->StartBackground(absl::Milliseconds(100));
+  impq::coordinator::ServerOptions so;
+  so.listen = listen;
+  so.token = token;
+  so.lease_duration = o.lease_duration;
+  auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);
+  if (!server.ok()) {
+    std::cerr << "impq-coordinator: " << server.status() << "\n";
+    return 1;
+  }
+  IMPQ_LOG(INFO) << "impq-coordinator: gRPC on port " << (*server)->port() << ", metrics on port "
+                 << metrics_port << ", store " << store << " (incarnation "
+                 << (*coordinator)->incarnation() << ")";
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << " " << metrics_port << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  while (g_stop == 0) usleep(100 * 1000);
+  // Graceful: stop intake, let calls in flight finish, then stop the core (all accepted work
+  // is already durable).
+  IMPQ_LOG(INFO) << "impq-coordinator: shutting down";
+  (*coordinator)->Shutdown();
+  (*server)->Shutdown(absl::Seconds(5));
+  return 0;
+}

@@ -1,0 +1,179 @@
+#include "coordinator/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "impq/v1/services.grpc.pb.h"
+
+namespace impq::coordinator {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+class ImpqServiceImpl final : public v1::ImpqService::Service {
+ public:
+  ImpqServiceImpl(Coordinator* c, std::string token) : c_(c), token_(std::move(token)) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
+                         v1::SubmitJobResponse* resp) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    if (!req->has_spec()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "spec is required");
+    absl::StatusOr<v1::JobStatus> s = c_->SubmitJob(req->spec());
+    if (!s.ok()) return ToGrpc(s.status());
+    resp->set_job_id(s->job_id());
+    *resp->mutable_status() = *s;
+    return grpc::Status::OK;
+  }
+  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
+                      v1::GetJobResponse* resp) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
+    absl::StatusOr<JobView> v = c_->GetJob(req->job_id());
+    if (!v.ok()) return ToGrpc(v.status());
+    *resp->mutable_status() = v->status;
+    *resp->mutable_spec() = v->spec;
+    if (v->has_result) *resp->mutable_result() = v->result;
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                        grpc::ServerWriter<v1::JobStatus>* writer) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
+    int64_t version = -1;
+    while (!ctx->IsCancelled()) {
+      absl::StatusOr<v1::JobStatus> s = c_->WaitForChange(req->job_id(), version, absl::Seconds(1));
+      if (!s.ok()) return ToGrpc(s.status());
+      if (s->version() == version) continue;
+      version = s->version();
+      if (!writer->Write(*s)) break;
+      const auto st = s->state();
+      if (st == v1::JOB_STATE_DONE || st == v1::JOB_STATE_FAILED || st == v1::JOB_STATE_CANCELLED) break;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
+                         v1::CancelJobResponse* resp) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
+    absl::StatusOr<v1::JobStatus> s = c_->CancelJob(req->job_id());
+    if (!s.ok()) return ToGrpc(s.status());
+    *resp->mutable_status() = *s;
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
+                        v1::ListJobsResponse* resp) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
+    for (auto& s : c_->ListJobs()) *resp->add_jobs() = std::move(s);
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Auth(grpc::ServerContext* ctx) const {
+    if (token_.empty()) return grpc::Status::OK;
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    if (it == md.end()) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization metadata is required");
+    }
+    const std::string got(it->second.data(), it->second.size());
+    const std::string want = "Bearer " + token_;
+    // Constant-time compare: do not leak the token's prefix through timing.
+    unsigned diff = got.size() != want.size() ? 1u : 0u;
+    for (size_t i = 0; i < got.size() && i < want.size(); ++i) diff |= static_cast<unsigned>(got[i] ^ want[i]);
+    if (diff != 0) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization: wrong token");
+    return grpc::Status::OK;
+  }
+  Coordinator* c_;
+  const std::string token_;
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  WorkerServiceImpl(Coordinator* c, absl::Duration lease) : c_(c), lease_(lease) {}
+
+  grpc::Status AcquireLease(grpc::ServerContext*, const v1::AcquireLeaseRequest* req,
+                            v1::AcquireLeaseResponse* resp) override {
+    absl::StatusOr<LeaseGrant> g = c_->AcquireLease(req->worker_id(), req->capacity());
+    if (!g.ok()) return ToGrpc(g.status());
+    if (g->has_lease) {
+      v1::Lease* l = resp->mutable_lease();
+      l->set_lease_id(g->lease_id);
+      l->set_deadline_ms(absl::ToUnixMillis(g->deadline));
+      l->set_duration_ms(absl::ToInt64Milliseconds(lease_));
+      for (auto& u : g->units) *l->add_units() = std::move(u);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatResponse* resp) override {
+    absl::StatusOr<HeartbeatReply> h = c_->Heartbeat(req->lease_id(), req->worker_id());
+    if (!h.ok()) return ToGrpc(h.status());
+    resp->set_state(h->state);
+    if (h->state == v1::LEASE_STATE_ACTIVE) resp->set_deadline_ms(absl::ToUnixMillis(h->deadline));
+    return grpc::Status::OK;
+  }
+  grpc::Status ReportResult(grpc::ServerContext*, const v1::ReportResultRequest* req,
+                            v1::ReportResultResponse* resp) override {
+    if (!req->has_result()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "result is required");
+    absl::StatusOr<v1::ReportOutcome> o = c_->ReportResult(req->lease_id(), req->result());
+    if (!o.ok()) return ToGrpc(o.status());
+    resp->set_outcome(*o);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Coordinator* c_;
+  const absl::Duration lease_;
+};
+
+}  // namespace
+
+struct CoordinatorServer::Impl {
+  std::unique_ptr<ImpqServiceImpl> impq;
+  std::unique_ptr<WorkerServiceImpl> worker;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool shut_down = false;
+};
+
+CoordinatorServer::CoordinatorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+
+int CoordinatorServer::port() const { return impl_->port; }
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    Coordinator* coordinator, const ServerOptions& options) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto impl = std::make_unique<Impl>();
+  impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token);
+  impl->worker = std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration);
+  grpc::ServerBuilder b;
+  b.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &impl->port);
+  b.SetMaxReceiveMessageSize(options.max_message_bytes);
+  b.RegisterService(impl->impq.get());
+  b.RegisterService(impl->worker.get());
+  impl->server = b.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void CoordinatorServer::Wait() { impl_->server->Wait(); }
+
+}  // namespace impq::coordinator

@@ -1,0 +1,47 @@
+// The coordinator's gRPC front: ImpqService (client API, bearer-token auth) and WorkerService
+// (pull leases), plus the standard health service and server reflection. Thin adapters: each
+// handler validates the request shape, calls the Coordinator core and maps absl::Status to
+// grpc::Status (same code, same message). No handler computes: the solver runs on the core's
+// background thread.
+#ifndef IMPQ_COORDINATOR_GRPC_SERVER_H_
+#define IMPQ_COORDINATOR_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/coordinator.h"
+
+namespace impq::coordinator {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one
+  // When non-empty, every ImpqService call needs metadata "authorization: Bearer <token>"
+  // (UNAUTHENTICATED otherwise). WorkerService is meant for the cluster network.
+  std::string token;
+  int max_message_bytes = 16 << 20;    // larger requests get RESOURCE_EXHAUSTED
+  absl::Duration lease_duration = absl::Seconds(30);  // echoed to workers in each lease
+};
+
+class CoordinatorServer {
+ public:
+  // Starts serving `coordinator` (not owned; must outlive the server). Unavailable when the
+  // address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Coordinator* coordinator,
+                                                                  const ServerOptions& options);
+  ~CoordinatorServer();  // Shutdown(0) if still running
+  int port() const;
+  // Marks health NOT_SERVING, stops accepting calls, waits up to `grace` for calls in flight.
+  void Shutdown(absl::Duration grace);
+  // Blocks until Shutdown() completes.
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit CoordinatorServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace impq::coordinator
+
+#endif  // IMPQ_COORDINATOR_GRPC_SERVER_H_

@@ -1,0 +1,34 @@
+// Validation and normalization of client-supplied job specs (the trust boundary of the
+// client API: every field of a hostile request is checked here before anything is stored).
+#ifndef IMPQ_COORDINATOR_JOB_SPEC_H_
+#define IMPQ_COORDINATOR_JOB_SPEC_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "impq/v1/messages.pb.h"
+
+namespace impq::coordinator {
+
+struct SpecLimits {
+  // Model and text paths must lie inside one of these directories (lexically, after
+  // normalization, which resolves ".." components). Relative paths are taken relative to the
+  // first root. Empty: any absolute path is accepted.
+  std::vector<std::string> data_roots;
+  int64_t max_permutations = 100000;
+  int max_budgets = 64;
+};
+
+// Returns the spec with defaults filled in (see messages.proto) and paths made absolute, or
+// InvalidArgument naming the field, its value and what is expected (PermissionDenied for a
+// path outside the roots).
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec, const SpecLimits& limits);
+
+// Effective values of the defaulted fields of a normalized spec.
+int64_t MinPermutations(const v1::JobSpec& spec);
+double Alpha(const v1::JobSpec& spec);
+
+}  // namespace impq::coordinator
+
+#endif  // IMPQ_COORDINATOR_JOB_SPEC_H_

@@ -1,0 +1,90 @@
+// The coordinator's durable store: an embedded SQLite database in WAL mode.
+//
+// What is stored is exactly what cannot be recomputed: every accepted job (its normalized
+// spec, state and timestamps, the final result) and every accepted unit result (the losses a
+// worker reported). Everything else (units, the estimation prefix, the allocation) is a pure
+// function of the spec and the results, and is re-derived on open (coordinator.cc). Leases
+// are deliberately not stored: after a restart, units in flight are simply re-issued.
+//
+// Durability: every Put* is one transaction committed with synchronous=FULL before it
+// returns, so an OK Put survives a crash of the process (and of the machine).
+// Corruption: Open() runs PRAGMA quick_check and returns DataLoss naming the file when the
+// database is torn; Load() skips (and counts) result rows whose payload does not parse, so
+// those units are simply evaluated again, and returns DataLoss naming the job for a job row
+// that does not parse (a job spec cannot be recomputed).
+//
+// Thread-compatible: the coordinator serializes calls under its mutex.
+#ifndef IMPQ_COORDINATOR_STORE_H_
+#define IMPQ_COORDINATOR_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "impq/v1/messages.pb.h"
+
+struct sqlite3;
+
+namespace impq::coordinator {
+
+struct StoredJob {
+  std::string id;
+  int64_t seq = 0;  // submission order, 1-based
+  v1::JobSpec spec;
+  v1::JobState state = v1::JOB_STATE_QUEUED;
+  int64_t submitted_ms = 0, started_ms = 0, finished_ms = 0;
+  std::string error;
+  bool has_result = false;
+  v1::JobResult result;  // final (DONE) result
+};
+
+struct StoredResult {
+  std::string job_id;
+  int64_t unit_index = 0;
+  v1::WorkResult result;
+};
+
+struct StoreContents {
+  std::vector<StoredJob> jobs;        // in seq order
+  std::vector<StoredResult> results;  // by (job seq, unit index)
+  int64_t discarded_results = 0;      // rows whose payload did not parse (skipped)
+  int64_t incarnation = 0;            // number of times the store was opened, this one included
+};
+
+class Store {
+ public:
+  // Opens or creates the database at `path` (":memory:" for a throwaway store). Increments
+  // the stored incarnation counter. DataLoss naming the file when it is not a database or
+  // fails the integrity check; Internal for other SQLite errors.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Inserts or replaces the job row.
+  absl::Status PutJob(const StoredJob& job);
+  // Inserts the result of (job, unit); a second result for the same unit is ignored (the
+  // first accepted one wins, as in the coordinator).
+  absl::Status PutResult(const std::string& job_id, int64_t unit_index,
+                         const v1::WorkResult& result);
+  // Everything stored. See the file comment for corrupt rows.
+  absl::StatusOr<StoreContents> Load();
+
+  int64_t incarnation() const { return incarnation_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  absl::Status Exec(const char* sql);
+  absl::Status Error(const char* what, int rc) const;
+
+  sqlite3* db_;
+  const std::string path_;
+  int64_t incarnation_ = 0;
+};
+
+}  // namespace impq::coordinator
+
+#endif  // IMPQ_COORDINATOR_STORE_H_

@@ -1,0 +1,228 @@
+// End to end on 127.0.0.1: impq-coordinator + 2 impq-worker processes on stories260K. One
+// worker is SIGKILLed mid-job; the job still finishes with a result identical to the embedded
+// (in-process coordinator + worker loop) run. Also: auth, validation, health, reflection and
+// the Prometheus endpoint.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "common/test_paths.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "impq/v1/services.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "worker/service/worker_loop.h"
+
+namespace impq {
+namespace {
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    std::vector<char*> a;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+v1::JobSpec Spec() {
+  v1::JobSpec s;
+  s.set_name("integration");
+  s.set_model_path(SharedDataPath("stories260K.bin"));
+  s.set_tokenizer_path(SharedDataPath("tok512.bin"));
+  s.set_calibration_text_path(SharedDataPath("tinystories_valid_a.txt"));
+  s.set_evaluation_text_path(SharedDataPath("tinystories_v2_valid_100.txt"));
+  s.set_calibration_docs(20);
+  s.set_evaluation_docs(10);
+  s.set_context(256);
+  s.set_players("block");
+  s.set_permutations(24);
+  s.set_antithetic(true);
+  s.set_seed(2025);
+  s.add_average_bits(2.5);
+  s.add_average_bits(3.0);
+  return s;
+}
+
+// The same job in embedded mode: in-process coordinator, one worker loop, the CPU engine.
+v1::JobResult Embedded(const v1::JobSpec& spec) {
+  coordinator::CoordinatorOptions o;
+  o.store_path = ":memory:";
+  auto c = coordinator::Coordinator::Open(o);
+  (*c)->StartBackground(absl::Milliseconds(5));
+  auto st = (*c)->SubmitJob(spec);
+  worker_service::InProcessWorkerClient client(**c, o.lease_duration);
+  auto ex = worker_service::NewEngineExecutor(1);
+  worker_service::WorkerLoopOptions lo;
+  lo.worker_id = "embedded";
+  lo.idle_poll = absl::Milliseconds(5);
+  worker_service::WorkerLoop loop(&client, ex.get(), lo);
+  std::thread t([&] { loop.Run(); });
+  v1::JobStatus s = *st;
+  while (s.state() != v1::JOB_STATE_DONE && s.state() != v1::JOB_STATE_FAILED) {
+    s = *(*c)->WaitForChange(s.job_id(), s.version(), absl::Seconds(1));
+  }
+  loop.Stop();
+  t.join();
+  EXPECT_EQ(s.state(), v1::JOB_STATE_DONE) << s.error();
+  return (*c)->GetJob(s.job_id())->result;
+}
+
+TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
+  const std::string dir = TempFilePath("svc");
+  ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  const std::string data_root = SharedDataPath("");
+  const pid_t coord = Spawn({IMPQ_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--metrics_listen",
+                             "127.0.0.1:0", "--store", dir + "/c.db", "--data_root", data_root,
+                             "--token", "s3cret", "--lease_seconds", "2", "--units_per_lease", "2",
+                             "--port_file", dir + "/ports"},
+                            dir + "/coordinator.log");
+  int grpc_port = 0, metrics_port = 0;
+  for (int i = 0; i < 100 && grpc_port == 0; ++i) {
+    std::ifstream(dir + "/ports") >> grpc_port >> metrics_port;
+    if (grpc_port == 0) usleep(100 * 1000);
+  }
+  ASSERT_GT(grpc_port, 0) << "coordinator did not start; see " << dir << "/coordinator.log";
+  const std::string target = "127.0.0.1:" + std::to_string(grpc_port);
+  std::vector<pid_t> workers;
+  for (const char* id : {"wa", "wb"}) {
+    workers.push_back(Spawn({IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
+                             "--capacity", "2"},
+                            dir + "/" + id + ".log"));
+  }
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  auto stub = v1::ImpqService::NewStub(channel);
+
+  // Health and reflection.
+  {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(grpc::health::v1::Health::NewStub(channel)
+                    ->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp)
+                    .ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    // What grpcurl's "list" does: ask the reflection service for its services.
+    auto refl = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+    grpc::ClientContext rctx;
+    auto stream = refl->ServerReflectionInfo(&rctx);
+    grpc::reflection::v1alpha::ServerReflectionRequest rreq;
+    rreq.set_list_services("");
+    ASSERT_TRUE(stream->Write(rreq));
+    stream->WritesDone();
+    grpc::reflection::v1alpha::ServerReflectionResponse rresp;
+    ASSERT_TRUE(stream->Read(&rresp));
+    std::vector<std::string> services;
+    for (const auto& s : rresp.list_services_response().service()) services.push_back(s.name());
+    EXPECT_TRUE(stream->Finish().ok());
+    for (const char* s : {"impq.v1.ImpqService", "impq.v1.WorkerService", "grpc.health.v1.Health"}) {
+      EXPECT_NE(std::find(services.begin(), services.end(), s), services.end()) << s;
+    }
+  }
+  // Auth and validation.
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer wrong");
+    v1::ListJobsResponse resp;
+    EXPECT_EQ(stub->ListJobs(&ctx, v1::ListJobsRequest(), &resp).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer s3cret");
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = Spec();
+    req.mutable_spec()->set_permutations(-4);
+    v1::SubmitJobResponse resp;
+    grpc::Status st = stub->SubmitJob(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("permutations"), std::string::npos) << st.error_message();
+  }
+  std::string job_id;
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer s3cret");
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = Spec();
+    v1::SubmitJobResponse resp;
+    ASSERT_TRUE(stub->SubmitJob(&ctx, req, &resp).ok());
+    job_id = resp.job_id();
+  }
+  auto get = [&] {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer s3cret");
+    v1::GetJobRequest req;
+    req.set_job_id(job_id);
+    v1::GetJobResponse resp;
+    EXPECT_TRUE(stub->GetJob(&ctx, req, &resp).ok());
+    return resp;
+  };
+  // Kill worker "wa" as soon as the job has made progress (it holds or just held a lease).
+  bool killed = false;
+  v1::GetJobResponse job;
+  for (int i = 0; i < 1200; ++i) {
+    job = get();
+    if (!killed && job.status().evaluations_done() > 0) {
+      kill(workers[0], SIGKILL);
+      waitpid(workers[0], nullptr, 0);
+      killed = true;
+    }
+    const auto s = job.status().state();
+    if (s == v1::JOB_STATE_DONE || s == v1::JOB_STATE_FAILED) break;
+    usleep(100 * 1000);
+  }
+  EXPECT_TRUE(killed);
+  ASSERT_EQ(job.status().state(), v1::JOB_STATE_DONE) << job.status().error();
+  ASSERT_TRUE(job.has_result());
+  const std::string metrics = HttpGet(metrics_port, "/metrics");
+  EXPECT_NE(metrics.find("impq_coordinator_evaluations_total"), std::string::npos);
+  EXPECT_NE(metrics.find("impq_coordinator_jobs{state=\"done\"} 1"), std::string::npos) << metrics;
+
+  kill(workers[1], SIGTERM);
+  waitpid(workers[1], nullptr, 0);
+  kill(coord, SIGTERM);
+  int status = 0;
+  waitpid(coord, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  v1::JobResult embedded = Embedded(Spec());
+  embedded.set_job_id(job.result().job_id());
+  EXPECT_EQ(job.result().SerializeAsString(), embedded.SerializeAsString());
+  EXPECT_EQ(job.result().phi_size(), 5);
+  EXPECT_TRUE(job.result().allocations(1).measured());
+}
+
+}  // namespace
+}  // namespace impq

@@ -1,0 +1,59 @@
+// impq-worker: pulls work units from an impq-coordinator and evaluates them on the CPU engine.
+//   impq-worker --coordinator 127.0.0.1:50051 [--worker_id w1] [--threads 2] [--capacity 1]
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "common/flags.h"
+#include "common/logging.h"
+#include "worker/service/worker_loop.h"
+
+namespace {
+impq::worker_service::WorkerLoop* g_loop = nullptr;
+void OnSignal(int) {
+  if (g_loop != nullptr) g_loop->Stop();  // an atomic store: async-signal-safe
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string target = "127.0.0.1:50051", worker_id, token;
+  int64_t threads = 1, capacity = 1, max_units = 0;
+  impq::FlagSet flags("impq-worker");
+  flags.String("coordinator", &target, "coordinator WorkerService address host:port");
+  flags.String("worker_id", &worker_id, "stable id of this worker (default: hostname-pid)");
+  flags.String("token", &token, "bearer token sent with every RPC (optional)");
+  flags.Int("threads", &threads, "compute threads of the CPU engine");
+  flags.Int("capacity", &capacity, "units asked per lease");
+  flags.Int("max_units", &max_units, "exit after reporting this many units (0: never)");
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::cerr << s.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (worker_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    worker_id = std::string(host) + "-" + std::to_string(getpid());
+  }
+  auto client = impq::worker_service::NewGrpcWorkerClient({target, token, 30000});
+  auto executor = impq::worker_service::NewEngineExecutor(static_cast<int>(threads));
+  impq::worker_service::WorkerLoopOptions o;
+  o.worker_id = worker_id;
+  o.capacity = static_cast<int>(capacity);
+  o.max_units = max_units;
+  impq::worker_service::WorkerLoop loop(client.get(), executor.get(), o);
+  g_loop = &loop;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  IMPQ_LOG(INFO) << "impq-worker " << worker_id << " polling " << target;
+  const auto st = loop.Run();
+  g_loop = nullptr;
+  IMPQ_LOG(INFO) << "impq-worker " << worker_id << " stopping: " << st.accepted << " accepted, "
+                 << st.duplicate << " duplicate, " << st.stale << " stale, " << st.errors
+                 << " errors";
+  return 0;
+}
