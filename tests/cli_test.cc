@@ -101,10 +101,26 @@ TEST(CliTest, BrokenInputsGiveClearErrors) {
   ::unlink(empty.c_str());
 }
 
+TEST(CliTest, Llama2cCheckpointNeedsATokenizer) {
+  Result r = RunImpq("eval --model " + kModel + " --text " + kText);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--tokenizer"));
+  EXPECT_THAT(r.out, HasSubstr(kModel));
+}
+
+TEST(CliTest, GgufAndSafetensorsFindTheirOwnTokenizer) {
+  for (const std::string& model : {SharedDataPath("stories260K.gguf"), SharedDataPath("stories260K-hf")}) {
+    Result r = RunImpq("eval --threads 2 --json --model " + model + " --text " + kText + " 2>/dev/null");
+    ASSERT_EQ(r.exit_code, 0) << model << ": " << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_NEAR(j["ppl"].get<double>(), 3.7421, 0.005 * 3.7421) << model;
+  }
+}
+
 TEST(CliTest, UsageErrorsExitWithTwo) {
   Result r = RunImpq("eval --model x");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("missing required flag --tokenizer"));
+  EXPECT_THAT(r.out, HasSubstr("missing required flag --text"));
   r = RunImpq(EvalArgs(kModel, kTok, kText) + " --mode windows");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.out, HasSubstr("unknown evaluation mode 'windows'"));
