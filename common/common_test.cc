@@ -121,6 +121,17 @@ TEST(FlagsTest, ParsesAllForms) {
   EXPECT_TRUE(f.WasSet("ctx"));
 }
 
+TEST(FlagsTest, DashAndUnderscoreAreTheSame) {
+  int64_t g = 0, h = 0;
+  FlagSet f("impq");
+  f.Int("group-size", &g, "g");
+  f.Int("data_root", &h, "h");
+  ASSERT_TRUE(f.Parse({"--group_size", "32", "--data-root=7"}).ok());
+  EXPECT_EQ(g, 32);
+  EXPECT_EQ(h, 7);
+  EXPECT_TRUE(f.WasSet("group_size"));
+}
+
 TEST(FlagsTest, ErrorsNameTheFlag) {
   std::string model;
   int64_t ctx = 0;

@@ -51,16 +51,28 @@ void FlagSet::Bool(const std::string& name, bool* out, const std::string& help) 
                     }});
 }
 
+namespace {
+// '-' and '_' are the same in flag names: --group-size == --group_size.
+bool SameName(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
+}  // namespace
+
 FlagSet::Flag* FlagSet::Find(const std::string& name) {
   for (auto& f : flags_) {
-    if (f.name == name) return &f;
+    if (SameName(f.name, name)) return &f;
   }
   return nullptr;
 }
 
 bool FlagSet::WasSet(const std::string& name) const {
   for (const auto& f : flags_) {
-    if (f.name == name) return f.set;
+    if (SameName(f.name, name)) return f.set;
   }
   return false;
 }

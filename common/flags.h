@@ -2,6 +2,7 @@
 //
 // Each subcommand registers its flags on a FlagSet bound to variables, then parses its
 // arguments. Accepted forms: `--name value`, `--name=value`, and `--name` for booleans.
+// '-' and '_' are interchangeable in names (--group-size is --group_size).
 // Errors (unknown flag, missing value, unparsable number, missing required flag) name the flag.
 // Thread-compatible.
 #ifndef IMPQ_COMMON_FLAGS_H_
