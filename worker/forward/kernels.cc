@@ -82,6 +82,18 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 }
 
 IMPQ_KERNEL_CLONES
+void GeluTanhMul(float* gate, const float* up, int64_t n) {
+  const float k = 0.7978845608028654f;  // sqrt(2/pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+void SoftcapRow(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 double LogSumExp(const float* row, int64_t n) {
   const float mx = MaxOf(row, n);
   // Float exponentials summed in 16 double lanes (fixed order): each term is in (0, 1], so

@@ -52,6 +52,13 @@ void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n);
 // gate[i] = silu(gate[i]) · up[i] = gate / (1 + exp(-gate)) · up.
 void SiluMul(float* gate, const float* up, int64_t n);
 
+// gate[i] = gelu_tanh(gate[i]) · up[i], gelu_tanh(g) = g/2 · (1 + tanh(√(2/π)·(g + 0.044715·g³)))
+// (PyTorch's gelu(approximate="tanh"), Gemma-2's GeGLU).
+void GeluTanhMul(float* gate, const float* up, int64_t n);
+
+// In place: x[i] = cap · tanh(x[i] / cap) (Gemma-2's soft-capping). REQUIRES: cap > 0.
+void SoftcapRow(float* x, int64_t n, float cap);
+
 // log Σ_j exp(row[j]) over n logits, computed stably (max subtracted), accumulated in double.
 double LogSumExp(const float* row, int64_t n);
 

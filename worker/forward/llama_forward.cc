@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "worker/forward/kernels.h"
 #include "worker/forward/matmul.h"
+#include "worker/forward/rope.h"
 
 namespace impq::forward {
 
@@ -29,16 +30,39 @@ void Workspace::Reserve(const model::ModelConfig& c, int64_t tokens) {
   capacity = tokens;
 }
 
+const float* LlamaForward::NormMultiplier(const model::Tensor& w) {
+  if (w.empty()) return nullptr;
+  const float offset = model_.config.norm_weight_offset;
+  if (offset == 0.0f) return w.data();
+  std::vector<float>& v = offset_norms_.emplace_back(w.values().begin(), w.values().end());
+  for (float& x : v) x = offset + x;
+  return v.data();
+}
+
 LlamaForward::LlamaForward(const model::Model& model) : model_(model) {
   const auto& c = model.config;
+  // Reserve so that the pointers NormMultiplier hands out stay valid.
+  offset_norms_.reserve(static_cast<size_t>(c.n_layers) * 6 + 1);
+  for (const model::LayerWeights& lw : model.layers) {
+    LayerNorms n;
+    n.attn = NormMultiplier(lw.attn_norm);
+    n.ffn = NormMultiplier(lw.ffn_norm);
+    // Qwen-3's q/k norms are plain (w) RMSNorms; only Gemma-2 uses an offset, and it has none.
+    n.q = lw.q_norm.empty() ? nullptr : lw.q_norm.data();
+    n.k = lw.k_norm.empty() ? nullptr : lw.k_norm.data();
+    n.post_attn = NormMultiplier(lw.post_attn_norm);
+    n.post_ffn = NormMultiplier(lw.post_ffn_norm);
+    norms_.push_back(n);
+  }
+  final_norm_ = NormMultiplier(model.final_norm);
+
   const int half = c.head_dim / 2;
+  const std::vector<double> inv_freq = RopeInvFrequencies(c);
   rope_cos_.resize(static_cast<size_t>(c.seq_len) * half);
   rope_sin_.resize(rope_cos_.size());
   for (int pos = 0; pos < c.seq_len; ++pos) {
     for (int i = 0; i < half; ++i) {
-      const double freq = std::pow(static_cast<double>(c.rope_theta),
-                                   -2.0 * i / static_cast<double>(c.head_dim));
-      const double angle = pos * freq;
+      const double angle = pos * inv_freq[i];
       rope_cos_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::cos(angle));
       rope_sin_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::sin(angle));
     }
@@ -54,13 +78,20 @@ void LlamaForward::Embed(std::span<const int> tokens, Workspace& ws) const {
     std::memcpy(ws.x.data() + t * c.dim, emb + static_cast<int64_t>(tokens[t]) * c.dim,
                 sizeof(float) * c.dim);
   }
+  if (c.scale_embeddings) {
+    // HF Gemma-2 multiplies by sqrt(hidden_size) rounded to the activations' dtype.
+    const float s = static_cast<float>(std::sqrt(static_cast<double>(c.dim)));
+    for (size_t i = 0; i < tokens.size() * c.dim; ++i) ws.x[i] *= s;
+  }
 }
 
-void LlamaForward::Attention(int64_t T, Workspace& ws, ThreadPool* pool) const {
+void LlamaForward::Attention(int layer, int64_t T, Workspace& ws, ThreadPool* pool) const {
   const auto& c = config();
   const int64_t hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
   const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.AttentionScale();
+  const float softcap = c.attn_logit_softcap;
+  const int64_t window = c.LayerUsesSlidingWindow(layer) ? c.sliding_window : 0;
   auto head = [&](size_t h) {
     const int64_t g = static_cast<int64_t>(h) / group;
     float* s = ws.scores.data() + h * kAttnRows * T;
@@ -69,7 +100,15 @@ void LlamaForward::Attention(int64_t T, Workspace& ws, ThreadPool* pool) const {
       const int64_t keys = r0 + rows;  // causal: rows r0..r0+rows-1 see keys 0..r0+rows-1
       MatMulNT(rows, keys, hd, scale, ws.q.data() + r0 * qd + h * hd, qd,
                ws.k.data() + g * hd, kvd, s, keys);
-      for (int64_t r = 0; r < rows; ++r) SoftmaxPrefixRow(s + r * keys, r0 + r + 1, keys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = s + r * keys;
+        const int64_t pos = r0 + r;  // this query's position: keys 0..pos are causal
+        if (softcap > 0) SoftcapRow(row, pos + 1, softcap);
+        // Sliding window: keys j <= pos - window are invisible; they get weight exactly 0.
+        const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+        SoftmaxPrefixRow(row + first, pos + 1 - first, keys - first);
+        std::fill(row, row + first, 0.0f);
+      }
       MatMulNN(rows, hd, keys, s, keys, ws.v.data() + g * hd, kvd,
                ws.att.data() + r0 * qd + h * hd, qd);
     }
@@ -84,40 +123,68 @@ void LlamaForward::Attention(int64_t T, Workspace& ws, ThreadPool* pool) const {
 void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace& ws,
                             ThreadPool* pool, LinearInputObserver* observer) const {
   const auto& c = config();
-  const auto& lw = model_.layers[layer];
+  const LayerNorms& nw = norms_[layer];
   const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), H = c.hidden_dim;
   const int64_t hd = c.head_dim, half = hd / 2;
   const bool interleaved = c.rope_style == model::RopeStyle::kInterleaved;
 
   // Attention sub-block.
   for (int64_t t = 0; t < T; ++t) {
-    RmsNormRow(ws.x.data() + t * D, lw.attn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
+    RmsNormRow(ws.x.data() + t * D, nw.attn, D, c.norm_eps, ws.xb.data() + t * D);
   }
   if (observer) observer->OnLinearInput(layer, LinearKind::kQ, ws.xb.data(), T, D);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kQ), qd, ws.q.data(), qd, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kK), kvd, ws.k.data(), kvd, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kV), kvd, ws.v.data(), kvd, pool);
+  if (c.qk_norm) {
+    for (int64_t t = 0; t < T; ++t) {
+      for (int h = 0; h < c.n_heads; ++h) {
+        float* v = ws.q.data() + t * qd + h * hd;
+        RmsNormRow(v, nw.q, hd, c.norm_eps, v);
+      }
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        float* v = ws.k.data() + t * kvd + h * hd;
+        RmsNormRow(v, nw.k, hd, c.norm_eps, v);
+      }
+    }
+  }
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = rope_cos_.data() + t * half;
     const float* sn = rope_sin_.data() + t * half;
     for (int h = 0; h < c.n_heads; ++h) RopeHead(ws.q.data() + t * qd + h * hd, hd, cs, sn, interleaved);
     for (int h = 0; h < c.n_kv_heads; ++h) RopeHead(ws.k.data() + t * kvd + h * hd, hd, cs, sn, interleaved);
   }
-  Attention(T, ws, pool);
+  Attention(layer, T, ws, pool);
   if (observer) observer->OnLinearInput(layer, LinearKind::kO, ws.att.data(), T, qd);
   MatMulWt(ws.att.data(), qd, T, qd, w.Get(layer, LinearKind::kO), D, ws.proj.data(), D, pool);
+  if (nw.post_attn != nullptr) {
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = ws.proj.data() + t * D;
+      RmsNormRow(row, nw.post_attn, D, c.norm_eps, row);
+    }
+  }
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
 
-  // Feed-forward sub-block (SwiGLU).
+  // Feed-forward sub-block (SwiGLU, or GeGLU for Gemma-2).
   for (int64_t t = 0; t < T; ++t) {
-    RmsNormRow(ws.x.data() + t * D, lw.ffn_norm.data(), D, c.norm_eps, ws.xb.data() + t * D);
+    RmsNormRow(ws.x.data() + t * D, nw.ffn, D, c.norm_eps, ws.xb.data() + t * D);
   }
   if (observer) observer->OnLinearInput(layer, LinearKind::kGate, ws.xb.data(), T, D);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kGate), H, ws.h1.data(), H, pool);
   MatMulWt(ws.xb.data(), D, T, D, w.Get(layer, LinearKind::kUp), H, ws.h3.data(), H, pool);
-  SiluMul(ws.h1.data(), ws.h3.data(), T * H);
+  if (c.ffn_activation == model::FfnActivation::kGeluTanh) {
+    GeluTanhMul(ws.h1.data(), ws.h3.data(), T * H);
+  } else {
+    SiluMul(ws.h1.data(), ws.h3.data(), T * H);
+  }
   if (observer) observer->OnLinearInput(layer, LinearKind::kDown, ws.h1.data(), T, H);
   MatMulWt(ws.h1.data(), H, T, H, w.Get(layer, LinearKind::kDown), D, ws.proj.data(), D, pool);
+  if (nw.post_ffn != nullptr) {
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = ws.proj.data() + t * D;
+      RmsNormRow(row, nw.post_ffn, D, c.norm_eps, row);
+    }
+  }
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
 }
 
@@ -134,10 +201,11 @@ void LlamaForward::Logits(int64_t row_begin, int64_t rows, Workspace& ws,
   const auto& c = config();
   const int64_t D = c.dim;
   for (int64_t r = row_begin; r < row_begin + rows; ++r) {
-    RmsNormRow(ws.x.data() + r * D, model_.final_norm.data(), D, c.norm_eps, ws.xb.data() + r * D);
+    RmsNormRow(ws.x.data() + r * D, final_norm_, D, c.norm_eps, ws.xb.data() + r * D);
   }
   MatMulWt(ws.xb.data() + row_begin * D, D, rows, D, model_.output.data(), c.vocab_size,
            ws.logits.data(), c.vocab_size, pool);
+  if (c.final_logit_softcap > 0) SoftcapRow(ws.logits.data(), rows * c.vocab_size, c.final_logit_softcap);
 }
 
 }  // namespace impq::forward

@@ -1,4 +1,4 @@
-// The CPU forward pass of a Llama decoder over a whole window of tokens (prefill).
+// The CPU forward pass of a Llama-family decoder over a whole window of tokens (prefill).
 //
 //   x = embed(tokens)
 //   for each block:  x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n),   n = rmsnorm(x) · attn_norm
@@ -6,6 +6,15 @@
 //   logits = Wout · rmsnorm(x) · final_norm
 // Attention is causal and grouped-query (query head h reads kv head h / (n_heads/n_kv_heads)),
 // computed per head in blocks of query rows with sgemm and a row softmax.
+//
+// The other architectures are switches of ModelConfig on this one path (model.h):
+//   Llama-3  rotary frequencies by the llama3 rule (rope.h);
+//   Qwen-3   q and k heads RMS-normed (q_norm, k_norm) before the rotary embedding;
+//   Gemma-2  x = embed · √dim; norms multiply by (1 + w); the attention and MLP outputs are
+//            RMS-normed (post_attn_norm, post_ffn_norm) before joining x; GeGLU (tanh GELU)
+//            instead of SwiGLU; scores scaled by query_pre_attn_scalar^-½ and soft-capped;
+//            even layers attend to a sliding window; final logits soft-capped.
+// The quantizable linear modules are the same seven in every architecture.
 //
 // The pass is split into Embed / RunBlock / Logits so callers can restart at any block (prefix
 // reuse along a permutation walk) and score only the rows they need. Results are bit for bit
@@ -81,10 +90,26 @@ class LlamaForward {
                  ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
 
  private:
-  void Attention(int64_t T, Workspace& ws, ThreadPool* pool) const;
+  void Attention(int layer, int64_t T, Workspace& ws, ThreadPool* pool) const;
+
+  // The multipliers of a layer's norms: the model's weights, or (offset + w) precomputed in
+  // float32 when config.norm_weight_offset != 0 (as HF Gemma-2 computes 1.0 + weight.float()).
+  // Null where the architecture has no such norm.
+  struct LayerNorms {
+    const float* attn = nullptr;
+    const float* ffn = nullptr;
+    const float* q = nullptr;
+    const float* k = nullptr;
+    const float* post_attn = nullptr;
+    const float* post_ffn = nullptr;
+  };
+  const float* NormMultiplier(const model::Tensor& w);
 
   const model::Model& model_;
   std::vector<float> rope_cos_, rope_sin_;  // [seq_len, head_dim/2]
+  std::vector<std::vector<float>> offset_norms_;  // storage behind NormMultiplier
+  std::vector<LayerNorms> norms_;                 // [layer]
+  const float* final_norm_ = nullptr;
 };
 
 }  // namespace impq::forward

@@ -1,5 +1,7 @@
-// A plain scalar reference of the Llama forward pass: loops only, double precision
-// everywhere, one position at a time (as run.c does), written independently of the fast path.
+// A plain scalar reference of the Llama-family forward pass: loops only, double precision
+// everywhere, one position at a time (as run.c does), written independently of the fast path
+// from the published model definitions (Meta's Llama 3.1 reference for the llama3 rope rule,
+// HF modeling_qwen3 for the q/k norms, HF modeling_gemma2 for Gemma-2's quirks).
 // Tests compare LlamaForward against it. Slow: for small models only.
 #ifndef IMPQ_WORKER_FORWARD_LLAMA_FORWARD_REF_H_
 #define IMPQ_WORKER_FORWARD_LLAMA_FORWARD_REF_H_

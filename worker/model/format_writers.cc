@@ -1,5 +1,6 @@
 #include "worker/model/format_writers.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -98,9 +99,11 @@ std::string BuildSafetensors(const std::vector<StTensor>& tensors) {
 
 namespace {
 
-// (file name, tensor) of every weight of `m` in the HF layout.
+// (file name, tensor) of every weight of `m` in the HF layout of its architecture
+// (transformers' modeling_llama / modeling_qwen3 / modeling_gemma2 parameter names).
 std::vector<StTensor> HfTensors(const Model& m, const std::string& dtype) {
   const ModelConfig& c = m.config;
+  const bool permute = c.rope_style == RopeStyle::kInterleaved;
   std::vector<StTensor> out;
   auto add = [&](const std::string& name, const Tensor& t, std::vector<float> permuted = {}) {
     std::span<const float> v = permuted.empty() ? t.values() : std::span<const float>(permuted);
@@ -111,11 +114,26 @@ std::vector<StTensor> HfTensors(const Model& m, const std::string& dtype) {
     const LayerWeights& lw = m.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
     add(p + "input_layernorm.weight", lw.attn_norm);
-    add(p + "post_attention_layernorm.weight", lw.ffn_norm);
-    add(p + "self_attn.q_proj.weight", lw[LinearKind::kQ],
-        PermuteToHalf(lw[LinearKind::kQ].values(), c.n_heads, c.head_dim, c.dim));
-    add(p + "self_attn.k_proj.weight", lw[LinearKind::kK],
-        PermuteToHalf(lw[LinearKind::kK].values(), c.n_kv_heads, c.head_dim, c.dim));
+    if (c.arch == "gemma2") {
+      add(p + "post_attention_layernorm.weight", lw.post_attn_norm);
+      add(p + "pre_feedforward_layernorm.weight", lw.ffn_norm);
+      add(p + "post_feedforward_layernorm.weight", lw.post_ffn_norm);
+    } else {
+      add(p + "post_attention_layernorm.weight", lw.ffn_norm);
+    }
+    if (c.arch == "qwen3") {
+      add(p + "self_attn.q_norm.weight", lw.q_norm);
+      add(p + "self_attn.k_norm.weight", lw.k_norm);
+    }
+    if (permute) {
+      add(p + "self_attn.q_proj.weight", lw[LinearKind::kQ],
+          PermuteToHalf(lw[LinearKind::kQ].values(), c.n_heads, c.head_dim, c.dim));
+      add(p + "self_attn.k_proj.weight", lw[LinearKind::kK],
+          PermuteToHalf(lw[LinearKind::kK].values(), c.n_kv_heads, c.head_dim, c.dim));
+    } else {
+      add(p + "self_attn.q_proj.weight", lw[LinearKind::kQ]);
+      add(p + "self_attn.k_proj.weight", lw[LinearKind::kK]);
+    }
     add(p + "self_attn.v_proj.weight", lw[LinearKind::kV]);
     add(p + "self_attn.o_proj.weight", lw[LinearKind::kO]);
     add(p + "mlp.gate_proj.weight", lw[LinearKind::kGate]);
@@ -127,6 +145,47 @@ std::vector<StTensor> HfTensors(const Model& m, const std::string& dtype) {
   return out;
 }
 
+nlohmann::json OrNull(float v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json HfConfig(const ModelConfig& c) {
+  nlohmann::json config = {
+      {"hidden_size", c.dim}, {"intermediate_size", c.hidden_dim},
+      {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads},
+      {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len},
+      {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
+      {"tie_word_embeddings", c.tied_embeddings}};
+  if (c.arch == "qwen3") {
+    config["architectures"] = {"Qwen3ForCausalLM"};
+    config["model_type"] = "qwen3";
+    config["hidden_act"] = "silu";
+    config["use_sliding_window"] = false;
+  } else if (c.arch == "gemma2") {
+    config["architectures"] = {"Gemma2ForCausalLM"};
+    config["model_type"] = "gemma2";
+    config["hidden_activation"] = "gelu_pytorch_tanh";
+    config["query_pre_attn_scalar"] =
+        c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<float>(c.head_dim);
+    config["attn_logit_softcapping"] = OrNull(c.attn_logit_softcap);
+    config["final_logit_softcapping"] = OrNull(c.final_logit_softcap);
+    config["sliding_window"] =
+        c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+  } else {
+    config["architectures"] = {"LlamaForCausalLM"};
+    config["model_type"] = "llama";
+    config["hidden_act"] = "silu";
+    if (c.rope_scaling.factor > 0) {
+      config["rope_scaling"] = {{"rope_type", "llama3"},
+                                {"factor", c.rope_scaling.factor},
+                                {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                                {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                                {"original_max_position_embeddings",
+                                 c.rope_scaling.original_max_position}};
+    }
+  }
+  return config;
+}
+
 }  // namespace
 
 absl::Status WriteHfModel(const Model& m, const std::string& dir, const std::string& dtype,
@@ -134,15 +193,9 @@ absl::Status WriteHfModel(const Model& m, const std::string& dir, const std::str
   const ModelConfig& c = m.config;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  nlohmann::json config = {
-      {"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
-      {"hidden_size", c.dim}, {"intermediate_size", c.hidden_dim},
-      {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads},
-      {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.head_dim},
-      {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len},
-      {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
-      {"tie_word_embeddings", c.tied_embeddings}, {"hidden_act", "silu"}};
-  if (absl::Status s = WriteFileAtomically(dir + "/config.json", config.dump(2)); !s.ok()) return s;
+  if (absl::Status s = WriteFileAtomically(dir + "/config.json", HfConfig(c).dump(2)); !s.ok()) {
+    return s;
+  }
   std::vector<StTensor> tensors = HfTensors(m, dtype);
   if (shards <= 1) return WriteFileAtomically(dir + "/model.safetensors", BuildSafetensors(tensors));
   nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
@@ -256,31 +309,80 @@ std::string GgufBuilder::Build(uint32_t version, uint32_t alignment) const {
   return out;
 }
 
+std::vector<float> Llama3RopeFreqFactors(const ModelConfig& c) {
+  // llama.cpp convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors): the divisor of each
+  // rotary frequency under the llama3 rule, written as the tensor rope_freqs.weight.
+  const RopeScaling& r = c.rope_scaling;
+  const double low_wavelen = r.original_max_position / static_cast<double>(r.low_freq_factor);
+  const double high_wavelen = r.original_max_position / static_cast<double>(r.high_freq_factor);
+  std::vector<float> out;
+  for (int i = 0; i < c.head_dim / 2; ++i) {
+    const double freq = 1.0 / std::pow(static_cast<double>(c.rope_theta), 2.0 * i / c.head_dim);
+    const double wavelen = 2 * 3.14159265358979323846 / freq;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(r.factor);
+    } else {
+      const double smooth = (r.original_max_position / wavelen - r.low_freq_factor) /
+                            (r.high_freq_factor - r.low_freq_factor);
+      out.push_back(static_cast<float>(1.0 / ((1 - smooth) / r.factor + smooth)));
+    }
+  }
+  return out;
+}
+
 GgufBuilder GgufModelBuilder(const Model& m, uint32_t ggml_type, bool duplicate_tied_head) {
   const ModelConfig& c = m.config;
   const std::string dtype = ggml_type == 0 ? "F32" : ggml_type == 1 ? "F16" : "BF16";
+  const std::string arch = c.arch;  // llama.cpp's names: "llama", "qwen3", "gemma2"
+  const std::string k = arch + ".";
   GgufBuilder b;
-  b.Str("general.architecture", "llama");
+  b.Str("general.architecture", arch);
   b.Str("general.name", "impq-test");
-  b.U32("llama.context_length", c.seq_len);
-  b.U32("llama.embedding_length", c.dim);
-  b.U32("llama.feed_forward_length", c.hidden_dim);
-  b.U32("llama.block_count", c.n_layers);
-  b.U32("llama.attention.head_count", c.n_heads);
-  b.U32("llama.attention.head_count_kv", c.n_kv_heads);
-  b.U32("llama.rope.dimension_count", c.head_dim);
-  b.F32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
-  b.F32("llama.rope.freq_base", c.rope_theta);
-  b.U32("llama.vocab_size", c.vocab_size);
+  b.U32(k + "context_length", c.seq_len);
+  b.U32(k + "embedding_length", c.dim);
+  b.U32(k + "feed_forward_length", c.hidden_dim);
+  b.U32(k + "block_count", c.n_layers);
+  b.U32(k + "attention.head_count", c.n_heads);
+  b.U32(k + "attention.head_count_kv", c.n_kv_heads);
+  b.U32(k + "rope.dimension_count", c.head_dim);
+  if (c.arch != "llama" || c.head_dim * c.n_heads != c.dim) {
+    b.U32(k + "attention.key_length", c.head_dim);
+    b.U32(k + "attention.value_length", c.head_dim);
+  }
+  b.F32(k + "attention.layer_norm_rms_epsilon", c.norm_eps);
+  b.F32(k + "rope.freq_base", c.rope_theta);
+  b.U32(k + "vocab_size", c.vocab_size);
+  if (c.arch == "gemma2") {
+    b.U32(k + "attention.sliding_window", static_cast<uint32_t>(c.sliding_window));
+    b.F32(k + "attn_logit_softcapping", c.attn_logit_softcap);
+    b.F32(k + "final_logit_softcapping", c.final_logit_softcap);
+  }
   auto add = [&](const std::string& name, const model::Tensor& t) {
     b.Tensor(name, t.shape(), ggml_type, EncodeFloats(t.values(), dtype));
+  };
+  // Gemma-2's converter stores the norm multipliers 1 + w (Gemma2Model.modify_tensors).
+  auto add_norm = [&](const std::string& name, const model::Tensor& t) {
+    if (c.norm_weight_offset == 0.0f) return add(name, t);
+    std::vector<float> v(t.values().begin(), t.values().end());
+    for (float& x : v) x = c.norm_weight_offset + x;
+    b.Tensor(name, t.shape(), ggml_type, EncodeFloats(v, dtype));
   };
   add("token_embd.weight", m.embedding);
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = m.layers[l];
     const std::string p = absl::StrCat("blk.", l, ".");
-    add(p + "attn_norm.weight", lw.attn_norm);
-    add(p + "ffn_norm.weight", lw.ffn_norm);
+    add_norm(p + "attn_norm.weight", lw.attn_norm);
+    add_norm(p + "ffn_norm.weight", lw.ffn_norm);
+    if (c.arch == "gemma2") {
+      add_norm(p + "post_attention_norm.weight", lw.post_attn_norm);
+      add_norm(p + "post_ffw_norm.weight", lw.post_ffn_norm);
+    }
+    if (c.arch == "qwen3") {
+      add(p + "attn_q_norm.weight", lw.q_norm);
+      add(p + "attn_k_norm.weight", lw.k_norm);
+    }
     add(p + "attn_q.weight", lw[LinearKind::kQ]);
     add(p + "attn_k.weight", lw[LinearKind::kK]);
     add(p + "attn_v.weight", lw[LinearKind::kV]);
@@ -289,8 +391,13 @@ GgufBuilder GgufModelBuilder(const Model& m, uint32_t ggml_type, bool duplicate_
     add(p + "ffn_up.weight", lw[LinearKind::kUp]);
     add(p + "ffn_down.weight", lw[LinearKind::kDown]);
   }
-  add("output_norm.weight", m.final_norm);
+  add_norm("output_norm.weight", m.final_norm);
   if (!c.tied_embeddings || duplicate_tied_head) add("output.weight", m.output);
+  if (c.rope_scaling.factor > 0) {
+    const std::vector<float> f = Llama3RopeFreqFactors(c);
+    b.Tensor("rope_freqs.weight", {static_cast<int64_t>(f.size())}, 0,
+             EncodeFloats(f, "F32"));
+  }
   return b;
 }
 

@@ -34,9 +34,11 @@ std::string SafetensorsBytes(const std::string& header_json, const std::string& 
 // A valid file of `tensors`, laid out consecutively in order.
 std::string BuildSafetensors(const std::vector<StTensor>& tensors);
 
-// Writes `m` (interleaved rope, as MakeRandomModel builds) as a Hugging Face directory:
-// config.json and model.safetensors, or `shards` > 1 files plus model.safetensors.index.json.
-// Q/K are permuted to rotate_half; tied models omit lm_head.weight.
+// Writes `m` as a Hugging Face directory of its architecture (config.arch: "llama", "qwen3",
+// "gemma2"): config.json and model.safetensors, or `shards` > 1 files plus
+// model.safetensors.index.json. Q/K of an interleaved-rope model (as MakeRandomModel builds by
+// default) are permuted to rotate_half; rotate_half models are written as they are. Tied
+// models omit lm_head.weight. Norms are written as stored (HF Gemma-2 keeps w of 1 + w).
 absl::Status WriteHfModel(const Model& m, const std::string& dir, const std::string& dtype,
                           int shards = 1);
 
@@ -67,10 +69,15 @@ class GgufBuilder {
   std::vector<T> tensors_;
 };
 
-// Writes `m` as a GGUF "llama" model with tensors of `ggml_type` (0 F32, 1 F16, 30 BF16); the
-// output head is written when the model is untied, or when `duplicate_tied_head`.
+// Writes `m` as a GGUF model of its architecture (llama.cpp's "llama", "qwen3", "gemma2") with
+// tensors of `ggml_type` (0 F32, 1 F16, 30 BF16); the output head is written when the model is
+// untied, or when `duplicate_tied_head`. Q/K are written as stored (llama expects interleaved,
+// qwen3/gemma2 rotate_half); norms as norm_weight_offset + w (llama.cpp's Gemma-2 converter
+// adds the 1); a llama3 rope_scaling becomes rope_freqs.weight (Llama3RopeFreqFactors).
 absl::Status WriteGgufModel(const Model& m, const std::string& path, uint32_t ggml_type,
                             bool duplicate_tied_head = false);
+// llama.cpp's per-frequency divisors of the llama3 rule (convert_hf_to_gguf.py), float32.
+std::vector<float> Llama3RopeFreqFactors(const ModelConfig& c);
 // The builder WriteGgufModel uses, for tests that add or corrupt entries.
 GgufBuilder GgufModelBuilder(const Model& m, uint32_t ggml_type, bool duplicate_tied_head);
 

@@ -6,6 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/model/bpe_tokenizer.h"
+#include "worker/model/gguf_file.h"
 #include "worker/model/gguf_tokenizer.h"
 #include "worker/model/llama2c_tokenizer.h"
 #include "worker/model/model_reader.h"
@@ -32,7 +34,19 @@ bool Exists(const std::string& p) {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
   if (HasGgufMagic(path)) {
-    ASSIGN_OR_RETURN(auto tok, GgufTokenizer::Load(path));
+    ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(path));
+    if (gguf->Find("tokenizer.ggml.model") != nullptr) {
+      ASSIGN_OR_RETURN(std::string kind, gguf->GetString("tokenizer.ggml.model"));
+      if (kind == "gpt2") {
+        ASSIGN_OR_RETURN(auto tok, BpeTokenizer::FromGguf(*gguf));
+        return std::unique_ptr<Tokenizer>(std::move(tok));
+      }
+    }
+    ASSIGN_OR_RETURN(auto tok, GgufTokenizer::FromGguf(*gguf));
+    return std::unique_ptr<Tokenizer>(std::move(tok));
+  }
+  if (absl::EndsWith(path, ".json")) {
+    ASSIGN_OR_RETURN(auto tok, BpeTokenizer::LoadTokenizerJson(path));
     return std::unique_ptr<Tokenizer>(std::move(tok));
   }
   if (absl::EndsWith(path, ".model")) {
@@ -52,12 +66,11 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
     const std::string dir = HfModelDir(model_path);
     const std::string spm = (fs::path(dir) / "tokenizer.model").string();
     if (Exists(spm)) return spm;
-    if (Exists((fs::path(dir) / "tokenizer.json").string())) {
-      return absl::NotFoundError(absl::StrCat(
-          model_path, ": the model directory has only tokenizer.json (Hugging Face fast "
-                      "tokenizer), which is not supported yet; pass a tokenizer explicitly"));
+    if (const std::string json = (fs::path(dir) / "tokenizer.json").string(); Exists(json)) {
+      return json;
     }
-    return absl::NotFoundError(absl::StrCat(model_path, ": no tokenizer.model in ", dir,
+    return absl::NotFoundError(absl::StrCat(model_path, ": neither tokenizer.model nor "
+                                            "tokenizer.json in ", dir,
                                             "; pass a tokenizer explicitly"));
   }
   return absl::NotFoundError(absl::StrCat(

@@ -17,13 +17,15 @@ struct LoadedModel {
   std::string model_path, tokenizer_path;
 };
 
-// Loads a tokenizer file, by content: a GGUF file (its embedded vocabulary), a SentencePiece
-// model (a path ending in ".model"), else a llama2.c tokenizer.bin.
+// Loads a tokenizer file, by content: a GGUF file (its embedded vocabulary: "llama" ->
+// GgufTokenizer, "gpt2" -> BpeTokenizer), a SentencePiece model (a path ending in ".model"), a
+// Hugging Face tokenizer.json (a path ending in ".json" -> BpeTokenizer), else a llama2.c
+// tokenizer.bin.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 
 // The tokenizer a model reference carries: the GGUF file itself (embedded vocabulary), or
-// tokenizer.model in a Hugging Face model's directory. NotFound saying what to pass otherwise
-// (a llama2.c .bin carries none; an HF directory with only tokenizer.json is not supported yet).
+// tokenizer.model in a Hugging Face model's directory, else its tokenizer.json. NotFound saying
+// what to pass otherwise (a llama2.c .bin carries none).
 absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path);
 
 // Loads both; an empty `tokenizer_path` uses FindTokenizerFor(model_path). InvalidArgument

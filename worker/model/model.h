@@ -31,6 +31,23 @@ enum class RopeStyle {
   kHalf,         // (x[i], x[i + head_dim/2]): Hugging Face rotate_half
 };
 
+// Llama-3's rotary frequency rule (HF rope_scaling {"rope_type": "llama3", ...}): frequencies
+// whose wavelength exceeds original_max_position / low_freq_factor are divided by `factor`,
+// those below original_max_position / high_freq_factor are kept, and the band in between is
+// interpolated. factor == 0 means no scaling.
+struct RopeScaling {
+  float factor = 0.0f;
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int original_max_position = 8192;
+};
+
+// The feed-forward gate's activation: SwiGLU (Llama, Qwen) or GeGLU with the tanh
+// approximation of GELU (Gemma-2, HF "gelu_pytorch_tanh").
+enum class FfnActivation { kSilu, kGeluTanh };
+
+// The defaults of every architecture-specific field give the plain Llama block; the other
+// architectures switch their quirks on (qwen3_arch.cc, gemma2_arch.cc).
 struct ModelConfig {
   std::string arch = "llama";
   int dim = 0;          // hidden size
@@ -46,6 +63,38 @@ struct ModelConfig {
   RopeStyle rope_style = RopeStyle::kInterleaved;
   bool tied_embeddings = true;
 
+  // Llama-3: the "llama3" frequency rule.
+  RopeScaling rope_scaling;
+  // GGUF rope_freqs.weight (llama.cpp's form of the Llama-3 rule): frequency i is divided by
+  // rope_freq_factors[i]. Empty, or head_dim/2 values > 0.
+  std::vector<float> rope_freq_factors;
+  // Qwen-3: RMSNorm over each q and k head (LayerWeights::q_norm / k_norm, [head_dim]) between
+  // the projection and the rotary embedding.
+  bool qk_norm = false;
+  // Gemma-2: RMSNorm of the attention and feed-forward outputs before they join the residual
+  // stream (LayerWeights::post_attn_norm / post_ffn_norm, [dim]).
+  bool post_norms = false;
+  // Gemma-2 (Hugging Face weights): every RMSNorm multiplies by (norm_weight_offset + w).
+  // GGUF gemma2 files store 1 + w already (llama.cpp's converter adds it) and use 0.
+  float norm_weight_offset = 0.0f;
+  // Gemma-2: embedding rows are multiplied by float32(sqrt(dim)) (the head is not).
+  bool scale_embeddings = false;
+  FfnActivation ffn_activation = FfnActivation::kSilu;
+  // Gemma-2 soft-capping, x -> cap · tanh(x / cap), of the scaled attention scores and of the
+  // final logits. 0 = off.
+  float attn_logit_softcap = 0.0f;
+  float final_logit_softcap = 0.0f;
+  // Gemma-2: layers with an even index attend only to the last `sliding_window` positions
+  // (key j is visible from query i when i - sliding_window < j <= i); odd layers attend to
+  // every earlier position (HF Gemma2Attention: sliding where layer_idx % 2 == 0). 0 = off.
+  int sliding_window = 0;
+  // Gemma-2: attention scores are scaled by query_pre_attn_scalar^-1/2 instead of
+  // head_dim^-1/2. 0 = head_dim.
+  float query_pre_attn_scalar = 0.0f;
+
+  bool LayerUsesSlidingWindow(int layer) const { return sliding_window > 0 && layer % 2 == 0; }
+  // The attention scale: 1/sqrt(query_pre_attn_scalar or head_dim).
+  float AttentionScale() const;
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   // [out, in] of a linear module.
@@ -59,7 +108,9 @@ struct ModelConfig {
 
 struct LayerWeights {
   Tensor attn_norm;                       // [dim]
-  Tensor ffn_norm;                        // [dim]
+  Tensor ffn_norm;                        // [dim] (Gemma-2: pre_feedforward_layernorm)
+  Tensor q_norm, k_norm;                  // [head_dim] when config.qk_norm, else empty
+  Tensor post_attn_norm, post_ffn_norm;   // [dim] when config.post_norms, else empty
   std::array<Tensor, kNumLinear> linear;  // indexed by LinearKind
   const Tensor& operator[](LinearKind k) const { return linear[static_cast<int>(k)]; }
 };
@@ -80,7 +131,9 @@ struct Model {
 };
 
 // Builds a model of the given shape with seeded random weights (normal, std 0.02 for linear
-// and embedding weights, norms near 1). Used by tests and benchmarks for realistic shapes.
+// and embedding weights, norm multipliers (offset + w) near 1). The tensors the Llama block
+// lacks (q/k norms, post-norms) are drawn after all others, so a Llama config gives the same
+// weights as before they existed. Used by tests and benchmarks for realistic shapes.
 Model MakeRandomModel(const ModelConfig& config, uint64_t seed);
 
 }  // namespace impq::model

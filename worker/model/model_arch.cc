@@ -1,5 +1,6 @@
 #include "worker/model/model_arch.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -9,10 +10,13 @@
 
 namespace impq::model {
 
-const ModelArch& LlamaArch();  // llama_arch.cc
+const ModelArch& LlamaArch();   // llama_arch.cc
+const ModelArch& Qwen3Arch();   // qwen3_arch.cc
+const ModelArch& Gemma2Arch();  // gemma2_arch.cc
 
 const std::vector<const ModelArch*>& AllArchitectures() {
-  static const std::vector<const ModelArch*> kArchs = {&LlamaArch()};
+  static const std::vector<const ModelArch*> kArchs = {&LlamaArch(), &Qwen3Arch(),
+                                                       &Gemma2Arch()};
   return kArchs;
 }
 
@@ -112,6 +116,151 @@ absl::StatusOr<double> GgufPositive(const GgufFile& gguf, const std::string& key
   return v;
 }
 
+absl::Status CheckConfig(const ModelConfig& c, const std::string& path) {
+  if (absl::Status s = c.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelConfig> CommonConfigFromHf(const nlohmann::json& j, const std::string& path,
+                                               const std::string& arch_name,
+                                               const HfCommonDefaults& d) {
+  ModelConfig c;
+  c.arch = arch_name;
+  ASSIGN_OR_RETURN(c.dim, HfInt(j, "hidden_size", path, std::nullopt));
+  ASSIGN_OR_RETURN(c.hidden_dim, HfInt(j, "intermediate_size", path, std::nullopt));
+  ASSIGN_OR_RETURN(c.n_layers, HfInt(j, "num_hidden_layers", path, std::nullopt));
+  ASSIGN_OR_RETURN(c.n_heads, HfInt(j, "num_attention_heads", path, std::nullopt));
+  ASSIGN_OR_RETURN(c.n_kv_heads, HfInt(j, "num_key_value_heads", path, c.n_heads));
+  if (!j.contains("head_dim") && d.head_dim == 0 && c.dim % c.n_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": hidden_size ", c.dim,
+                                                   " is not a multiple of num_attention_heads ",
+                                                   c.n_heads, " and head_dim is not given"));
+  }
+  ASSIGN_OR_RETURN(c.head_dim,
+                   HfInt(j, "head_dim", path, d.head_dim > 0 ? d.head_dim : c.dim / c.n_heads));
+  ASSIGN_OR_RETURN(c.vocab_size, HfInt(j, "vocab_size", path, std::nullopt));
+  ASSIGN_OR_RETURN(c.seq_len, HfInt(j, "max_position_embeddings", path, d.max_position));
+  ASSIGN_OR_RETURN(double eps, HfPositive(j, "rms_norm_eps", path, d.rms_norm_eps));
+  ASSIGN_OR_RETURN(double theta, HfPositive(j, "rope_theta", path, 10000.0));
+  c.norm_eps = static_cast<float>(eps);
+  c.rope_theta = static_cast<float>(theta);
+  ASSIGN_OR_RETURN(c.tied_embeddings,
+                   HfBool(j, "tie_word_embeddings", path, d.tie_word_embeddings));
+  c.rope_style = RopeStyle::kHalf;
+  for (const char* bias : {"attention_bias", "mlp_bias"}) {
+    ASSIGN_OR_RETURN(bool on, HfBool(j, bias, path, false));
+    if (on) {
+      return absl::UnimplementedError(absl::StrCat(path, ": ", bias,
+                                                   " = true is not supported (no biases)"));
+    }
+  }
+  return c;
+}
+
+absl::Status RefuseHfRopeScaling(const nlohmann::json& j, const std::string& path) {
+  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return absl::OkStatus();
+  const nlohmann::json& rs = j["rope_scaling"];
+  std::string type = "?";
+  if (rs.is_object()) {
+    if (rs.contains("rope_type") && rs["rope_type"].is_string()) type = rs["rope_type"];
+    else if (rs.contains("type") && rs["type"].is_string()) type = rs["type"];
+  }
+  if (type == "default") return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(path, ": rope_scaling type \"", type,
+                                               "\" is not supported for this architecture "
+                                               "(only unscaled rotary embeddings are)"));
+}
+
+absl::StatusOr<ModelConfig> CommonConfigFromGguf(const GgufFile& g, const std::string& arch,
+                                                 const std::string& embedding_tensor,
+                                                 const std::string& output_tensor) {
+  ModelConfig c;
+  const std::string k = arch + ".";
+  ASSIGN_OR_RETURN(c.dim, GgufInt(g, k + "embedding_length", std::nullopt));
+  ASSIGN_OR_RETURN(c.hidden_dim, GgufInt(g, k + "feed_forward_length", std::nullopt));
+  ASSIGN_OR_RETURN(c.n_layers, GgufInt(g, k + "block_count", std::nullopt));
+  ASSIGN_OR_RETURN(c.n_heads, GgufInt(g, k + "attention.head_count", std::nullopt));
+  ASSIGN_OR_RETURN(c.n_kv_heads, GgufInt(g, k + "attention.head_count_kv", c.n_heads));
+  ASSIGN_OR_RETURN(c.seq_len, GgufInt(g, k + "context_length", std::nullopt));
+  ASSIGN_OR_RETURN(double eps, GgufPositive(g, k + "attention.layer_norm_rms_epsilon", 1e-5));
+  ASSIGN_OR_RETURN(double theta, GgufPositive(g, k + "rope.freq_base", 10000.0));
+  c.norm_eps = static_cast<float>(eps);
+  c.rope_theta = static_cast<float>(theta);
+  if (g.Find(k + "attention.key_length") == nullptr && c.dim % c.n_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        g.path(), ": ", k, "embedding_length ", c.dim, " is not a multiple of ", k,
+        "attention.head_count ", c.n_heads, " and ", k, "attention.key_length is not given"));
+  }
+  ASSIGN_OR_RETURN(c.head_dim, GgufInt(g, k + "attention.key_length", c.dim / c.n_heads));
+  ASSIGN_OR_RETURN(int value_len, GgufInt(g, k + "attention.value_length", c.head_dim));
+  ASSIGN_OR_RETURN(int rope_dims, GgufInt(g, k + "rope.dimension_count", c.head_dim));
+  if (value_len != c.head_dim || rope_dims != c.head_dim) {
+    return absl::UnimplementedError(absl::StrCat(
+        g.path(), ": key_length ", c.head_dim, ", value_length ", value_len,
+        " and rope.dimension_count ", rope_dims, " differ; only equal sizes are supported"));
+  }
+  if (g.Find(k + "vocab_size") != nullptr) {
+    ASSIGN_OR_RETURN(c.vocab_size, GgufInt(g, k + "vocab_size", std::nullopt));
+  } else if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
+             tokens != nullptr && tokens->type == GgufType::kArray && tokens->count > 0) {
+    c.vocab_size = static_cast<int>(std::min<uint64_t>(tokens->count, 1 << 30));
+  } else if (const GgufTensorInfo* e = g.FindTensor(embedding_tensor);
+             e != nullptr && e->shape.size() == 2) {
+    c.vocab_size = static_cast<int>(std::min<int64_t>(e->shape[0], 1 << 30));
+  }
+  if (const GgufValue* v = g.Find(k + "rope.scaling.type");
+      v != nullptr && !(v->type == GgufType::kString && v->str == "none")) {
+    return absl::UnimplementedError(absl::StrCat(g.path(), ": ", k, "rope.scaling.type \"",
+                                                 v->str, "\" is not supported"));
+  }
+  // llama.cpp ties the head when output.weight is absent; converters that write the tied
+  // head twice (convert-llama2c-to-ggml) store identical bytes, which is tied too.
+  c.tied_embeddings = g.FindTensor(output_tensor) == nullptr ||
+                      g.SameData(embedding_tensor, output_tensor);
+  c.arch = arch;
+  return c;
+}
+
+std::string LlamaHfTensorName(TensorRole role, int l) {
+  const std::string p = absl::StrCat("model.layers.", l, ".");
+  switch (role) {
+    case TensorRole::kEmbedding: return "model.embed_tokens.weight";
+    case TensorRole::kFinalNorm: return "model.norm.weight";
+    case TensorRole::kOutput: return "lm_head.weight";
+    case TensorRole::kAttnNorm: return p + "input_layernorm.weight";
+    case TensorRole::kFfnNorm: return p + "post_attention_layernorm.weight";
+    case TensorRole::kQ: return p + "self_attn.q_proj.weight";
+    case TensorRole::kK: return p + "self_attn.k_proj.weight";
+    case TensorRole::kV: return p + "self_attn.v_proj.weight";
+    case TensorRole::kO: return p + "self_attn.o_proj.weight";
+    case TensorRole::kGate: return p + "mlp.gate_proj.weight";
+    case TensorRole::kUp: return p + "mlp.up_proj.weight";
+    case TensorRole::kDown: return p + "mlp.down_proj.weight";
+    default: return "";
+  }
+}
+
+std::string LlamaGgufTensorName(TensorRole role, int l) {
+  const std::string p = absl::StrCat("blk.", l, ".");
+  switch (role) {
+    case TensorRole::kEmbedding: return "token_embd.weight";
+    case TensorRole::kFinalNorm: return "output_norm.weight";
+    case TensorRole::kOutput: return "output.weight";
+    case TensorRole::kAttnNorm: return p + "attn_norm.weight";
+    case TensorRole::kFfnNorm: return p + "ffn_norm.weight";
+    case TensorRole::kQ: return p + "attn_q.weight";
+    case TensorRole::kK: return p + "attn_k.weight";
+    case TensorRole::kV: return p + "attn_v.weight";
+    case TensorRole::kO: return p + "attn_output.weight";
+    case TensorRole::kGate: return p + "ffn_gate.weight";
+    case TensorRole::kUp: return p + "ffn_up.weight";
+    case TensorRole::kDown: return p + "ffn_down.weight";
+    default: return "";
+  }
+}
+
 absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorFetch& fetch,
                                     const std::function<std::string(TensorRole, int)>& file_name,
                                     const std::string& source) {
@@ -141,6 +290,16 @@ absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorFetch
     const std::string p = absl::StrCat("layers.", l, ".");
     ASSIGN_OR_RETURN(lw.attn_norm, get(TensorRole::kAttnNorm, l, {c.dim}, p + "attn_norm"));
     ASSIGN_OR_RETURN(lw.ffn_norm, get(TensorRole::kFfnNorm, l, {c.dim}, p + "ffn_norm"));
+    if (c.qk_norm) {
+      ASSIGN_OR_RETURN(lw.q_norm, get(TensorRole::kQNorm, l, {c.head_dim}, p + "q_norm"));
+      ASSIGN_OR_RETURN(lw.k_norm, get(TensorRole::kKNorm, l, {c.head_dim}, p + "k_norm"));
+    }
+    if (c.post_norms) {
+      ASSIGN_OR_RETURN(lw.post_attn_norm,
+                       get(TensorRole::kPostAttnNorm, l, {c.dim}, p + "post_attn_norm"));
+      ASSIGN_OR_RETURN(lw.post_ffn_norm,
+                       get(TensorRole::kPostFfnNorm, l, {c.dim}, p + "post_ffn_norm"));
+    }
     for (int k = 0; k < kNumLinear; ++k) {
       const auto kind = static_cast<LinearKind>(k);
       ASSIGN_OR_RETURN(lw.linear[k], get(kLinearRoles[k], l,

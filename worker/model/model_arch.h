@@ -23,9 +23,11 @@
 namespace impq::model {
 
 // The tensors of a Llama-family model. Per-layer roles take a layer index; the others ignore it.
+// kQNorm/kKNorm exist when ModelConfig::qk_norm, kPostAttnNorm/kPostFfnNorm when post_norms.
 enum class TensorRole {
   kEmbedding, kFinalNorm, kOutput,
   kAttnNorm, kFfnNorm, kQ, kK, kV, kO, kGate, kUp, kDown,
+  kQNorm, kKNorm, kPostAttnNorm, kPostFfnNorm,
 };
 
 class ModelArch {
@@ -72,6 +74,38 @@ absl::StatusOr<int> GgufInt(const GgufFile& gguf, const std::string& key,
                             std::optional<int> default_value);
 absl::StatusOr<double> GgufPositive(const GgufFile& gguf, const std::string& key,
                                     std::optional<double> default_value);
+
+// The parts of a config every Llama-family architecture spells the same way.
+//
+// config.json: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+// num_key_value_heads (default: heads), head_dim (default: `default_head_dim`, or
+// hidden_size / heads when that is 0), vocab_size, max_position_embeddings, rms_norm_eps,
+// rope_theta, tie_word_embeddings; attention_bias / mlp_bias = true are refused. Sets
+// arch = `arch_name`, rope_style = kHalf. Does not validate (the caller adds its fields first).
+struct HfCommonDefaults {
+  int head_dim = 0;
+  int max_position = 2048;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+};
+absl::StatusOr<ModelConfig> CommonConfigFromHf(const nlohmann::json& config,
+                                               const std::string& path,
+                                               const std::string& arch_name,
+                                               const HfCommonDefaults& defaults);
+// GGUF: <arch>.embedding_length, feed_forward_length, block_count, attention.head_count(_kv),
+// context_length, attention.layer_norm_rms_epsilon, rope.freq_base, attention.key_length /
+// value_length, rope.dimension_count, vocab_size (or the tokenizer's or embedding's size);
+// tied when `output_tensor` is absent or holds the bytes of `embedding_tensor`.
+absl::StatusOr<ModelConfig> CommonConfigFromGguf(const GgufFile& gguf, const std::string& arch,
+                                                 const std::string& embedding_tensor,
+                                                 const std::string& output_tensor);
+// Refuses an HF rope_scaling other than null / "default" (`path` labels the error).
+absl::Status RefuseHfRopeScaling(const nlohmann::json& config, const std::string& path);
+// The Llama tensor names of the shared roles (the others: "").
+std::string LlamaHfTensorName(TensorRole role, int layer);
+std::string LlamaGgufTensorName(TensorRole role, int layer);
+// Validates `c`, prefixing the message with `path`.
+absl::Status CheckConfig(const ModelConfig& c, const std::string& path);
 
 // Returns the tensor of `role` (and layer) from a file, in impq's shape convention
 // (PyTorch [out, in] for linear weights); NotFound naming the file's tensor when absent.

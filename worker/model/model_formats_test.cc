@@ -442,7 +442,11 @@ TEST(SafetensorsCorruptTest, ModelLevelErrors) {
   EXPECT_THAT(with([](nlohmann::json& c) {
                 c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
               }),
-              AllOf(HasSubstr("llama3"), HasSubstr("not supported yet")));
+              AllOf(HasSubstr("rope_scaling"), HasSubstr("\"low_freq_factor\" is missing")));
+  EXPECT_THAT(with([](nlohmann::json& c) {
+                c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 8.0}};
+              }),
+              AllOf(HasSubstr("\"yarn\""), HasSubstr("not supported")));
   EXPECT_THAT(with([](nlohmann::json& c) { c.erase("hidden_size"); }),
               HasSubstr("\"hidden_size\" is missing"));
   EXPECT_THAT(with([](nlohmann::json& c) { c["num_key_value_heads"] = 4; }),
