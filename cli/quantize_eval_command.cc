@@ -1,4 +1,5 @@
-// impq quantize-eval --backend rtn|hqq|gptq (--bits 2|4 | --assign FILE) [--calib TEXT]
+// impq quantize-eval --backend rtn|hqq|gptq (--bits 2|4 | --assign FILE [--assign-budget B]
+//                    [--assign-method NAME]) [--calib TEXT]
 //                    [--group-size G] [--players block|module] [--kl]
 //                    --model M --tokenizer T --text F [--mode document|stream] [--ctx N]
 //                    [--threads K] [--json] [--progress]
@@ -23,11 +24,21 @@
 // ffn_gate, ffn_up, ffn_down. Widths are 2 or 4; 16 or 32 keep a player in full precision.
 // Other keys are ignored.
 //
+// --assign also accepts the file `impq run --json FILE` writes (recognised by its "budgets"
+// array): --assign-budget B picks the budget whose "average_bits" equals B (optional when the
+// file holds one budget), --assign-method NAME the allocation of that budget whose "method" is
+// NAME (e.g. impq, impq_window, isolated, lim; default: the budget's "chosen" one), and the
+// granularity comes from "settings"."players". A budget or method not in the file is a usage
+// error listing the ones that are. --assign-budget/--assign-method with a plain file, or
+// without --assign, are usage errors too.
+//
 // Exit codes: 0 success; 2 bad usage (unknown or malformed flag, unsupported --bits, group
 // size <= 0, unknown backend or granularity, GPTQ without --calib, a malformed or
-// wrong-length --assign file); 1 runtime failure (a file that cannot be read, a model that
+// wrong-length --assign file, a budget or method not in an `impq run --json` file);
+// 1 runtime failure (a file that cannot be read, a model that
 // cannot be loaded or quantized, an evaluation error).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -40,6 +51,7 @@
 #include "cli/commands.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/status.h"
 #include "common/thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "worker/eval/evaluator.h"
@@ -53,12 +65,102 @@ namespace {
 struct Assignment {
   std::optional<quant::PlayerGranularity> granularity;  // from the file's "players", if any
   std::vector<int> bits;
+  std::string picked;  // run JSON only: "method at b_avg B" (for the report)
+  std::string run_backend;   // run JSON only: "settings"."backend" ("" when absent)
+  int64_t run_group_size = 0;  // run JSON only: "settings"."group_size" (0 when absent)
 };
+
+// Which allocation of an `impq run --json` file to take.
+struct RunPick {
+  std::optional<double> budget;  // --assign-budget
+  std::string method;            // --assign-method; empty: the budget's chosen one
+};
+
+std::string FormatBits(double b) { return absl::StrFormat("%g", b); }
+
+// Picks one allocation out of an `impq run --json` file's "budgets" and rewrites `j` into the
+// plain {"players", "bits"} form.
+absl::Status PickFromRunJson(nlohmann::json& j, const RunPick& pick, const std::string& path,
+                             Assignment* out) {
+  const nlohmann::json& budgets = j["budgets"];
+  if (!budgets.is_array() || budgets.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--assign ", path, ": \"budgets\" is empty"));
+  }
+  std::vector<std::string> have;
+  const nlohmann::json* budget = nullptr;
+  for (const nlohmann::json& b : budgets) {
+    if (!b.is_object() || !b.contains("average_bits") || !b["average_bits"].is_number()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--assign ", path, ": a budget without a numeric \"average_bits\""));
+    }
+    const double avg = b["average_bits"].get<double>();
+    have.push_back(FormatBits(avg));
+    if (pick.budget && std::abs(avg - *pick.budget) < 1e-9) budget = &b;
+  }
+  if (!pick.budget) {
+    if (budgets.size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--assign ", path, " holds ", budgets.size(), " budgets (average bits ",
+          absl::StrJoin(have, ", "), "); pick one with --assign-budget"));
+    }
+    budget = &budgets[0];
+  }
+  if (budget == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--assign-budget ", FormatBits(*pick.budget), ": not in ", path,
+        " (its budgets: average bits ", absl::StrJoin(have, ", "), ")"));
+  }
+  const double avg = (*budget)["average_bits"].get<double>();
+  std::string method = pick.method;
+  if (method.empty() || method == "chosen") {
+    const nlohmann::json* chosen = budget->contains("chosen") ? &(*budget)["chosen"] : nullptr;
+    if (chosen == nullptr || !chosen->contains("method") || !(*chosen)["method"].is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--assign ", path, ": budget ", FormatBits(avg),
+          " records no chosen allocation (an older `impq run`); name one with --assign-method"));
+    }
+    method = (*chosen)["method"].get<std::string>();
+  }
+  std::vector<std::string> methods;
+  const nlohmann::json* alloc = nullptr;
+  if (budget->contains("allocations") && (*budget)["allocations"].is_array()) {
+    for (const nlohmann::json& a : (*budget)["allocations"]) {
+      if (!a.is_object() || !a.contains("method") || !a["method"].is_string()) continue;
+      methods.push_back(a["method"].get<std::string>());
+      if (methods.back() == method && alloc == nullptr) alloc = &a;
+    }
+  }
+  if (alloc == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--assign-method ", method, ": no such allocation at average bits ", FormatBits(avg),
+        " in ", path, " (it has: ", absl::StrJoin(methods, ", "), ")"));
+  }
+  nlohmann::json plain = nlohmann::json::object();
+  if (j.contains("settings") && j["settings"].is_object()) {
+    const nlohmann::json& st = j["settings"];
+    if (st.contains("players")) plain["players"] = st["players"];
+    if (st.contains("backend") && st["backend"].is_string()) {
+      out->run_backend = st["backend"].get<std::string>();
+    }
+    if (st.contains("group_size") && st["group_size"].is_number_integer()) {
+      out->run_group_size = st["group_size"].get<int64_t>();
+    }
+  }
+  if (!alloc->contains("bits")) {
+    return absl::InvalidArgumentError(absl::StrCat("--assign ", path, ": allocation ", method,
+                                                   " at ", FormatBits(avg), " has no \"bits\""));
+  }
+  plain["bits"] = (*alloc)["bits"];
+  j = std::move(plain);
+  out->picked = absl::StrCat(method, " at b_avg ", FormatBits(avg));
+  return absl::OkStatus();
+}
 
 // Parses the --assign file's contents (format in the file comment). Errors name the file and
 // the key.
-absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::string& path) {
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::string& path,
+                                           const std::optional<RunPick>& pick) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return absl::InvalidArgumentError(absl::StrCat("--assign ", path, ": not valid JSON"));
   }
@@ -67,6 +169,13 @@ absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::s
         absl::StrCat("--assign ", path, ": expected a JSON object with \"bits\" (or \"allocation\")"));
   }
   Assignment a;
+  if (j.contains("budgets")) {  // an `impq run --json` file
+    RETURN_IF_ERROR(PickFromRunJson(j, pick.value_or(RunPick{}), path, &a));
+  } else if (pick) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--assign-budget/--assign-method need an `impq run --json` file; ", path,
+        " has no \"budgets\" (a plain {\"bits\": [...]} file holds one allocation)"));
+  }
   if (j.contains("players")) {
     if (!j["players"].is_string()) {
       return absl::InvalidArgumentError(
@@ -130,7 +239,8 @@ absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::s
 
 int QuantizeEvalCommand(const std::vector<std::string>& args) {
   std::string model_path, tokenizer_path, text_path, mode_name = "document";
-  std::string backend, assign_path, calib_path, players_name = "block";
+  std::string backend, assign_path, calib_path, players_name = "block", assign_method;
+  double assign_budget = 0;
   int64_t ctx = 0, threads = std::max(1u, std::thread::hardware_concurrency());
   int64_t bits = 0, group_size = 64;
   bool json = false, progress = false, kl = false;
@@ -139,6 +249,10 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   flags.Int("bits", &bits, "width of every linear module: 2 or 4 (or use --assign)");
   flags.String("assign", &assign_path,
                "JSON file {\"players\": \"block\"|\"module\", \"bits\": [...]} (or --bits)");
+  flags.Double("assign-budget", &assign_budget,
+               "with an `impq run --json` file: the average bit-width whose allocation to take");
+  flags.String("assign-method", &assign_method,
+               "with an `impq run --json` file: the method (default: the budget's chosen one)");
   flags.String("calib", &calib_path, "calibration text (required by gptq; document mode)");
   flags.Int("group-size", &group_size, "input columns per quantization group (> 0)");
   flags.String("players", &players_name, "player granularity: block or module");
@@ -169,6 +283,9 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   if (!quantizer.ok()) return usage_error(absl::StrCat("--backend: ", quantizer.status().message()));
   const bool has_bits = flags.WasSet("bits"), has_assign = flags.WasSet("assign");
   if (has_bits == has_assign) return usage_error("give exactly one of --bits and --assign");
+  if (!has_assign && (flags.WasSet("assign-budget") || flags.WasSet("assign-method"))) {
+    return usage_error("--assign-budget and --assign-method need --assign");
+  }
   if (has_bits && bits != 2 && bits != 4) {
     return usage_error(absl::StrCat("--bits must be 2 or 4, got ", bits));
   }
@@ -197,9 +314,25 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
       std::cerr << "impq quantize-eval: --assign: " << text.status().message() << "\n";
       return 1;
     }
-    auto a = ParseAssignment(*text, assign_path);
+    std::optional<RunPick> pick;
+    if (flags.WasSet("assign-budget") || flags.WasSet("assign-method")) {
+      pick = RunPick{};
+      if (flags.WasSet("assign-budget")) pick->budget = assign_budget;
+      pick->method = assign_method;
+    }
+    auto a = ParseAssignment(*text, assign_path, pick);
     if (!a.ok()) return usage_error(std::string(a.status().message()));
     assignment = *std::move(a);
+    // The allocation was chosen for the run's quantizer; measuring it under another is
+    // legitimate (e.g. transfer), but worth a note.
+    if (!assignment.run_backend.empty() && assignment.run_backend != backend) {
+      std::cerr << "impq quantize-eval: note: " << assign_path << " was allocated for backend "
+                << assignment.run_backend << ", measuring with " << backend << "\n";
+    }
+    if (assignment.run_group_size > 0 && assignment.run_group_size != group_size) {
+      std::cerr << "impq quantize-eval: note: " << assign_path << " was allocated at group size "
+                << assignment.run_group_size << ", measuring at " << group_size << "\n";
+    }
     if (assignment.granularity) {
       if (flags.WasSet("players") && *assignment.granularity != granularity) {
         return usage_error(absl::StrCat("--players ", players_name, " contradicts --assign ",
@@ -308,6 +441,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
                         {"group_size", group_size},
                         {"players", quant::PlayerGranularityName(granularity)},
                         {"bits", assignment.bits},
+                        {"assign", assign_path},
+                        {"assign_pick", assignment.picked},
                         {"bits_per_weight", nullptr},
                         {"linear_weights", m.LinearParameterCount()},
                         {"linear_bytes", linear_bytes},
@@ -329,8 +464,10 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
     return 0;
   }
   std::cout << absl::StrFormat(
-      "%s, group size %d, %s players, bits [%s]%s\n", backend, group_size,
+      "%s, group size %d, %s players, bits [%s]%s%s\n", backend, group_size,
       quant::PlayerGranularityName(granularity), absl::StrJoin(assignment.bits, ","),
+      assignment.picked.empty() ? std::string()
+                                : absl::StrCat(" (", assignment.picked, " from ", assign_path, ")"),
       calib ? absl::StrFormat(" (calibrated on %d tokens of %s)", calib->tokens(), calib_path)
             : std::string());
   std::cout << absl::StrFormat(

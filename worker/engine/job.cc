@@ -9,12 +9,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/logging.h"
 #include "common/rng.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "solver/allocation_problem.h"
 #include "solver/allocation_solver.h"
 #include "solver/baselines.h"
+#include "solver/budget_aware_interactions.h"
 #include "solver/interactions.h"
 #include "solver/spqe.h"
 #include "worker/engine/baselines.h"
@@ -89,6 +91,14 @@ class HeldoutMeter {
 
 }  // namespace
 
+const MeasuredAllocation& BudgetResult::Chosen() const {
+  for (const MeasuredAllocation& m : allocations) {
+    if (m.method == chosen) return m;
+  }
+  IMPQ_CHECK(false) << "chosen method '" << chosen << "' not among the allocations";
+  return allocations.front();
+}
+
 absl::Status ValidateJobOptions(const JobOptions& o) {
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (o.model_path.empty() || o.tokenizer_path.empty() || o.calib_text_path.empty() ||
@@ -113,6 +123,10 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
   }
   if (!(o.alpha >= 0 && o.alpha <= 1)) return bad(absl::StrCat("job: alpha = ", o.alpha, "; expected [0, 1]"));
   if (!(o.ridge > 0)) return bad(absl::StrCat("job: ridge = ", o.ridge, "; expected > 0"));
+  if (!(o.local_bandwidth >= 0)) {
+    return bad(absl::StrCat("job: local_bandwidth = ", o.local_bandwidth, "; expected >= 0 (0 = auto)"));
+  }
+  if (!(o.local_ridge > 0)) return bad(absl::StrCat("job: local_ridge = ", o.local_ridge, "; expected > 0"));
   if (o.average_bits.empty()) return bad("job: no target average bit-width");
   for (double b : o.average_bits) {
     if (!(b >= 2.0 && b <= 4.0)) {
@@ -255,9 +269,13 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   }
   r.spqe_seconds = Since(t0);
 
-  // Interactions (IMPQ §3.3) and the exact allocation for every budget.
+  // Interactions (IMPQ §3.3) and the exact allocation for every budget: the two global
+  // objectives (one estimation serves every budget) and, per budget, the budget-aware ones
+  // (solver/budget_aware_interactions.h), which read the walks' coalitions plus the isolated-Δ
+  // singletons (v({i}) = v(∅) + Δ_i; no new evaluation).
   t0 = Clock::now();
-  report("solve", 0, 2, t0);
+  const int64_t num_budgets = static_cast<int64_t>(budgets.size());
+  report("solve", 0, 1 + num_budgets, t0);
   const solver::InteractionInput input = solver::InputFromSpqe(spqe, n);
   ASSIGN_OR_RETURN(solver::QuadraticObjective cov,
                    solver::CovarianceInteractionEstimator(o.alpha).Estimate(input));
@@ -274,11 +292,113 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   auto exact = solver::NewExactSolver();
   ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> impq_alloc,
                    solver::SweepAverageBits(*exact, chosen, bytes, o.average_bits));
-  report("solve", 1, 2, t0);
   ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> other_alloc,
                    solver::SweepAverageBits(*exact, other, bytes, o.average_bits));
+  report("solve", 1, 1 + num_budgets, t0);
+  std::vector<solver::Observation> all_obs = spqe.observations;
+  {
+    solver::Coalition q = solver::EmptyCoalition(n);
+    all_obs.push_back({q, iso.base_loss});
+    for (int i = 0; i < n; ++i) {
+      q[i] = 1;
+      all_obs.push_back({q, iso.base_loss + iso.scores[i]});
+      q[i] = 0;
+    }
+  }
+  solver::InteractionInput aware_input = input;
+  aware_input.observations = all_obs;
+  const double bandwidth = o.local_bandwidth > 0 ? o.local_bandwidth : std::max(2.0, n / 8.0);
+  std::vector<solver::AllocationResult> window_alloc, local_alloc;
+  for (int64_t b = 0; b < num_budgets; ++b) {
+    ASSIGN_OR_RETURN(double k, solver::TargetCoalitionSize(bytes, budgets[b]));
+    ASSIGN_OR_RETURN(solver::QuadraticObjective win,
+                     solver::NewWindowSemivalueEstimator(n, k)->Estimate(aware_input));
+    ASSIGN_OR_RETURN(solver::QuadraticObjective loc,
+                     solver::LocalSurrogateEstimator(k, bandwidth, o.local_ridge)
+                         .Estimate(aware_input));
+    ASSIGN_OR_RETURN(solver::AllocationProblem pw,
+                     solver::MakeAllocationProblem(win, bytes, budgets[b]));
+    ASSIGN_OR_RETURN(solver::AllocationResult aw, exact->Solve(pw));
+    ASSIGN_OR_RETURN(solver::AllocationProblem pl,
+                     solver::MakeAllocationProblem(loc, bytes, budgets[b]));
+    ASSIGN_OR_RETURN(solver::AllocationResult al, exact->Solve(pl));
+    window_alloc.push_back(std::move(aw));
+    local_alloc.push_back(std::move(al));
+    r.target_sizes.push_back(k);
+    r.window_linear.push_back(win.linear);
+    report("solve", 2 + b, 1 + num_budgets, t0);
+  }
   r.solve_seconds = Since(t0);
-  report("solve", 2, 2, t0);
+
+  // Every allocation of every budget, in table order. Candidates of the per-budget choice are
+  // every deterministic allocation: the four estimators' and the isolated metrics'.
+  struct Planned {
+    std::string method;
+    solver::Coalition q;
+    const solver::AllocationResult* solved = nullptr;  // estimators only
+    bool candidate = true;
+  };
+  std::vector<std::vector<Planned>> plan(budgets.size());
+  for (size_t b = 0; b < budgets.size(); ++b) {
+    auto& p = plan[b];
+    p.push_back({"impq", impq_alloc[b].assignment, &impq_alloc[b]});
+    p.push_back({absl::StrCat("impq_", other.estimator), other_alloc[b].assignment, &other_alloc[b]});
+    p.push_back({"impq_window", window_alloc[b].assignment, &window_alloc[b]});
+    p.push_back({"impq_local", local_alloc[b].assignment, &local_alloc[b]});
+    const struct {
+      const char* method;
+      const std::vector<double>* scores;
+    } greedy[] = {{"isolated", &r.isolated_delta},
+                  {"lim", &r.lim},
+                  {"zscore", &r.zscore},
+                  {"actnorm", &r.actnorm}};
+    for (const auto& g : greedy) {
+      ASSIGN_OR_RETURN(solver::Coalition q,
+                       solver::GreedyImportanceAllocation(*g.scores, bytes, budgets[b]));
+      p.push_back({g.method, std::move(q)});
+    }
+    ASSIGN_OR_RETURN(solver::Coalition uq, solver::UniformAllocation(bytes, budgets[b]));
+    p.push_back({"uniform", std::move(uq)});
+    for (int d = 0; d < o.random_draws; ++d) {
+      ASSIGN_OR_RETURN(solver::Coalition q,
+                       solver::RandomAllocation(bytes, budgets[b],
+                                                DeriveSeed(o.seed, 1000003 * (b + 1) + d)));
+      p.push_back({"random", std::move(q), nullptr, /*candidate=*/false});
+    }
+  }
+
+  // The per-budget choice (issue 8): the calibration loss of every distinct candidate,
+  // evaluated once (a memo seeded with every coalition already evaluated), lowest wins; ties
+  // go to the earlier candidate in table order. All of a budget's new coalitions go to the
+  // evaluator as one batch (prefix reuse across them).
+  t0 = Clock::now();
+  std::map<solver::Coalition, double> calib_memo;
+  for (const auto& ob : all_obs) calib_memo.emplace(ob.coalition, ob.loss);
+  std::vector<std::vector<double>> calib_loss(budgets.size());
+  report("select", 0, num_budgets, t0);
+  for (size_t b = 0; b < budgets.size(); ++b) {
+    std::vector<solver::Coalition> fresh;
+    for (const Planned& p : plan[b]) {
+      if (p.candidate && !calib_memo.contains(p.q) &&
+          std::find(fresh.begin(), fresh.end(), p.q) == fresh.end()) {
+        fresh.push_back(p.q);
+      }
+    }
+    if (!fresh.empty()) {
+      ASSIGN_OR_RETURN(std::vector<double> losses, calib_eval->Evaluate(fresh));
+      for (size_t k = 0; k < fresh.size(); ++k) calib_memo.emplace(fresh[k], losses[k]);
+      r.selection_evaluations += static_cast<int64_t>(fresh.size());
+    }
+    for (const Planned& p : plan[b]) {
+      calib_loss[b].push_back(p.candidate ? calib_memo.at(p.q) : 0.0);
+    }
+    report("select", static_cast<int64_t>(b) + 1, num_budgets, t0);
+  }
+  r.selection_ratio = r.coalitions_evaluated > 0
+                          ? static_cast<double>(r.selection_evaluations) /
+                                static_cast<double>(r.coalitions_evaluated)
+                          : 0.0;
+  r.select_seconds = Since(t0);
 
   // Measure every allocation on the held-out set. Prefix reuse is off there: consecutive
   // allocations differ in early blocks, and the set is large (the cache would cost memory).
@@ -289,8 +409,8 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
                    LocalEvaluator::Create(*qm, fwd, heldout, ho));
   HeldoutMeter meter(*qm, *heldout_eval);
-  const int64_t per_budget = 7 + o.random_draws;
-  const int64_t total_units = 3 + per_budget * static_cast<int64_t>(budgets.size());
+  int64_t total_units = 3;
+  for (const auto& p : plan) total_units += static_cast<int64_t>(p.size());
   int64_t units = 0;
   report("measure", 0, total_units, t0);
   r.heldout_ppl_fp32 = std::exp(heldout_eval->NllOf(forward::WeightSet::FromModel(model)));
@@ -303,80 +423,71 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
     r.heldout_ppl_all2 = std::exp(nll2);
     report("measure", ++units, total_units, t0);
   }
-  auto fill = [&](MeasuredAllocation& m, const solver::Coalition& q) -> absl::Status {
-    m.bits = BitsOf(q);
-    m.memory_bytes = solver::Footprint(bytes, q);
-    m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
-                               static_cast<double>(r.all4_bytes - r.all2_bytes);
-    ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));
-    m.heldout_ppl = std::exp(m.heldout_nll);
-    report("measure", ++units, total_units, t0);
-    return absl::OkStatus();
-  };
   for (size_t b = 0; b < budgets.size(); ++b) {
     BudgetResult br;
     br.average_bits = o.average_bits[b];
     br.budget_bytes = budgets[b];
-    auto solved = [&](const std::string& method,
-                      const solver::AllocationResult& a) -> absl::Status {
+    br.target_size = r.target_sizes[b];
+    MeasuredAllocation random;
+    random.method = "random";
+    double nll_sum = 0, ppl_sum = 0;
+    for (size_t k = 0; k < plan[b].size(); ++k) {
+      const Planned& p = plan[b][k];
       MeasuredAllocation m;
-      m.method = method;
-      m.objective = a.objective;
-      m.lower_bound = a.lower_bound;
-      m.proven_optimal = a.proven_optimal;
-      m.nodes = a.nodes;
-      RETURN_IF_ERROR(fill(m, a.assignment));
-      br.allocations.push_back(std::move(m));
-      return absl::OkStatus();
-    };
-    RETURN_IF_ERROR(solved("impq", impq_alloc[b]));
-    const struct {
-      const char* method;
-      const std::vector<double>* scores;
-    } greedy[] = {{"isolated", &r.isolated_delta},
-                  {"lim", &r.lim},
-                  {"zscore", &r.zscore},
-                  {"actnorm", &r.actnorm}};
-    for (const auto& g : greedy) {
-      ASSIGN_OR_RETURN(solver::Coalition q,
-                       solver::GreedyImportanceAllocation(*g.scores, bytes, budgets[b]));
-      MeasuredAllocation m;
-      m.method = g.method;
-      RETURN_IF_ERROR(fill(m, q));
-      br.allocations.push_back(std::move(m));
-    }
-    {
-      MeasuredAllocation m;
-      m.method = "random";
-      double nll_sum = 0, ppl_sum = 0;
-      for (int d = 0; d < o.random_draws; ++d) {
-        ASSIGN_OR_RETURN(solver::Coalition q,
-                         solver::RandomAllocation(bytes, budgets[b],
-                                                  DeriveSeed(o.seed, 1000003 * (b + 1) + d)));
-        MeasuredAllocation one;
-        RETURN_IF_ERROR(fill(one, q));
-        if (d == 0) {
-          m.bits = one.bits;
-          m.memory_bytes = one.memory_bytes;
-          m.average_bits = one.average_bits;
-        }
-        m.draw_bits.push_back(one.bits);
-        m.draw_ppl.push_back(one.heldout_ppl);
-        nll_sum += one.heldout_nll;
-        ppl_sum += one.heldout_ppl;
+      m.method = p.method;
+      m.bits = BitsOf(p.q);
+      m.memory_bytes = solver::Footprint(bytes, p.q);
+      m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
+                                 static_cast<double>(r.all4_bytes - r.all2_bytes);
+      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));
+      m.heldout_ppl = std::exp(m.heldout_nll);
+      report("measure", ++units, total_units, t0);
+      if (p.solved != nullptr) {
+        m.objective = p.solved->objective;
+        m.lower_bound = p.solved->lower_bound;
+        m.proven_optimal = p.solved->proven_optimal;
+        m.nodes = p.solved->nodes;
       }
-      m.heldout_nll = nll_sum / o.random_draws;
-      m.heldout_ppl = ppl_sum / o.random_draws;
-      br.allocations.push_back(std::move(m));
+      if (p.candidate) {
+        m.candidate = true;
+        m.calib_nll = calib_loss[b][k];
+        m.calib_ppl = std::exp(m.calib_nll);
+        br.allocations.push_back(std::move(m));
+        continue;
+      }
+      // Random draws fold into one entry: the first draw's bits, the mean of the measures.
+      if (random.draw_bits.empty()) {
+        random.bits = m.bits;
+        random.memory_bytes = m.memory_bytes;
+        random.average_bits = m.average_bits;
+      }
+      random.draw_bits.push_back(m.bits);
+      random.draw_ppl.push_back(m.heldout_ppl);
+      nll_sum += m.heldout_nll;
+      ppl_sum += m.heldout_ppl;
     }
-    {
-      ASSIGN_OR_RETURN(solver::Coalition q, solver::UniformAllocation(bytes, budgets[b]));
-      MeasuredAllocation m;
-      m.method = "uniform";
-      RETURN_IF_ERROR(fill(m, q));
-      br.allocations.push_back(std::move(m));
+    random.heldout_nll = nll_sum / o.random_draws;
+    random.heldout_ppl = ppl_sum / o.random_draws;
+    br.allocations.push_back(std::move(random));
+    // The choice: lowest calibration loss among the candidates (first on ties).
+    int best = -1, second = -1;
+    for (int k = 0; k < static_cast<int>(br.allocations.size()); ++k) {
+      const MeasuredAllocation& m = br.allocations[k];
+      if (!m.candidate) continue;
+      if (best < 0 || m.calib_nll < br.allocations[best].calib_nll) {
+        best = k;
+      }
     }
-    RETURN_IF_ERROR(solved(absl::StrCat("impq_", other.estimator), other_alloc[b]));
+    for (int k = 0; k < static_cast<int>(br.allocations.size()); ++k) {
+      const MeasuredAllocation& m = br.allocations[k];
+      if (!m.candidate || k == best || m.bits == br.allocations[best].bits) continue;
+      if (second < 0 || m.calib_nll < br.allocations[second].calib_nll) second = k;
+    }
+    br.chosen = br.allocations[best].method;
+    if (second >= 0) {
+      br.runner_up = br.allocations[second].method;
+      br.chosen_margin = br.allocations[second].calib_ppl / br.allocations[best].calib_ppl - 1.0;
+    }
     r.budgets.push_back(std::move(br));
   }
   r.heldout_evaluations = meter.distinct() + 1;  // + fp32
@@ -429,6 +540,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
       {"estimator", o.estimator},
       {"alpha", o.alpha},
       {"ridge", o.ridge},
+      {"local_bandwidth", o.local_bandwidth},
+      {"local_ridge", o.local_ridge},
       {"average_bits", o.average_bits},
       {"random_draws", o.random_draws},
   };
@@ -456,7 +569,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
       {"covariance", {{"alpha", o.alpha}, {"linear", r.cov_linear}, {"K", Matrix(r.cov_quadratic, n)}}},
       {"surrogate",
        {{"ridge", o.ridge}, {"constant", r.sur_constant}, {"linear", r.sur_linear},
-        {"K", Matrix(r.sur_quadratic, n)}}}};
+        {"K", Matrix(r.sur_quadratic, n)}}},
+      {"window", {{"target_sizes", r.target_sizes}, {"linear_per_budget", r.window_linear}}}};
   j["baseline_scores"] = {{"isolated_delta", r.isolated_delta},
                           {"lim", r.lim},
                           {"zscore", r.zscore},
@@ -474,6 +588,10 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
                 {"average_bits", m.average_bits},
                 {"heldout_nll", m.heldout_nll},
                 {"heldout_ppl", m.heldout_ppl}};
+      if (m.candidate) {
+        a["calibration_nll"] = m.calib_nll;
+        a["calibration_ppl"] = m.calib_ppl;
+      }
       if (m.method.rfind("impq", 0) == 0) {
         a["objective"] = m.objective;
         a["lower_bound"] = m.lower_bound;
@@ -486,14 +604,25 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
       }
       allocs.push_back(std::move(a));
     }
+    const MeasuredAllocation& c = b.Chosen();
     budgets.push_back({{"average_bits", b.average_bits},
                        {"budget_bytes", b.budget_bytes},
+                       {"target_size", b.target_size},
+                       {"chosen",
+                        {{"method", c.method},
+                         {"bits", c.bits},
+                         {"calibration_ppl", c.calib_ppl},
+                         {"heldout_ppl", c.heldout_ppl},
+                         {"runner_up", b.runner_up},
+                         {"margin", b.chosen_margin}}},
                        {"allocations", allocs}});
   }
   j["budgets"] = budgets;
   j["cost"] = {{"calibration_evaluations", r.calib_evaluations},
                {"isolated_evaluations", r.isolated_evaluations},
                {"heldout_evaluations", r.heldout_evaluations},
+               {"selection_evaluations", r.selection_evaluations},
+               {"selection_ratio", r.selection_ratio},
                {"block_evals_done", r.block_evals_done},
                {"block_evals_full", r.block_evals_full},
                {"prefix_saved_fraction", r.prefix_saved_fraction},
@@ -501,7 +630,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   if (include_timings) {
     j["timings"] = {{"load_s", r.load_seconds},         {"quantize_s", r.quantize_seconds},
                     {"baselines_s", r.baselines_seconds}, {"spqe_s", r.spqe_seconds},
-                    {"solve_s", r.solve_seconds},       {"measure_s", r.measure_seconds},
+                    {"solve_s", r.solve_seconds},       {"select_s", r.select_seconds},
+                    {"measure_s", r.measure_seconds},
                     {"total_s", r.total_seconds},       {"threads", o.threads}};
   }
   return j.dump(2) + "\n";
@@ -532,29 +662,58 @@ std::string JobResultToMarkdown(const JobResult& r) {
       {"random", absl::StrCat("random (mean of ", o.random_draws, ")")},
       {"uniform", "uniform"},
       {"impq_covariance", "IMPQ (covariance)"},
-      {"impq_surrogate", "IMPQ (surrogate)"}};
-  out += "| b_avg | budget (bytes) |";
+      {"impq_surrogate", "IMPQ (surrogate)"},
+      {"impq_window", "IMPQ (window)"},
+      {"impq_local", "IMPQ (local surrogate)"}};
+  out += "| b_avg | budget (bytes) | **chosen** |";
   for (const auto& m : r.budgets[0].allocations) out += " " + title[m.method] + " |";
-  out += "\n|---:|---:|";
+  out += "\n|---:|---:|---:|";
   for (size_t k = 0; k < r.budgets[0].allocations.size(); ++k) out += "---:|";
   out += "\n";
   for (const BudgetResult& b : r.budgets) {
     double best = 1e300;
     for (const auto& m : b.allocations) best = std::min(best, m.heldout_ppl);
-    absl::StrAppendFormat(&out, "| %.2f | %d |", b.average_bits, b.budget_bytes);
+    absl::StrAppendFormat(&out, "| %.2f | %d | %.3f (%s) |", b.average_bits, b.budget_bytes,
+                          b.Chosen().heldout_ppl, title[b.chosen]);
     for (const auto& m : b.allocations) {
       const std::string v = absl::StrFormat("%.3f", m.heldout_ppl);
       out += m.heldout_ppl == best ? " **" + v + "** |" : " " + v + " |";
     }
     out += "\n";
   }
-  out += "\nIMPQ allocations (bits per player, in player order):\n\n";
+  absl::StrAppendFormat(
+      &out,
+      "\nThe per-budget choice: every candidate allocation's calibration PPL → held-out PPL; "
+      "the lowest calibration PPL is chosen (marked *); k* = players at 2 bits the budget "
+      "implies; margin = runner-up's calibration PPL / chosen's − 1. %d extra calibration "
+      "evaluations = %.1f%% of SPQE's %d.\n\n| b_avg | k* | chosen | margin |",
+      r.selection_evaluations, 100 * r.selection_ratio, r.coalitions_evaluated);
+  for (const auto& m : r.budgets[0].allocations) {
+    if (m.candidate) out += " " + title[m.method] + " |";
+  }
+  out += "\n|---:|---:|---|---:|";
+  for (const auto& m : r.budgets[0].allocations) {
+    if (m.candidate) out += "---:|";
+  }
+  out += "\n";
   for (const BudgetResult& b : r.budgets) {
-    const MeasuredAllocation& m = b.allocations[0];
+    absl::StrAppendFormat(&out, "| %.2f | %.1f | %s | %.2f%% vs %s |", b.average_bits,
+                          b.target_size, title[b.chosen], 100 * b.chosen_margin,
+                          b.runner_up.empty() ? "-" : title[b.runner_up]);
+    for (const auto& m : b.allocations) {
+      if (!m.candidate) continue;
+      absl::StrAppendFormat(&out, " %s%.3f → %.3f |", m.method == b.chosen ? "*" : "",
+                            m.calib_ppl, m.heldout_ppl);
+    }
+    out += "\n";
+  }
+  out += "\nChosen allocations (bits per player, in player order):\n\n";
+  for (const BudgetResult& b : r.budgets) {
+    const MeasuredAllocation& m = b.Chosen();
     std::string bits;
     for (int x : m.bits) bits += static_cast<char>('0' + x);
     absl::StrAppendFormat(&out, "- b_avg %.2f: `%s` (%.3f bits, %s)\n", b.average_bits, bits,
-                          m.average_bits, m.proven_optimal ? "proven optimal" : "not proven optimal");
+                          m.average_bits, title[m.method]);
   }
   absl::StrAppendFormat(
       &out,
@@ -569,9 +728,10 @@ std::string JobResultToMarkdown(const JobResult& r) {
   absl::StrAppendFormat(
       &out,
       "\nCost: %d calibration evaluations (%d for isolated Δ, %d for SPQE, %d SPQE cache hits); "
-      "prefix reuse ran %d of %d block evaluations (saved %.1f%%, cache %.1f MB); %d held-out "
-      "evaluations.\n",
+      "%d for the per-budget choice (%.1f%% of SPQE's); prefix reuse ran %d of %d block "
+      "evaluations (saved %.1f%%, cache %.1f MB); %d held-out evaluations.\n",
       r.calib_evaluations, r.isolated_evaluations, r.coalitions_evaluated, r.cache_hits,
+      r.selection_evaluations, 100 * r.selection_ratio,
       r.block_evals_done, r.block_evals_full, 100 * r.prefix_saved_fraction,
       r.prefix_cache_bytes / 1e6, r.heldout_evaluations);
   return out;

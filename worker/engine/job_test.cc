@@ -53,10 +53,12 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
   const size_t n = r->player_names.size();
   ASSERT_EQ(n, 35u);
   EXPECT_EQ(phases, (std::vector<std::string>{"load", "quantize", "baselines", "spqe", "solve",
-                                              "measure"}));
+                                              "select", "measure"}));
   ASSERT_EQ(r->budgets.size(), 2u);
-  const std::set<std::string> expected = {"impq",    "isolated", "lim",     "zscore",
-                                          "actnorm", "random",   "uniform", "impq_surrogate"};
+  const std::set<std::string> expected = {"impq",       "isolated",       "lim",
+                                          "zscore",     "actnorm",        "random",
+                                          "uniform",    "impq_surrogate", "impq_window",
+                                          "impq_local"};
   for (const BudgetResult& b : r->budgets) {
     std::set<std::string> methods;
     for (const MeasuredAllocation& m : b.allocations) {
@@ -76,19 +78,32 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
         for (size_t i = 0; i < n; ++i) dm += d[i] == 2 ? r->bytes2[i] : r->bytes4[i];
         EXPECT_LE(dm, b.budget_bytes) << "random draw";
       }
+      EXPECT_EQ(m.candidate, m.method != "random") << m.method;
       if (m.method == "impq") {
         EXPECT_TRUE(m.proven_optimal);
       }
     }
     EXPECT_EQ(methods, expected);
+    // The choice: the candidate with the lowest calibration loss.
+    const MeasuredAllocation& chosen = b.Chosen();
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.candidate) {
+        EXPECT_LE(chosen.calib_nll, m.calib_nll) << m.method;
+      }
+    }
+    EXPECT_GE(b.chosen_margin, 0.0);
   }
+  // At most one new calibration evaluation per candidate and budget (9 candidates).
+  EXPECT_GT(r->selection_evaluations, 0);
+  EXPECT_LE(r->selection_evaluations, 9 * 2);
   EXPECT_EQ(r->isolated_evaluations, 36);
   EXPECT_GT(r->prefix_saved_fraction, 0.0);
   EXPECT_EQ(r->phi.size(), n);
   // The JSON carries the estimates, the interaction matrix and every allocation.
   const std::string json = JobResultToJson(*r);
   for (const char* key : {"\"phi\"", "\"standard_error\"", "\"K\"", "\"allocations\"",
-                          "\"bits\"", "\"heldout_ppl\"", "\"timings\""}) {
+                          "\"bits\"", "\"heldout_ppl\"", "\"timings\"", "\"chosen\"",
+                          "\"calibration_ppl\"", "\"selection_ratio\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
   }
 }

@@ -1,0 +1,247 @@
+// Budget-aware estimators (budget_aware_interactions.h): window semivalue and size-weighted
+// local surrogate.
+#include "solver/budget_aware_interactions.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "solver/linalg.h"
+
+namespace impq::solver {
+namespace {
+
+absl::Status CheckObservation(const Observation& obs, int n) {
+  RETURN_IF_ERROR(ValidateCoalition(obs.coalition, n));
+  if (!std::isfinite(obs.loss)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loss of coalition ", CoalitionToString(obs.coalition), " is not finite"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<double> TargetCoalitionSize(const PlayerBytes& bytes, int64_t budget_bytes) {
+  RETURN_IF_ERROR(ValidatePlayerBytes(bytes));
+  int64_t all2 = 0, all4 = 0;
+  for (size_t i = 0; i < bytes.bytes2.size(); ++i) {
+    all2 += bytes.bytes2[i];
+    all4 += bytes.bytes4[i];
+  }
+  if (all4 == all2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target size: all-2-bit and all-4-bit footprints are equal (", all4,
+                     " bytes); no budget distinguishes assignments"));
+  }
+  const double n = static_cast<double>(bytes.bytes2.size());
+  const double k = n * static_cast<double>(all4 - budget_bytes) / static_cast<double>(all4 - all2);
+  return std::clamp(k, 0.0, n);
+}
+
+absl::StatusOr<std::vector<SizedMarginal>> SizedMarginalsFromObservations(
+    int n, std::span<const Observation> observations) {
+  if (n < 1 || n > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sized marginals: ", n, " players; expected 1..64 (coalitions as masks)"));
+  }
+  absl::flat_hash_map<uint64_t, double> loss;
+  std::vector<uint64_t> order;  // distinct masks in input order
+  for (const Observation& obs : observations) {
+    RETURN_IF_ERROR(CheckObservation(obs, n));
+    const uint64_t mask = CoalitionToMask(obs.coalition);
+    if (loss.emplace(mask, obs.loss).second) order.push_back(mask);
+  }
+  std::vector<SizedMarginal> out;
+  for (uint64_t mask : order) {
+    const double base = loss.at(mask);
+    const int size = std::popcount(mask);
+    for (int i = 0; i < n; ++i) {
+      const uint64_t bit = uint64_t{1} << i;
+      if ((mask & bit) != 0) continue;
+      auto it = loss.find(mask | bit);
+      if (it == loss.end()) continue;
+      out.push_back({.player = i, .size = size, .value = it->second - base});
+    }
+  }
+  return out;
+}
+
+std::vector<double> WindowSizeWeights(int n, double target_size) {
+  std::vector<double> w(static_cast<size_t>(std::max(n, 0)), 0.0);
+  if (n < 1) return w;
+  if (!(target_size >= 1.0)) {  // k* < 1 (or NaN): the isolated end
+    w[0] = 1.0;
+    return w;
+  }
+  for (int t = 0; t < n; ++t) w[t] = std::clamp(target_size - t, 0.0, 1.0);
+  return w;
+}
+
+SemivalueEstimator::SemivalueEstimator(std::vector<double> size_weights, std::string name)
+    : size_weights_(std::move(size_weights)), name_(std::move(name)) {}
+
+absl::StatusOr<QuadraticObjective> SemivalueEstimator::Estimate(
+    const InteractionInput& input) const {
+  const int n = input.num_players;
+  if (static_cast<int>(size_weights_.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat(name_, ": ", size_weights_.size(),
+                                                   " size weights for ", n, " players"));
+  }
+  double total = 0.0;
+  for (size_t t = 0; t < size_weights_.size(); ++t) {
+    if (!(size_weights_[t] >= 0.0) || !std::isfinite(size_weights_[t])) {
+      return absl::InvalidArgumentError(absl::StrCat(name_, ": size weight ", t, " is ",
+                                                     size_weights_[t], "; expected finite >= 0"));
+    }
+    total += size_weights_[t];
+  }
+  if (!(total > 0.0)) return absl::InvalidArgumentError(absl::StrCat(name_, ": all size weights are 0"));
+  ASSIGN_OR_RETURN(std::vector<SizedMarginal> marginals,
+                   SizedMarginalsFromObservations(n, input.observations));
+  // sum[i][t], count[i][t]: per player and size.
+  const size_t nn = static_cast<size_t>(n);
+  std::vector<double> sum(nn * nn, 0.0);
+  std::vector<int64_t> count(nn * nn, 0);
+  for (const SizedMarginal& m : marginals) {
+    sum[static_cast<size_t>(m.player) * nn + m.size] += m.value;
+    ++count[static_cast<size_t>(m.player) * nn + m.size];
+  }
+  double centre = 0.0;  // weighted mean size: where the fallback looks
+  for (int t = 0; t < n; ++t) centre += t * size_weights_[t] / total;
+
+  QuadraticObjective obj;
+  obj.estimator = name_;
+  obj.num_players = n;
+  obj.linear.assign(nn, 0.0);
+  obj.quadratic.assign(nn * nn, 0.0);
+  for (int i = 0; i < n; ++i) {
+    const size_t row = static_cast<size_t>(i) * nn;
+    double num = 0.0, den = 0.0;
+    for (int t = 0; t < n; ++t) {
+      if (count[row + t] == 0 || size_weights_[t] == 0.0) continue;
+      num += size_weights_[t] * sum[row + t] / static_cast<double>(count[row + t]);
+      den += size_weights_[t];
+    }
+    if (den > 0.0) {
+      obj.linear[i] = num / den;
+      continue;
+    }
+    // No marginal inside the weights' support: the nearest observed size stands in.
+    int best = -1;
+    for (int t = 0; t < n; ++t) {
+      if (count[row + t] == 0) continue;
+      if (best < 0 || std::abs(t - centre) < std::abs(best - centre)) best = t;
+    }
+    if (best < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name_, ": player ", i, " has no observed marginal (no coalition S with both S and ",
+          "S ∪ {", i, "} evaluated)"));
+    }
+    obj.linear[i] = sum[row + best] / static_cast<double>(count[row + best]);
+  }
+  RETURN_IF_ERROR(ValidateObjective(obj));
+  return obj;
+}
+
+std::unique_ptr<InteractionEstimator> NewWindowSemivalueEstimator(int num_players,
+                                                                  double target_size) {
+  return std::make_unique<SemivalueEstimator>(WindowSizeWeights(num_players, target_size),
+                                              "window");
+}
+
+LocalSurrogateEstimator::LocalSurrogateEstimator(double target_size, double bandwidth,
+                                                 double ridge)
+    : target_size_(target_size), bandwidth_(bandwidth), ridge_(ridge) {}
+
+absl::StatusOr<QuadraticObjective> LocalSurrogateEstimator::Estimate(
+    const InteractionInput& input) const {
+  const int n = input.num_players;
+  if (!(bandwidth_ > 0.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("local_surrogate: bandwidth ", bandwidth_,
+                                                   "; expected > 0"));
+  }
+  if (!(ridge_ >= 0.0) || !std::isfinite(ridge_)) {
+    return absl::InvalidArgumentError(absl::StrCat("local_surrogate: ridge ", ridge_,
+                                                   "; expected finite and >= 0"));
+  }
+  if (!std::isfinite(target_size_)) {
+    return absl::InvalidArgumentError("local_surrogate: target size is not finite");
+  }
+  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("local_surrogate: ", n, " players"));
+  // Same feature layout as SurrogateInteractionEstimator: 0 = intercept, 1 + i = q_i,
+  // pair(i<j) = pair_base[i] + (j − i − 1); rows are binary, so only nonzero features are
+  // accumulated, each with the row's weight.
+  const int p = 1 + n + n * (n - 1) / 2;
+  std::vector<int> pair_base(n, 0);
+  for (int i = 0, base = 1 + n; i < n; ++i) {
+    pair_base[i] = base;
+    base += n - 1 - i;
+  }
+  std::vector<double> xtx(static_cast<size_t>(p) * p, 0.0);
+  std::vector<double> xty(p, 0.0);
+  absl::flat_hash_set<Coalition> seen;
+  int64_t rows = 0;
+  std::vector<int> ones, features;
+  const double inv_two_var = 1.0 / (2.0 * bandwidth_ * bandwidth_);
+  for (const Observation& obs : input.observations) {
+    RETURN_IF_ERROR(CheckObservation(obs, n));
+    if (!seen.insert(obs.coalition).second) continue;
+    ++rows;
+    ones.clear();
+    for (int i = 0; i < n; ++i) {
+      if (obs.coalition[i] != 0) ones.push_back(i);
+    }
+    const double d = static_cast<double>(ones.size()) - target_size_;
+    const double w = std::isinf(bandwidth_) ? 1.0 : std::exp(-d * d * inv_two_var);
+    features.clear();
+    features.push_back(0);
+    for (int i : ones) features.push_back(1 + i);
+    for (size_t u = 0; u < ones.size(); ++u) {
+      for (size_t v = u + 1; v < ones.size(); ++v) {
+        features.push_back(pair_base[ones[u]] + (ones[v] - ones[u] - 1));
+      }
+    }
+    for (size_t u = 0; u < features.size(); ++u) {
+      xty[features[u]] += w * obs.loss;
+      for (size_t v = 0; v <= u; ++v) {
+        xtx[static_cast<size_t>(features[u]) * p + features[v]] += w;
+      }
+    }
+  }
+  if (rows == 0) return absl::InvalidArgumentError("local_surrogate: no observations to fit");
+  double trace = 0.0;
+  for (int k = 0; k < p; ++k) trace += xtx[static_cast<size_t>(k) * p + k];
+  const double lambda = ridge_ * trace / p;
+  for (int k = 1; k < p; ++k) xtx[static_cast<size_t>(k) * p + k] += lambda;
+  if (!CholeskyFactor(xtx, p)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "local_surrogate: weighted normal equations singular (", rows,
+        " distinct coalitions for ", p, " coefficients, ridge ", ridge_,
+        ", bandwidth ", bandwidth_, "); use ridge > 0"));
+  }
+  CholeskySolve(xtx, p, xty);
+
+  QuadraticObjective obj;
+  obj.estimator = name();
+  obj.num_players = n;
+  obj.constant = xty[0];
+  obj.linear.assign(xty.begin() + 1, xty.begin() + 1 + n);
+  obj.quadratic.assign(static_cast<size_t>(n) * n, 0.0);
+  for (int i = 0; i < n; ++i) {
+    for (int j = i + 1; j < n; ++j) {
+      const double half = 0.5 * xty[pair_base[i] + (j - i - 1)];
+      obj.quadratic[static_cast<size_t>(i) * n + j] = half;
+      obj.quadratic[static_cast<size_t>(j) * n + i] = half;
+    }
+  }
+  RETURN_IF_ERROR(ValidateObjective(obj));
+  return obj;
+}
+
+}  // namespace impq::solver
