@@ -1,7 +1,7 @@
 // The coordinator core: jobs, work units, leases, the durable store and the solver, with no
-// RPC in it. The gRPC services (grpc_services.h) and the in-process worker client
-// (worker/service/in_process_client.h) both call these methods, so the cluster and the
-// embedded mode run the very same code.
+// RPC in it. The gRPC services (grpc_server.h) and the in-process worker client
+// (worker/service/worker_client.h, used by the embedded mode in embedded.h) both call these
+// methods, so the cluster and the embedded mode run the very same code.
 //
 // Job state machine:
 //   QUEUED ──first lease──▶ ESTIMATING ──walks done / SE rule──▶ SOLVING ──solved──▶

@@ -2,6 +2,7 @@
 // Prometheus metrics.
 //   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db
 //     --data_root /data --metrics_listen 0.0.0.0:9464 [--token_file F] [--lease_seconds 30]
+//     [--tls_cert server.pem --tls_key server.key [--tls_ca clients-ca.pem]]
 #include <unistd.h>
 
 #include <csignal>
@@ -23,6 +24,7 @@ void OnSignal(int) { g_stop = 1; }
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:50051", store = "impq.db", roots, token, token_file,
               metrics_listen = "127.0.0.1:9464", port_file;
+  impq::TlsFiles tls;
   double lease_seconds = 30;
   int64_t units_per_lease = 8;
   impq::FlagSet flags("impq-coordinator");
@@ -33,6 +35,9 @@ int main(int argc, char** argv) {
   flags.String("token_file", &token_file, "file holding the bearer token");
   flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
   flags.String("port_file", &port_file, "write 'grpc_port metrics_port' here once listening");
+  flags.String("tls_cert", &tls.cert, "PEM certificate: serve both services over TLS");
+  flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
+  flags.String("tls_ca", &tls.ca, "PEM CA: also require client certificates signed by it (mTLS)");
   flags.Double("lease_seconds", &lease_seconds, "lease duration");
   flags.Int("units_per_lease", &units_per_lease, "max units per lease");
   if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
   so.listen = listen;
   so.token = token;
   so.lease_duration = o.lease_duration;
+  so.tls = tls;
   auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);
   if (!server.ok()) {
     std::cerr << "impq-coordinator: " << server.status() << "\n";

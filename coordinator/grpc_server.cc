@@ -149,13 +149,16 @@ int CoordinatorServer::port() const { return impl_->port; }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     Coordinator* coordinator, const ServerOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      MakeServerCredentials(options.tls);
+  if (!creds.ok()) return creds.status();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto impl = std::make_unique<Impl>();
   impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token);
   impl->worker = std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration);
   grpc::ServerBuilder b;
-  b.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &impl->port);
+  b.AddListeningPort(options.listen, *creds, &impl->port);
   b.SetMaxReceiveMessageSize(options.max_message_bytes);
   b.RegisterService(impl->impq.get());
   b.RegisterService(impl->worker.get());

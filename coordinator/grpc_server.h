@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_tls.h"
 #include "coordinator/coordinator.h"
 
 namespace impq::coordinator {
@@ -21,12 +22,15 @@ struct ServerOptions {
   std::string token;
   int max_message_bytes = 16 << 20;    // larger requests get RESOURCE_EXHAUSTED
   absl::Duration lease_duration = absl::Seconds(30);  // echoed to workers in each lease
+  // TLS for both services (common/grpc_tls.h): cert + key turn it on; a CA as well requires
+  // client certificates signed by it. Default: plaintext.
+  TlsFiles tls;
 };
 
 class CoordinatorServer {
  public:
   // Starts serving `coordinator` (not owned; must outlive the server). Unavailable when the
-  // address cannot be bound.
+  // address cannot be bound; the TLS errors of MakeServerCredentials (naming the file).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Coordinator* coordinator,
                                                                   const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown(0) if still running

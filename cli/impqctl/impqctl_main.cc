@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/grpc_tls.h"
 #include "impq/v1/services.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -133,6 +134,7 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
 int main(int argc, char** argv) {
   Global g;
   std::string token_file;
+  impq::TlsFiles tls;
   std::vector<std::string> args(argv + 1, argv + argc);
   // Global flags come before the command.
   size_t i = 0;
@@ -140,10 +142,15 @@ int main(int argc, char** argv) {
     if (args[i] == "--server") g.server = args[i + 1];
     else if (args[i] == "--token") g.token = args[i + 1];
     else if (args[i] == "--token_file") token_file = args[i + 1];
+    else if (args[i] == "--tls_ca") tls.ca = args[i + 1];
+    else if (args[i] == "--tls_cert") tls.cert = args[i + 1];
+    else if (args[i] == "--tls_key") tls.key = args[i + 1];
+    else if (args[i] == "--tls_server_name") tls.server_name = args[i + 1];
     else break;
   }
   if (i >= args.size()) {
-    std::cerr << "usage: impqctl [--server H:P] [--token T|--token_file F] "
+    std::cerr << "usage: impqctl [--server H:P] [--token T|--token_file F] [--tls_ca F "
+                 "[--tls_cert F --tls_key F] [--tls_server_name N]] "
                  "submit|status|watch|result|cancel|list|health [flags]\n";
     return 2;
   }
@@ -157,7 +164,12 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[i];
   const std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
-  auto channel = grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel_or = impq::MakeChannel(g.server, tls);
+  if (!channel_or.ok()) {
+    std::cerr << "impqctl: " << channel_or.status().message() << "\n";
+    return 2;
+  }
+  std::shared_ptr<grpc::Channel> channel = *std::move(channel_or);
   auto stub = ImpqService::NewStub(channel);
 
   std::string job, job_file, model, tok, calib, evalp, backend, players, bits, name;

@@ -15,11 +15,11 @@
 #include <thread>
 
 #include "common/test_paths.h"
+#include "coordinator/embedded.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "impq/v1/services.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "worker/service/worker_loop.h"
 
 namespace impq {
 namespace {
@@ -77,28 +77,13 @@ v1::JobSpec Spec() {
   return s;
 }
 
-// The same job in embedded mode: in-process coordinator, one worker loop, the CPU engine.
+// The same job in embedded mode (coordinator/embedded.h): in-process coordinator, one
+// worker loop, the CPU engine.
 v1::JobResult Embedded(const v1::JobSpec& spec) {
-  coordinator::CoordinatorOptions o;
-  o.store_path = ":memory:";
-  auto c = coordinator::Coordinator::Open(o);
-  (*c)->StartBackground(absl::Milliseconds(5));
-  auto st = (*c)->SubmitJob(spec);
-  worker_service::InProcessWorkerClient client(**c, o.lease_duration);
-  auto ex = worker_service::NewEngineExecutor(1);
-  worker_service::WorkerLoopOptions lo;
-  lo.worker_id = "embedded";
-  lo.idle_poll = absl::Milliseconds(5);
-  worker_service::WorkerLoop loop(&client, ex.get(), lo);
-  std::thread t([&] { loop.Run(); });
-  v1::JobStatus s = *st;
-  while (s.state() != v1::JOB_STATE_DONE && s.state() != v1::JOB_STATE_FAILED) {
-    s = *(*c)->WaitForChange(s.job_id(), s.version(), absl::Seconds(1));
-  }
-  loop.Stop();
-  t.join();
-  EXPECT_EQ(s.state(), v1::JOB_STATE_DONE) << s.error();
-  return (*c)->GetJob(s.job_id())->result;
+  absl::StatusOr<coordinator::EmbeddedResult> r =
+      coordinator::RunEmbedded(spec, coordinator::EmbeddedOptions());
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->result : v1::JobResult();
 }
 
 TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
@@ -212,6 +197,9 @@ TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
 
   kill(workers[1], SIGTERM);
   waitpid(workers[1], nullptr, 0);
+  // Close our connection first: a graceful shutdown waits (up to its 5 s grace) for open ones.
+  stub.reset();
+  channel.reset();
   kill(coord, SIGTERM);
   int status = 0;
   waitpid(coord, &status, 0);

@@ -2,6 +2,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_tls.h"
 #include "impq/v1/services.grpc.pb.h"
 #include "worker/service/worker_client.h"
 
@@ -16,10 +17,8 @@ absl::Status FromGrpc(const grpc::Status& s, const char* rpc) {
 
 class GrpcWorkerClient : public WorkerClient {
  public:
-  explicit GrpcWorkerClient(const GrpcClientOptions& o)
-      : options_(o),
-        stub_(v1::WorkerService::NewStub(
-            grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials()))) {}
+  GrpcWorkerClient(const GrpcClientOptions& o, std::shared_ptr<grpc::Channel> channel)
+      : options_(o), stub_(v1::WorkerService::NewStub(std::move(channel))) {}
 
   absl::StatusOr<LeaseReply> AcquireLease(const std::string& worker_id, int capacity) override {
     v1::AcquireLeaseRequest req;
@@ -71,8 +70,11 @@ class GrpcWorkerClient : public WorkerClient {
 
 }  // namespace
 
-std::unique_ptr<WorkerClient> NewGrpcWorkerClient(const GrpcClientOptions& options) {
-  return std::make_unique<GrpcWorkerClient>(options);
+absl::StatusOr<std::unique_ptr<WorkerClient>> NewGrpcWorkerClient(
+    const GrpcClientOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options.target, options.tls);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<WorkerClient>(new GrpcWorkerClient(options, *std::move(channel)));
 }
 
 }  // namespace impq::worker_service

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/tls_files.h"
 #include "coordinator/coordinator.h"
 #include "impq/v1/messages.pb.h"
 
@@ -67,9 +68,11 @@ struct GrpcClientOptions {
   std::string target;            // host:port
   std::string token;             // not needed by WorkerService today; sent when non-empty
   int64_t rpc_timeout_ms = 10000;
+  TlsFiles tls;                  // default: plaintext (common/grpc_tls.h)
 };
-// A client over an insecure gRPC channel (TLS: not implemented yet).
-std::unique_ptr<WorkerClient> NewGrpcWorkerClient(const GrpcClientOptions& options);
+// A client over a gRPC channel, TLS per options.tls. Errors: the TLS file errors of
+// MakeChannel (naming the file). Connection problems surface on the calls (UNAVAILABLE).
+absl::StatusOr<std::unique_ptr<WorkerClient>> NewGrpcWorkerClient(const GrpcClientOptions& options);
 
 }  // namespace impq::worker_service
 

@@ -1,5 +1,6 @@
 // impq-worker: pulls work units from an impq-coordinator and evaluates them on the CPU engine.
 //   impq-worker --coordinator 127.0.0.1:50051 [--worker_id w1] [--threads 2] [--capacity 1]
+//     [--tls_ca ca.pem [--tls_cert client.pem --tls_key client.key] [--tls_server_name N]]
 #include <unistd.h>
 
 #include <csignal>
@@ -18,11 +19,16 @@ void OnSignal(int) {
 
 int main(int argc, char** argv) {
   std::string target = "127.0.0.1:50051", worker_id, token;
+  impq::TlsFiles tls;
   int64_t threads = 1, capacity = 1, max_units = 0;
   impq::FlagSet flags("impq-worker");
   flags.String("coordinator", &target, "coordinator WorkerService address host:port");
   flags.String("worker_id", &worker_id, "stable id of this worker (default: hostname-pid)");
   flags.String("token", &token, "bearer token sent with every RPC (optional)");
+  flags.String("tls_ca", &tls.ca, "PEM CA to verify the coordinator: connect over TLS");
+  flags.String("tls_cert", &tls.cert, "PEM client certificate (mutual TLS; implies TLS)");
+  flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
+  flags.String("tls_server_name", &tls.server_name, "name expected in the server certificate");
   flags.Int("threads", &threads, "compute threads of the CPU engine");
   flags.Int("capacity", &capacity, "units asked per lease");
   flags.Int("max_units", &max_units, "exit after reporting this many units (0: never)");
@@ -39,7 +45,17 @@ int main(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     worker_id = std::string(host) + "-" + std::to_string(getpid());
   }
-  auto client = impq::worker_service::NewGrpcWorkerClient({target, token, 30000});
+  impq::worker_service::GrpcClientOptions co;
+  co.target = target;
+  co.token = token;
+  co.rpc_timeout_ms = 30000;
+  co.tls = tls;
+  auto client_or = impq::worker_service::NewGrpcWorkerClient(co);
+  if (!client_or.ok()) {
+    std::cerr << "impq-worker: " << client_or.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<impq::worker_service::WorkerClient> client = *std::move(client_or);
   auto executor = impq::worker_service::NewEngineExecutor(static_cast<int>(threads));
   impq::worker_service::WorkerLoopOptions o;
   o.worker_id = worker_id;

@@ -1,0 +1,268 @@
+// service_bench: how the distributed service scales, and what one lease costs the coordinator.
+//
+//  1. Throughput (evaluations/s) of one job with 1, 2 and 4 workers, and the scaling
+//     efficiency thr(k) / (k · thr(1)). Workers are threads in this process, each a full
+//     WorkerLoop with its own gRPC channel (own TCP connection) to a CoordinatorServer on
+//     127.0.0.1 — the same code path as impq-worker processes. Units are synthetic: a walk of
+//     the 6-player quadratic test game (coordinator/test_game.h) that *sleeps* a fixed time
+//     per unit instead of computing, so 4 workers can scale on a 2-core machine; the job is
+//     timed from submission to DONE (solve included), with a SQLite file store.
+//  2. Lease round trips/s: client threads, each with its own channel, doing AcquireLease +
+//     ReportResult (a precomputed result, no evaluation) as fast as they can against the
+//     in-process server over real gRPC loopback, with a ":memory:" store (coordinator logic
+//     + RPC cost) and a file store (plus one fsync'ed SQLite commit per accepted report).
+//
+// Prints Markdown tables. Goals (issue 5): >= 90% efficiency at 4 workers, >= 5,000 lease
+// round trips/s.
+//   service_bench [--unit_ms 10] [--walks 120] [--rt_seconds 2] [--rt_clients 8]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/grpc_server.h"
+#include "coordinator/test_game.h"
+#include "worker/service/worker_client.h"
+#include "worker/service/worker_loop.h"
+
+namespace impq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kPlayers = 6;
+
+class SleepExecutor : public worker_service::UnitExecutor {
+ public:
+  explicit SleepExecutor(absl::Duration d) : d_(d) {}
+  absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit& unit) override {
+    absl::SleepFor(d_);
+    return game_.Evaluate(unit, "");
+  }
+
+ private:
+  const absl::Duration d_;
+  coordinator::TestGame game_{kPlayers};
+};
+
+v1::JobSpec GameSpec(int64_t walks) {
+  v1::JobSpec s;
+  s.set_model_path("/bench/m");
+  s.set_tokenizer_path("/bench/t");
+  s.set_calibration_text_path("/bench/c");
+  s.set_permutations(walks);
+  s.set_seed(1);
+  s.add_average_bits(3.0);
+  return s;
+}
+
+struct Served {
+  std::unique_ptr<coordinator::Coordinator> coordinator;
+  std::unique_ptr<coordinator::CoordinatorServer> server;
+  std::string target;
+};
+
+Served Serve(const std::string& store) {
+  Served s;
+  coordinator::CoordinatorOptions o;
+  o.store_path = store;
+  o.lease_duration = absl::Seconds(30);
+  auto c = coordinator::Coordinator::Open(o);
+  IMPQ_CHECK(c.ok()) << c.status();
+  s.coordinator = *std::move(c);
+  s.coordinator->StartBackground(absl::Milliseconds(2));
+  coordinator::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  auto server = coordinator::CoordinatorServer::Start(s.coordinator.get(), so);
+  IMPQ_CHECK(server.ok()) << server.status();
+  s.server = *std::move(server);
+  s.target = "127.0.0.1:" + std::to_string(s.server->port());
+  return s;
+}
+
+std::string FreshStore(const std::string& name) {
+  const std::string path = "/tmp/impq_service_bench_" + std::to_string(getpid()) + "_" + name + ".db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  return path;
+}
+
+struct ThroughputRow {
+  int workers = 0;
+  int64_t evaluations = 0;
+  double seconds = 0;
+  double rate() const { return static_cast<double>(evaluations) / seconds; }
+};
+
+ThroughputRow Throughput(int workers, int64_t walks, absl::Duration unit) {
+  const std::string store = FreshStore("thr" + std::to_string(workers));
+  Served s = Serve(store);
+  std::vector<std::unique_ptr<worker_service::WorkerClient>> clients;
+  std::vector<std::unique_ptr<worker_service::UnitExecutor>> executors;
+  std::vector<std::unique_ptr<worker_service::WorkerLoop>> loops;
+  for (int w = 0; w < workers; ++w) {
+    worker_service::GrpcClientOptions co;
+    co.target = s.target;
+    auto client = worker_service::NewGrpcWorkerClient(co);
+    IMPQ_CHECK(client.ok()) << client.status();
+    clients.push_back(*std::move(client));
+    executors.push_back(std::make_unique<SleepExecutor>(unit));
+    worker_service::WorkerLoopOptions lo;
+    lo.worker_id = "bench-" + std::to_string(w);
+    lo.idle_poll = absl::Milliseconds(1);
+    loops.push_back(std::make_unique<worker_service::WorkerLoop>(clients.back().get(),
+                                                                 executors.back().get(), lo));
+  }
+  std::vector<std::thread> threads;
+  for (auto& l : loops) threads.emplace_back([p = l.get()] { p->Run(); });
+  absl::SleepFor(absl::Milliseconds(100));  // channels connected, loops idle-polling
+  const auto t0 = Clock::now();
+  auto st = s.coordinator->SubmitJob(GameSpec(walks));
+  IMPQ_CHECK(st.ok()) << st.status();
+  v1::JobStatus js = *st;
+  while (js.state() != v1::JOB_STATE_DONE && js.state() != v1::JOB_STATE_FAILED) {
+    js = *s.coordinator->WaitForChange(js.job_id(), js.version(), absl::Seconds(1));
+  }
+  ThroughputRow row;
+  row.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  IMPQ_CHECK(js.state() == v1::JOB_STATE_DONE) << js.error();
+  row.workers = workers;
+  row.evaluations = js.evaluations_done();
+  for (auto& l : loops) l->Stop();
+  for (auto& t : threads) t.join();
+  s.server->Shutdown(absl::ZeroDuration());
+  s.coordinator->Shutdown();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((store + suffix).c_str());
+  return row;
+}
+
+// CPU seconds (user + system) of this whole process so far.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+struct RoundTripRow {
+  std::string store;
+  double cpu_seconds = 0;  // client and server together (one process)
+  int clients = 0;
+  int64_t round_trips = 0;
+  double seconds = 0;
+  double per_second() const { return static_cast<double>(round_trips) / seconds; }
+};
+
+RoundTripRow RoundTrips(const std::string& store_kind, int clients, double seconds) {
+  const std::string store = store_kind == "memory" ? ":memory:" : FreshStore("rt");
+  Served s = Serve(store);
+  auto st = s.coordinator->SubmitJob(GameSpec(100000));
+  IMPQ_CHECK(st.ok()) << st.status();
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> done{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      worker_service::GrpcClientOptions co;
+      co.target = s.target;
+      auto client = worker_service::NewGrpcWorkerClient(co);
+      IMPQ_CHECK(client.ok()) << client.status();
+      const coordinator::TestGame game(kPlayers);
+      const std::string id = "rt-" + std::to_string(t);
+      while (!stop.load()) {
+        auto lease = (*client)->AcquireLease(id, 1);
+        if (!lease.ok() || !lease->has_lease) {
+          ++errors;
+          continue;
+        }
+        v1::WorkResult r = game.Evaluate(lease->units[0], id);
+        auto out = (*client)->ReportResult(lease->lease_id, r);
+        if (!out.ok() || *out != v1::REPORT_OUTCOME_ACCEPTED) {
+          ++errors;
+          continue;
+        }
+        ++done;
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // warm up: connections, first leases
+  const int64_t d0 = done.load();
+  const auto t0 = Clock::now();
+  const double cpu0 = ProcessCpuSeconds();
+  absl::SleepFor(absl::Seconds(seconds));
+  RoundTripRow row;
+  row.round_trips = done.load() - d0;
+  row.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  row.cpu_seconds = ProcessCpuSeconds() - cpu0;
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  IMPQ_CHECK(errors.load() == 0) << errors.load() << " failed round trips";
+  row.store = store_kind == "memory" ? ":memory:" : "SQLite file (WAL, synchronous=FULL)";
+  row.clients = clients;
+  s.server->Shutdown(absl::ZeroDuration());
+  s.coordinator->Shutdown();
+  if (store != ":memory:") {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((store + suffix).c_str());
+  }
+  return row;
+}
+
+int Main(int argc, char** argv) {
+  int64_t unit_ms = 10, walks = 120, rt_clients = 8;
+  double rt_seconds = 2;
+  FlagSet flags("service_bench");
+  flags.Int("unit_ms", &unit_ms, "sleep per synthetic unit (ms)");
+  flags.Int("walks", &walks, "units (walks) of the throughput job");
+  flags.Double("rt_seconds", &rt_seconds, "measuring time of each round-trip run");
+  flags.Int("rt_clients", &rt_clients, "client threads of the round-trip runs");
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(), flags.Usage().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  std::printf(
+      "## Throughput: one job of %d walks x %d evaluations (+ solve), %d ms sleep per unit\n\n"
+      "Workers are threads running WorkerLoop, each with its own gRPC channel to a "
+      "CoordinatorServer on 127.0.0.1; SQLite file store.\n\n"
+      "| workers | evaluations | seconds | evaluations/s | speed-up | efficiency |\n"
+      "|---:|---:|---:|---:|---:|---:|\n",
+      static_cast<int>(walks), kPlayers + 1, static_cast<int>(unit_ms));
+  double base = 0;
+  for (int w : {1, 2, 4}) {
+    const ThroughputRow r = Throughput(w, walks, absl::Milliseconds(unit_ms));
+    if (w == 1) base = r.rate();
+    std::printf("| %d | %lld | %.3f | %.0f | %.2fx | %.1f%% |\n", w,
+                static_cast<long long>(r.evaluations), r.seconds, r.rate(), r.rate() / base,
+                100.0 * r.rate() / (w * base));
+    std::fflush(stdout);
+  }
+  std::printf(
+      "\n## Coordinator overhead per lease: AcquireLease + ReportResult over gRPC loopback\n\n"
+      "CPU us: user + system time of client and server together (one process) per round trip;"
+      " it does not depend on how busy the shared machine is.\n\n"
+      "| store | client threads | round trips | seconds | round trips/s | wall us per round trip |"
+      " CPU us per round trip |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const char* kind : {"memory", "file"}) {
+    const RoundTripRow r = RoundTrips(kind, static_cast<int>(rt_clients), rt_seconds);
+    std::printf("| %s | %d | %lld | %.2f | %.0f | %.1f | %.1f |\n", r.store.c_str(), r.clients,
+                static_cast<long long>(r.round_trips), r.seconds, r.per_second(),
+                1e6 / r.per_second(), 1e6 * r.cpu_seconds / static_cast<double>(r.round_trips));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace impq
+
+int main(int argc, char** argv) { return impq::Main(argc, argv); }

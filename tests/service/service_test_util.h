@@ -1,0 +1,160 @@
+// Helpers of the cross-process service tests: spawning impq-coordinator / impq-worker on
+// 127.0.0.1 with ephemeral ports, authenticated stubs, and a plain HTTP GET for the metrics.
+#ifndef IMPQ_TESTS_SERVICE_SERVICE_TEST_UTIL_H_
+#define IMPQ_TESTS_SERVICE_SERVICE_TEST_UTIL_H_
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/grpc_tls.h"
+#include "common/test_paths.h"
+#include "impq/v1/services.grpc.pb.h"
+
+namespace impq::service_test {
+
+// fork + execv with stderr (and stdout) to `log`. Returns the child's pid.
+inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> a;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// SIGKILL or SIGTERM, then reap. Returns the wait status.
+inline int Stop(pid_t pid, int sig) {
+  if (pid <= 0) return 0;
+  kill(pid, sig);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+inline bool Alive(pid_t pid) { return waitpid(pid, nullptr, WNOHANG) == 0; }
+
+inline std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+// The value of an unlabelled sample `name` in a Prometheus text page; -1 when absent.
+inline double MetricValue(const std::string& page, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const size_t at = page.find(key);
+  if (at == std::string::npos) return -1;
+  return std::strtod(page.c_str() + at + key.size(), nullptr);
+}
+
+struct CoordinatorProcess {
+  pid_t pid = -1;
+  int grpc_port = 0;
+  int metrics_port = 0;
+  std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port); }
+};
+
+inline const char* kToken = "s3cret";
+
+// Starts impq-coordinator on `listen` (default: an ephemeral port) with the store in `dir`
+// and the shared data as its only root; waits for its port file. grpc_port == 0 on failure.
+inline CoordinatorProcess StartCoordinator(const std::string& dir,
+                                           const std::string& listen = "127.0.0.1:0",
+                                           std::vector<std::string> extra = {}) {
+  CoordinatorProcess p;
+  const std::string ports = dir + "/ports";
+  std::remove(ports.c_str());
+  std::vector<std::string> argv = {IMPQ_COORDINATOR_BINARY, "--listen", listen,
+                                   "--metrics_listen", "127.0.0.1:0", "--store", dir + "/c.db",
+                                   "--data_root", SharedDataPath(""), "--token", kToken,
+                                   "--port_file", ports};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  p.pid = Spawn(argv, dir + "/coordinator.log");
+  for (int i = 0; i < 200 && p.grpc_port == 0; ++i) {
+    std::ifstream(ports) >> p.grpc_port >> p.metrics_port;
+    if (p.grpc_port == 0) usleep(50 * 1000);
+  }
+  return p;
+}
+
+inline pid_t StartWorker(const std::string& dir, const std::string& target, const std::string& id,
+                         std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return Spawn(argv, dir + "/" + id + ".log");
+}
+
+// A fresh empty directory for one test.
+inline std::string FreshDir(const std::string& name) {
+  const std::string dir = TempFilePath(name);
+  if (system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()) != 0) return "";
+  return dir;
+}
+
+inline void Auth(grpc::ClientContext& ctx, const std::string& token = kToken) {
+  ctx.AddMetadata("authorization", "Bearer " + token);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+}
+
+inline grpc::Status GetJob(v1::ImpqService::Stub& stub, const std::string& id,
+                           v1::GetJobResponse* resp) {
+  grpc::ClientContext ctx;
+  Auth(ctx);
+  v1::GetJobRequest req;
+  req.set_job_id(id);
+  return stub.GetJob(&ctx, req, resp);
+}
+
+inline bool Terminal(v1::JobState s) {
+  return s == v1::JOB_STATE_DONE || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+}
+
+// Polls GetJob until the job is terminal or `seconds` pass. Returns the last response.
+inline v1::GetJobResponse WaitTerminal(v1::ImpqService::Stub& stub, const std::string& id,
+                                       double seconds) {
+  v1::GetJobResponse resp;
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (std::chrono::steady_clock::now() < until) {
+    resp.Clear();
+    if (GetJob(stub, id, &resp).ok() && Terminal(resp.status().state())) break;
+    usleep(30 * 1000);
+  }
+  return resp;
+}
+
+}  // namespace impq::service_test
+
+#endif  // IMPQ_TESTS_SERVICE_SERVICE_TEST_UTIL_H_
