@@ -148,11 +148,18 @@ int main(int argc, char** argv) {
     else if (args[i] == "--tls_server_name") tls.server_name = args[i + 1];
     else break;
   }
+  constexpr char kUsage[] =
+      "usage: impqctl [--server H:P] [--token T|--token_file F] [--tls_ca F "
+      "[--tls_cert F --tls_key F] [--tls_server_name N]] "
+      "submit|status|watch|result|cancel|list|health [flags]\n"
+      "`impqctl <command> --help` lists a command's flags.\n";
   if (i >= args.size()) {
-    std::cerr << "usage: impqctl [--server H:P] [--token T|--token_file F] [--tls_ca F "
-                 "[--tls_cert F --tls_key F] [--tls_server_name N]] "
-                 "submit|status|watch|result|cancel|list|health [flags]\n";
+    std::cerr << kUsage;
     return 2;
+  }
+  if (args[i] == "--help" || args[i] == "-h" || args[i] == "help") {
+    std::cout << kUsage;
+    return 0;
   }
   if (!token_file.empty()) {
     auto t = impq::ReadFileToString(token_file);
