@@ -2,6 +2,8 @@
 // local surrogate.
 #include "solver/budget_aware_interactions.h"
 
+#include "solver/quadratic_fit.h"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "solver/linalg.h"
+#include "solver/quadratic_fit.h"
 
 namespace impq::solver {
 namespace {
@@ -174,74 +177,18 @@ absl::StatusOr<QuadraticObjective> LocalSurrogateEstimator::Estimate(
     return absl::InvalidArgumentError("local_surrogate: target size is not finite");
   }
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat("local_surrogate: ", n, " players"));
-  // Same feature layout as SurrogateInteractionEstimator: 0 = intercept, 1 + i = q_i,
-  // pair(i<j) = pair_base[i] + (j − i − 1); rows are binary, so only nonzero features are
-  // accumulated, each with the row's weight.
-  const int p = 1 + n + n * (n - 1) / 2;
-  std::vector<int> pair_base(n, 0);
-  for (int i = 0, base = 1 + n; i < n; ++i) {
-    pair_base[i] = base;
-    base += n - 1 - i;
-  }
-  std::vector<double> xtx(static_cast<size_t>(p) * p, 0.0);
-  std::vector<double> xty(p, 0.0);
-  absl::flat_hash_set<Coalition> seen;
-  int64_t rows = 0;
-  std::vector<int> ones, features;
+  // A Gaussian in coalition size around the target: coalitions of the sizes the budget
+  // implies dominate the fit (an infinite bandwidth is the global surrogate).
   const double inv_two_var = 1.0 / (2.0 * bandwidth_ * bandwidth_);
-  for (const Observation& obs : input.observations) {
-    RETURN_IF_ERROR(CheckObservation(obs, n));
-    if (!seen.insert(obs.coalition).second) continue;
-    ++rows;
-    ones.clear();
-    for (int i = 0; i < n; ++i) {
-      if (obs.coalition[i] != 0) ones.push_back(i);
-    }
-    const double d = static_cast<double>(ones.size()) - target_size_;
-    const double w = std::isinf(bandwidth_) ? 1.0 : std::exp(-d * d * inv_two_var);
-    features.clear();
-    features.push_back(0);
-    for (int i : ones) features.push_back(1 + i);
-    for (size_t u = 0; u < ones.size(); ++u) {
-      for (size_t v = u + 1; v < ones.size(); ++v) {
-        features.push_back(pair_base[ones[u]] + (ones[v] - ones[u] - 1));
-      }
-    }
-    for (size_t u = 0; u < features.size(); ++u) {
-      xty[features[u]] += w * obs.loss;
-      for (size_t v = 0; v <= u; ++v) {
-        xtx[static_cast<size_t>(features[u]) * p + features[v]] += w;
-      }
-    }
-  }
-  if (rows == 0) return absl::InvalidArgumentError("local_surrogate: no observations to fit");
-  double trace = 0.0;
-  for (int k = 0; k < p; ++k) trace += xtx[static_cast<size_t>(k) * p + k];
-  const double lambda = ridge_ * trace / p;
-  for (int k = 1; k < p; ++k) xtx[static_cast<size_t>(k) * p + k] += lambda;
-  if (!CholeskyFactor(xtx, p)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "local_surrogate: weighted normal equations singular (", rows,
-        " distinct coalitions for ", p, " coefficients, ridge ", ridge_,
-        ", bandwidth ", bandwidth_, "); use ridge > 0"));
-  }
-  CholeskySolve(xtx, p, xty);
-
-  QuadraticObjective obj;
-  obj.estimator = name();
-  obj.num_players = n;
-  obj.constant = xty[0];
-  obj.linear.assign(xty.begin() + 1, xty.begin() + 1 + n);
-  obj.quadratic.assign(static_cast<size_t>(n) * n, 0.0);
-  for (int i = 0; i < n; ++i) {
-    for (int j = i + 1; j < n; ++j) {
-      const double half = 0.5 * xty[pair_base[i] + (j - i - 1)];
-      obj.quadratic[static_cast<size_t>(i) * n + j] = half;
-      obj.quadratic[static_cast<size_t>(j) * n + i] = half;
-    }
-  }
-  RETURN_IF_ERROR(ValidateObjective(obj));
-  return obj;
+  const double target = target_size_;
+  const bool flat = std::isinf(bandwidth_);
+  return FitQuadraticSurrogate(
+      input, ridge_,
+      [=](int size) {
+        const double d = static_cast<double>(size) - target;
+        return flat ? 1.0 : std::exp(-d * d * inv_two_var);
+      },
+      name(), absl::StrCat(", bandwidth ", bandwidth_, "; use ridge > 0"));
 }
 
 }  // namespace impq::solver
