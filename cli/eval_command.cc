@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
+#include "cli/eval_report.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "nlohmann/json.hpp"
@@ -84,18 +85,7 @@ int EvalCommand(const std::vector<std::string>& args) {
     std::cerr << "impq eval: " << r.status().message() << "\n";
     return 1;
   }
-  nlohmann::json out = {{"model", model_path},
-                        {"text", text_path},
-                        {"mode", eval::EvalModeName(*mode)},
-                        {"ctx", ctx},
-                        {"sequences", set->sequences.size()},
-                        {"tokens", r->tokens},
-                        {"processed_tokens", r->processed_tokens},
-                        {"nll", r->nll},
-                        {"ppl", r->ppl},
-                        {"seconds", r->seconds},
-                        {"tokens_per_s", r->tokens_per_s},
-                        {"threads", threads}};
+  nlohmann::json out = NllReport(model_path, text_path, *set, *r, threads);
   if (json) {
     std::cout << out.dump(2) << "\n";
   } else {

@@ -49,6 +49,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
+#include "cli/eval_report.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -425,19 +426,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
     klr = *k;
   }
 
-  nlohmann::json out = {{"model", model_path},
-                        {"text", text_path},
-                        {"mode", eval::EvalModeName(*mode)},
-                        {"ctx", ctx},
-                        {"sequences", set->sequences.size()},
-                        {"tokens", r->tokens},
-                        {"processed_tokens", r->processed_tokens},
-                        {"nll", r->nll},
-                        {"ppl", r->ppl},
-                        {"seconds", r->seconds},
-                        {"tokens_per_s", r->tokens_per_s},
-                        {"threads", threads},
-                        {"backend", backend},
+  nlohmann::json out = NllReport(model_path, text_path, *set, *r, threads);
+  out.update(nlohmann::json{{"backend", backend},
                         {"group_size", group_size},
                         {"players", quant::PlayerGranularityName(granularity)},
                         {"bits", assignment.bits},
@@ -447,7 +437,7 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
                         {"linear_weights", m.LinearParameterCount()},
                         {"linear_bytes", linear_bytes},
                         {"linear_fp32_bytes", fp_bytes},
-                        {"quantize_seconds", (*qm)->quantize_seconds()}};
+                        {"quantize_seconds", (*qm)->quantize_seconds()}});
   if (has_bpw) out["bits_per_weight"] = bits_per_weight;
   if (calib) {
     out["calib"] = calib_path;
