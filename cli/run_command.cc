@@ -57,6 +57,7 @@ int RunCommand(const std::vector<std::string>& args) {
   int64_t permutations = 24, group_size = 64, calib_docs = 50, heldout_docs = 500, ctx = 512;
   int64_t seed = 0, random_draws = 3;
   double se_threshold = 0;
+  int64_t stable_batches = 0;
   bool antithetic = true, quiet = false;
 
   FlagSet flags("impq run");
@@ -74,6 +75,8 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Bool("antithetic", &antithetic, "antithetic pairs (π, reverse π); --antithetic=false to disable");
   flags.Int("seed", &seed, "seed of the permutations and the random baseline");
   flags.Double("se-threshold", &se_threshold, "stop SPQE early once max SE(φ) is below this (0: never)");
+  flags.Int("stable-batches", &stable_batches,
+            "stop SPQE early once the allocation has not changed for this many batches of 2 walks (0: never)");
   flags.String("estimator", &estimator, "objective of the IMPQ allocation: covariance (paper) | surrogate");
   flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated, each in [2, 4]");
   flags.Int("random-draws", &random_draws, "random baseline: allocations averaged");
@@ -105,6 +108,7 @@ int RunCommand(const std::vector<std::string>& args) {
   o.antithetic = antithetic;
   o.seed = static_cast<uint64_t>(seed);
   o.se_threshold = se_threshold;
+  o.stable_batches = stable_batches;
   o.estimator = estimator;
   o.random_draws = static_cast<int>(random_draws);
   o.threads = static_cast<int>(threads);

@@ -59,7 +59,7 @@ const char* StopReasonName(solver::SpqeStopReason r) {
   switch (r) {
     case solver::SpqeStopReason::kMaxPermutations: return "max_permutations";
     case solver::SpqeStopReason::kStandardError: return "standard_error";
-    case solver::SpqeStopReason::kCallback: return "callback";
+    case solver::SpqeStopReason::kCallback: return "allocation_stable";
   }
   return "unknown";
 }
@@ -100,6 +100,10 @@ const MeasuredAllocation& BudgetResult::Chosen() const {
 }
 
 absl::Status ValidateJobOptions(const JobOptions& o) {
+  if (o.stable_batches < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stable_batches = ", o.stable_batches, "; expected >= 0"));
+  }
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (o.model_path.empty() || o.tokenizer_path.empty() || o.calib_text_path.empty() ||
       o.heldout_text_path.empty()) {
@@ -255,6 +259,29 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   so.progress_callback = [&](const solver::SpqeProgress& p) {
     report("spqe", p.permutations_done, o.permutations, t0);
   };
+  // "The allocation stops changing": re-solve every budget from the running estimate after
+  // each batch and stop after `stable_batches` batches without a change.
+  std::vector<solver::Coalition> last_allocation;
+  int64_t unchanged = 0;
+  if (o.stable_batches > 0) {
+    so.stop_callback = [&](const solver::SpqeProgress& p) {
+      if (p.marginals == nullptr || p.marginals->size() < 2) return false;
+      solver::InteractionInput in;
+      in.num_players = n;
+      in.marginals = *p.marginals;
+      // The paper's covariance objective: it needs only the walks' marginals.
+      absl::StatusOr<solver::QuadraticObjective> obj =
+          solver::CovarianceInteractionEstimator(o.alpha).Estimate(in);
+      if (!obj.ok()) return false;
+      auto sweep = solver::SweepAverageBits(*solver::NewExactSolver(), *obj, bytes, o.average_bits);
+      if (!sweep.ok()) return false;
+      std::vector<solver::Coalition> now;
+      for (const auto& a : *sweep) now.push_back(a.assignment);
+      unchanged = now == last_allocation ? unchanged + 1 : 0;
+      last_allocation = std::move(now);
+      return unchanged >= o.stable_batches;
+    };
+  }
   report("spqe", 0, o.permutations, t0);
   ASSIGN_OR_RETURN(solver::SpqeResult spqe, solver::RunSpqe(*calib_eval, so));
   r.phi = spqe.estimate.phi;

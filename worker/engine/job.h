@@ -65,6 +65,10 @@ struct JobOptions {
   bool antithetic = true;
   uint64_t seed = 0;
   double se_threshold = 0;        // stop SPQE early when max SE(φ) < this (0: never)
+  // Stop SPQE early once the allocation (the paper's covariance objective, every budget) has
+  // not changed over this many consecutive batches of 2 walks (0: never). Checked between
+  // batches, after the first 4 walks.
+  int64_t stable_batches = 0;
   std::string estimator = "covariance";  // objective the IMPQ allocation uses
   double alpha = 0.5;             // covariance estimator's shrinkage
   double ridge = 1e-6;            // surrogate estimator's relative ridge

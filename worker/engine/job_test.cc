@@ -119,6 +119,24 @@ TEST(JobTest, InfeasibleBudgetIsAClearError) {
   EXPECT_EQ(RunJob(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(JobTest, StopsWhenTheAllocationIsStable) {
+  // 5 block players: the allocation settles long before 40 walks. The stop must come from the
+  // stability rule, after at least 4 walks, with the estimate of the walks actually done.
+  JobOptions o = SmallJob(2);
+  o.permutations = 40;
+  o.stable_batches = 2;
+  auto r = RunJob(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stop_reason, "allocation_stable");
+  EXPECT_GE(r->permutations_done, 4 + 2 * 2);
+  EXPECT_LT(r->permutations_done, 40);
+  // Deterministic: the same options stop at the same walk.
+  auto again = RunJob(o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->permutations_done, r->permutations_done);
+  EXPECT_EQ(again->phi, r->phi);
+}
+
 TEST(JobTest, BadOptionsNameTheField) {
   JobOptions o = SmallJob(1);
   o.backend = "awq";
@@ -129,6 +147,9 @@ TEST(JobTest, BadOptionsNameTheField) {
   o = SmallJob(1);
   o.model_path = SharedDataPath("no_such_model.bin");
   EXPECT_FALSE(RunJob(o).ok());
+  o = SmallJob(1);
+  o.stable_batches = -1;
+  EXPECT_NE(ValidateJobOptions(o).message().find("stable_batches"), std::string::npos);
 }
 
 }  // namespace
