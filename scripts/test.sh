@@ -12,3 +12,5 @@ fi
 export IMPQ_SHARED_DATA="$data"
 cd build
 ctest --output-on-failure -j "$(nproc)" "$@"
+cd ..
+scripts/asan_readers.sh
