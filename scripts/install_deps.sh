@@ -7,7 +7,7 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
-  libopenblas-dev libsqlite3-dev coinor-libcbc-dev libsentencepiece-dev
+  libopenblas-dev libsqlite3-dev libsentencepiece-dev openssl
 )
 
 missing=()
