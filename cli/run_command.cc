@@ -49,6 +49,7 @@ std::string FormatSeconds(double s) {
 
 int RunCommand(const std::vector<std::string>& args) {
   std::string data = SharedDataDir();
+  std::string model_path, tokenizer_path;
   std::string calib_text = "tinystories_v2_valid_100.txt";
   std::string heldout_text = "tinystories_valid_a.txt";
   std::string players = "module", backend = "rtn", budgets_text = "2.25,2.5,3.0,3.5";
@@ -62,6 +63,10 @@ int RunCommand(const std::vector<std::string>& args) {
 
   FlagSet flags("impq run");
   flags.String("data", &data, "directory with stories260K.bin, tok512.bin and the texts");
+  flags.String("model", &model_path,
+               "model: llama2.c .bin, GGUF file or Hugging Face directory (default: stories260K.bin in --data)");
+  flags.String("tokenizer", &tokenizer_path,
+               "tokenizer (default: tok512.bin in --data for the default model, else the model's own)");
   flags.String("calib-text", &calib_text, "calibration text (file in --data, or a path)");
   flags.String("heldout-text", &heldout_text, "held-out text for measuring (file in --data, or a path)");
   flags.Int("calib-docs", &calib_docs, "first N documents of the calibration text (0 = all)");
@@ -95,8 +100,10 @@ int RunCommand(const std::vector<std::string>& args) {
     return f.find('/') == std::string::npos ? data + "/" + f : f;
   };
   engine::JobOptions o;
-  o.model_path = data + "/stories260K.bin";
-  o.tokenizer_path = data + "/tok512.bin";
+  o.model_path = model_path.empty() ? data + "/stories260K.bin" : model_path;
+  o.tokenizer_path = !tokenizer_path.empty() ? tokenizer_path
+                     : model_path.empty()    ? data + "/tok512.bin"
+                                             : "";
   o.calib_text_path = in_data(calib_text);
   o.heldout_text_path = in_data(heldout_text);
   o.calib_docs = calib_docs;

@@ -105,9 +105,10 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
         absl::StrCat("stable_batches = ", o.stable_batches, "; expected >= 0"));
   }
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
-  if (o.model_path.empty() || o.tokenizer_path.empty() || o.calib_text_path.empty() ||
+  if (o.model_path.empty() || o.calib_text_path.empty() ||
       o.heldout_text_path.empty()) {
-    return bad("job: model_path, tokenizer_path, calib_text_path and heldout_text_path are required");
+    return bad("job: model_path, calib_text_path and heldout_text_path are required "
+               "(tokenizer_path may be empty: the model's own tokenizer)");
   }
   if (o.calib_docs < 0 || o.heldout_docs < 0) {
     return bad(absl::StrCat("job: calib_docs = ", o.calib_docs, ", heldout_docs = ",

@@ -49,7 +49,7 @@ struct JobProgress {
 
 struct JobOptions {
   std::string model_path;         // llama2.c .bin
-  std::string tokenizer_path;     // llama2.c tokenizer .bin
+  std::string tokenizer_path;     // empty: the model's own (GGUF vocab, tokenizer.model/.json)
   std::string calib_text_path;    // calibration text (SPQE, isolated Δ, LIM, ...)
   std::string heldout_text_path;  // held-out text (measurement only)
   int64_t calib_docs = 50;        // first N documents of the calibration text; 0 = all
