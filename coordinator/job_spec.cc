@@ -62,7 +62,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
   };
   absl::Status st;
   if (!(st = path("model_path", s.mutable_model_path(), true)).ok()) return st;
-  if (!(st = path("tokenizer_path", s.mutable_tokenizer_path(), true)).ok()) return st;
+  if (!(st = path("tokenizer_path", s.mutable_tokenizer_path(), false)).ok()) return st;
   if (!(st = path("calibration_text_path", s.mutable_calibration_text_path(), true)).ok()) return st;
   if (!(st = path("evaluation_text_path", s.mutable_evaluation_text_path(), false)).ok()) return st;
   if (s.calibration_docs() < 0) return Bad("calibration_docs", absl::StrCat(s.calibration_docs(), "; expected >= 0"));
