@@ -119,7 +119,7 @@ TEST(CliTest, GgufAndSafetensorsFindTheirOwnTokenizer) {
 
 TEST(CliTest, RunAcceptsOtherModelFormats) {
   // The estimation job on the HF safetensors copy (its own SentencePiece tokenizer), small.
-  Result r = RunImpq("run --quiet --model " + SharedDataPath("stories260K-hf") +
+  Result r = RunImpq("run --quiet --data " + SharedDataPath("") + " --model " + SharedDataPath("stories260K-hf") +
                      " --players block --permutations 2 --calib-docs 4 --heldout-docs 5 --budgets 3.0");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("5 block players"));
