@@ -39,15 +39,7 @@ std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
 std::vector<float> FastLogits(const LlamaForward& fwd, const WeightSet& w,
                               const std::vector<int>& tokens, ThreadPool* pool) {
   Workspace ws;
-  fwd.RunBlocks(tokens, w, ws, pool);
-  const int64_t T = static_cast<int64_t>(tokens.size()), V = fwd.config().vocab_size;
-  std::vector<float> out(static_cast<size_t>(T * V));
-  for (int64_t r0 = 0; r0 < T; r0 += LlamaForward::kLogitRows) {
-    const int64_t rows = std::min(LlamaForward::kLogitRows, T - r0);
-    fwd.Logits(r0, rows, ws, pool);
-    std::memcpy(out.data() + r0 * V, ws.logits.data(), sizeof(float) * rows * V);
-  }
-  return out;
+  return fwd.AllLogits(tokens, w, ws, pool);
 }
 
 // Tolerance for float32 logits against the double reference. A float32 dot product of length
@@ -56,12 +48,7 @@ std::vector<float> FastLogits(const LlamaForward& fwd, const WeightSet& w,
 // magnitude times the number of sequential K-long reductions (per block: norm, q/k/v, scores,
 // softmax, att·v, o, norm, gate/up, down = 10; plus the head) gives the bound below.
 double LogitTolerance(const model::ModelConfig& c, int64_t T, const std::vector<double>& ref) {
-  double max_abs = 0;
-  for (double x : ref) max_abs = std::max(max_abs, std::abs(x));
-  const double k_max = std::max<double>({static_cast<double>(c.dim), static_cast<double>(c.hidden_dim),
-                                         static_cast<double>(T)});
-  const double ops = 10.0 * c.n_layers + 2;
-  return ops * k_max * kU * std::max(1.0, max_abs);
+  return LogitErrorBound(c, T, ref, 10.0 * c.n_layers + 2);
 }
 
 void ExpectMatchesReference(const model::Model& m, const std::vector<int>& tokens) {

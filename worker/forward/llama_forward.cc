@@ -188,6 +188,20 @@ void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace&
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
 }
 
+std::vector<float> LlamaForward::AllLogits(std::span<const int> tokens, const WeightSet& weights,
+                                           Workspace& ws, ThreadPool* pool) const {
+  RunBlocks(tokens, weights, ws, pool);
+  const auto T = static_cast<int64_t>(tokens.size());
+  const int64_t V = config().vocab_size;
+  std::vector<float> out(static_cast<size_t>(T * V));
+  for (int64_t r0 = 0; r0 < T; r0 += kLogitRows) {
+    const int64_t rows = std::min(kLogitRows, T - r0);
+    Logits(r0, rows, ws, pool);
+    std::memcpy(out.data() + r0 * V, ws.logits.data(), sizeof(float) * static_cast<size_t>(rows * V));
+  }
+  return out;
+}
+
 void LlamaForward::RunBlocks(std::span<const int> tokens, const WeightSet& weights,
                              Workspace& ws, ThreadPool* pool,
                              LinearInputObserver* observer) const {

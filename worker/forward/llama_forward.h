@@ -85,6 +85,11 @@ class LlamaForward {
   // ws.logits[r * vocab ...] holds row row_begin + r. REQUIRES: rows <= kLogitRows.
   void Logits(int64_t row_begin, int64_t rows, Workspace& ws, ThreadPool* pool) const;
 
+  // Logits of every position of `tokens` ([T, vocab], row-major): RunBlocks, then Logits
+  // block by block. For tests, tools and decoding; evaluation scores rows as it goes instead.
+  std::vector<float> AllLogits(std::span<const int> tokens, const WeightSet& weights,
+                               Workspace& ws, ThreadPool* pool) const;
+
   // The whole pass: Embed, every block. Leaves the final hidden states in ws.x.
   void RunBlocks(std::span<const int> tokens, const WeightSet& weights, Workspace& ws,
                  ThreadPool* pool, LinearInputObserver* observer = nullptr) const;

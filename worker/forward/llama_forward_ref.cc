@@ -167,4 +167,13 @@ std::vector<double> LlamaForwardRef(const model::Model& m, const std::vector<int
   return logits;
 }
 
+double LogitErrorBound(const model::ModelConfig& c, int64_t T, const std::vector<double>& ref,
+                       double sequential_ops) {
+  double max_abs = 0;
+  for (double x : ref) max_abs = std::max(max_abs, std::abs(x));
+  const double k_max = std::max<double>({static_cast<double>(c.dim), static_cast<double>(c.hidden_dim),
+                                         static_cast<double>(c.q_dim()), static_cast<double>(T)});
+  return sequential_ops * k_max * 0x1p-24 * std::max(1.0, max_abs);
+}
+
 }  // namespace impq::forward

@@ -54,17 +54,8 @@ std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
 
 std::vector<float> FastLogits(const Model& m, const std::vector<int>& tokens) {
   forward::LlamaForward fwd(m);
-  const auto w = forward::WeightSet::FromModel(m);
   forward::Workspace ws;
-  fwd.RunBlocks(tokens, w, ws, nullptr);
-  const int64_t T = static_cast<int64_t>(tokens.size()), V = m.config.vocab_size;
-  std::vector<float> out(static_cast<size_t>(T * V));
-  for (int64_t r0 = 0; r0 < T; r0 += forward::LlamaForward::kLogitRows) {
-    const int64_t rows = std::min(forward::LlamaForward::kLogitRows, T - r0);
-    fwd.Logits(r0, rows, ws, nullptr);
-    std::memcpy(out.data() + r0 * V, ws.logits.data(), sizeof(float) * rows * V);
-  }
-  return out;
+  return fwd.AllLogits(tokens, forward::WeightSet::FromModel(m), ws, nullptr);
 }
 
 // forward_test.cc's derived bound (Higham γ_K per K-long float32 reduction, Σ|ab| bounded by
@@ -73,12 +64,7 @@ std::vector<float> FastLogits(const Model& m, const std::vector<int>& tokens) {
 // plus the embedding scale, the final norm and the head. The soft-caps and the GELU have
 // derivatives of at most ~1.13 and do not grow errors beyond that.
 double LogitTolerance(const ModelConfig& c, int64_t T, const std::vector<double>& ref) {
-  double max_abs = 0;
-  for (double x : ref) max_abs = std::max(max_abs, std::abs(x));
-  const double k_max = std::max<double>({static_cast<double>(c.dim),
-                                         static_cast<double>(c.hidden_dim),
-                                         static_cast<double>(c.q_dim()), static_cast<double>(T)});
-  return (13.0 * c.n_layers + 3) * k_max * kU * std::max(1.0, max_abs);
+  return forward::LogitErrorBound(c, T, ref, 13.0 * c.n_layers + 3);
 }
 
 double MaxAbsDiff(const std::vector<float>& a, const std::vector<double>& b) {

@@ -66,17 +66,8 @@ void WriteBytes(const std::string& path, const std::string& bytes) {
 
 std::vector<float> Logits(const Model& m, const std::vector<int>& tokens) {
   forward::LlamaForward fwd(m);
-  const auto w = forward::WeightSet::FromModel(m);
   forward::Workspace ws;
-  fwd.RunBlocks(tokens, w, ws, nullptr);
-  const int64_t T = static_cast<int64_t>(tokens.size()), V = m.config.vocab_size;
-  std::vector<float> out(static_cast<size_t>(T * V));
-  for (int64_t r0 = 0; r0 < T; r0 += forward::LlamaForward::kLogitRows) {
-    const int64_t rows = std::min(forward::LlamaForward::kLogitRows, T - r0);
-    fwd.Logits(r0, rows, ws, nullptr);
-    std::memcpy(out.data() + r0 * V, ws.logits.data(), sizeof(float) * rows * V);
-  }
-  return out;
+  return fwd.AllLogits(tokens, forward::WeightSet::FromModel(m), ws, nullptr);
 }
 
 // Interleaved and rotate_half layouts compute the same function; in float32 they differ only
@@ -86,12 +77,7 @@ std::vector<float> Logits(const Model& m, const std::vector<int>& tokens) {
 // per block plus the head, Σ|ab| bounded by the largest logit), so two runs differ by at most
 // twice that bound.
 double TwoRunTolerance(const ModelConfig& c, int64_t T, const std::vector<double>& ref) {
-  double max_abs = 0;
-  for (double x : ref) max_abs = std::max(max_abs, std::abs(x));
-  const double k_max = std::max<double>({static_cast<double>(c.dim),
-                                         static_cast<double>(c.hidden_dim),
-                                         static_cast<double>(T)});
-  return 2 * (10.0 * c.n_layers + 2) * k_max * kU * std::max(1.0, max_abs);
+  return 2 * forward::LogitErrorBound(c, T, ref, 10.0 * c.n_layers + 2);
 }
 
 bool SameBits(const Tensor& a, const Tensor& b) {
