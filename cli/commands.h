@@ -6,16 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "worker/engine/job.h"
-
 namespace impq::cli {
 
 int EvalCommand(const std::vector<std::string>& args);
 int QuantizeEvalCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
-
-// `impq run --via-coordinator`: the job through coordinator::RunEmbedded (run_via_coordinator.cc).
-int RunViaCoordinator(const engine::JobOptions& options, bool quiet);
 
 // Directory of the shared data: $IMPQ_SHARED_DATA, else ../shared/data.
 std::string SharedDataDir();

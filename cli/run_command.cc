@@ -88,9 +88,6 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("json", &json_path, "also write every result to this JSON file");
   flags.Bool("quiet", &quiet, "no progress on stderr");
-  bool via_coordinator = false;
-  flags.Bool("via-coordinator", &via_coordinator,
-             "run the estimation through the cluster's coordinator code in-process (no baselines)");
   if (absl::Status s = flags.Parse(args); !s.ok()) {
     std::cerr << s.message() << "\n\n" << flags.Usage();
     return 2;
@@ -136,7 +133,6 @@ int RunCommand(const std::vector<std::string>& args) {
   if (!b.ok()) return usage_error(b.status());
   o.average_bits = *b;
   if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
-  if (via_coordinator) return RunViaCoordinator(o, quiet);
 
   if (!quiet) {
     o.progress = [](const engine::JobProgress& p) {

@@ -5,7 +5,6 @@
 
 #include <array>
 #include <cstdio>
-#include <sstream>
 #include <string>
 
 #include "common/file_util.h"
@@ -125,31 +124,6 @@ TEST(CliTest, RunAcceptsOtherModelFormats) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("5 block players"));
   EXPECT_THAT(r.out, HasSubstr("| 3.00 |"));
-}
-
-TEST(CliTest, RunViaCoordinatorGivesTheSameAllocations) {
-  // The cluster's coordinator code in-process must reproduce the default pipeline's paper
-  // (covariance) allocations: same held-out perplexities in both outputs.
-  const std::string common = "run --quiet --data " + SharedDataPath("") +
-                              " --players block --permutations 4 --calib-docs 6 --heldout-docs 8 --budgets 2.5,3.0";
-  Result direct = RunImpq(common);
-  Result via = RunImpq(common + " --via-coordinator");
-  ASSERT_EQ(direct.exit_code, 0) << direct.out;
-  ASSERT_EQ(via.exit_code, 0) << via.out;
-  int rows = 0;
-  std::istringstream lines(via.out);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("| 2.50 |", 0) != 0 && line.rfind("| 3.00 |", 0) != 0) continue;
-    // | b_avg | budget | memory | held-out PPL | ...
-    std::vector<std::string> cells;
-    std::istringstream row(line);
-    for (std::string cell; std::getline(row, cell, '|');) cells.push_back(cell);
-    ASSERT_GE(cells.size(), 5u) << line;
-    const std::string ppl = cells[4].substr(1, cells[4].size() - 2);
-    EXPECT_THAT(direct.out, HasSubstr(ppl)) << "held-out PPL " << ppl << " of\n" << line;
-    ++rows;
-  }
-  EXPECT_EQ(rows, 2) << via.out;
 }
 
 TEST(CliTest, UsageErrorsExitWithTwo) {
