@@ -22,24 +22,7 @@
 namespace impq::service_test {
 namespace {
 
-v1::JobSpec Spec() {
-  v1::JobSpec s;
-  s.set_name("cluster");
-  s.set_model_path(SharedDataPath("stories260K.bin"));
-  s.set_tokenizer_path(SharedDataPath("tok512.bin"));
-  s.set_calibration_text_path(SharedDataPath("tinystories_valid_a.txt"));
-  s.set_evaluation_text_path(SharedDataPath("tinystories_v2_valid_100.txt"));
-  s.set_calibration_docs(8);
-  s.set_evaluation_docs(4);
-  s.set_context(128);
-  s.set_players("block");
-  s.set_permutations(40);
-  s.set_antithetic(true);
-  s.set_seed(99);
-  s.add_average_bits(2.5);
-  s.add_average_bits(3.0);
-  return s;
-}
+v1::JobSpec Spec() { return SharedModelSpec("cluster", 8, 4, 128, 40, 99); }
 
 // The embedded run of Spec(), computed once.
 const v1::JobResult& EmbeddedReference() {

@@ -26,26 +26,10 @@ namespace impq {
 namespace {
 
 using service_test::HttpGet;
+using service_test::SharedModelSpec;
 using service_test::Spawn;
 
-v1::JobSpec Spec() {
-  v1::JobSpec s;
-  s.set_name("integration");
-  s.set_model_path(SharedDataPath("stories260K.bin"));
-  s.set_tokenizer_path(SharedDataPath("tok512.bin"));
-  s.set_calibration_text_path(SharedDataPath("tinystories_valid_a.txt"));
-  s.set_evaluation_text_path(SharedDataPath("tinystories_v2_valid_100.txt"));
-  s.set_calibration_docs(20);
-  s.set_evaluation_docs(10);
-  s.set_context(256);
-  s.set_players("block");
-  s.set_permutations(24);
-  s.set_antithetic(true);
-  s.set_seed(2025);
-  s.add_average_bits(2.5);
-  s.add_average_bits(3.0);
-  return s;
-}
+v1::JobSpec Spec() { return SharedModelSpec("integration", 20, 10, 256, 24, 2025); }
 
 // The same job in embedded mode (coordinator/embedded.h): in-process coordinator, one
 // worker loop, the CPU engine.

@@ -117,6 +117,29 @@ inline pid_t StartWorker(const std::string& dir, const std::string& target, cons
 }
 
 // A fresh empty directory for one test.
+// A block-granularity job on the shared stories260K model: calibration on
+// tinystories_valid_a.txt, allocations measured on tinystories_v2_valid_100.txt, budgets 2.5
+// and 3.0 bits, antithetic walks.
+inline v1::JobSpec SharedModelSpec(const std::string& name, int64_t calib_docs, int64_t eval_docs,
+                                   int64_t context, int64_t permutations, uint64_t seed) {
+  v1::JobSpec s;
+  s.set_name(name);
+  s.set_model_path(SharedDataPath("stories260K.bin"));
+  s.set_tokenizer_path(SharedDataPath("tok512.bin"));
+  s.set_calibration_text_path(SharedDataPath("tinystories_valid_a.txt"));
+  s.set_evaluation_text_path(SharedDataPath("tinystories_v2_valid_100.txt"));
+  s.set_calibration_docs(calib_docs);
+  s.set_evaluation_docs(eval_docs);
+  s.set_context(context);
+  s.set_players("block");
+  s.set_permutations(permutations);
+  s.set_antithetic(true);
+  s.set_seed(seed);
+  s.add_average_bits(2.5);
+  s.add_average_bits(3.0);
+  return s;
+}
+
 inline std::string FreshDir(const std::string& name) {
   const std::string dir = TempFilePath(name);
   if (system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()) != 0) return "";
