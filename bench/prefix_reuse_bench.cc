@@ -4,8 +4,10 @@
 // For the shared stories260K model (5 blocks; players = 35 linear modules or 5 blocks) and a
 // synthetic deeper model (16 blocks, dim 256, random weights), evaluates whole permutation
 // walks (all-4-bit, then one player dropped to 2 bits per step) with the LocalEvaluator, once
-// with prefix reuse and once without, and prints the saved fraction of block evaluations, both
-// wall times, the speed-up, and whether every loss is bit for bit the same.
+// with prefix reuse and once without, and prints the saved fraction of block evaluations, of
+// sublayer evaluations (reuse restarts at the attention or the feed-forward sublayer) and of
+// the decoder's estimated FLOPs, both wall times, the speed-up, and whether every loss is bit
+// for bit the same.
 //
 //   build/bench/prefix_reuse_bench [--walks 2] [--threads 2]
 #include <chrono>
@@ -32,7 +34,7 @@ struct Row {
   std::string name;
   int players = 0, blocks = 0;
   int64_t coalitions = 0;
-  double saved = 0, with_s = 0, without_s = 0;
+  double saved = 0, saved_sublayers = 0, saved_flops = 0, with_s = 0, without_s = 0;
   bool identical = true;
 };
 
@@ -66,7 +68,11 @@ absl::StatusOr<Row> Measure(const std::string& name, const model::Model& m, cons
       losses[reuse].insert(losses[reuse].end(), r->begin(), r->end());
     }
     (reuse ? row.with_s : row.without_s) = (*ev)->stats().seconds;
-    if (reuse) row.saved = (*ev)->stats().SavedFraction();
+    if (reuse) {
+      row.saved = (*ev)->stats().SavedFraction();
+      row.saved_sublayers = (*ev)->stats().SublayerSavedFraction();
+      row.saved_flops = (*ev)->stats().FlopSavedFraction();
+    }
   }
   row.identical = std::memcmp(losses[0].data(), losses[1].data(), losses[0].size() * sizeof(double)) == 0;
   return row;
@@ -125,16 +131,19 @@ int Main(int argc, char** argv) {
     s.processed_tokens += 256;
     s.sequences.push_back(std::move(seq));
   }
-  auto r = Measure("synthetic 16 blocks (dim 256), block players", synth, s, quant::PlayerGranularity::kBlock,
-                   static_cast<int>(walks), static_cast<int>(threads));
-  if (!r.ok()) return fail(r.status());
-  rows.push_back(*r);
+  for (auto g : {quant::PlayerGranularity::kModule, quant::PlayerGranularity::kBlock}) {
+    auto r = Measure(std::string("synthetic 16 blocks (dim 256), ") + quant::PlayerGranularityName(g) + " players",
+                     synth, s, g, static_cast<int>(walks), static_cast<int>(threads));
+    if (!r.ok()) return fail(r.status());
+    rows.push_back(*r);
+  }
 
-  std::printf("| model | players | blocks | coalitions | saved block evaluations | s with reuse | s without | speed-up | losses identical |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+  std::printf("| model | players | blocks | coalitions | saved block evaluations | saved sublayer evaluations | saved decoder FLOPs | s with reuse | s without | speed-up | losses identical |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
   for (const Row& row : rows) {
-    std::printf("| %s | %d | %d | %lld | %.1f%% | %.2f | %.2f | %.2fx | %s |\n", row.name.c_str(), row.players,
-                row.blocks, static_cast<long long>(row.coalitions), 100 * row.saved, row.with_s, row.without_s,
+    std::printf("| %s | %d | %d | %lld | %.1f%% | %.1f%% | %.1f%% | %.2f | %.2f | %.2fx | %s |\n", row.name.c_str(),
+                row.players, row.blocks, static_cast<long long>(row.coalitions), 100 * row.saved,
+                100 * row.saved_sublayers, 100 * row.saved_flops, row.with_s, row.without_s,
                 row.without_s / row.with_s, row.identical ? "yes" : "NO");
   }
   return 0;

@@ -16,15 +16,62 @@ using forward::LlamaForward;
 using forward::WeightSet;
 using forward::Workspace;
 
-// The prefix cache of one sequence (see the header).
+// The prefix cache of one sequence (see the header). Stage 2l is the input of block l's
+// attention sublayer, stage 2l + 1 the input of its feed-forward sublayer.
 struct LocalEvaluator::SequenceCache {
   bool enabled = false;  // admitted under max_cache_bytes
   bool valid = false;    // holds the states of a previous evaluation
   // Weight pointers of every layer the cached states were computed with.
   std::vector<std::array<const float*, model::kNumLinear>> weights;
-  std::vector<std::vector<float>> states;  // [layer] input of that block, T·dim floats
+  std::vector<std::vector<float>> states;  // [stage] input of that sublayer, T·dim floats
   double last_sum = 0;                     // NLL sum of the previous evaluation
 };
+
+namespace {
+
+// The first stage (2l: attention sublayer of block l, 2l + 1: its feed-forward sublayer)
+// whose weights differ between `a` and `b`; 2L when none does.
+int FirstChangedStage(const WeightSet& a,
+                      const std::vector<std::array<const float*, model::kNumLinear>>& b) {
+  using model::LinearKind;
+  const int L = static_cast<int>(b.size());
+  for (int l = 0; l < L; ++l) {
+    const auto& x = a.linear[l];
+    const auto& y = b[l];
+    auto differs = [&](LinearKind k) { return x[static_cast<int>(k)] != y[static_cast<int>(k)]; };
+    if (differs(LinearKind::kQ) || differs(LinearKind::kK) || differs(LinearKind::kV) ||
+        differs(LinearKind::kO)) {
+      return 2 * l;
+    }
+    if (differs(LinearKind::kGate) || differs(LinearKind::kUp) || differs(LinearKind::kDown)) {
+      return 2 * l + 1;
+    }
+  }
+  return 2 * L;
+}
+
+}  // namespace
+
+LocalEvaluator::SublayerFlops LocalEvaluator::SublayerFlopsOf(const model::ModelConfig& c,
+                                                              int64_t T) {
+  const double t = static_cast<double>(T);
+  const double D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), H = c.hidden_dim;
+  SublayerFlops f;
+  // q, k, v, o products, plus q·kᵀ and p·v over the causal half of the T x T scores.
+  f.attention = 2.0 * t * (D * qd + 2.0 * D * kvd + qd * D) + 2.0 * t * (t + 1.0) * qd;
+  f.ffn = 2.0 * t * 3.0 * D * H;  // gate, up, down
+  return f;
+}
+
+double LocalEvaluatorStats::SublayerSavedFraction() const {
+  return sublayer_evals_full > 0 ? 1.0 - static_cast<double>(sublayer_evals_done) /
+                                             static_cast<double>(sublayer_evals_full)
+                                 : 0.0;
+}
+
+double LocalEvaluatorStats::FlopSavedFraction() const {
+  return decoder_flops_full > 0 ? 1.0 - decoder_flops_done / decoder_flops_full : 0.0;
+}
 
 absl::StatusOr<std::unique_ptr<LocalEvaluator>> LocalEvaluator::Create(
     const quant::QuantizedModel& qmodel, const LlamaForward& forward, const eval::EvalSet& set,
@@ -44,13 +91,13 @@ LocalEvaluator::LocalEvaluator(const quant::QuantizedModel& qmodel, const LlamaF
   int64_t used = 0;
   for (const auto& seq : set_.sequences) {
     auto cache = std::make_unique<SequenceCache>();
-    const int64_t bytes = static_cast<int64_t>(sizeof(float)) * c.n_layers * c.dim *
+    const int64_t bytes = static_cast<int64_t>(sizeof(float)) * 2 * c.n_layers * c.dim *
                           static_cast<int64_t>(seq.tokens.size());
     // Admission in sequence order while the total fits: deterministic, independent of threads.
     if (options_.max_cache_bytes > 0 && used + bytes <= options_.max_cache_bytes) {
       cache->enabled = true;
       cache->weights.resize(c.n_layers);
-      cache->states.resize(c.n_layers);
+      cache->states.resize(2 * static_cast<size_t>(c.n_layers));
       for (auto& st : cache->states) st.resize(seq.tokens.size() * static_cast<size_t>(c.dim));
       used += bytes;
       ++stats_.cached_sequences;
@@ -64,7 +111,7 @@ LocalEvaluator::LocalEvaluator(const quant::QuantizedModel& qmodel, const LlamaF
 LocalEvaluator::~LocalEvaluator() = default;
 
 double LocalEvaluator::RunSequence(size_t s, const WeightSet& w, Workspace& ws, ThreadPool* inner,
-                                   int64_t* blocks_run) {
+                                   Work* work) {
   const auto& c = forward_.config();
   const int L = c.n_layers;
   const eval::EvalSequence& seq = set_.sequences[s];
@@ -72,16 +119,10 @@ double LocalEvaluator::RunSequence(size_t s, const WeightSet& w, Workspace& ws, 
   const size_t row_floats = static_cast<size_t>(T) * c.dim;
   SequenceCache& cache = *caches_[s];
 
-  int first = 0;  // first block whose weights differ from the cached states'
+  int first = 0;  // first stage whose weights differ from the cached states'
   if (cache.enabled && cache.valid) {
-    first = L;
-    for (int l = 0; l < L; ++l) {
-      if (w.linear[l] != cache.weights[l]) {
-        first = l;
-        break;
-      }
-    }
-    if (first == L) return cache.last_sum;  // same weights everywhere: same loss
+    first = FirstChangedStage(w, cache.weights);
+    if (first == 2 * L) return cache.last_sum;  // same weights everywhere: same loss
   }
   ws.Reserve(c, T);
   if (first == 0) {
@@ -89,12 +130,22 @@ double LocalEvaluator::RunSequence(size_t s, const WeightSet& w, Workspace& ws, 
   } else {
     std::memcpy(ws.x.data(), cache.states[first].data(), row_floats * sizeof(float));
   }
-  for (int l = first; l < L; ++l) {
-    if (cache.enabled && (l > first || first == 0)) {
-      std::memcpy(cache.states[l].data(), ws.x.data(), row_floats * sizeof(float));
+  const SublayerFlops flops = SublayerFlopsOf(c, T);
+  for (int stage = first; stage < 2 * L; ++stage) {
+    if (cache.enabled && (stage > first || first == 0)) {
+      std::memcpy(cache.states[stage].data(), ws.x.data(), row_floats * sizeof(float));
     }
-    forward_.RunBlock(l, w, T, ws, inner);
-    ++*blocks_run;
+    const int l = stage / 2;
+    if (stage % 2 == 0) {
+      forward_.RunAttentionSublayer(l, w, T, ws, inner);
+      work->flops += flops.attention;
+      ++work->blocks;  // the block is entered at its attention sublayer...
+    } else {
+      forward_.RunFfnSublayer(l, w, T, ws, inner);
+      work->flops += flops.ffn;
+      if (stage == first) ++work->blocks;  // ...or, on a restart, at its feed-forward one
+    }
+    ++work->sublayers;
   }
   // The output head, with exactly Evaluator::Nll's arithmetic (same row blocks, same order).
   const int64_t V = c.vocab_size;
@@ -123,7 +174,7 @@ std::vector<double> LocalEvaluator::Run(std::span<const WeightSet> weights) {
   const size_t C = weights.size();
   const int L = forward_.config().n_layers;
   std::vector<double> sums(C * S, 0.0);          // [coalition][sequence]
-  std::vector<int64_t> blocks(S, 0);             // blocks run, per sequence
+  std::vector<Work> work(S);                     // work done, per sequence
   const int threads = pool_.num_threads();
   if (threads > 1 && S >= static_cast<size_t>(threads)) {
     std::mutex mu;
@@ -137,7 +188,7 @@ std::vector<double> LocalEvaluator::Run(std::span<const WeightSet> weights) {
         free_slots.pop_back();
       }
       for (size_t k = 0; k < C; ++k) {
-        sums[k * S + s] = RunSequence(s, weights[k], *workspaces_[slot], nullptr, &blocks[s]);
+        sums[k * S + s] = RunSequence(s, weights[k], *workspaces_[slot], nullptr, &work[s]);
       }
       std::lock_guard<std::mutex> lock(mu);
       free_slots.push_back(slot);
@@ -146,7 +197,7 @@ std::vector<double> LocalEvaluator::Run(std::span<const WeightSet> weights) {
     ThreadPool* inner = threads > 1 ? &pool_ : nullptr;
     for (size_t s = 0; s < S; ++s) {
       for (size_t k = 0; k < C; ++k) {
-        sums[k * S + s] = RunSequence(s, weights[k], *workspaces_[0], inner, &blocks[s]);
+        sums[k * S + s] = RunSequence(s, weights[k], *workspaces_[0], inner, &work[s]);
       }
     }
   }
@@ -156,8 +207,17 @@ std::vector<double> LocalEvaluator::Run(std::span<const WeightSet> weights) {
     for (size_t s = 0; s < S; ++s) total += sums[k * S + s];  // sequence order: as Evaluator
     losses[k] = total / static_cast<double>(set_.scored_tokens);
   }
-  for (int64_t b : blocks) stats_.block_evals_done += b;
+  const auto& cfg = forward_.config();
+  for (size_t s = 0; s < S; ++s) {
+    stats_.block_evals_done += work[s].blocks;
+    stats_.sublayer_evals_done += work[s].sublayers;
+    stats_.decoder_flops_done += work[s].flops;
+    const SublayerFlops f =
+        SublayerFlopsOf(cfg, static_cast<int64_t>(set_.sequences[s].tokens.size()));
+    stats_.decoder_flops_full += static_cast<double>(C) * L * (f.attention + f.ffn);
+  }
   stats_.block_evals_full += static_cast<int64_t>(C) * static_cast<int64_t>(S) * L;
+  stats_.sublayer_evals_full += static_cast<int64_t>(C) * static_cast<int64_t>(S) * 2 * L;
   stats_.coalitions += static_cast<int64_t>(C);
   stats_.seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

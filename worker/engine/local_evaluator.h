@@ -5,27 +5,34 @@
 // exact Shapley through solver::CoalitionEvaluator, exactly as the distributed service will.
 //
 // Prefix reuse. Along a permutation walk consecutive coalitions differ in one player, so the
-// decoder blocks before that player's block see unchanged weights and compute unchanged hidden
-// states. For every sequence the evaluator keeps the hidden states at the *input* of every
-// decoder block from the previous evaluation it ran (states[l] = input of block l, l = 0..L-1;
-// states[0] is the embedding), together with the weight pointers those states were computed
-// with. Evaluating a new coalition finds the first block l* whose weight pointers differ from
-// the cached ones, copies states[l*] into the residual stream and runs blocks l*..L-1 (storing
-// the new inputs of blocks l*+1..L-1 as it goes), then the output head. Because the forward
-// pass is deterministic and the copy is exact, the result is bit for bit the loss of a full
-// evaluation (Evaluator::Nll on QuantizedModel::Apply(q)); engine_test checks it.
+// sublayers before that player's module see unchanged weights and compute unchanged hidden
+// states. For every sequence the evaluator keeps the hidden states at the input of every
+// decoder *sublayer* from the previous evaluation it ran: stage 2l is the input of block l's
+// attention sublayer (stage 0 is the embedding), stage 2l + 1 the input of its feed-forward
+// sublayer; together with the weight pointers those states were computed with. Evaluating a
+// new coalition finds the first stage whose weights differ from the cached ones (q/k/v/o
+// count for the attention stage, gate/up/down for the feed-forward one), copies that stage's
+// state into the residual stream and runs from there (storing the later stages' inputs as it
+// goes), then the output head. Because the forward pass is deterministic and the copy is
+// exact, the result is bit for bit the loss of a full evaluation (Evaluator::Nll on
+// QuantizedModel::Apply(q)); engine_test checks it.
 //
-// Memory: the cache holds L · T_s · dim floats per cached sequence s, i.e.
-// 4 · L · dim · processed_tokens bytes in all (stories260K, the first 50 stories of
-// tinystories_v2_valid_100.txt, 18,630 tokens: 4 · 5 · 64 · 18,630 = 23.8 MB).
+// Memory: the cache holds 2 · L · T_s · dim floats per cached sequence s, i.e.
+// 8 · L · dim · processed_tokens bytes in all (stories260K, the first 50 stories of
+// tinystories_v2_valid_100.txt, 18,630 tokens: 8 · 5 · 64 · 18,630 = 47.7 MB).
 // `max_cache_bytes` caps it: sequences are admitted to the cache in EvalSet order while the
 // running total fits; the others are evaluated in full every time (still bit-identical, only
 // slower). 0 disables reuse altogether.
 //
-// Saved work: a walk step that drops a player of block l runs blocks l..L−1, so with players
-// spread evenly over the blocks a walk runs about (L + 1)/2 of L blocks per step, saving
-// (L − 1)/(2L) = 40% of the block work for L = 5 (measured by `impq run`: 38.9%). The output
-// head runs every time.
+// Saved work: a walk step changes one module player, of a block l uniform over 0..L−1. With
+// block-granular restarts it runs blocks l..L−1, (L + 1)/2 of L blocks on average, saving
+// (L − 1)/(2L) = 40% for L = 5. Restarting at the feed-forward sublayer when the changed
+// module is gate/up/down (3 of the 7 module players of a block) also skips that block's
+// attention sublayer: a step runs L + 1 of 2L sublayers after an attention module and L after
+// a feed-forward one, (L + 4/7) on average, saving (L − 4/7)/(2L) = 44.3% of the sublayer
+// evaluations for L = 5. bench/prefix_reuse_bench prints the measured block, sublayer and
+// FLOP-weighted fractions.
+// The output head runs every time.
 //
 // Threads: sequences are independent. A batch is run as one parallel loop over sequences
 // (each walking the whole batch in order through its own cache) when there are at least as
@@ -59,11 +66,17 @@ struct LocalEvaluatorOptions {
   int64_t max_cache_bytes = int64_t{1} << 30;
 };
 
-// Work counters. A "block evaluation" is one decoder block run on one sequence.
+// Work counters, per sequence. A "block evaluation" is one decoder block run (entirely or
+// from its feed-forward sublayer on) on one sequence; a "sublayer evaluation" is one attention
+// or feed-forward sublayer run on one sequence (2 per block).
 struct LocalEvaluatorStats {
   int64_t coalitions = 0;         // coalitions evaluated
-  int64_t block_evals_done = 0;   // blocks actually run
+  int64_t block_evals_done = 0;   // blocks entered
   int64_t block_evals_full = 0;   // blocks a full evaluation of each coalition would run
+  int64_t sublayer_evals_done = 0;
+  int64_t sublayer_evals_full = 0;
+  double decoder_flops_done = 0;  // estimated FLOPs of the sublayers run
+  double decoder_flops_full = 0;  // ... of those a full evaluation would run
   int64_t cached_sequences = 0;   // sequences admitted to the prefix cache
   int64_t cache_bytes = 0;        // bytes held by the prefix cache
   double seconds = 0;             // wall time inside Evaluate
@@ -73,6 +86,10 @@ struct LocalEvaluatorStats {
                ? 1.0 - static_cast<double>(block_evals_done) / static_cast<double>(block_evals_full)
                : 0.0;
   }
+  // 1 - done / full over sublayer evaluations, and over their estimated FLOPs (the compute
+  // actually saved: the sublayers differ in cost).
+  double SublayerSavedFraction() const;
+  double FlopSavedFraction() const;
 };
 
 class LocalEvaluator : public solver::CoalitionEvaluator {
@@ -105,10 +122,18 @@ class LocalEvaluator : public solver::CoalitionEvaluator {
                  const eval::EvalSet& set, const LocalEvaluatorOptions& options);
   // Losses of each WeightSet in order. Updates stats_.
   std::vector<double> Run(std::span<const forward::WeightSet> weights);
-  // NLL sum of sequence `s` under `w`; runs blocks from the first changed one. Returns the
-  // number of blocks run.
+  struct Work {
+    int64_t blocks = 0, sublayers = 0;
+    double flops = 0;
+  };
+  struct SublayerFlops {
+    double attention = 0, ffn = 0;
+  };
+  static SublayerFlops SublayerFlopsOf(const model::ModelConfig& c, int64_t T);
+  // NLL sum of sequence `s` under `w`; runs sublayers from the first changed one, adding what
+  // it ran to *work.
   double RunSequence(size_t s, const forward::WeightSet& w, forward::Workspace& ws,
-                     ThreadPool* inner, int64_t* blocks_run);
+                     ThreadPool* inner, Work* work);
 
   const quant::QuantizedModel& qmodel_;
   const forward::LlamaForward& forward_;

@@ -122,9 +122,15 @@ void LlamaForward::Attention(int layer, int64_t T, Workspace& ws, ThreadPool* po
 
 void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace& ws,
                             ThreadPool* pool, LinearInputObserver* observer) const {
+  RunAttentionSublayer(layer, w, T, ws, pool, observer);
+  RunFfnSublayer(layer, w, T, ws, pool, observer);
+}
+
+void LlamaForward::RunAttentionSublayer(int layer, const WeightSet& w, int64_t T, Workspace& ws,
+                                        ThreadPool* pool, LinearInputObserver* observer) const {
   const auto& c = config();
   const LayerNorms& nw = norms_[layer];
-  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), H = c.hidden_dim;
+  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim();
   const int64_t hd = c.head_dim, half = hd / 2;
   const bool interleaved = c.rope_style == model::RopeStyle::kInterleaved;
 
@@ -164,8 +170,14 @@ void LlamaForward::RunBlock(int layer, const WeightSet& w, int64_t T, Workspace&
     }
   }
   for (int64_t i = 0; i < T * D; ++i) ws.x[i] += ws.proj[i];
+}
 
-  // Feed-forward sub-block (SwiGLU, or GeGLU for Gemma-2).
+// Feed-forward sub-block (SwiGLU, or GeGLU for Gemma-2).
+void LlamaForward::RunFfnSublayer(int layer, const WeightSet& w, int64_t T, Workspace& ws,
+                                  ThreadPool* pool, LinearInputObserver* observer) const {
+  const auto& c = config();
+  const LayerNorms& nw = norms_[layer];
+  const int64_t D = c.dim, H = c.hidden_dim;
   for (int64_t t = 0; t < T; ++t) {
     RmsNormRow(ws.x.data() + t * D, nw.ffn, D, c.norm_eps, ws.xb.data() + t * D);
   }

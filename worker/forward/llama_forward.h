@@ -81,6 +81,13 @@ class LlamaForward {
   // Runs decoder block `layer` on the T rows in ws.x (positions 0..T-1), in place.
   void RunBlock(int layer, const WeightSet& weights, int64_t T, Workspace& ws,
                 ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
+  // The two halves of RunBlock (which is exactly one then the other): the attention sublayer
+  // (norm, q/k/v, attention, o, residual add) and the feed-forward sublayer (norm, gate/up,
+  // activation, down, residual add). Prefix reuse restarts at either.
+  void RunAttentionSublayer(int layer, const WeightSet& weights, int64_t T, Workspace& ws,
+                            ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
+  void RunFfnSublayer(int layer, const WeightSet& weights, int64_t T, Workspace& ws,
+                      ThreadPool* pool, LinearInputObserver* observer = nullptr) const;
   // Final norm and output head for rows [row_begin, row_begin + rows) of ws.x:
   // ws.logits[r * vocab ...] holds row row_begin + r. REQUIRES: rows <= kLogitRows.
   void Logits(int64_t row_begin, int64_t rows, Workspace& ws, ThreadPool* pool) const;
