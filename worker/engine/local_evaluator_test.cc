@@ -139,6 +139,47 @@ TEST(LocalEvaluatorTest, PrefixReuseIsBitIdenticalToFullEvaluation) {
   // Along walks most steps change a block after the first: reuse must save work.
   EXPECT_GT(reuse1->stats().SavedFraction(), 0.2);
   EXPECT_EQ(reuse1->stats().block_evals_done, reuse2->stats().block_evals_done);
+  EXPECT_EQ(reuse1->stats().sublayer_evals_done, reuse2->stats().sublayer_evals_done);
+  EXPECT_EQ(full->stats().sublayer_evals_done, 2 * full_blocks);
+  EXPECT_EQ(reuse1->stats().sublayer_evals_full, 2 * full_blocks);
+  // Feed-forward restarts skip attention sublayers that block-granular reuse would rerun.
+  EXPECT_GT(reuse1->stats().SublayerSavedFraction(), reuse1->stats().SavedFraction());
+  EXPECT_GT(reuse1->stats().FlopSavedFraction(), 0.0);
+  EXPECT_DOUBLE_EQ(full->stats().FlopSavedFraction(), 0.0);
+}
+
+// Exact restart points: a change in an attention module of block l reruns from block l's
+// attention sublayer, a change in a feed-forward module from block l's feed-forward sublayer.
+TEST(LocalEvaluatorTest, RestartsAtTheFirstChangedSublayer) {
+  RealModel& m = RealModel::Get();
+  const auto g = quant::PlayerGranularity::kModule;
+  const int n = m.Quantized(g).num_players();
+  const int L = m.fwd().config().n_layers;
+  const int64_t S = 8;  // sequences in the test set
+  auto ev = MakeEvaluator(g, 1, int64_t{1} << 30);
+  Coalition base(static_cast<size_t>(n), 0);
+  ASSERT_TRUE(ev->Evaluate(std::vector<Coalition>{base}).ok());
+  int64_t done = ev->stats().sublayer_evals_done;
+  ASSERT_EQ(done, S * 2 * L);
+  struct Case {
+    int layer;
+    model::LinearKind kind;
+    int64_t sublayers;  // expected per sequence
+  };
+  const Case cases[] = {{L - 1, model::LinearKind::kDown, 1},
+                        {L - 1, model::LinearKind::kQ, 2},
+                        {1, model::LinearKind::kUp, 2 * (L - 1) - 1},
+                        {0, model::LinearKind::kO, 2 * L},
+                        {0, model::LinearKind::kGate, 2 * L - 1}};
+  Coalition q = base;
+  for (const Case& c : cases) {
+    q[static_cast<size_t>(c.layer * model::kNumLinear + static_cast<int>(c.kind))] ^= 1;
+    auto r = ev->Evaluate(std::vector<Coalition>{q});
+    ASSERT_TRUE(r.ok());
+    const int64_t ran = ev->stats().sublayer_evals_done - done;
+    done = ev->stats().sublayer_evals_done;
+    EXPECT_EQ(ran, S * c.sublayers) << model::LinearKindName(c.kind) << " of block " << c.layer;
+  }
 }
 
 TEST(LocalEvaluatorTest, ResultsDoNotDependOnBatchingOrCacheCap) {
@@ -150,7 +191,7 @@ TEST(LocalEvaluatorTest, ResultsDoNotDependOnBatchingOrCacheCap) {
   auto all = batched->Evaluate(qs);
   ASSERT_TRUE(all.ok());
   // A cap that admits only some sequences (the first ones whose states fit).
-  const int64_t per_token = 4 * 5 * 64;
+  const int64_t per_token = 4 * 2 * 5 * 64;  // f32 · 2 stages per block · L · dim
   const int64_t cap = per_token * static_cast<int64_t>(m.set().sequences[0].tokens.size() +
                                                        m.set().sequences[1].tokens.size());
   auto capped = MakeEvaluator(g, 2, cap);
