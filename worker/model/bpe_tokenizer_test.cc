@@ -19,6 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 std::vector<std::string> Split(std::string_view s, int digits = 3) {
   std::vector<std::string> out;
@@ -247,6 +248,41 @@ TEST(BpeTokenizerTest, ModelDirectoryFindsTokenizerJson) {
   auto lm = LoadModelAndTokenizer(dir / "m", "");
   ASSERT_TRUE(lm.ok()) << lm.status();
   EXPECT_THAT(lm->tokenizer->Encode("hello", false), ElementsAre(258, 'o'));
+}
+
+// Checkpoints pad the embedding beyond the tokenizer's pieces (Qwen-3: 151,669 pieces, 151,936
+// rows); that pair belongs together, a much larger or a smaller embedding does not.
+TEST(BpeTokenizerTest, PaddedEmbeddingIsAcceptedMismatchIsNot) {
+  EXPECT_TRUE(VocabulariesMatch(151669, 151936));
+  EXPECT_TRUE(VocabulariesMatch(512, 512));
+  EXPECT_FALSE(VocabulariesMatch(513, 512));
+  EXPECT_FALSE(VocabulariesMatch(512, 32000));
+  ScratchDir dir("bpe_padded");
+  ModelConfig c;
+  c.dim = 16;
+  c.hidden_dim = 32;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.n_kv_heads = 2;
+  c.head_dim = 8;
+  c.seq_len = 32;
+  for (int vocab : {272, 4096, 256}) {
+    c.vocab_size = vocab;
+    const std::string m = dir / ("m" + std::to_string(vocab));
+    ASSERT_TRUE(testing::WriteHfModel(MakeRandomModel(c, 1), m, "F32").ok());
+    ASSERT_TRUE(WriteFileAtomically(m + "/tokenizer.json", ByteLevelJson(false).dump()).ok());
+    auto lm = LoadModelAndTokenizer(m, "");
+    if (vocab == 272) {
+      ASSERT_TRUE(lm.ok()) << lm.status();
+      EXPECT_EQ(lm->tokenizer->vocab_size(), 263);
+      EXPECT_EQ(lm->model.config.vocab_size, 272);
+    } else {
+      EXPECT_EQ(lm.status().code(), absl::StatusCode::kInvalidArgument) << vocab;
+      EXPECT_THAT(std::string(lm.status().message()),
+                  HasSubstr("263 pieces but model " + m + " has a vocabulary of " +
+                            std::to_string(vocab)));
+    }
+  }
 }
 
 }  // namespace

@@ -78,6 +78,10 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
                   "tokenizer.bin); pass a tokenizer explicitly (--tokenizer)"));
 }
 
+bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab) {
+  return tokenizer_pieces <= model_vocab && (model_vocab - tokenizer_pieces) * 16 <= model_vocab;
+}
+
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
                                                   const std::string& tokenizer_path) {
   LoadedModel out;
@@ -87,11 +91,12 @@ absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
   }
   ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
   ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(tok_path));
-  if (out.tokenizer->vocab_size() != out.model.config.vocab_size) {
+  if (!VocabulariesMatch(out.tokenizer->vocab_size(), out.model.config.vocab_size)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tokenizer ", tok_path, " has ", out.tokenizer->vocab_size(),
         " pieces but model ", model_path, " has a vocabulary of ", out.model.config.vocab_size,
-        ": they do not belong together"));
+        ": they do not belong together (a model may pad its embedding by at most 1/16 "
+        "beyond the tokenizer's pieces, never have fewer rows)"));
   }
   out.model_path = model_path;
   out.tokenizer_path = tok_path;

@@ -28,8 +28,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path
 // what to pass otherwise (a llama2.c .bin carries none).
 absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path);
 
+// Whether a tokenizer with `tokenizer_pieces` pieces belongs to a model whose embedding has
+// `model_vocab` rows: equal, or the model padded (checkpoints round the embedding up for
+// efficient kernels, e.g. Qwen-3: 151,669 pieces, 151,936 rows) by at most model_vocab / 16
+// rows. The padding rows are never produced by the tokenizer; eval::ValidateEvalSet still
+// rejects ids >= model_vocab.
+bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab);
+
 // Loads both; an empty `tokenizer_path` uses FindTokenizerFor(model_path). InvalidArgument
-// naming both files when the tokenizer's vocabulary size differs from the model's.
+// naming both files when !VocabulariesMatch(tokenizer's size, model's vocab_size).
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
                                                   const std::string& tokenizer_path = "");
 
