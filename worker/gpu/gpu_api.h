@@ -111,7 +111,8 @@ typedef struct ImpqGpuApi {
   int version; /* IMPQ_GPU_API_VERSION */
 
   /* ---- device ---- */
-  /* Number of usable devices (0 with no driver: never an error for "no GPU"). */
+  /* Number of usable devices (0 with no driver: never an error for "no GPU"; err->message
+   * then says why, e.g. the cudaGetDeviceCount error). */
   int (*device_count)(int* count, ImpqGpuError* err);
   int (*device_info)(int device, ImpqGpuDeviceInfo* info, ImpqGpuError* err);
 

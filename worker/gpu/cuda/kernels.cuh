@@ -6,7 +6,13 @@
 // Numerics (the contract the CPU references in worker/gpu/gpu_reference.h reproduce):
 //   - residual stream, norms, rotary, softmax, NLL in f32;
 //   - every GEMM operand is bf16 (round-to-nearest-even from f32), accumulation f32;
-//   - attention probabilities are rounded to bf16 before the P.V product.
+//   - attention probabilities are rounded to bf16 before the P.V product;
+//   - the f32 expressions mirror the CPU engine's operation for operation with separately
+//     rounded operations (no FMA contraction), exponentials are forward::FastExp bit for bit,
+//     and the reductions (RMSNorm's sum of squares, softmax denominators, log-sum-exp)
+//     accumulate in double, so that apart from cuBLAS's f32 accumulation and CUDA's tanhf
+//     (soft-caps, GeGLU) a kernel differs from its reference only by the summation order of
+//     a double sum (kernels.cu, gpu_kernels_test.cc derive the tolerances).
 #ifndef IMPQ_WORKER_GPU_CUDA_KERNELS_CUH_
 #define IMPQ_WORKER_GPU_CUDA_KERNELS_CUH_
 
@@ -38,10 +44,12 @@ cudaError_t LaunchDequantize(int bits, int64_t rows, int64_t cols, int64_t group
 cudaError_t LaunchF32ToBf16(const float* in, bf16* out, int64_t n, cudaStream_t stream);
 
 // ---- forward pieces; rows = tokens of all sequences of a batch, concatenated ----
-// x[r] = table[tokens[r]] * scale (f32).
+// x[r] = table[tokens[r]] * scale (f32). REQUIRES: every token in [0, vocab) (not checked on
+// the device: an out-of-range token is an illegal memory access).
 cudaError_t LaunchEmbed(const float* table, int dim, const int32_t* tokens, int64_t rows,
                         float scale, float* x, cudaStream_t stream);
-// Per row: out = x * rsqrt(mean(x^2) + eps) * mult. Either output may be null.
+// Per row: out = x * rsqrt(mean(x^2) + eps) * mult. Either output may be null; out_f32 may
+// alias x (in place).
 cudaError_t LaunchRmsNorm(const float* x, int64_t rows, int dim, const float* mult, float eps,
                           float* out_f32, bf16* out_bf16, cudaStream_t stream);
 // Gemma-2 post-norm: x[r] += rmsnorm(in[r]) * mult.
@@ -60,7 +68,7 @@ cudaError_t LaunchToHeadMajor(const float* x, int64_t T, int heads, int head_dim
 cudaError_t LaunchGlu(const float* gate, const float* up, int64_t n, int activation, bf16* out,
                       cudaStream_t stream);
 // nll[r] = logsumexp(c(logits[r])) - c(logits[r][targets[r]]), c(z) = cap*tanh(z/cap) when
-// softcap > 0. logits [rows, vocab] f32.
+// softcap > 0. logits [rows, vocab] f32. A target outside [0, vocab) gives NaN.
 cudaError_t LaunchNll(const float* logits, int64_t rows, int vocab, const int32_t* targets,
                       float softcap, float* nll, cudaStream_t stream);
 
@@ -76,8 +84,14 @@ int64_t AttentionWorkspaceBytes(int64_t max_T, int H);
 // out [T, H*hd] bf16. scores = scale * q.k^T (bf16 GEMM, f32 out), softcap (0 = off),
 // causal mask, sliding window (0 = off: key j visible from query i iff j <= i and, with a
 // window w, i - w < j), f32 softmax, probabilities rounded to bf16, times v (f32 acc).
-// `workspace` holds AttentionWorkspaceBytes(T, H) bytes. Returns "" on success, else the
-// failing call and its error string.
+// `workspace` holds AttentionWorkspaceBytes(T, H) bytes (f32 scores [H, T, T]; the bf16
+// probabilities are written in place over them). The GEMMs run on the handle bound to
+// `stream`: if the handle is bound to another stream, RunAttention rebinds it for its calls
+// and restores it afterwards (note: cublasSetStream resets a cublasSetWorkspace workspace,
+// so bind the handle to `stream` beforehand to keep one). It also adds
+// CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION to the handle's math mode for its calls
+// (restored after), so that the bf16-output P.V products reduce in f32. Returns "" on
+// success, else the failing call and its error string.
 std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, const bf16* v,
                          int64_t T, int H, int Hkv, int head_dim, float scale, float softcap,
                          int window, void* workspace, bf16* out, cudaStream_t stream);
