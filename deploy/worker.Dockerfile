@@ -2,7 +2,8 @@
 # protobuf 3.21 and Abseil 20220623 packages are the versions the project is built and tested
 # with on Debian 12 (22.04 has gRPC 1.30 / protobuf 3.12). The CUDA plugin is built against the
 # image's toolkit and dlopen()ed by the worker at run time (TOOLCHAIN.md pitfall 3); without a
-# GPU the worker runs on the CPU engine.
+# GPU the worker runs on the CPU engine. libimpq_sentencepiece.so (SentencePiece, isolated from
+# the worker's protobuf; worker/model/sentencepiece_shim.h) is found in /usr/local/lib/impq.
 # Not built in CI (no Docker daemon, no network there):
 #   docker build -f deploy/worker.Dockerfile -t impq-worker:dev .
 ARG CUDA_VERSION=12.6.3
@@ -16,7 +17,8 @@ RUN apt-get update -qq \
  && mkdir -p /out/bin /out/deps /out/lib \
  && cp build/worker/service/impq-worker /out/bin/ \
  && (find build -name '*.so' -path '*cuda*' -exec cp {} /out/lib/ \; || true) \
- && ldd /out/bin/impq-worker | awk '/=> \//{print $3}' | grep -v -e libcuda -e libnvidia \
+ && cp build/worker/model/libimpq_sentencepiece.so /out/lib/ \
+ && ldd /out/bin/impq-worker /out/lib/*.so | awk '/=> \//{print $3}' | grep -v -e libcuda -e libnvidia \
     | sort -u | xargs -I{} cp --parents -L {} /out/deps/
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu24.04

@@ -12,13 +12,16 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such SentencePiece model"));
   }
-  std::string error;
-  std::unique_ptr<SpmProcessor> spm = SpmProcessor::Load(path, &error);
-  if (spm == nullptr) {
+  absl::StatusOr<std::unique_ptr<SpmProcessor>> spm = SpmProcessor::Load(path);
+  if (absl::IsInvalidArgument(spm.status())) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a SentencePiece model: ", error));
+        absl::StrCat(path, ": not a SentencePiece model: ", spm.status().message()));
   }
-  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(spm)));
+  if (!spm.ok()) {  // the module's own errors name the module
+    return absl::Status(spm.status().code(),
+                        absl::StrCat(path, ": ", spm.status().message()));
+  }
+  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(*std::move(spm)));
 }
 
 std::vector<int> SentencePieceTokenizer::Encode(std::string_view text, bool add_bos) const {

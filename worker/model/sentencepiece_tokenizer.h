@@ -1,5 +1,7 @@
 // SentencePiece model files (tokenizer.model, a serialized ModelProto), read and run by
-// Debian's libsentencepiece. BOS/EOS ids come from the model; Encode(text, add_bos) is the
+// Debian's libsentencepiece inside the libimpq_sentencepiece.so module (sentencepiece_shim.h:
+// isolated from the process's protobuf, so any impq binary may load one). BOS/EOS ids come
+// from the model; Encode(text, add_bos) is the
 // processor's encoding (normalization, dummy prefix, BPE or unigram, byte fallback as the
 // model's spec says) with BOS first when asked. Immutable after Load; thread-safe.
 #ifndef IMPQ_WORKER_MODEL_SENTENCEPIECE_TOKENIZER_H_
@@ -17,7 +19,8 @@ namespace impq::model {
 
 class SentencePieceTokenizer : public Tokenizer {
  public:
-  // InvalidArgument naming the file when it is not a SentencePiece model; NotFound when absent.
+  // InvalidArgument naming the file when it is not a SentencePiece model; NotFound when absent;
+  // the module's errors (NotFound / FailedPrecondition naming the module) prefixed with `path`.
   static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> Load(const std::string& path);
 
   int vocab_size() const override { return spm_->piece_size(); }
