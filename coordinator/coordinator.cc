@@ -17,7 +17,9 @@
 namespace impq::coordinator {
 
 struct Coordinator::Unit {
-  enum class State { kPending, kLeased, kDone, kCancelled };
+  // kCommitting: a validated result under the unit's lease is being written to the store
+  // (group commit); the unit is neither re-issued nor accepted again meanwhile.
+  enum class State { kPending, kLeased, kCommitting, kDone, kCancelled };
   State state = State::kPending;
   std::string lease_id;
   int attempt = 0;
@@ -59,6 +61,18 @@ struct Coordinator::LeaseRec {
   std::string id, worker_id, job_id;
   std::vector<int64_t> units;
   absl::Time deadline;
+};
+
+// A report waiting in (or going through) a group commit. Lives on the reporting thread's
+// stack, which waits until `done`.
+struct Coordinator::PendingCommit {
+  Job* job = nullptr;
+  int64_t unit = 0;
+  std::string lease_id;
+  const v1::WorkResult* result = nullptr;
+  bool done = false;
+  absl::Status status;                                   // the store's error, if any
+  v1::ReportOutcome outcome = v1::REPORT_OUTCOME_UNSPECIFIED;
 };
 
 namespace {
@@ -182,20 +196,27 @@ v1::JobStatus Coordinator::StatusOf(const Job& job) const {
 
 absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   ASSIGN_OR_RETURN(v1::JobSpec normalized, NormalizeJobSpec(spec, options_.limits));
-  absl::MutexLock lock(&mu_);
-  if (!accepting_) return absl::UnavailableError("coordinator is shutting down");
   auto job = std::make_unique<Job>();
-  job->rec.seq = next_seq_;
-  job->rec.id = absl::StrFormat("job-%06d", next_seq_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!accepting_) return absl::UnavailableError("coordinator is shutting down");
+    job->rec.seq = next_seq_++;  // a failed write below leaves a gap, nothing else
+  }
+  job->rec.id = absl::StrFormat("job-%06d", job->rec.seq);
   job->rec.spec = std::move(normalized);
   job->rec.state = v1::JOB_STATE_QUEUED;
   job->rec.submitted_ms = NowMs();
-  RETURN_IF_ERROR(Persist(*job));  // accepted only once durable
-  ++next_seq_;
+  // Accepted only once durable. Written outside the mutex (the store serializes itself), so
+  // workers' leases and reports do not wait for a submission's fsync.
+  RETURN_IF_ERROR(store_->PutJob(job->rec));
+  absl::MutexLock lock(&mu_);
   BuildUnits(*job);
   Job* raw = job.get();
   jobs_[raw->rec.id] = std::move(job);
-  order_.push_back(raw);
+  // Submission order is seq order, whatever order concurrent submissions finish writing in.
+  order_.insert(std::upper_bound(order_.begin(), order_.end(), raw,
+                                 [](const Job* a, const Job* b) { return a->rec.seq < b->rec.seq; }),
+                raw);
   if (options_.metrics != nullptr) options_.metrics->jobs_submitted.Increment();
   UpdateGauges();
   changed_.SignalAll();
@@ -237,10 +258,15 @@ absl::StatusOr<v1::JobStatus> Coordinator::WaitForChange(const std::string& job_
   Job* job = FindJob(job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("job_id '", job_id, "' is unknown"));
   const absl::Time deadline = absl::Now() + timeout;
-  while (job->version == known_version && absl::Now() < deadline) {
+  while (job->version == known_version && accepting_ && absl::Now() < deadline) {
     changed_.WaitWithDeadline(&mu_, deadline);
   }
   return StatusOf(*job);
+}
+
+bool Coordinator::shutting_down() {
+  absl::MutexLock lock(&mu_);
+  return !accepting_;
 }
 
 void Coordinator::SeeWorker(const std::string& worker_id) {
@@ -335,7 +361,8 @@ absl::StatusOr<HeartbeatReply> Coordinator::Heartbeat(const std::string& lease_i
   if (job != nullptr && !job->terminal()) {
     for (int64_t k : lease.units) {
       const Unit& u = job->units[static_cast<size_t>(k)];
-      needed |= u.state == Unit::State::kLeased && u.lease_id == lease_id;
+      needed |= (u.state == Unit::State::kLeased || u.state == Unit::State::kCommitting) &&
+                u.lease_id == lease_id;
     }
   }
   if (!needed) {
@@ -406,40 +433,123 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
   SeeWorker(r.worker_id());
-  Job* job = FindJob(r.job_id());
+  Job* job = FindJob(r.job_id());  // jobs are never removed: the pointer stays valid
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("result.job_id '", r.job_id(), "' is unknown"));
-  auto count = [&](const char* outcome) {
-    if (options_.metrics != nullptr) options_.metrics->reports.Add({{"outcome", outcome}}).Increment();
-  };
-  if (r.unit_index() < 0 || r.unit_index() >= static_cast<int64_t>(job->units.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("result.unit_index = ", r.unit_index(),
-                                                   "; job ", job->rec.id, " has ",
-                                                   job->units.size(), " units"));
+  const int64_t k = r.unit_index();
+  if (k < 0 || k >= static_cast<int64_t>(job->units.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("result.unit_index = ", k, "; job ",
+                                                   job->rec.id, " has ", job->units.size(),
+                                                   " units"));
   }
-  Unit& u = job->units[static_cast<size_t>(r.unit_index())];
+  // Another result for this unit is being committed: its outcome decides this one's. (Units
+  // are re-indexed after the wait: the vector may grow meanwhile.)
+  while (job->units[static_cast<size_t>(k)].state == Unit::State::kCommitting) {
+    committed_.Wait(&mu_);
+  }
+  const Unit& u = job->units[static_cast<size_t>(k)];
   if (u.state == Unit::State::kDone) {
-    count("duplicate");
+    CountReport(v1::REPORT_OUTCOME_DUPLICATE);
     return v1::REPORT_OUTCOME_DUPLICATE;
   }
   if (job->terminal() || u.state != Unit::State::kLeased || u.lease_id != lease_id) {
-    count("stale");
+    CountReport(v1::REPORT_OUTCOME_STALE);
     return v1::REPORT_OUTCOME_STALE;
   }
   RETURN_IF_ERROR(ValidateResult(*job, r));
-  RETURN_IF_ERROR(store_->PutResult(job->rec.id, r.unit_index(), r));  // durable first
-  if (auto it = leases_.find(lease_id); it != leases_.end()) {
+  // Durable first: queue the result for the next group commit and wait until it is settled,
+  // leading the commit when none is running.
+  job->units[static_cast<size_t>(k)].state = Unit::State::kCommitting;
+  PendingCommit c;
+  c.job = job;
+  c.unit = k;
+  c.lease_id = lease_id;
+  c.result = &r;
+  commit_queue_.push_back(&c);
+  while (!c.done) {
+    if (!committing_) {
+      CommitQueued();
+    } else {
+      committed_.Wait(&mu_);
+    }
+  }
+  if (!c.status.ok()) return c.status;
+  return c.outcome;
+}
+
+void Coordinator::CommitQueued() {
+  committing_ = true;
+  std::vector<PendingCommit*> batch;
+  batch.swap(commit_queue_);
+  std::vector<ResultRecord> records(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    records[i].job_id = batch[i]->job->rec.id;
+    records[i].unit_index = batch[i]->unit;
+  }
+  mu_.Unlock();
+  // Outside the mutex: leases, heartbeats and other reports proceed during the fsync. The
+  // results are not touched by anyone else (their reporters are waiting).
+  for (size_t i = 0; i < batch.size(); ++i) records[i].payload = batch[i]->result->SerializeAsString();
+  const absl::Status stored = store_->PutResults(records);
+  if (stored.ok() && options_.metrics != nullptr) options_.metrics->store_commits.Increment();
+  mu_.Lock();
+  for (PendingCommit* c : batch) FinishCommit(*c, stored);
+  UpdateGauges();
+  committing_ = false;
+  committed_.SignalAll();
+}
+
+void Coordinator::FinishCommit(PendingCommit& c, const absl::Status& stored) {
+  Job& job = *c.job;
+  Unit& u = job.units[static_cast<size_t>(c.unit)];
+  c.done = true;
+  if (!stored.ok()) {
+    c.status = stored;
+    // Not durable, so not done: back under its lease (the worker may retry), or pending when
+    // the lease expired meanwhile.
+    if (u.state == Unit::State::kCommitting) {
+      if (leases_.contains(c.lease_id)) {
+        u.state = Unit::State::kLeased;
+      } else {
+        u.state = Unit::State::kPending;
+        u.lease_id.clear();
+        job.pending.insert(c.unit);
+        Touch(job);
+      }
+    }
+    return;
+  }
+  if (auto it = leases_.find(c.lease_id); it != leases_.end()) {
     auto& units = it->second->units;
-    units.erase(std::remove(units.begin(), units.end(), r.unit_index()), units.end());
+    units.erase(std::remove(units.begin(), units.end(), c.unit), units.end());
     if (units.empty()) leases_.erase(it);
   }
-  ApplyResult(*job, r);
-  count("accepted");
-  if (options_.metrics != nullptr) {
-    options_.metrics->evaluations.Increment(r.losses_size());
-    options_.metrics->evaluation_seconds.Observe(r.evaluation_seconds());
+  // The result is durable, so it counts (a restart would count it too), also when the
+  // stopping rule or a cancellation dropped the unit while it was being committed.
+  if (job.terminal()) {
+    u.state = Unit::State::kDone;
+    u.lease_id.clear();
+    job.evaluations_done += c.result->losses_size();
+    ++job.units_done;
+    Touch(job);
+  } else {
+    ApplyResult(job, *c.result);
   }
-  UpdateGauges();
-  return v1::REPORT_OUTCOME_ACCEPTED;
+  c.outcome = v1::REPORT_OUTCOME_ACCEPTED;
+  CountReport(v1::REPORT_OUTCOME_ACCEPTED);
+  if (options_.metrics != nullptr) {
+    options_.metrics->evaluations.Increment(c.result->losses_size());
+    options_.metrics->evaluation_seconds.Observe(c.result->evaluation_seconds());
+  }
+}
+
+void Coordinator::CountReport(v1::ReportOutcome outcome) {
+  CoordinatorMetrics* m = options_.metrics;
+  if (m == nullptr) return;
+  switch (outcome) {
+    case v1::REPORT_OUTCOME_ACCEPTED: m->reports_accepted.Increment(); break;
+    case v1::REPORT_OUTCOME_DUPLICATE: m->reports_duplicate.Increment(); break;
+    default: m->reports_stale.Increment(); break;
+  }
 }
 
 void Coordinator::ApplyResult(Job& job, const v1::WorkResult& r) {
@@ -646,9 +756,7 @@ void Coordinator::UpdateGauges() {
     depth += static_cast<int64_t>(j->pending.size());
   }
   for (int s = v1::JOB_STATE_QUEUED; s <= v1::JOB_STATE_CANCELLED; ++s) {
-    std::string name = v1::JobState_Name(static_cast<v1::JobState>(s)).substr(10);
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    m->jobs.Add({{"state", name}}).Set(static_cast<double>(by_state[s]));
+    m->jobs_in_state[static_cast<size_t>(s)]->Set(static_cast<double>(by_state[s]));
   }
   m->queue_depth.Set(static_cast<double>(depth));
   const absl::Time cutoff = clock_->Now() - 2 * options_.lease_duration;
@@ -715,6 +823,7 @@ void Coordinator::Shutdown() {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stop_background_ = true;
+    changed_.SignalAll();  // wakes WaitForChange (watch streams end)
   }
   if (background_.joinable()) background_.join();
 }

@@ -28,8 +28,14 @@
 // accepted job and no reported evaluation, and counts none twice). Leases are not durable:
 // after a restart the units in flight are re-issued, and reports under old leases are STALE.
 //
-// Thread-safe. Store I/O happens under the mutex (one SQLite commit per accepted report);
-// the solver runs outside it (SolvePending).
+// Group commit: an accepted report's result is written to the store *outside* the mutex, and
+// reports that arrive while a commit is running are written together in the next one (one
+// SQLite transaction, one fsync, however many reports). A report still returns ACCEPTED only
+// once its own result is durable; while it is being committed its unit is neither re-issued
+// nor accepted twice (a concurrent report for it waits for the outcome). Job records
+// (submission, state changes) are written under the mutex.
+//
+// Thread-safe. The solver runs outside the mutex (SolvePending).
 #ifndef IMPQ_COORDINATOR_COORDINATOR_H_
 #define IMPQ_COORDINATOR_COORDINATOR_H_
 
@@ -97,8 +103,9 @@ class Coordinator {
   // Cancels a non-terminal job (its leases answer CANCELLED); terminal jobs are unchanged.
   absl::StatusOr<v1::JobStatus> CancelJob(const std::string& job_id);
   std::vector<v1::JobStatus> ListJobs();
-  // Blocks until the job's version differs from `known_version` or `timeout` (real time)
-  // passes, then returns the current status. NotFound for an unknown id.
+  // Blocks until the job's version differs from `known_version`, `timeout` (real time)
+  // passes or Shutdown() is called, then returns the current status. NotFound for an unknown
+  // id.
   absl::StatusOr<v1::JobStatus> WaitForChange(const std::string& job_id, int64_t known_version,
                                               absl::Duration timeout);
 
@@ -125,6 +132,9 @@ class Coordinator {
   // thread. Everything accepted is already persisted. Idempotent.
   void Shutdown();
 
+  // True once Shutdown() was called.
+  bool shutting_down();
+
   int64_t incarnation() const { return incarnation_; }
   // Units waiting for a lease, over all jobs.
   int64_t QueueDepth();
@@ -133,6 +143,7 @@ class Coordinator {
   struct Unit;
   struct Job;
   struct LeaseRec;
+  struct PendingCommit;
   explicit Coordinator(const CoordinatorOptions& options);
 
   int64_t NowMs() const;
@@ -154,6 +165,12 @@ class Coordinator {
   int ExpireLeasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SeeWorker(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Group commit: writes every queued result in one store transaction with mu_ released, then
+  // settles each one (FinishCommit). Called by a reporting thread when no commit is running.
+  void CommitQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishCommit(PendingCommit& c, const absl::Status& stored)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountReport(v1::ReportOutcome outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Restore(StoreContents contents) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -161,9 +178,14 @@ class Coordinator {
   Clock* const clock_;
   int64_t incarnation_ = 0;
 
+  // Set once by Open; the Store is thread-safe, and results are committed without mu_.
+  std::unique_ptr<Store> store_;
+
   absl::Mutex mu_;
-  absl::CondVar changed_;  // signalled on every job version bump
-  std::unique_ptr<Store> store_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar changed_;    // signalled on every job version bump
+  absl::CondVar committed_;  // signalled when a group commit has settled its reports
+  std::vector<PendingCommit*> commit_queue_ ABSL_GUARDED_BY(mu_);  // waiting for a commit
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;                   // a commit is running
   std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<Job*> order_ ABSL_GUARDED_BY(mu_);  // submission order
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;

@@ -1,6 +1,10 @@
 #include "coordinator/coordinator.h"
 
+#include <sqlite3.h>
+
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "common/test_paths.h"
 #include "coordinator/test_game.h"
@@ -297,6 +301,110 @@ TEST_F(CoordinatorTest, RestartRestoresJobsAndResults) {
   auto c2 = Open(path);
   EXPECT_EQ(c2->GetJob(id)->status.state(), v1::JOB_STATE_DONE);
   EXPECT_TRUE(c2->GetJob(id)->has_result);
+}
+
+// Group commit: reports arriving together share a store transaction, and each is ACCEPTED
+// only once durable — dropping the coordinator without Shutdown() loses none of them.
+TEST_F(CoordinatorTest, ConcurrentReportsAreAllDurableWhenAccepted) {
+  const std::string path = TempFilePath("group_commit.db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  constexpr int kWalks = 64;
+  std::string id;
+  {
+    auto c = Open(path);
+    id = c->SubmitJob(Spec(kWalks))->job_id();
+    std::atomic<int> accepted{0}, other{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < 8; ++t) {
+      workers.emplace_back([&, t] {
+        const std::string w = "w" + std::to_string(t);
+        while (true) {
+          auto g = c->AcquireLease(w, 1);
+          if (!g.ok() || !g->has_lease) break;
+          auto out = c->ReportResult(g->lease_id, game_.Evaluate(g->units[0], w));
+          (out.ok() && *out == v1::REPORT_OUTCOME_ACCEPTED ? accepted : other)++;
+        }
+      });
+    }
+    for (auto& t : workers) t.join();
+    EXPECT_EQ(accepted.load(), kWalks);
+    EXPECT_EQ(other.load(), 0);
+    auto v = c->GetJob(id);
+    EXPECT_EQ(v->status.units_done(), kWalks);
+    EXPECT_EQ(v->status.evaluations_done(), kWalks * 7);
+    EXPECT_EQ(v->status.state(), v1::JOB_STATE_SOLVING);
+    // Dropped without Shutdown(): only what was committed survives.
+  }
+  auto c = Open(path);
+  auto v = c->GetJob(id);
+  EXPECT_EQ(v->status.units_done(), kWalks);
+  EXPECT_EQ(v->status.evaluations_done(), kWalks * 7);
+  EXPECT_EQ(v->status.state(), v1::JOB_STATE_SOLVING);  // re-derived from the results
+  EXPECT_EQ(c->SolvePending(), 1);
+  EXPECT_EQ(c->GetJob(id)->status.state(), v1::JOB_STATE_DONE);
+}
+
+// The same result reported twice at once (a retried RPC): one ACCEPTED, one DUPLICATE, the
+// losses counted once, whichever report commits first.
+TEST_F(CoordinatorTest, SimultaneousDuplicateReportsAreAcceptedOnce) {
+  auto c = Open();
+  constexpr int kWalks = 32;
+  const std::string id = c->SubmitJob(Spec(kWalks))->job_id();
+  int accepted = 0, duplicate = 0;
+  for (int k = 0; k < kWalks; ++k) {
+    auto g = c->AcquireLease("w", 1);
+    ASSERT_TRUE(g.ok() && g->has_lease);
+    const v1::WorkResult r = game_.Evaluate(g->units[0], "w");
+    std::atomic<bool> go{false};
+    v1::ReportOutcome outcomes[2];
+    std::vector<std::thread> twins;
+    for (int t = 0; t < 2; ++t) {
+      twins.emplace_back([&, t] {
+        while (!go.load()) {
+        }
+        auto out = c->ReportResult(g->lease_id, r);
+        outcomes[t] = out.ok() ? *out : v1::REPORT_OUTCOME_UNSPECIFIED;
+      });
+    }
+    go.store(true);
+    for (auto& t : twins) t.join();
+    for (v1::ReportOutcome o : outcomes) {
+      accepted += o == v1::REPORT_OUTCOME_ACCEPTED;
+      duplicate += o == v1::REPORT_OUTCOME_DUPLICATE;
+    }
+  }
+  EXPECT_EQ(accepted, kWalks);
+  EXPECT_EQ(duplicate, kWalks);
+  EXPECT_EQ(c->GetJob(id)->status.evaluations_done(), kWalks * 7);
+}
+
+// A commit that fails is not an acceptance: the report returns the store's error, the unit
+// stays under its lease, and the worker's retry is accepted once the store works again.
+TEST_F(CoordinatorTest, FailedCommitIsNotAcceptedAndTheRetryIs) {
+  const std::string path = TempFilePath("failed_commit.db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  auto c = Open(path);
+  const std::string id = c->SubmitJob(Spec(4))->job_id();
+  auto g = c->AcquireLease("w", 1);
+  ASSERT_TRUE(g.ok() && g->has_lease);
+  // The fault: another connection drops the results table under the coordinator.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE results", nullptr, nullptr, nullptr), SQLITE_OK);
+  const v1::WorkResult r = game_.Evaluate(g->units[0], "w");
+  auto failed = c->ReportResult(g->lease_id, r);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("write result"), std::string::npos) << failed.status();
+  EXPECT_EQ(c->GetJob(id)->status.evaluations_done(), 0);
+  EXPECT_EQ(c->Heartbeat(g->lease_id, "w")->state, v1::LEASE_STATE_ACTIVE);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE results (job_id TEXT NOT NULL, unit_index INTEGER NOT NULL, "
+                         "result BLOB NOT NULL, PRIMARY KEY (job_id, unit_index))",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_EQ(*c->ReportResult(g->lease_id, r), v1::REPORT_OUTCOME_ACCEPTED);
+  EXPECT_EQ(c->GetJob(id)->status.evaluations_done(), 7);
 }
 
 TEST_F(CoordinatorTest, ShutdownStopsIntakeButDrains) {

@@ -1,8 +1,9 @@
 // Embedded mode: one job run to completion in this process by the very same coordinator core
 // (coordinator.h) and worker loop (worker/service/worker_loop.h) as the cluster, the RPCs
-// replaced by the in-process WorkerClient. `impq run` can call RunEmbedded instead of
-// engine::RunJob to get the cluster's result on one machine; the service integration tests use
-// it as the reference the multi-process runs must match byte for byte.
+// replaced by the in-process WorkerClient. The service integration tests use it as the
+// reference the multi-process runs must match byte for byte; embedded_spqe.h builds on it to
+// run engine::RunJob's SPQE through the coordinator (with RunJob's own evaluator as the
+// worker's engine).
 //
 // What RunEmbedded computes is the coordinator's JobResult: SPQE (IMPQ §3.2) walks 0..m-1 of
 // SeededPermutationSampler(n, seed, antithetic), the covariance interaction objective with

@@ -4,7 +4,10 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "impq/v1/services.grpc.pb.h"
 
 namespace impq::coordinator {
@@ -15,12 +18,42 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
+// Counts the calls in flight, so that Shutdown can drain them and then close every connection
+// at once (grpc::Server::Shutdown with a deadline otherwise waits for idle clients to hang up).
+// Two atomic increments per call; the drain polls. Thread-safe.
+class CallTracker {
+ public:
+  class Scope {
+   public:
+    explicit Scope(CallTracker* t) : t_(t) { t_->in_flight_.fetch_add(1); }
+    ~Scope() { t_->in_flight_.fetch_sub(1); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    CallTracker* t_;
+  };
+  void StartDraining() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
+  // Waits until no call is in flight or `deadline` passes; true when drained.
+  bool AwaitDrained(absl::Time deadline) const {
+    while (in_flight_.load() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    return in_flight_.load() == 0;
+  }
+
+ private:
+  std::atomic<int64_t> in_flight_{0};
+  std::atomic<bool> draining_{false};
+};
+
 class ImpqServiceImpl final : public v1::ImpqService::Service {
  public:
-  ImpqServiceImpl(Coordinator* c, std::string token) : c_(c), token_(std::move(token)) {}
+  ImpqServiceImpl(Coordinator* c, std::string token, CallTracker* calls)
+      : c_(c), token_(std::move(token)), calls_(calls) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                          v1::SubmitJobResponse* resp) override {
+    CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (!req->has_spec()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "spec is required");
     absl::StatusOr<v1::JobStatus> s = c_->SubmitJob(req->spec());
@@ -31,6 +64,7 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
   grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
                       v1::GetJobResponse* resp) override {
+    CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
     absl::StatusOr<JobView> v = c_->GetJob(req->job_id());
@@ -42,10 +76,15 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
   grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                         grpc::ServerWriter<v1::JobStatus>* writer) override {
+    CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
     int64_t version = -1;
     while (!ctx->IsCancelled()) {
+      // A shutdown ends every watch (the stream would otherwise hold the drain for its grace).
+      if (calls_->draining() || c_->shutting_down()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+      }
       absl::StatusOr<v1::JobStatus> s = c_->WaitForChange(req->job_id(), version, absl::Seconds(1));
       if (!s.ok()) return ToGrpc(s.status());
       if (s->version() == version) continue;
@@ -58,6 +97,7 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
   grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
                          v1::CancelJobResponse* resp) override {
+    CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
     absl::StatusOr<v1::JobStatus> s = c_->CancelJob(req->job_id());
@@ -67,6 +107,7 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
   grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
                         v1::ListJobsResponse* resp) override {
+    CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
     for (auto& s : c_->ListJobs()) *resp->add_jobs() = std::move(s);
     return grpc::Status::OK;
@@ -90,14 +131,17 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
   Coordinator* c_;
   const std::string token_;
+  CallTracker* calls_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(Coordinator* c, absl::Duration lease) : c_(c), lease_(lease) {}
+  WorkerServiceImpl(Coordinator* c, absl::Duration lease, CallTracker* calls)
+      : c_(c), lease_(lease), calls_(calls) {}
 
   grpc::Status AcquireLease(grpc::ServerContext*, const v1::AcquireLeaseRequest* req,
                             v1::AcquireLeaseResponse* resp) override {
+    CallTracker::Scope call(calls_);
     absl::StatusOr<LeaseGrant> g = c_->AcquireLease(req->worker_id(), req->capacity());
     if (!g.ok()) return ToGrpc(g.status());
     if (g->has_lease) {
@@ -111,6 +155,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   }
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                          v1::HeartbeatResponse* resp) override {
+    CallTracker::Scope call(calls_);
     absl::StatusOr<HeartbeatReply> h = c_->Heartbeat(req->lease_id(), req->worker_id());
     if (!h.ok()) return ToGrpc(h.status());
     resp->set_state(h->state);
@@ -119,6 +164,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   }
   grpc::Status ReportResult(grpc::ServerContext*, const v1::ReportResultRequest* req,
                             v1::ReportResultResponse* resp) override {
+    CallTracker::Scope call(calls_);
     if (!req->has_result()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "result is required");
     absl::StatusOr<v1::ReportOutcome> o = c_->ReportResult(req->lease_id(), req->result());
     if (!o.ok()) return ToGrpc(o.status());
@@ -129,11 +175,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
  private:
   Coordinator* c_;
   const absl::Duration lease_;
+  CallTracker* calls_;
 };
 
 }  // namespace
 
 struct CoordinatorServer::Impl {
+  CallTracker calls;
   std::unique_ptr<ImpqServiceImpl> impq;
   std::unique_ptr<WorkerServiceImpl> worker;
   std::unique_ptr<grpc::Server> server;
@@ -155,11 +203,18 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto impl = std::make_unique<Impl>();
-  impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token);
-  impl->worker = std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration);
+  impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token, &impl->calls);
+  impl->worker =
+      std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration, &impl->calls);
   grpc::ServerBuilder b;
   b.AddListeningPort(options.listen, *creds, &impl->port);
   b.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // The sync server's default (at most 2 idle pollers) makes a thread that finishes a call
+  // exit whenever 2 others are polling, and a new one start when the last poller takes a
+  // call: with a few busy workers that is a thread created per few calls. Letting finished
+  // threads go back to polling removes the churn (bench/service_bench: 35 -> 28 syscalls and
+  // 13 -> 10 context switches per lease round trip; more reports per group commit).
+  b.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   b.RegisterService(impl->impq.get());
   b.RegisterService(impl->worker.get());
   impl->server = b.BuildAndStart();
@@ -174,7 +229,12 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
-  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  // Drain: watches end at once, unary calls in flight finish (a report returns once its result
+  // is durable). Then close: a deadline already past makes grpc cancel whatever is left and
+  // drop every connection instead of waiting for idle clients to disconnect.
+  impl_->calls.StartDraining();
+  impl_->calls.AwaitDrained(absl::Now() + grace);
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 void CoordinatorServer::Wait() { impl_->server->Wait(); }

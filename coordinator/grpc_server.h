@@ -35,7 +35,11 @@ class CoordinatorServer {
                                                                   const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown(0) if still running
   int port() const;
-  // Marks health NOT_SERVING, stops accepting calls, waits up to `grace` for calls in flight.
+  // Graceful and prompt: marks health NOT_SERVING, ends every WatchJob stream (UNAVAILABLE),
+  // waits up to `grace` for the unary calls in flight to finish (a ReportResult in a group
+  // commit returns once durable), then cancels what is left and closes every connection —
+  // idle clients do not hold it up. Call Coordinator::Shutdown() first to stop intake.
+  // Idempotent.
   void Shutdown(absl::Duration grace);
   // Blocks until Shutdown() completes.
   void Wait();

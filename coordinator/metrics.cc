@@ -1,5 +1,9 @@
 #include "coordinator/metrics.h"
 
+#include <algorithm>
+#include <cctype>
+#include <string>
+
 namespace impq::coordinator {
 
 CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
@@ -46,6 +50,22 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
                             .Name("impq_coordinator_workers_connected")
                             .Help("Workers heard from within two lease durations")
                             .Register(r)
-                            .Add({})) {}
+                            .Add({})),
+      store_commits(prometheus::BuildCounter()
+                        .Name("impq_coordinator_store_commits_total")
+                        .Help("Store transactions that made accepted reports durable (group "
+                              "commit: one per batch of concurrent reports)")
+                        .Register(r)
+                        .Add({})),
+      reports_accepted(reports.Add({{"outcome", "accepted"}})),
+      reports_duplicate(reports.Add({{"outcome", "duplicate"}})),
+      reports_stale(reports.Add({{"outcome", "stale"}})) {
+  for (int s = v1::JOB_STATE_QUEUED; s <= v1::JOB_STATE_CANCELLED; ++s) {
+    std::string name = v1::JobState_Name(static_cast<v1::JobState>(s)).substr(10);  // JOB_STATE_
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    jobs_in_state[static_cast<size_t>(s)] = &jobs.Add({{"state", name}});
+  }
+}
 
 }  // namespace impq::coordinator

@@ -3,6 +3,9 @@
 #ifndef IMPQ_COORDINATOR_METRICS_H_
 #define IMPQ_COORDINATOR_METRICS_H_
 
+#include <array>
+
+#include "impq/v1/messages.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -25,6 +28,14 @@ struct CoordinatorMetrics {
   prometheus::Histogram& evaluation_seconds;            // impq_coordinator_evaluation_seconds
   prometheus::Gauge& queue_depth;                       // impq_coordinator_queue_depth_units
   prometheus::Gauge& workers_connected;                 // impq_coordinator_workers_connected
+  prometheus::Counter& store_commits;                   // impq_coordinator_store_commits_total
+
+  // The labelled series, resolved once (Family::Add hashes its labels on every call).
+  // jobs_in_state[s] is jobs{state=<s in lower case>} for s in QUEUED..CANCELLED, null else.
+  std::array<prometheus::Gauge*, v1::JobState_ARRAYSIZE> jobs_in_state{};
+  prometheus::Counter& reports_accepted;                // reports{outcome="accepted"}
+  prometheus::Counter& reports_duplicate;               // reports{outcome="duplicate"}
+  prometheus::Counter& reports_stale;                   // reports{outcome="stale"}
 };
 
 }  // namespace impq::coordinator

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS results (
 
 }  // namespace
 
-absl::Status Store::Error(const char* what, int rc) const {
+absl::Status Store::Error(const std::string& what, int rc) const {
   const std::string msg = absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errstr(rc),
                                        " (", db_ != nullptr ? sqlite3_errmsg(db_) : "", ")");
   if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) return absl::DataLossError(msg);
@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
                                  nullptr);
   std::unique_ptr<Store> store(new Store(db, path));
   if (rc != SQLITE_OK) return store->Error("open", rc);
+  absl::MutexLock lock(&store->mu_);
   sqlite3_busy_timeout(db, 5000);
   // The first statements touch the file header: a torn or foreign file fails here.
   RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
@@ -86,55 +87,101 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='incarnation'", -1, &st.s, nullptr);
   if (sqlite3_step(st.s) != SQLITE_ROW) return store->Error("read incarnation", SQLITE_ERROR);
   store->incarnation_ = sqlite3_column_int64(st.s, 0);
+  RETURN_IF_ERROR(store->Prepare());
   return store;
 }
 
-Store::~Store() { sqlite3_close_v2(db_); }
+Store::~Store() {
+  {
+    absl::MutexLock lock(&mu_);
+    sqlite3_finalize(put_job_);
+    sqlite3_finalize(put_result_);
+  }
+  sqlite3_close_v2(db_);
+}
 
-absl::Status Store::PutJob(const StoredJob& job) {
-  Stmt st;
+absl::Status Store::Prepare() {
   int rc = sqlite3_prepare_v2(
       db_,
       "INSERT OR REPLACE INTO jobs(id, seq, spec, state, submitted_ms, started_ms, finished_ms, "
       "error, result) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-      -1, &st.s, nullptr);
+      -1, &put_job_, nullptr);
   if (rc != SQLITE_OK) return Error("prepare PutJob", rc);
-  BindText(st.s, 1, job.id);
-  sqlite3_bind_int64(st.s, 2, job.seq);
-  BindBlob(st.s, 3, job.spec.SerializeAsString());
-  sqlite3_bind_int64(st.s, 4, job.state);
-  sqlite3_bind_int64(st.s, 5, job.submitted_ms);
-  sqlite3_bind_int64(st.s, 6, job.started_ms);
-  sqlite3_bind_int64(st.s, 7, job.finished_ms);
-  BindText(st.s, 8, job.error);
+  rc = sqlite3_prepare_v2(
+      db_, "INSERT OR IGNORE INTO results(job_id, unit_index, result) VALUES(?1, ?2, ?3)", -1,
+      &put_result_, nullptr);
+  if (rc != SQLITE_OK) return Error("prepare PutResult", rc);
+  return absl::OkStatus();
+}
+
+absl::Status Store::PutJob(const StoredJob& job) {
+  const std::string spec = job.spec.SerializeAsString();
+  const std::string result = job.has_result ? job.result.SerializeAsString() : std::string();
+  absl::MutexLock lock(&mu_);
+  sqlite3_stmt* st = put_job_;
+  BindText(st, 1, job.id);
+  sqlite3_bind_int64(st, 2, job.seq);
+  BindBlob(st, 3, spec);
+  sqlite3_bind_int64(st, 4, job.state);
+  sqlite3_bind_int64(st, 5, job.submitted_ms);
+  sqlite3_bind_int64(st, 6, job.started_ms);
+  sqlite3_bind_int64(st, 7, job.finished_ms);
+  BindText(st, 8, job.error);
   if (job.has_result) {
-    BindBlob(st.s, 9, job.result.SerializeAsString());
+    BindBlob(st, 9, result);
   } else {
-    sqlite3_bind_null(st.s, 9);
+    sqlite3_bind_null(st, 9);
   }
-  rc = sqlite3_step(st.s);
-  if (rc != SQLITE_DONE) return Error(absl::StrCat("write job ", job.id).c_str(), rc);
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return Error(absl::StrCat("write job ", job.id), rc);
+  return absl::OkStatus();
+}
+
+absl::Status Store::InsertResult(const std::string& job_id, int64_t unit_index,
+                                 const std::string& payload) {
+  sqlite3_stmt* st = put_result_;
+  BindText(st, 1, job_id);
+  sqlite3_bind_int64(st, 2, unit_index);
+  BindBlob(st, 3, payload);
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return Error(absl::StrCat("write result ", job_id, "/", unit_index), rc);
   return absl::OkStatus();
 }
 
 absl::Status Store::PutResult(const std::string& job_id, int64_t unit_index,
                               const v1::WorkResult& result) {
-  Stmt st;
-  int rc = sqlite3_prepare_v2(
-      db_, "INSERT OR IGNORE INTO results(job_id, unit_index, result) VALUES(?1, ?2, ?3)", -1,
-      &st.s, nullptr);
-  if (rc != SQLITE_OK) return Error("prepare PutResult", rc);
-  BindText(st.s, 1, job_id);
-  sqlite3_bind_int64(st.s, 2, unit_index);
-  BindBlob(st.s, 3, result.SerializeAsString());
-  rc = sqlite3_step(st.s);
-  if (rc != SQLITE_DONE) {
-    return Error(absl::StrCat("write result ", job_id, "/", unit_index).c_str(), rc);
+  const std::string payload = result.SerializeAsString();
+  absl::MutexLock lock(&mu_);
+  return InsertResult(job_id, unit_index, payload);
+}
+
+absl::Status Store::PutResults(std::span<const ResultRecord> records) {
+  if (records.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  if (records.size() == 1) {
+    return InsertResult(records[0].job_id, records[0].unit_index, records[0].payload);
+  }
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  for (const ResultRecord& r : records) {
+    if (absl::Status s = InsertResult(r.job_id, r.unit_index, r.payload); !s.ok()) {
+      (void)Exec("ROLLBACK");
+      return s;
+    }
+  }
+  if (absl::Status s = Exec("COMMIT"); !s.ok()) {
+    // A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY): end it.
+    if (!sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+    return s;
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<StoreContents> Store::Load() {
+  absl::MutexLock lock(&mu_);
   StoreContents out;
   out.incarnation = incarnation_;
   {

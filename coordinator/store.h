@@ -7,13 +7,15 @@
 // are deliberately not stored: after a restart, units in flight are simply re-issued.
 //
 // Durability: every Put* is one transaction committed with synchronous=FULL before it
-// returns, so an OK Put survives a crash of the process (and of the machine).
+// returns, so an OK Put survives a crash of the process (and of the machine). PutResults
+// writes many results in one transaction (one fsync): the coordinator's group commit.
 // Corruption: Open() runs PRAGMA quick_check and returns DataLoss naming the file when the
 // database is torn; Load() skips (and counts) result rows whose payload does not parse, so
 // those units are simply evaluated again, and returns DataLoss naming the job for a job row
 // that does not parse (a job spec cannot be recomputed).
 //
-// Thread-compatible: the coordinator serializes calls under its mutex.
+// Thread-safe: calls are serialized by the store's own mutex (a transaction never interleaves
+// with another call's statements), so the coordinator can commit results outside its mutex.
 #ifndef IMPQ_COORDINATOR_STORE_H_
 #define IMPQ_COORDINATOR_STORE_H_
 
@@ -22,10 +24,15 @@
 #include <string>
 #include <vector>
 
+#include <span>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "impq/v1/messages.pb.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace impq::coordinator {
 
@@ -44,6 +51,13 @@ struct StoredResult {
   std::string job_id;
   int64_t unit_index = 0;
   v1::WorkResult result;
+};
+
+// One row of PutResults: the result of unit `unit_index` of `job_id`, already serialized.
+struct ResultRecord {
+  std::string job_id;
+  int64_t unit_index = 0;
+  std::string payload;  // v1::WorkResult::SerializeAsString()
 };
 
 struct StoreContents {
@@ -69,6 +83,9 @@ class Store {
   // first accepted one wins, as in the coordinator).
   absl::Status PutResult(const std::string& job_id, int64_t unit_index,
                          const v1::WorkResult& result);
+  // PutResult for every record, in one transaction: all are durable when it returns OK, none
+  // is when it fails (rolled back). An empty span is OK and writes nothing.
+  absl::Status PutResults(std::span<const ResultRecord> records);
   // Everything stored. See the file comment for corrupt rows.
   absl::StatusOr<StoreContents> Load();
 
@@ -77,12 +94,21 @@ class Store {
 
  private:
   Store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  absl::Status Exec(const char* sql);
-  absl::Status Error(const char* what, int rc) const;
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Error(const std::string& what, int rc) const;
+  // Prepares the cached statements (once, from Open).
+  absl::Status Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertResult(const std::string& job_id, int64_t unit_index,
+                            const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  sqlite3* db_;
+  // Constant after Open.
+  sqlite3* const db_;
   const std::string path_;
   int64_t incarnation_ = 0;
+
+  absl::Mutex mu_;
+  sqlite3_stmt* put_job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  sqlite3_stmt* put_result_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace impq::coordinator

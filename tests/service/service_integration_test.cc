@@ -59,7 +59,7 @@ TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
   std::vector<pid_t> workers;
   for (const char* id : {"wa", "wb"}) {
     workers.push_back(Spawn({IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
-                             "--capacity", "2"},
+                             "--capacity", "2", "--device", "cpu"},
                             dir + "/" + id + ".log"));
   }
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());

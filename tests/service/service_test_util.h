@@ -111,7 +111,9 @@ inline CoordinatorProcess StartCoordinator(const std::string& dir,
 
 inline pid_t StartWorker(const std::string& dir, const std::string& target, const std::string& id,
                          std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id};
+  // The CPU engine: results are compared bit for bit with the (CPU) embedded run.
+  std::vector<std::string> argv = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
+                                   "--device", "cpu"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return Spawn(argv, dir + "/" + id + ".log");
 }

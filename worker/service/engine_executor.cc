@@ -1,6 +1,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "common/thread_pool.h"
@@ -13,6 +14,10 @@
 #include "worker/quant/quantized_model.h"
 #include "worker/quant/quantizer.h"
 #include "worker/service/unit_executor.h"
+#ifdef IMPQ_WORKER_WITH_GPU
+#include "worker/gpu/gpu_evaluator.h"
+#include "worker/gpu/gpu_runtime.h"
+#endif
 
 namespace impq::worker_service {
 namespace {
@@ -30,14 +35,20 @@ struct Loaded {
 struct Dataset {
   std::string key;
   eval::EvalSet set;
-  std::unique_ptr<engine::LocalEvaluator> evaluator;
+  std::unique_ptr<solver::CoalitionEvaluator> evaluator;
+#ifdef IMPQ_WORKER_WITH_GPU
+  gpu::GpuEvaluator* gpu = nullptr;  // = evaluator when it runs on the GPU
+#endif
 };
 
 class EngineExecutor : public UnitExecutor {
  public:
-  explicit EngineExecutor(int threads) : threads_(threads) {}
+  EngineExecutor(int threads, EngineDevice device) : threads_(threads) { ChooseDevice(device); }
+
+  absl::Status Health() const override { return health_; }
 
   absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit& unit) override {
+    if (!health_.ok()) return health_;
     const auto t0 = std::chrono::steady_clock::now();
     const v1::JobSpec& spec = unit.spec();
     RETURN_IF_ERROR(Load(spec));
@@ -69,8 +80,14 @@ class EngineExecutor : public UnitExecutor {
         coalitions.push_back(std::move(q));
       }
     }
-    ASSIGN_OR_RETURN(std::vector<double> losses, ds->evaluator->Evaluate(coalitions));
-    for (double l : losses) r.add_losses(l);
+    absl::StatusOr<std::vector<double>> losses = ds->evaluator->Evaluate(coalitions);
+    if (!losses.ok()) {
+#ifdef IMPQ_WORKER_WITH_GPU
+      if (ds->gpu != nullptr && ds->gpu->device_failed()) DeviceFailed(losses.status());
+#endif
+      return losses.status();
+    }
+    for (double l : *losses) r.add_losses(l);
     r.set_evaluation_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return r;
@@ -150,25 +167,109 @@ class EngineExecutor : public UnitExecutor {
       d->set.processed_tokens += static_cast<int64_t>(s.tokens.size());
     }
     if (with_evaluator) {
-      engine::LocalEvaluatorOptions eo;
-      eo.threads = threads_;
-      eo.max_cache_bytes = calib ? int64_t{1} << 30 : 0;
-      ASSIGN_OR_RETURN(d->evaluator, engine::LocalEvaluator::Create(*loaded_->qmodel,
-                                                                    *loaded_->forward, d->set, eo));
+      const int64_t cache_bytes = calib ? int64_t{1} << 30 : 0;
+#ifdef IMPQ_WORKER_WITH_GPU
+      if (runtime_ != nullptr) {
+        gpu::GpuEvaluatorOptions go;
+        go.max_cache_bytes = cache_bytes;
+        absl::StatusOr<std::unique_ptr<gpu::GpuEvaluator>> g =
+            gpu::GpuEvaluator::Create(runtime_.get(), 0, *loaded_->qmodel, d->set, go);
+        if (g.ok()) {
+          d->gpu = g->get();
+          d->evaluator = *std::move(g);
+        } else if (g.status().code() == absl::StatusCode::kInternal) {
+          DeviceFailed(g.status());  // a CUDA failure: the device is unusable
+          return g.status();
+        } else if (g.status().code() == absl::StatusCode::kInvalidArgument) {
+          return g.status();  // the set does not fit the model: the CPU would refuse it too
+        } else {
+          // Out of device memory or no usable device: this model runs on the CPU.
+          IMPQ_LOG(WARNING) << "GPU evaluator unavailable for " << path << ", using the CPU: "
+                            << g.status();
+        }
+      }
+#endif
+      if (d->evaluator == nullptr) {
+        engine::LocalEvaluatorOptions eo;
+        eo.threads = threads_;
+        eo.max_cache_bytes = cache_bytes;
+        ASSIGN_OR_RETURN(d->evaluator, engine::LocalEvaluator::Create(
+                                           *loaded_->qmodel, *loaded_->forward, d->set, eo));
+      }
     }
     slot = std::move(d);
     return slot.get();
   }
 
+  // The GPU when asked for (kAuto, kGpu) and the plugin loads and sees a device, else the
+  // CPU; kGpu without a usable GPU leaves the executor not serving instead of silently
+  // running on the CPU.
+  void ChooseDevice(EngineDevice device) {
+    const bool want_gpu = device == EngineDevice::kGpu;
+    if (device == EngineDevice::kCpu) return;
+#ifdef IMPQ_WORKER_WITH_GPU
+    absl::Status no_gpu;
+    absl::StatusOr<std::unique_ptr<gpu::GpuRuntime>> rt = gpu::GpuRuntime::Load();
+    if (!rt.ok()) {
+      no_gpu = rt.status();
+    } else if ((*rt)->device_count() == 0) {
+      no_gpu = absl::UnavailableError(absl::StrCat("no CUDA device: ", (*rt)->no_device_reason()));
+    } else if (absl::StatusOr<ImpqGpuDeviceInfo> info = (*rt)->DeviceInfo(0); !info.ok()) {
+      no_gpu = info.status();
+    } else {
+      runtime_ = *std::move(rt);
+      IMPQ_LOG(INFO) << "engine: GPU 0 (" << info->name << ", sm_" << info->cc_major
+                     << info->cc_minor << ", " << (info->total_bytes >> 20) << " MiB)";
+      return;
+    }
+    if (want_gpu) {
+      health_ = absl::UnavailableError(
+          absl::StrCat("device gpu requested but no usable GPU: ", no_gpu.message()));
+      IMPQ_LOG(ERROR) << health_;
+      return;
+    }
+    IMPQ_LOG(INFO) << "engine: CPU, " << threads_ << " thread(s) (no GPU: " << no_gpu.message()
+                   << ")";
+#else
+    if (want_gpu) {
+      health_ = absl::UnavailableError("device gpu requested but this build has no GPU support");
+      IMPQ_LOG(ERROR) << health_;
+      return;
+    }
+    IMPQ_LOG(INFO) << "engine: CPU, " << threads_ << " thread(s) (built without GPU support)";
+#endif
+  }
+
+  // A CUDA failure: gpu_api.h's devices are unusable after one, so the executor stops serving
+  // (the worker loop then stops taking leases; see unit_executor.h).
+  void DeviceFailed(const absl::Status& cause) {
+    health_ = absl::UnavailableError(
+        absl::StrCat("GPU device failed, not serving: ", cause.message()));
+    IMPQ_LOG(ERROR) << health_;
+  }
+
   const int threads_;
+  absl::Status health_;  // OK while serving
+#ifdef IMPQ_WORKER_WITH_GPU
+  // Null: the CPU engine. Declared before the datasets, whose evaluators use it.
+  std::unique_ptr<gpu::GpuRuntime> runtime_;
+#endif
   std::unique_ptr<Loaded> loaded_;
   std::unique_ptr<Dataset> calib_, eval_;  // REQUIRES: destroyed before loaded_ (see Load)
 };
 
 }  // namespace
 
-std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads) {
-  return std::make_unique<EngineExecutor>(threads);
+absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name) {
+  if (name == "cpu") return EngineDevice::kCpu;
+  if (name == "auto") return EngineDevice::kAuto;
+  if (name == "gpu") return EngineDevice::kGpu;
+  return absl::InvalidArgumentError(
+      absl::StrCat("device \"", name, "\": expected cpu, auto or gpu"));
+}
+
+std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads, EngineDevice device) {
+  return std::make_unique<EngineExecutor>(threads, device);
 }
 
 }  // namespace impq::worker_service

@@ -20,12 +20,30 @@ class UnitExecutor {
   // (files, backend), or the unit does not fit the model (e.g. a permutation of the wrong
   // size). Deterministic: the losses depend on the unit only.
   virtual absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit& unit) = 0;
+  // OK while the executor can serve units; otherwise why not (e.g. its GPU failed). The worker
+  // loop checks it before every lease and stops when it is not OK. Thread-safe.
+  virtual absl::Status Health() const { return absl::OkStatus(); }
 };
 
-// The CPU engine (worker/engine LocalEvaluator with prefix reuse). Loads the model and builds
-// the 2- and 4-bit variants once per (model, tokenizer, backend, group size, players), and the
-// evaluation sets once per (text, docs, context); keeps the most recent one of each.
-std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads);
+// Where the engine computes losses.
+enum class EngineDevice {
+  kCpu,   // engine::LocalEvaluator (bit for bit the losses of `impq run`)
+  kAuto,  // CUDA device 0 when the build has the GPU path, the plugin loads and a device
+          // exists; else the CPU (the choice is logged)
+  kGpu,   // CUDA device 0, required: without one the executor is not serving
+};
+// "cpu", "auto", "gpu"; InvalidArgument naming the value otherwise.
+absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name);
+
+// The engine: loads the model and builds the 2- and 4-bit variants once per (model,
+// tokenizer, backend, group size, players), and the evaluation sets once per (text, docs,
+// context); keeps the most recent one of each. Losses come from engine::LocalEvaluator (CPU)
+// or gpu::GpuEvaluator (GPU, bf16 numerics: close to but not bit-identical with the CPU's),
+// both with prefix reuse. On the GPU, a model that does not fit the device runs on the CPU,
+// and a CUDA failure makes Health() fail: the device is unusable afterwards (gpu_api.h), so
+// the worker stops instead of failing every unit.
+std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads,
+                                                EngineDevice device = EngineDevice::kCpu);
 
 }  // namespace impq::worker_service
 

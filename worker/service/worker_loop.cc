@@ -1,5 +1,6 @@
 #include "worker/service/worker_loop.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -71,10 +72,18 @@ WorkerLoopStats WorkerLoop::Run() {
   WorkerLoopStats st;
   auto idle = [&] {
     const absl::Time until = absl::Now() + options_.idle_poll;
-    while (!stop_.load() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+    // Sleep in slices of at most 20 ms (Stop() is seen promptly), never past idle_poll.
+    for (absl::Time now = absl::Now(); !stop_.load() && now < until; now = absl::Now()) {
+      absl::SleepFor(std::min(absl::Milliseconds(20), until - now));
+    }
   };
   while (!stop_.load()) {
     if (options_.max_units > 0 && st.units_reported >= options_.max_units) break;
+    if (absl::Status h = executor_->Health(); !h.ok()) {
+      IMPQ_LOG(ERROR) << "worker " << options_.worker_id << " not serving: " << h;
+      st.health = h;
+      break;
+    }
     absl::StatusOr<LeaseReply> lease = client_->AcquireLease(options_.worker_id, options_.capacity);
     if (!lease.ok()) {
       ++st.errors;

@@ -30,6 +30,7 @@ struct WorkerLoopOptions {
 struct WorkerLoopStats {
   int64_t leases = 0, units_reported = 0, accepted = 0, duplicate = 0, stale = 0;
   int64_t errors = 0, dropped_units = 0;
+  absl::Status health;  // the executor's Health() when it made the loop stop; OK otherwise
 };
 
 class WorkerLoop {
@@ -38,7 +39,8 @@ class WorkerLoop {
   WorkerLoop(WorkerClient* client, UnitExecutor* executor, WorkerLoopOptions options);
   ~WorkerLoop();
 
-  // Runs until Stop() (or max_units). Returns the counters.
+  // Runs until Stop(), max_units, or the executor's Health() is not OK (checked before every
+  // lease: a worker that cannot compute takes no work). Returns the counters.
   WorkerLoopStats Run();
   void Stop() { stop_.store(true); }
 

@@ -92,5 +92,75 @@ TEST(WorkerLoopTest, EngineJobOnStories260K) {
   EXPECT_EQ(one.SerializeAsString(), two.SerializeAsString());
 }
 
+// An executor whose device fails on its first unit, and a client that always has work.
+class FailingDeviceExecutor : public UnitExecutor {
+ public:
+  absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit&) override {
+    ++executed;
+    health_ = absl::UnavailableError("GPU device failed");
+    return health_;
+  }
+  absl::Status Health() const override { return health_; }
+  int executed = 0;
+
+ private:
+  absl::Status health_;
+};
+
+class EndlessClient : public WorkerClient {
+ public:
+  absl::StatusOr<LeaseReply> AcquireLease(const std::string&, int) override {
+    ++leases;
+    LeaseReply r;
+    r.has_lease = true;
+    r.lease_id = "l" + std::to_string(leases);
+    r.duration_ms = 60000;
+    r.units.resize(3);
+    return r;
+  }
+  absl::StatusOr<v1::LeaseState> Heartbeat(const std::string&, const std::string&) override {
+    return v1::LEASE_STATE_ACTIVE;
+  }
+  absl::StatusOr<v1::ReportOutcome> ReportResult(const std::string&,
+                                                 const v1::WorkResult&) override {
+    ++reports;
+    return v1::REPORT_OUTCOME_ACCEPTED;
+  }
+  int leases = 0, reports = 0;
+};
+
+// A worker whose executor stops serving takes no further lease and reports nothing.
+TEST(WorkerLoopTest, StopsTakingWorkWhenTheExecutorIsNotServing) {
+  EndlessClient client;
+  FailingDeviceExecutor executor;
+  WorkerLoopOptions lo;
+  lo.worker_id = "w";
+  lo.idle_poll = absl::Milliseconds(1);
+  WorkerLoop loop(&client, &executor, lo);
+  const WorkerLoopStats st = loop.Run();  // returns by itself
+  EXPECT_EQ(st.health.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client.leases, 1);
+  EXPECT_EQ(executor.executed, 1);  // the other units of the lease are dropped
+  EXPECT_EQ(client.reports, 0);
+  EXPECT_EQ(st.units_reported, 0);
+}
+
+// The engine's device: parsed by name; the CPU always serves; a device the build or machine
+// lacks leaves the executor not serving (Health and every Execute say why), never silently
+// on the CPU.
+TEST(EngineExecutorTest, DeviceChoice) {
+  EXPECT_EQ(*ParseEngineDevice("cpu"), EngineDevice::kCpu);
+  EXPECT_EQ(*ParseEngineDevice("auto"), EngineDevice::kAuto);
+  EXPECT_EQ(*ParseEngineDevice("gpu"), EngineDevice::kGpu);
+  EXPECT_EQ(ParseEngineDevice("tpu").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(NewEngineExecutor(1)->Health().ok());
+  EXPECT_TRUE(NewEngineExecutor(1, EngineDevice::kAuto)->Health().ok());
+  auto gpu = NewEngineExecutor(1, EngineDevice::kGpu);
+  if (!gpu->Health().ok()) {
+    EXPECT_EQ(gpu->Health().code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(gpu->Execute(v1::WorkUnit()).status(), gpu->Health());
+  }
+}
+
 }  // namespace
 }  // namespace impq::worker_service

@@ -1,9 +1,14 @@
-// impq-worker: pulls work units from an impq-coordinator and evaluates them on the CPU engine.
+// impq-worker: pulls work units from an impq-coordinator and evaluates them on CUDA device 0
+// when there is one (the GPU path), else on the CPU engine (--device, default $IMPQ_DEVICE or
+// auto; worker/service/unit_executor.h). Exits 1 when the executor stops serving (e.g. a GPU
+// failure), so the orchestrator can replace it; its leases expire and go to other workers.
 //   impq-worker --coordinator 127.0.0.1:50051 [--worker_id w1] [--threads 2] [--capacity 1]
+//     [--device auto|cpu|gpu]
 //     [--tls_ca ca.pem [--tls_cert client.pem --tls_key client.key] [--tls_server_name N]]
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include "common/flags.h"
@@ -21,6 +26,8 @@ int main(int argc, char** argv) {
   std::string target = "127.0.0.1:50051", worker_id, token;
   impq::TlsFiles tls;
   int64_t threads = 1, capacity = 1, max_units = 0;
+  const char* device_env = std::getenv("IMPQ_DEVICE");
+  std::string device = device_env != nullptr && *device_env != '\0' ? device_env : "auto";
   impq::FlagSet flags("impq-worker");
   flags.String("coordinator", &target, "coordinator WorkerService address host:port");
   flags.String("worker_id", &worker_id, "stable id of this worker (default: hostname-pid)");
@@ -30,6 +37,9 @@ int main(int argc, char** argv) {
   flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
   flags.String("tls_server_name", &tls.server_name, "name expected in the server certificate");
   flags.Int("threads", &threads, "compute threads of the CPU engine");
+  flags.String("device", &device,
+               "auto (CUDA device 0 when present, else CPU), cpu, or gpu (required); "
+               "default $IMPQ_DEVICE or auto");
   flags.Int("capacity", &capacity, "units asked per lease");
   flags.Int("max_units", &max_units, "exit after reporting this many units (0: never)");
   if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
@@ -56,7 +66,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::unique_ptr<impq::worker_service::WorkerClient> client = *std::move(client_or);
-  auto executor = impq::worker_service::NewEngineExecutor(static_cast<int>(threads));
+  absl::StatusOr<impq::worker_service::EngineDevice> engine_device =
+      impq::worker_service::ParseEngineDevice(device);
+  if (!engine_device.ok()) {
+    std::cerr << "impq-worker: --device: " << engine_device.status().message() << "\n";
+    return 2;
+  }
+  auto executor =
+      impq::worker_service::NewEngineExecutor(static_cast<int>(threads), *engine_device);
   impq::worker_service::WorkerLoopOptions o;
   o.worker_id = worker_id;
   o.capacity = static_cast<int>(capacity);
@@ -71,5 +88,11 @@ int main(int argc, char** argv) {
   IMPQ_LOG(INFO) << "impq-worker " << worker_id << " stopping: " << st.accepted << " accepted, "
                  << st.duplicate << " duplicate, " << st.stale << " stale, " << st.errors
                  << " errors";
+  if (!st.health.ok()) {
+    // Not serving (e.g. the GPU failed): a non-zero exit lets the orchestrator restart or
+    // replace this worker; its leases expire and other workers take the units.
+    std::cerr << "impq-worker: " << st.health.message() << "\n";
+    return 1;
+  }
   return 0;
 }
