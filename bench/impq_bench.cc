@@ -19,7 +19,10 @@
 // the flags (RunJob's determinism contract), at any --threads.
 //
 //   build/bench/impq_bench [--permutations 12] [--heldout-docs 500] [--seed 0] [--threads 2]
-//                          [--backends rtn,hqq,gptq]
+//                          [--backends rtn,hqq,gptq] [--budgets 2.25,2.5,3.0,3.5]
+//                          [--choice-z Z] [--extra-fraction F] [--search-batch B]
+//                          [--search-max-changed C] [--search-model first_order|local]
+//                          [--select-docs N]
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -28,6 +31,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/test_paths.h"
@@ -47,12 +51,29 @@ int Main(int argc, char** argv) {
   int64_t permutations = 12, heldout_docs = 500, seed = 0;
   int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
   std::string backends_text = "rtn,hqq,gptq";
+  std::string budgets_text = "2.25,2.5,3.0,3.5";
+  double choice_z = engine::JobOptions().choice_z;
+  double extra_fraction = engine::JobOptions().extra_evaluation_fraction;
+  int64_t search_batch = engine::JobOptions().search_batch;
+  int64_t search_max_changed = engine::JobOptions().search_max_changed;
+  std::string search_model = engine::JobOptions().search_model;
+  int64_t select_docs = engine::JobOptions().select_docs;
   FlagSet flags("impq_bench");
   flags.Int("permutations", &permutations, "SPQE permutations per backend (antithetic, even)");
   flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
   flags.Int("seed", &seed, "seed of the permutations and the random baseline");
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
+  flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
+  flags.Double("choice-z", &choice_z, "paired standard errors a more elaborate tier must win by");
+  flags.Double("extra-fraction", &extra_fraction,
+               "calibration evaluations of the choice, as a fraction of SPQE's");
+  flags.Int("search-batch", &search_batch, "local search: evaluations per model refit");
+  flags.Int("search-max-changed", &search_max_changed, "local search: players changed per move");
+  flags.Int("select-docs", &select_docs,
+            "measure the choice on the next N stories of the calibration text (0: on the "
+            "calibration set)");
+  flags.String("search-model", &search_model, "local search's ranking: first_order | local");
   if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
     std::cerr << s.message() << "\n\n" << flags.Usage();
     return 2;
@@ -63,6 +84,15 @@ int Main(int argc, char** argv) {
   }
   const std::vector<std::string> backends =
       absl::StrSplit(backends_text, ',', absl::SkipWhitespace());
+  std::vector<double> budgets;
+  for (absl::string_view b : absl::StrSplit(budgets_text, ',', absl::SkipWhitespace())) {
+    double v = 0;
+    if (!absl::SimpleAtod(b, &v)) {
+      std::cerr << "impq_bench: --budgets: '" << b << "' is not a number\n";
+      return 2;
+    }
+    budgets.push_back(v);
+  }
 
   std::string table =
       "| backend | b_avg | chosen (from) | IMPQ (paper) | isolated Δ | LIM | Z-score | act. norm "
@@ -83,6 +113,13 @@ int Main(int argc, char** argv) {
     o.permutations = permutations;
     o.seed = static_cast<uint64_t>(seed);
     o.threads = static_cast<int>(threads);
+    o.average_bits = budgets;
+    o.choice_z = choice_z;
+    o.extra_evaluation_fraction = extra_fraction;
+    o.search_batch = search_batch;
+    o.search_max_changed = static_cast<int>(search_max_changed);
+    o.search_model = search_model;
+    o.select_docs = select_docs;
     std::cerr << "impq_bench: " << backend << " ...\n";
     const auto start = std::chrono::steady_clock::now();
     auto r = engine::RunJob(o);
@@ -92,6 +129,9 @@ int Main(int argc, char** argv) {
     }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Every candidate's calibration and held-out PPL, for the record (stderr: the table on
+    // stdout is the bench's answer).
+    std::cerr << engine::JobResultToMarkdown(*r) << "\n";
     for (const engine::BudgetResult& b : r->budgets) {
       const engine::MeasuredAllocation& chosen = b.Chosen();
       double best_isolated = 1e300, best_baseline = 1e300;

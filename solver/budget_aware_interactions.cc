@@ -86,6 +86,17 @@ std::vector<double> WindowSizeWeights(int n, double target_size) {
   return w;
 }
 
+std::vector<double> TopWindowSizeWeights(int n, double target_size) {
+  std::vector<double> w(static_cast<size_t>(std::max(n, 0)), 0.0);
+  if (n < 1) return w;
+  if (!(target_size <= n - 1.0)) {  // k* > n − 1 (or NaN): the all-2-bit end
+    w[n - 1] = 1.0;
+    return w;
+  }
+  for (int t = 0; t < n; ++t) w[t] = std::clamp(t - target_size + 1.0, 0.0, 1.0);
+  return w;
+}
+
 SemivalueEstimator::SemivalueEstimator(std::vector<double> size_weights, std::string name)
     : size_weights_(std::move(size_weights)), name_(std::move(name)) {}
 
@@ -156,6 +167,12 @@ std::unique_ptr<InteractionEstimator> NewWindowSemivalueEstimator(int num_player
                                                                   double target_size) {
   return std::make_unique<SemivalueEstimator>(WindowSizeWeights(num_players, target_size),
                                               "window");
+}
+
+std::unique_ptr<InteractionEstimator> NewTopWindowSemivalueEstimator(int num_players,
+                                                                     double target_size) {
+  return std::make_unique<SemivalueEstimator>(TopWindowSizeWeights(num_players, target_size),
+                                              "window_top");
 }
 
 LocalSurrogateEstimator::LocalSurrogateEstimator(double target_size, double bandwidth,

@@ -87,9 +87,22 @@ class SemivalueEstimator : public InteractionEstimator {
   const std::string name_;
 };
 
+// The window from the other end: w(t) = clamp(t − k* + 1, 0, 1), so that WindowSizeWeights +
+// TopWindowSizeWeights = 1 at every size. Why: v(N) − v(S) for |S| = k is the sum, over the
+// players outside S restored one by one in a random order, of marginals at sizes k..n−1; the
+// allocation minimising v(S) maximises that sum, so the marginals *above* k* are the
+// additive model of what the budget's 4-bit players buy back. At low budgets (k* near n) this
+// window is narrow and sits where the allocation lives, whereas the lower one averages sizes
+// far from it. k* > n − 1 gives the point mass at t = n − 1 (leave one out of all-2-bit).
+// REQUIRES: n >= 1.
+std::vector<double> TopWindowSizeWeights(int num_players, double target_size);
+
 // The budget-aware semivalue: SemivalueEstimator(WindowSizeWeights(n, k*), "window").
 std::unique_ptr<InteractionEstimator> NewWindowSemivalueEstimator(int num_players,
                                                                   double target_size);
+// SemivalueEstimator(TopWindowSizeWeights(n, k*), "window_top").
+std::unique_ptr<InteractionEstimator> NewTopWindowSemivalueEstimator(int num_players,
+                                                                     double target_size);
 
 // Weighted second-order surrogate (see the file comment): minimise
 //   Σ_S w(S)·(x_Sᵀβ − v(S))² + λ·Σ_{k≥1} β_k²,   λ = ridge · trace(XᵀWX)/p,

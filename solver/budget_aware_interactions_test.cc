@@ -54,6 +54,34 @@ TEST(WindowSizeWeightsTest, UniformBelowTargetWithFractionalEdge) {
   EXPECT_EQ(WindowSizeWeights(3, 3.0), (std::vector<double>{1, 1, 1}));
 }
 
+TEST(WindowSizeWeightsTest, TopWindowIsTheComplement) {
+  EXPECT_EQ(TopWindowSizeWeights(5, 2.5), (std::vector<double>{0, 0, 0.5, 1, 1}));
+  EXPECT_EQ(TopWindowSizeWeights(5, 4.6), (std::vector<double>{0, 0, 0, 0, 1}));  // k* > n − 1
+  EXPECT_EQ(TopWindowSizeWeights(3, 0.0), (std::vector<double>{1, 1, 1}));
+  for (double k : {1.0, 1.25, 2.5, 3.75}) {
+    const std::vector<double> low = WindowSizeWeights(5, k), top = TopWindowSizeWeights(5, k);
+    for (int t = 0; t < 5; ++t) EXPECT_DOUBLE_EQ(low[t] + top[t], 1.0) << k << " at " << t;
+  }
+}
+
+// With k* > n − 1 all the weight is at t = n − 1: the top window is leave-one-out from the
+// all-2-bit model, v(N) − v(N \ {i}).
+TEST(SemivalueEstimatorTest, TopWindowAtTheAllTwoBitEndIsLeaveOneOut) {
+  const int n = 6;
+  const testing::RandomGame game{testing::RandomQuadraticGame(n, 2), 5};
+  const std::vector<Observation> obs = AllCoalitions(game, n);
+  const InteractionInput input{.num_players = n, .marginals = {}, .observations = obs};
+  auto top = NewTopWindowSemivalueEstimator(n, n - 0.5)->Estimate(input);
+  ASSERT_TRUE(top.ok()) << top.status();
+  EXPECT_EQ(top->estimator, "window_top");
+  const Coalition all2(n, 1);
+  for (int i = 0; i < n; ++i) {
+    Coalition without = all2;
+    without[i] = 0;
+    EXPECT_NEAR(top->linear[i], game(all2) - game(without), 1e-12) << i;
+  }
+}
+
 TEST(SizedMarginalsTest, WalkGivesOneMarginalPerStep) {
   const int n = 4;
   const testing::QuadraticGame game = testing::RandomQuadraticGame(n, 3);

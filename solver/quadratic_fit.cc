@@ -13,6 +13,15 @@ namespace impq::solver {
 absl::StatusOr<QuadraticObjective> FitQuadraticSurrogate(
     const InteractionInput& input, double ridge, const std::function<double(int)>& row_weight,
     const std::string& label, const std::string& singular_hint) {
+  return FitQuadraticSurrogate(
+      input, ridge, [&](const Coalition& q) { return row_weight(CoalitionSize(q)); }, label,
+      singular_hint);
+}
+
+absl::StatusOr<QuadraticObjective> FitQuadraticSurrogate(
+    const InteractionInput& input, double ridge,
+    const std::function<double(const Coalition&)>& row_weight, const std::string& label,
+    const std::string& singular_hint) {
   const int n = input.num_players;
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat(label, ": ", n, " players"));
   // Feature index: 0 = intercept, 1 + i = q_i, pair(i<j) = 1 + n + offset(i) + (j - i - 1).
@@ -49,7 +58,7 @@ absl::StatusOr<QuadraticObjective> FitQuadraticSurrogate(
         features.push_back(pair_base[ones[u]] + (ones[w] - ones[u] - 1));
       }
     }
-    const double weight = row_weight(static_cast<int>(ones.size()));
+    const double weight = row_weight(obs.coalition);
     for (size_t u = 0; u < features.size(); ++u) {
       xty[features[u]] += weight * obs.loss;
       for (size_t w = 0; w <= u; ++w) {  // features ascending: (u, w) is in the lower triangle

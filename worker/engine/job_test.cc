@@ -1,6 +1,7 @@
 #include "worker/engine/job.h"
 
 #include <cmath>
+#include <functional>
 #include <set>
 #include <string>
 
@@ -52,13 +53,17 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
   ASSERT_TRUE(r.ok()) << r.status();
   const size_t n = r->player_names.size();
   ASSERT_EQ(n, 35u);
+  EXPECT_EQ(r->calib_sequences, 8);
+  EXPECT_EQ(r->select_sequences, 8);
+  EXPECT_TRUE(r->select_on_calibration);  // the default
   EXPECT_EQ(phases, (std::vector<std::string>{"load", "quantize", "baselines", "spqe", "solve",
                                               "select", "measure"}));
   ASSERT_EQ(r->budgets.size(), 2u);
+  int64_t total_search = 0;
   const std::set<std::string> expected = {"impq",       "isolated",       "lim",
                                           "zscore",     "actnorm",        "random",
                                           "uniform",    "impq_surrogate", "impq_window",
-                                          "impq_local"};
+                                          "impq_local", "impq_search", "impq_window_top"};
   for (const BudgetResult& b : r->budgets) {
     std::set<std::string> methods;
     for (const MeasuredAllocation& m : b.allocations) {
@@ -84,18 +89,52 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
       }
     }
     EXPECT_EQ(methods, expected);
-    // The choice: the candidate with the lowest calibration loss.
+    // The choice by tiers: never worse on calibration than the best tier-0 candidate, and a
+    // more elaborate one only when it wins by more than choice_z paired standard errors.
     const MeasuredAllocation& chosen = b.Chosen();
+    const MeasuredAllocation* simpler = nullptr;
     for (const MeasuredAllocation& m : b.allocations) {
-      if (m.candidate) {
-        EXPECT_LE(chosen.calib_nll, m.calib_nll) << m.method;
+      if (m.method == b.simpler) simpler = &m;
+    }
+    ASSERT_NE(simpler, nullptr) << b.simpler;
+    EXPECT_EQ(simpler->tier, 0);
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.candidate && m.tier == 0) {
+        EXPECT_LE(simpler->calib_nll, m.calib_nll) << m.method;
       }
     }
-    EXPECT_GE(b.chosen_margin, 0.0);
+    EXPECT_LE(chosen.calib_nll, simpler->calib_nll);
+    if (chosen.tier > 0) {
+      EXPECT_NEAR(b.chosen_vs_simpler, chosen.calib_nll - simpler->calib_nll, 1e-12);
+      EXPECT_LT(b.chosen_vs_simpler, -o.choice_z * b.chosen_vs_simpler_se);
+    } else {
+      EXPECT_EQ(b.chosen, b.simpler);
+    }
+    // The margin to the best candidate with another allocation: negative exactly when the tier
+    // rule kept a simpler candidate over a lower one.
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.method != b.runner_up) continue;
+      EXPECT_NE(m.bits, chosen.bits);
+      EXPECT_NEAR(b.chosen_margin, m.calib_ppl / chosen.calib_ppl - 1, 1e-12);
+    }
+    // The search starts from the best candidate and keeps the best it measured.
+    const MeasuredAllocation* search = nullptr;
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.method == "impq_search") search = &m;
+    }
+    ASSERT_NE(search, nullptr);
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.candidate) {
+        EXPECT_LE(search->calib_nll, m.calib_nll) << m.method;
+      }
+    }
+    total_search += b.search_evaluations;
   }
-  // At most one new calibration evaluation per candidate and budget (9 candidates).
-  EXPECT_GT(r->selection_evaluations, 0);
-  EXPECT_LE(r->selection_evaluations, 9 * 2);
+  // The candidates, then the search within what they leave of 25% of SPQE's evaluations.
+  EXPECT_GT(total_search, 0);
+  EXPECT_LE(r->selection_evaluations, r->coalitions_evaluated / 4);
+  // At most one evaluation per tier-0/1 candidate (10) and budget.
+  EXPECT_LE(r->selection_evaluations - total_search, 10 * 2);
   EXPECT_EQ(r->isolated_evaluations, 36);
   EXPECT_GT(r->prefix_saved_fraction, 0.0);
   EXPECT_EQ(r->phi.size(), n);
@@ -105,6 +144,36 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
                           "\"bits\"", "\"heldout_ppl\"", "\"timings\"", "\"chosen\"",
                           "\"calibration_ppl\"", "\"selection_ratio\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
+  }
+}
+
+TEST(JobTest, AnUnreachableMarginKeepsTheSimplestCandidate) {
+  // With choice_z this large no elaborate candidate can win by enough standard errors: every
+  // budget keeps the best tier-0 candidate (the isolated metrics' and uniform), whatever the
+  // search found.
+  JobOptions o = SmallJob(2);
+  o.choice_z = 1e9;
+  auto r = RunJob(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const BudgetResult& b : r->budgets) {
+    EXPECT_EQ(b.Chosen().tier, 0) << b.chosen;
+    EXPECT_EQ(b.chosen, b.simpler);
+  }
+  // And with no margin at all, the lowest loss wins: the search's. (Here measured on the
+  // calibration text's next 6 stories.)
+  o.choice_z = 0;
+  o.select_docs = 6;
+  r = RunJob(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->select_on_calibration);
+  EXPECT_EQ(r->select_sequences, 6);
+  EXPECT_NE(r->select_tokens, r->calib_tokens);
+  for (const BudgetResult& b : r->budgets) {
+    for (const MeasuredAllocation& m : b.allocations) {
+      if (m.candidate) {
+        EXPECT_LE(b.Chosen().calib_nll, m.calib_nll) << m.method;
+      }
+    }
   }
 }
 
@@ -150,6 +219,17 @@ TEST(JobTest, BadOptionsNameTheField) {
   o = SmallJob(1);
   o.stable_batches = -1;
   EXPECT_NE(ValidateJobOptions(o).message().find("stable_batches"), std::string::npos);
+  for (auto [field, set] : std::vector<std::pair<std::string, std::function<void(JobOptions&)>>>{
+           {"select_docs", [](JobOptions& x) { x.select_docs = -1; }},
+           {"extra_evaluation_fraction", [](JobOptions& x) { x.extra_evaluation_fraction = -0.1; }},
+           {"search_batch", [](JobOptions& x) { x.search_batch = 0; }},
+           {"search_max_changed", [](JobOptions& x) { x.search_max_changed = 0; }},
+           {"search_model", [](JobOptions& x) { x.search_model = "oracle"; }},
+           {"choice_z", [](JobOptions& x) { x.choice_z = -1; }}}) {
+    o = SmallJob(1);
+    set(o);
+    EXPECT_NE(ValidateJobOptions(o).message().find(field), std::string::npos) << field;
+  }
 }
 
 }  // namespace
