@@ -9,6 +9,14 @@
 // is accepted by `impq quantize-eval --assign FILE --assign-budget B [--assign-method NAME]`. The pipeline itself is
 // engine::RunJob (worker/engine/job.h); this file is flags, progress and printing.
 //
+// SPQE, the expensive part, runs through the cluster's coordinator code (the embedded mode,
+// coordinator/embedded_spqe.h): the walks are a coordinator job in this process, leased to an
+// in-process worker loop whose engine is RunJob's own calibration evaluator, and the
+// coordinator ends the estimation and aggregates it — the code impq-coordinator and
+// impq-worker run. The output is identical to estimating in-process (`--in-process`;
+// cli_test checks it). --stable-batches and --mode stream, which a coordinator job cannot
+// express, estimate in-process.
+//
 // Defaults are chosen to finish in well under 10 minutes on 2 cores (see README).
 #include <algorithm>
 #include <cstdio>
@@ -21,6 +29,9 @@
 #include "cli/commands.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/status.h"
+#include "coordinator/embedded.h"
+#include "coordinator/embedded_spqe.h"
 #include "worker/engine/job.h"
 
 namespace impq::cli {
@@ -45,6 +56,25 @@ std::string FormatSeconds(double s) {
   return absl::StrFormat("%d:%02d", t / 60, t % 60);
 }
 
+// SPQE through the coordinator (see the file comment). `spec` describes the job to the
+// coordinator (SpecFromJobOptions); the context supplies the evaluator and the model facts.
+engine::SpqeRunner CoordinatorSpqe(v1::JobSpec spec) {
+  return [spec = std::move(spec)](
+             const engine::SpqeRunContext& ctx) -> absl::StatusOr<solver::SpqeResult> {
+    coordinator::EmbeddedSpqeInput in;
+    in.evaluator = ctx.evaluator;
+    in.options = ctx.options;
+    in.spec = spec;
+    in.model.set_num_players(static_cast<int>(ctx.player_names.size()));
+    for (const std::string& name : ctx.player_names) in.model.add_player_names(name);
+    for (int64_t b : ctx.bytes2) in.model.add_bytes2(b);
+    for (int64_t b : ctx.bytes4) in.model.add_bytes4(b);
+    in.model.set_model_config(ctx.model_config);
+    ASSIGN_OR_RETURN(coordinator::EmbeddedSpqeResult r, coordinator::RunSpqeThroughCoordinator(in));
+    return std::move(r.spqe);
+  };
+}
+
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
@@ -59,7 +89,7 @@ int RunCommand(const std::vector<std::string>& args) {
   int64_t seed = 0, random_draws = 3;
   double se_threshold = 0;
   int64_t stable_batches = 0;
-  bool antithetic = true, quiet = false;
+  bool antithetic = true, quiet = false, in_process = false;
 
   FlagSet flags("impq run");
   flags.String("data", &data, "directory with stories260K.bin, tok512.bin and the texts");
@@ -88,6 +118,9 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("json", &json_path, "also write every result to this JSON file");
   flags.Bool("quiet", &quiet, "no progress on stderr");
+  flags.Bool("in-process", &in_process,
+             "estimate with solver::RunSpqe directly instead of through the coordinator code "
+             "(same results)");
   if (absl::Status s = flags.Parse(args); !s.ok()) {
     std::cerr << s.message() << "\n\n" << flags.Usage();
     return 2;
@@ -133,6 +166,15 @@ int RunCommand(const std::vector<std::string>& args) {
   if (!b.ok()) return usage_error(b.status());
   o.average_bits = *b;
   if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
+  if (!in_process && o.stable_batches == 0 && o.mode == eval::EvalMode::kDocument) {
+    // The coordinator's own allocation objective is the paper's; RunJob allocates from
+    // --estimator itself, so the spec says covariance whatever was asked.
+    engine::JobOptions described = o;
+    described.estimator = "covariance";
+    absl::StatusOr<v1::JobSpec> spec = coordinator::SpecFromJobOptions(described);
+    if (!spec.ok()) return usage_error(spec.status());
+    o.spqe_runner = CoordinatorSpqe(*std::move(spec));
+  }
 
   if (!quiet) {
     o.progress = [](const engine::JobProgress& p) {

@@ -126,6 +126,33 @@ TEST(CliTest, RunAcceptsOtherModelFormats) {
   EXPECT_THAT(r.out, HasSubstr("| 3.00 |"));
 }
 
+// `impq run` estimates through the cluster's coordinator code (coordinator/embedded_spqe.h);
+// the table and every JSON field but the timings equal the in-process estimation's.
+TEST(CliTest, RunThroughTheCoordinatorEqualsInProcess) {
+  const std::string dir = TempFilePath("cli_run_coordinator");
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  const std::string args = " --threads 2 --data " + SharedDataPath("") +
+                           " --players block --permutations 4 --calib-docs 6 --heldout-docs 8"
+                           " --budgets 2.5,3.0 --json ";
+  Result via = RunImpq("run --quiet" + args + dir + "/via.json");
+  Result direct = RunImpq("run --quiet" + args + dir + "/direct.json --in-process");
+  ASSERT_EQ(via.exit_code, 0) << via.out;
+  ASSERT_EQ(direct.exit_code, 0) << direct.out;
+  auto table = [](const std::string& out) { return out.substr(0, out.find("\nWall time")); };
+  EXPECT_EQ(table(via.out), table(direct.out));
+  EXPECT_THAT(via.out, HasSubstr("| 2.50 |"));
+  auto a = nlohmann::json::parse(*ReadFileToString(dir + "/via.json"));
+  auto b = nlohmann::json::parse(*ReadFileToString(dir + "/direct.json"));
+  a.erase("timings");
+  b.erase("timings");
+  EXPECT_EQ(a, b) << a.dump(1).substr(0, 2000);
+  // Progress lines (stderr), one per walk through the coordinator.
+  Result progress = RunImpq("run" + args + dir + "/p.json");
+  ASSERT_EQ(progress.exit_code, 0) << progress.out;
+  EXPECT_THAT(progress.out, HasSubstr("spqe: 4/4 permutations"));
+  EXPECT_THAT(progress.out, HasSubstr("measure: "));
+}
+
 TEST(CliTest, UsageErrorsExitWithTwo) {
   Result r = RunImpq("eval --model x");
   EXPECT_EQ(r.exit_code, 2);

@@ -191,6 +191,7 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   JobResult r;
   r.options = o;
   r.options.progress = nullptr;
+  r.options.spqe_runner = nullptr;
   LocalEvaluator* calib_eval_ptr = nullptr;  // for progress reports
   auto report = [&](const std::string& phase, int64_t done, int64_t total,
                     Clock::time_point phase_start) {
@@ -335,7 +336,19 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
     };
   }
   report("spqe", 0, o.permutations, t0);
-  ASSIGN_OR_RETURN(solver::SpqeResult spqe, solver::RunSpqe(*calib_eval, so));
+  solver::SpqeResult spqe;
+  if (o.spqe_runner) {
+    SpqeRunContext run;
+    run.evaluator = calib_eval.get();
+    run.options = so;
+    run.model_config = r.model_config;
+    run.player_names = r.player_names;
+    run.bytes2 = r.bytes2;
+    run.bytes4 = r.bytes4;
+    ASSIGN_OR_RETURN(spqe, o.spqe_runner(run));
+  } else {
+    ASSIGN_OR_RETURN(spqe, solver::RunSpqe(*calib_eval, so));
+  }
   r.phi = spqe.estimate.phi;
   r.phi_se = spqe.estimate.standard_error;
   r.permutations_done = spqe.estimate.num_permutations;

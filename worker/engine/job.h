@@ -41,6 +41,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "solver/coalition_evaluator.h"
+#include "solver/spqe.h"
 #include "worker/eval/eval_set.h"
 #include "worker/quant/quantized_model.h"
 
@@ -57,6 +59,18 @@ struct JobProgress {
   double eta_seconds = 0;     // remaining time of this phase, extrapolated (0 when unknown)
   double elapsed_seconds = 0; // since RunJob started
 };
+
+// What RunJob hands a JobOptions::spqe_runner: the calibration evaluator (prefix reuse) and
+// the SPQE options it would give solver::RunSpqe, plus what a worker reports about the model.
+struct SpqeRunContext {
+  solver::CoalitionEvaluator* evaluator = nullptr;  // valid during the call
+  solver::SpqeOptions options;
+  std::string model_config;
+  std::vector<std::string> player_names;
+  std::vector<int64_t> bytes2, bytes4;  // per player
+};
+// Must return what solver::RunSpqe(*context.evaluator, context.options) would.
+using SpqeRunner = std::function<absl::StatusOr<solver::SpqeResult>(const SpqeRunContext&)>;
 
 struct JobOptions {
   std::string model_path;         // llama2.c .bin
@@ -125,6 +139,9 @@ struct JobOptions {
   int threads = 1;
   int64_t max_cache_bytes = int64_t{1} << 30;  // prefix cache of the calibration evaluator
   std::function<void(const JobProgress&)> progress;  // optional
+  // Optional: runs SPQE instead of solver::RunSpqe in this process — `impq run` passes the
+  // cluster's coordinator code (coordinator/embedded_spqe.h).
+  SpqeRunner spqe_runner;
 };
 
 // OK or InvalidArgument naming the field, its value and what is expected. RunJob calls it
