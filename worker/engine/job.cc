@@ -688,7 +688,7 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   r.measure_seconds = Since(t0);
 
   const LocalEvaluatorStats& st = calib_eval->stats();
-  r.calib_evaluations = st.coalitions;
+  r.calib_evaluations = st.coalitions + r.selection_evaluations;
   r.block_evals_done = st.block_evals_done;
   r.block_evals_full = st.block_evals_full;
   r.prefix_saved_fraction = st.SavedFraction();
@@ -898,7 +898,7 @@ std::string JobResultToMarkdown(const JobResult& r) {
       &out,
       "\nThe per-budget choice: every candidate allocation's calibration PPL (on the choice's "
       "sequences) → held-out PPL "
-      "(chosen marked *). Candidates come in tiers: isolated metrics and uniform, the four "
+      "(chosen marked *). Candidates come in tiers: isolated metrics and uniform, the five "
       "estimators, the measured local search; a more elaborate tier replaces the best simpler "
       "candidate only when its calibration NLL is lower by more than %.2f paired standard "
       "errors. k* = players at 2 bits the budget implies; margin = runner-up's calibration PPL "

@@ -241,7 +241,8 @@ struct JobResult {
   int64_t selection_evaluations = 0;  // calibration evaluations of the per-budget choice
   std::vector<int64_t> search_evaluations, search_moves;  // of which the search's, per budget
   double selection_ratio = 0;         // selection_evaluations / SPQE's coalitions_evaluated
-  int64_t block_evals_done = 0, block_evals_full = 0;  // calibration evaluator
+  // The isolated-Δ and SPQE evaluator's block work (the choice's SequenceEvaluator is apart).
+  int64_t block_evals_done = 0, block_evals_full = 0;
   double prefix_saved_fraction = 0;
   int64_t prefix_cache_bytes = 0;
 
