@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "common/scoped_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/forward/kernels.h"
@@ -203,29 +204,6 @@ TEST(Bf16Test, WideningIsExactAndRoundTrips) {
 }
 
 // ======================================================================= GpuRuntime (CPU)
-
-// Sets an environment variable for the scope of the object, restoring the old value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had_) {
-      setenv(name_, old_.c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
 
@@ -718,18 +696,29 @@ TEST(GemmPlanTest, LinearPlanIsRowMajorXTimesWTransposed) {
   }
 }
 
-// RunAttention on the CPU: PlanAttentionScores into an f32 buffer, the softmax kernel's
-// schedule (blocks of `threads`, chunked in-place bf16 writes over the f32 row) emulated
-// literally on the shared bytes, then PlanAttentionPv reading the bf16 probabilities from the
-// same bytes. The softmax arithmetic is the reference's (the GPU's differs only by tanhf and
-// summation order); what this checks is every index: GEMM shapes, leading dimensions, batch
-// strides and offsets, GQA head mapping, the causal/window mask and the in-place aliasing.
+// RunAttention's cuBLAS composite on the CPU: the kv expansion, PlanAttentionScores per query
+// chunk into an f32 buffer, the softmax kernel's schedule (a warp per row, in-place bf16 writes over
+// the f32 row up to the end of the row's query chunk) emulated literally on the shared bytes,
+// then PlanAttentionPv per chunk reading the bf16 probabilities from the same bytes. The
+// softmax arithmetic is the reference's (the GPU's differs only by tanhf and summation
+// order); what this checks is every index: GEMM shapes, leading dimensions, batch strides and
+// offsets, chunk bounds, the GQA head mapping, the causal/window mask and the in-place
+// aliasing. The workspace is poisoned, so a probability the P.V product reads but nobody
+// wrote shows up as garbage.
 std::vector<uint16_t> EmulateRunAttention(const std::vector<uint16_t>& q,
                                           const std::vector<uint16_t>& k,
                                           const std::vector<uint16_t>& v, int64_t T, int H,
                                           int Hkv, int hd, float scale, float softcap,
-                                          int window) {
+                                          int window, int64_t chunk) {
   const std::vector<float> qf = FromBf16(q), kf = FromBf16(k), vf = FromBf16(v);
+  const int G = H / Hkv;
+  std::vector<float> kx(static_cast<size_t>(H) * T * hd), vx(kx.size());
+  for (int h = 0; h < H; ++h) {  // LaunchExpandKv
+    for (int64_t e = 0; e < T * hd; ++e) {
+      kx[h * T * hd + e] = kf[(h / G) * T * hd + e];
+      vx[h * T * hd + e] = vf[(h / G) * T * hd + e];
+    }
+  }
   std::vector<unsigned char> ws(static_cast<size_t>(H) * T * T * 4, 0xAB);  // poisoned
   auto get_f32 = [&](int64_t i) {
     float f;
@@ -742,12 +731,16 @@ std::vector<uint16_t> EmulateRunAttention(const std::vector<uint16_t>& q,
     std::memcpy(&b, ws.data() + i * 2, 2);
     return Bf16BitsToF32(b);
   };
-  ExecuteGemmCall(
-      PlanAttentionScores(T, H, Hkv, hd, scale), [&](int64_t i) { return kf.at(i); },
-      [&](int64_t i) { return qf.at(i); }, get_f32, set_f32);
-  const int threads = T >= 256 ? 256 : static_cast<int>((T + 31) / 32 * 32);
+  for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+    ExecuteGemmCall(
+        PlanAttentionScores(T, H, hd, scale, c0, std::min(T, c0 + chunk)),
+        [&](int64_t i) { return kx.at(i); }, [&](int64_t i) { return qf.at(i); }, get_f32,
+        set_f32);
+  }
+  const int threads = 32;  // one warp per row
   for (int64_t row = 0; row < static_cast<int64_t>(H) * T; ++row) {
     const int64_t i = row % T;
+    const int64_t width = std::min(T, (i / chunk + 1) * chunk);
     const int64_t first = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
     const int64_t base_f32 = row * T, base_bf16 = row * 2 * T;
     std::vector<float> c(static_cast<size_t>(i + 1 - first));
@@ -758,7 +751,7 @@ std::vector<uint16_t> EmulateRunAttention(const std::vector<uint16_t>& q,
     double sum = 0;
     for (float x : c) sum += forward::FastExp(x - mx);
     const float inv = 1.0f / static_cast<float>(sum);
-    for (int64_t base = 0; base < T; base += threads) {
+    for (int64_t base = 0; base < width; base += threads) {
       std::vector<float> p(static_cast<size_t>(threads), 0.0f);
       for (int t = 0; t < threads; ++t) {  // every thread reads its element of the chunk...
         const int64_t j = base + t;
@@ -770,7 +763,7 @@ std::vector<uint16_t> EmulateRunAttention(const std::vector<uint16_t>& q,
       }
       for (int t = 0; t < threads; ++t) {  // ...then (after the barrier) writes it as bf16
         const int64_t j = base + t;
-        if (j < T) {
+        if (j < width) {
           const uint16_t b = F32ToBf16Bits(p[t]);
           std::memcpy(ws.data() + (base_bf16 + j) * 2, &b, 2);
         }
@@ -778,13 +771,27 @@ std::vector<uint16_t> EmulateRunAttention(const std::vector<uint16_t>& q,
     }
   }
   std::vector<uint16_t> out(static_cast<size_t>(T) * H * hd, 0xFFFF);  // poisoned
-  for (int gl = 0; gl < H / Hkv; ++gl) {
+  for (int64_t c0 = 0; c0 < T; c0 += chunk) {
     ExecuteGemmCall(
-        PlanAttentionPv(T, H, Hkv, hd, gl), [&](int64_t i) { return vf.at(i); }, get_bf16,
+        PlanAttentionPv(T, H, hd, c0, std::min(T, c0 + chunk)),
+        [&](int64_t i) { return vx.at(i); }, get_bf16,
         [&](int64_t i) { return Bf16BitsToF32(out.at(i)); },
         [&](int64_t i, float f) { out.at(i) = F32ToBf16Bits(f); });
   }
   return out;
+}
+
+TEST(GemmPlanTest, AttentionChunkRowsCoverLongSequencesInAtMostEightChunks) {
+  EXPECT_EQ(1, AttentionChunkRows(1));
+  EXPECT_EQ(256, AttentionChunkRows(256));  // one chunk: the plain full product
+  EXPECT_EQ(256, AttentionChunkRows(257));
+  EXPECT_EQ(256, AttentionChunkRows(2048));
+  EXPECT_EQ(1024, AttentionChunkRows(8192));
+  for (int64_t T : {1, 100, 256, 257, 1000, 2048, 4097, 100000}) {
+    const int64_t c = AttentionChunkRows(T);
+    EXPECT_LE((T + c - 1) / c, 8) << T;
+    EXPECT_GE(c, std::min<int64_t>(T, 256)) << T;
+  }
 }
 
 TEST(GemmPlanTest, AttentionPlansWithInPlaceSoftmaxMatchAttentionRef) {
@@ -800,22 +807,26 @@ TEST(GemmPlanTest, AttentionPlansWithInPlaceSoftmaxMatchAttentionRef) {
       {300, 4, 2, 4, 0.0f, 37},  {513, 2, 2, 4, 0.0f, 0},  {257, 4, 1, 4, 3.0f, 256},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(testing::Message() << "T=" << c.T << " H=" << c.H << " Hkv=" << c.Hkv
-                                    << " hd=" << c.hd << " cap=" << c.softcap
-                                    << " window=" << c.window);
-    const auto q = ToBf16(RandomNormal(c.H * c.T * c.hd, 11));
-    const auto k = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 12));
-    const auto v = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 13));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    const std::vector<uint16_t> emu =
-        EmulateRunAttention(q, k, v, c.T, c.H, c.Hkv, c.hd, scale, c.softcap, c.window);
-    std::vector<uint16_t> ref(emu.size());
-    AttentionRef(q.data(), k.data(), v.data(), c.T, c.H, c.Hkv, c.hd, scale, c.softcap,
-                 c.window, ref.data());
-    // Same double sums in the same order (masked keys add exact zeros): identical bits.
-    for (size_t i = 0; i < ref.size(); ++i) {
-      ASSERT_EQ(emu[i], ref[i]) << "element " << i << ": " << Bf16BitsToF32(emu[i]) << " vs "
-                                << Bf16BitsToF32(ref[i]);
+    // The production chunking and two ragged ones, down to one query per chunk.
+    for (const int64_t chunk : {AttentionChunkRows(c.T), int64_t{7}, int64_t{1}}) {
+      if (chunk == 1 && c.T > 40) continue;  // O(T) GEMM calls: keep the test quick
+      SCOPED_TRACE(testing::Message() << "T=" << c.T << " H=" << c.H << " Hkv=" << c.Hkv
+                                      << " hd=" << c.hd << " cap=" << c.softcap
+                                      << " window=" << c.window << " chunk=" << chunk);
+      const auto q = ToBf16(RandomNormal(c.H * c.T * c.hd, 11));
+      const auto k = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 12));
+      const auto v = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 13));
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+      const std::vector<uint16_t> emu = EmulateRunAttention(q, k, v, c.T, c.H, c.Hkv, c.hd,
+                                                            scale, c.softcap, c.window, chunk);
+      std::vector<uint16_t> ref(emu.size());
+      AttentionRef(q.data(), k.data(), v.data(), c.T, c.H, c.Hkv, c.hd, scale, c.softcap,
+                   c.window, ref.data());
+      // Same double sums in the same order (masked keys add exact zeros): identical bits.
+      for (size_t i = 0; i < ref.size(); ++i) {
+        ASSERT_EQ(emu[i], ref[i]) << "element " << i << ": " << Bf16BitsToF32(emu[i])
+                                  << " vs " << Bf16BitsToF32(ref[i]);
+      }
     }
   }
 }
@@ -1327,9 +1338,16 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
     int window;
   };
   const Case cases[] = {
+      // head_dim 16/32/64/128/256: the fused tensor-core kernel (ragged query and key tiles,
+      // windows that skip key tiles, soft-caps)...
       {1, 4, 4, 64, 0.0f, 0},   {17, 4, 2, 64, 0.0f, 0},  {17, 8, 2, 64, 0.0f, 5},
       {17, 8, 8, 128, 50.0f, 1}, {300, 8, 2, 128, 0.0f, 0}, {300, 4, 1, 64, 30.0f, 64},
-      {513, 32, 8, 128, 0.0f, 0}};
+      {513, 32, 8, 128, 0.0f, 0}, {700, 4, 2, 64, 0.0f, 100}, {130, 2, 1, 16, 5.0f, 0},
+      {200, 4, 4, 32, 0.0f, 70}, {150, 4, 2, 256, 20.0f, 0},
+      // ...other head dims: the cuBLAS composite (query chunks at T > 256; the softmax with
+      // rows in registers up to 512 and 2048 visible keys, the three-pass one beyond).
+      {40, 4, 2, 8, 0.0f, 0},   {300, 4, 2, 24, 0.0f, 0},  {513, 6, 3, 12, 10.0f, 90},
+      {700, 2, 2, 8, 0.0f, 0},  {2100, 2, 1, 8, 2.0f, 0}};
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << "T=" << c.T << " H=" << c.H << " Hkv=" << c.Hkv
                                     << " hd=" << c.hd << " cap=" << c.softcap
@@ -1338,13 +1356,21 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
     const auto k = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 92));
     const auto v = ToBf16(RandomNormal(c.Hkv * c.T * c.hd, 93));
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
-    std::vector<uint16_t> r(static_cast<size_t>(c.T) * c.H * c.hd), g(r.size(), 0xEEEE);
+    std::vector<uint16_t> r(static_cast<size_t>(c.T) * c.H * c.hd);
     AttentionRef(q.data(), k.data(), v.data(), c.T, c.H, c.Hkv, c.hd, scale, c.softcap,
                  c.window, r.data());
-    ImpqGpuError err{};
-    Ok(api().kernel_attention(0, q.data(), k.data(), v.data(), c.T, c.H, c.Hkv, c.hd, scale,
-                              c.softcap, c.window, g.data(), &err),
-       err, "attention");
+    // Both implementations (kernels.cuh, UseFusedAttention): the cuBLAS composite and, where
+    // it supports the head dim, the fused tensor-core kernel.
+    std::vector<std::vector<uint16_t>> outs;
+    for (const char* mode : {"cublas", "fused"}) {
+      ScopedEnv env("IMPQ_GPU_ATTENTION", mode);
+      std::vector<uint16_t> g(r.size(), 0xEEEE);  // poisoned
+      ImpqGpuError err{};
+      Ok(api().kernel_attention(0, q.data(), k.data(), v.data(), c.T, c.H, c.Hkv, c.hd, scale,
+                                c.softcap, c.window, g.data(), &err),
+         err, "attention");
+      outs.push_back(std::move(g));
+    }
     const std::vector<float> qf = FromBf16(q), kf = FromBf16(k), vf = FromBf16(v);
     const int G = c.H / c.Hkv;
     const double u = kU;
@@ -1370,9 +1396,12 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
             vmax = std::max(vmax, std::fabs(static_cast<double>(vf[(kvh * c.T + j) * c.hd + d])));
           }
           const size_t o = static_cast<size_t>(i * c.H * c.hd + h * c.hd + d);
-          const double rv = Bf16BitsToF32(r[o]), gv = Bf16BitsToF32(g[o]);
-          ASSERT_LE(std::fabs(gv - rv), rel * vmax + Bf16Ulp(rv))
-              << "h=" << h << " i=" << i << " d=" << d;
+          const double rv = Bf16BitsToF32(r[o]);
+          for (size_t m = 0; m < outs.size(); ++m) {
+            const double gv = Bf16BitsToF32(outs[m][o]);
+            ASSERT_LE(std::fabs(gv - rv), rel * vmax + Bf16Ulp(rv))
+                << (m == 0 ? "cublas" : "fused") << " h=" << h << " i=" << i << " d=" << d;
+          }
         }
       }
     }

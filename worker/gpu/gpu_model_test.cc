@@ -48,6 +48,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/rng.h"
+#include "common/scoped_env.h"
 #include "common/test_paths.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -916,16 +917,22 @@ TEST(GpuModelTest, Stories260KMatchesReferenceAndCpuEngine) {
 
 TEST(GpuModelTest, EveryArchitectureMatchesReference) {
   SKIP_WITHOUT_GPU(rt);
-  for (const auto& [name, config] :
-       {std::pair{"llama3", LlamaConfig()}, std::pair{"qwen3", Qwen3Config()},
-        std::pair{"gemma2", Gemma2Config()}}) {
-    const Model m = SharpRandomModel(config, 17);
-    const auto q = Quantize(m);
-    const eval::EvalSet set = RandomSet(config, 100);
-    auto gpu = MakeGpuEvaluator(rt, *q, set, int64_t{1} << 30);
-    const int n = q->num_players();
-    ExpectMatchesReference(*gpu, *q, set, std::vector<int>(n, 4), std::string(name) + " 4-bit");
-    ExpectMatchesReference(*gpu, *q, set, MixedBits(n, 6), std::string(name) + " mixed");
+  // Both attention implementations (head_dim 16: the fused kernel supports it; Qwen-3's 12
+  // falls back to the composite either way).
+  for (const char* attention : {"cublas", "fused"}) {
+    SCOPED_TRACE(attention);
+    ScopedEnv env("IMPQ_GPU_ATTENTION", attention);
+    for (const auto& [name, config] :
+         {std::pair{"llama3", LlamaConfig()}, std::pair{"qwen3", Qwen3Config()},
+          std::pair{"gemma2", Gemma2Config()}}) {
+      const Model m = SharpRandomModel(config, 17);
+      const auto q = Quantize(m);
+      const eval::EvalSet set = RandomSet(config, 100);
+      auto gpu = MakeGpuEvaluator(rt, *q, set, int64_t{1} << 30);
+      const int n = q->num_players();
+      ExpectMatchesReference(*gpu, *q, set, std::vector<int>(n, 4), std::string(name) + " 4-bit");
+      ExpectMatchesReference(*gpu, *q, set, MixedBits(n, 6), std::string(name) + " mixed");
+    }
   }
 }
 

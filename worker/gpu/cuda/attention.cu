@@ -10,7 +10,10 @@
 //   - X^T is the column-major view of X ([in, rows], ldb = in) with op = N;
 // i.e. cublasGemmEx(OP_T, OP_N, m = out, n = rows, k = in, A = w, lda = in, B = x, ldb = in,
 // C = y, ldc = out). The same mapping, with strides, gives the attention products below.
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <string>
 
@@ -18,12 +21,13 @@
 #include "worker/gpu/cuda/device_math.cuh"
 #include "worker/gpu/cuda/gemm_plan.h"
 #include "worker/gpu/cuda/kernels.cuh"
+#include "worker/gpu/cuda/profile.cuh"
 
 namespace impq::gpu {
 namespace {
 
 constexpr int kWarp = kWarpSize;
-constexpr int kSoftmaxThreads = 256;
+constexpr int kSoftmaxRowsPerBlock = 8;  // one warp per score row
 
 bool FitsInt(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
@@ -33,45 +37,148 @@ bool FitsInt(int64_t v) { return v >= 0 && v <= INT_MAX; }
 // with a window, else 0 (LlamaForward::Attention). Over the visible keys only:
 //   c = softcap > 0 ? cap * tanh(s / cap) : s;  m = max c;  e = FastExp(c - m);
 //   S = sum e (double);  inv = 1.0f / f32(S);  p = bf16(e * inv);
-// every other key gets p = 0 exactly.
+// every other key below the row's width gets p = 0 exactly. The width is the end c1 of the
+// row's query chunk (gemm_plan.h, AttentionChunkRows): the P.V product of that chunk reads
+// keys [0, c1) only, and the scores GEMM wrote no more.
 //
 // The bf16 probabilities are written IN PLACE over the row's own f32 storage: P row `row` is
-// (bf16*)(S + row * T), elements 0..T-1, i.e. row stride 2T bf16 elements. Writing bf16
-// element j overwrites f32 element j / 2 <= j. The row is walked in chunks of blockDim.x
-// elements: every thread reads its scores of a chunk, the block synchronises, then writes the
-// chunk's probabilities. A chunk starting at `base` overwrites f32 elements in
-// [base / 2, (base + blockDim) / 2), all of which belong to this or an earlier chunk (already
-// read), never to a later one; the max and sum passes end in block barriers before the
-// first write. Each row is owned by exactly one block.
-__global__ void AttentionSoftmaxKernel(float* s, int64_t T, float softcap, int window) {
-  const int64_t row = blockIdx.x;
+// (bf16*)(S + row * T), elements 0..width-1, i.e. row stride 2T bf16 elements. Writing bf16
+// element j overwrites f32 element j / 2 <= j. One WARP owns a row (kSoftmaxRowsPerBlock rows
+// per block, no block barriers) and walks it in chunks of 32 elements: every lane reads its
+// score of a chunk, the warp synchronises, then writes the chunk's probabilities. A chunk
+// starting at `base` overwrites f32 elements in [base / 2, (base + 32) / 2), all of which
+// belong to this or an earlier chunk (already read), never to a later one; the max and sum
+// passes end in warp reductions before the first write.
+__global__ void AttentionSoftmaxKernel(float* s, int64_t rows, int64_t T, int64_t chunk,
+                                       float softcap, int window) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kSoftmaxRowsPerBlock + threadIdx.x / kWarp;
+  if (row >= rows) return;  // whole warps only: the shuffles below see full warps
   const int64_t i = row % T;
+  const int64_t width = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
   float* srow = s + row * T;
   bf16* prow = reinterpret_cast<bf16*>(srow);
   const int64_t first = window > 0 ? (i - window + 1 > 0 ? i - window + 1 : 0) : 0;
 
   float mx = -INFINITY;
-  for (int64_t j = first + threadIdx.x; j <= i; j += blockDim.x) {
+  for (int64_t j = first + lane; j <= i; j += kWarp) {
     const float c = SoftcapDev(srow[j], softcap);
     mx = c > mx ? c : mx;
   }
-  mx = BlockMaxF(mx);
+  mx = WarpMaxF(mx);
   double sum = 0.0;
-  for (int64_t j = first + threadIdx.x; j <= i; j += blockDim.x) {
+  for (int64_t j = first + lane; j <= i; j += kWarp) {
     sum += static_cast<double>(FastExpDev(__fsub_rn(SoftcapDev(srow[j], softcap), mx)));
   }
-  sum = BlockSumD(sum);
+  sum = WarpSumD(sum);
   const float inv = __fdiv_rn(1.0f, static_cast<float>(sum));
 
-  for (int64_t base = 0; base < T; base += blockDim.x) {
-    const int64_t j = base + threadIdx.x;
+  for (int64_t base = 0; base < width; base += kWarp) {
+    const int64_t j = base + lane;
     float p = 0.0f;
     if (j >= first && j <= i) {
       p = __fmul_rn(FastExpDev(__fsub_rn(SoftcapDev(srow[j], softcap), mx)), inv);
     }
-    __syncthreads();  // all reads of this chunk before any write of it
-    if (j < T) prow[j] = __float2bfloat16_rn(p);
+    __syncwarp();  // all reads of this chunk before any write of it
+    if (j < width) prow[j] = __float2bfloat16_rn(p);
   }
+}
+
+// The same softmax with the row's visible scores held in registers (kPerLane per lane, rows
+// of up to 32 * kPerLane keys): one read of the scores instead of three. All of the row is
+// read before the warp writes any of it, so the in-place bf16 writes may go in any order.
+template <int kPerLane>
+__global__ void AttentionSoftmaxRegKernel(float* s, int64_t rows, int64_t T, int64_t chunk,
+                                          float softcap, int window) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * kSoftmaxRowsPerBlock + threadIdx.x / kWarp;
+  if (row >= rows) return;  // whole warps only
+  const int64_t i = row % T;
+  const int64_t width = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
+  float* srow = s + row * T;
+  bf16* prow = reinterpret_cast<bf16*>(srow);
+  const int64_t first = window > 0 ? (i - window + 1 > 0 ? i - window + 1 : 0) : 0;
+
+  float c[kPerLane];
+  float mx = -INFINITY;
+#pragma unroll
+  for (int r = 0; r < kPerLane; ++r) {
+    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
+    c[r] = j <= i ? SoftcapDev(srow[j], softcap) : -INFINITY;
+    mx = c[r] > mx ? c[r] : mx;
+  }
+  mx = WarpMaxF(mx);
+  double sum = 0.0;
+#pragma unroll
+  for (int r = 0; r < kPerLane; ++r) {
+    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
+    if (j <= i) {
+      c[r] = FastExpDev(__fsub_rn(c[r], mx));
+      sum += static_cast<double>(c[r]);
+    }
+  }
+  sum = WarpSumD(sum);
+  const float inv = __fdiv_rn(1.0f, static_cast<float>(sum));
+  __syncwarp();  // every lane's reads of the row before any lane's writes
+#pragma unroll
+  for (int r = 0; r < kPerLane; ++r) {
+    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
+    if (j <= i) prow[j] = __float2bfloat16_rn(__fmul_rn(c[r], inv));
+  }
+  const bf16 zero = __float2bfloat16_rn(0.0f);
+  for (int64_t j = lane; j < first; j += kWarp) prow[j] = zero;
+  for (int64_t j = i + 1 + lane; j < width; j += kWarp) prow[j] = zero;
+}
+
+// kx[h] = k[h / G], vx[h] = v[h / G] for the H = Hkv * G query heads; `per_head` elements of
+// type V per head (V = uint4: 8 bf16 at once when the sizes and pointers allow).
+template <typename V>
+__global__ void ExpandKvKernel(const V* __restrict__ k, const V* __restrict__ v, int64_t per_head,
+                               int G, int64_t total, V* __restrict__ kx, V* __restrict__ vx) {
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t h = idx / per_head;
+    const int64_t src = (h / G) * per_head + idx % per_head;
+    kx[idx] = k[src];
+    vx[idx] = v[src];
+  }
+}
+
+cudaError_t LaunchExpandKv(const bf16* k, const bf16* v, int64_t T, int H, int Hkv, int hd,
+                           bf16* kx, bf16* vx, cudaStream_t stream) {
+  const int G = H / Hkv;
+  const int64_t per_head = T * hd;
+  const int threads = 256;
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (per_head % 8 == 0 && aligned(k) && aligned(v) && aligned(kx) && aligned(vx)) {
+    const int64_t total = per_head / 8 * H;
+    const auto blocks =
+        static_cast<unsigned>(std::min<int64_t>((total + threads - 1) / threads, 65536));
+    ExpandKvKernel<uint4><<<blocks, threads, 0, stream>>>(
+        reinterpret_cast<const uint4*>(k), reinterpret_cast<const uint4*>(v), per_head / 8, G,
+        total, reinterpret_cast<uint4*>(kx), reinterpret_cast<uint4*>(vx));
+  } else {
+    const int64_t total = per_head * H;
+    const auto blocks =
+        static_cast<unsigned>(std::min<int64_t>((total + threads - 1) / threads, 65536));
+    ExpandKvKernel<bf16><<<blocks, threads, 0, stream>>>(k, v, per_head, G, total, kx, vx);
+  }
+  return cudaGetLastError();
+}
+
+// The composite's f32 score matrix above which RunAttention takes the fused kernel instead
+// (H * T^2 * 4 bytes: 512 MiB at T = 2048 with 32 heads, 2 GiB at T = 4096).
+constexpr int64_t kMaxCompositeScoreBytes = int64_t{1} << 30;
+
+// Workspace layout: f32 scores [H, T, T] (the bf16 probabilities in place), then, when
+// G > 1, the expanded kx and vx [H, T, hd] bf16, each at a 256-byte aligned offset.
+int64_t AlignUp(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+int64_t ScoreBytes(int64_t T, int H) {
+  return AlignUp(static_cast<int64_t>(H) * T * T * static_cast<int64_t>(sizeof(float)));
+}
+int64_t ExpandedBytes(int64_t T, int H, int hd) {
+  return AlignUp(static_cast<int64_t>(H) * T * hd * static_cast<int64_t>(sizeof(bf16)));
 }
 
 }  // namespace
@@ -114,14 +221,32 @@ cublasStatus_t GemmBf16(cublasHandle_t handle, const bf16* x, int64_t rows, int6
   return Issue(handle, PlanLinear(rows, in, out, beta), w, x, y, CUDA_R_32F);
 }
 
-int64_t AttentionWorkspaceBytes(int64_t max_T, int H) {
-  // f32 scores [H, T, T]; the bf16 probabilities reuse them in place.
-  return static_cast<int64_t>(H) * max_T * max_T * static_cast<int64_t>(sizeof(float));
+bool UseFusedAttention(int64_t max_T, int H, int head_dim) {
+  // Read on every call (cheap next to an attention) so that tests can switch it.
+  const char* e = std::getenv("IMPQ_GPU_ATTENTION");
+  const int mode = e == nullptr                   ? 0   // by workspace size
+                   : std::strcmp(e, "fused") == 0  ? 1   // always fused
+                   : std::strcmp(e, "cublas") == 0 ? 2   // never
+                                                   : 0;
+  if (!FusedAttentionSupports(head_dim) || mode == 2) return false;
+  return mode == 1 || ScoreBytes(max_T, H) > kMaxCompositeScoreBytes;
+}
+
+int64_t CompositeWorkspaceBytes(int64_t T, int H, int Hkv, int head_dim) {
+  const int64_t scores = ScoreBytes(T, H);
+  return Hkv == H ? scores : scores + 2 * ExpandedBytes(T, H, head_dim);
+}
+
+int64_t AttentionWorkspaceBytes(int64_t max_T, int H, int Hkv, int head_dim) {
+  // The fused kernel keeps nothing of size T^2.
+  return UseFusedAttention(max_T, H, head_dim) ? 256
+                                               : CompositeWorkspaceBytes(max_T, H, Hkv, head_dim);
 }
 
 std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, const bf16* v,
                          int64_t T, int H, int Hkv, int head_dim, float scale, float softcap,
-                         int window, void* workspace, bf16* out, cudaStream_t stream) {
+                         int window, void* workspace, int64_t workspace_bytes, bf16* out,
+                         cudaStream_t stream, OpProfile* profile) {
   if (T <= 0 || H <= 0 || Hkv <= 0 || H % Hkv != 0 || head_dim <= 0 || window < 0 ||
       !(softcap >= 0.0f)) {
     return "RunAttention: invalid arguments (need T > 0, H % Hkv == 0, head_dim > 0, "
@@ -133,8 +258,23 @@ std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, co
       !FitsInt(static_cast<int64_t>(H) * T)) {
     return "RunAttention: T * heads exceeds the int range of cuBLAS / the grid";
   }
+  const bool composite_fits = workspace_bytes >= CompositeWorkspaceBytes(T, H, Hkv, head_dim);
+  if (UseFusedAttention(T, H, head_dim) || (!composite_fits && FusedAttentionSupports(head_dim))) {
+    ProfiledOp t(profile, "attention: fused", stream);
+    const cudaError_t e = LaunchFusedAttention(q, k, v, T, H, Hkv, head_dim, scale, softcap,
+                                               window, out, stream);
+    return e == cudaSuccess ? std::string()
+                            : std::string("fused attention: ") + cudaGetErrorString(e);
+  }
+  if (!composite_fits) {
+    return "RunAttention: workspace of " + std::to_string(workspace_bytes) +
+           " bytes is smaller than the " +
+           std::to_string(CompositeWorkspaceBytes(T, H, Hkv, head_dim)) +
+           " the composite needs at T = " + std::to_string(T);
+  }
   float* scores = static_cast<float*>(workspace);
   const bf16* probs = reinterpret_cast<const bf16*>(workspace);
+  const int64_t chunk = AttentionChunkRows(T);
 
   // The handle is bound to `stream` for these calls, and its math mode gets
   // CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION: the P.V products write bf16, and without
@@ -169,38 +309,61 @@ std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, co
       error = std::string("cublasSetMathMode: ") + CublasStatusName(st);
     }
   }
-  // 1. Scores, one GEMM per kv head g (batched over g). The G query heads sharing kv head g
-  //    are h = g*G .. g*G+G-1, contiguous in q [H, T, hd]: one row-major [G*T, hd] matrix Q_g
-  //    at q + g*G*T*hd. S_g [G*T, T] = scale * Q_g . K_g^T (K_g [T, hd] at k + g*T*hd), i.e.
-  //    rows h*T + i of S at scores + g*G*T*T. Column-major (see the top of the file):
-  //    m = T keys, n = G*T queries, k = hd; A = K_g (op T, lda = hd), B = Q_g (op N,
-  //    ldb = hd), C = S_g (ldc = T).
-  if (error.empty()) {
-    st = Issue(handle, PlanAttentionScores(T, H, Hkv, head_dim, scale), k, q, scores, CUDA_R_32F);
+  // 0. GQA: repeat each kv head for its G query heads, so that every product below is one
+  //    strided batch over the H query heads.
+  const bf16* kx = k;
+  const bf16* vx = v;
+  if (error.empty() && G > 1) {
+    ProfiledOp t(profile, "attention: kv expansion", stream);
+    char* base = static_cast<char*>(workspace) + ScoreBytes(T, H);
+    bf16* kxw = reinterpret_cast<bf16*>(base);
+    bf16* vxw = reinterpret_cast<bf16*>(base + ExpandedBytes(T, H, head_dim));
+    const cudaError_t e = LaunchExpandKv(k, v, T, H, Hkv, head_dim, kxw, vxw, stream);
+    if (e != cudaSuccess) error = std::string("attention kv expansion: ") + cudaGetErrorString(e);
+    kx = kxw;
+    vx = vxw;
+  }
+  // 1. Scores of each query chunk [c0, c1) against keys [0, c1) (gemm_plan.h).
+  for (int64_t c0 = 0; c0 < T && error.empty(); c0 += chunk) {
+    ProfiledOp t(profile, "attention: q.k^T", stream);
+    const int64_t c1 = std::min(T, c0 + chunk);
+    st = Issue(handle, PlanAttentionScores(T, H, head_dim, scale, c0, c1), kx, q, scores,
+               CUDA_R_32F);
     if (st != CUBLAS_STATUS_SUCCESS) {
       error = std::string("attention q.k^T cublasGemmStridedBatchedEx: ") + CublasStatusName(st);
     }
   }
-  // 2. Softmax of every row h*T + i, probabilities in place (bf16, row stride 2T).
+  // 2. Softmax of every row h*T + i, probabilities in place (bf16, row stride 2T) up to the
+  //    end of the row's chunk.
   if (error.empty()) {
-    const int threads = T >= kSoftmaxThreads ? kSoftmaxThreads
-                                             : static_cast<int>((T + kWarp - 1) / kWarp * kWarp);
-    AttentionSoftmaxKernel<<<static_cast<unsigned>(static_cast<int64_t>(H) * T), threads, 0,
-                             stream>>>(scores, T, softcap, window);
+    ProfiledOp t(profile, "attention: softmax", stream);
+    const int64_t rows = static_cast<int64_t>(H) * T;
+    const auto blocks =
+        static_cast<unsigned>((rows + kSoftmaxRowsPerBlock - 1) / kSoftmaxRowsPerBlock);
+    const int threads = kSoftmaxRowsPerBlock * kWarp;
+    // A row has at most min(T, window) visible keys.
+    const int64_t visible = window > 0 && window < T ? window : T;
+    if (visible <= 16 * kWarp) {
+      AttentionSoftmaxRegKernel<16>
+          <<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap, window);
+    } else if (visible <= 64 * kWarp) {
+      AttentionSoftmaxRegKernel<64>
+          <<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap, window);
+    } else {
+      AttentionSoftmaxKernel<<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap,
+                                                             window);
+    }
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
       error = std::string("attention softmax launch: ") + cudaGetErrorString(e);
     }
   }
-  // 3. out[i, h*hd + d] = sum_j P[h*T + i, j] * V_g[j, d], written straight into the
-  //    [T, H*hd] bf16 output. Per local head gl (h = g*G + gl), batched over kv heads g:
-  //    column-major out^T_h = V_g^T . P_h^T with m = hd, n = T queries, k = T keys;
-  //    A = V_g (op N: V row-major [T, hd] is column-major [hd, T], lda = hd, stride T*hd),
-  //    B = P_h (op N: P row-major [T, T] with row stride 2T is column-major P^T, ldb = 2T,
-  //    at probs + (gl*T)*2T, stride between g: G*T*2T), C = out + gl*hd (ldc = H*hd,
-  //    stride between g: G*hd). Masked probabilities are exact zeros.
-  for (int gl = 0; gl < G && error.empty(); ++gl) {
-    st = Issue(handle, PlanAttentionPv(T, H, Hkv, head_dim, gl), v, probs, out, CUDA_R_16BF);
+  // 3. out[i, h*hd + d] = sum_{j < c1} P[h*T + i, j] * vx_h[j, d] per query chunk, written
+  //    straight into the [T, H*hd] bf16 output. Masked probabilities are exact zeros.
+  for (int64_t c0 = 0; c0 < T && error.empty(); c0 += chunk) {
+    ProfiledOp t(profile, "attention: p.v", stream);
+    const int64_t c1 = std::min(T, c0 + chunk);
+    st = Issue(handle, PlanAttentionPv(T, H, head_dim, c0, c1), vx, probs, out, CUDA_R_16BF);
     if (st != CUBLAS_STATUS_SUCCESS) {
       error = std::string("attention p.v cublasGemmStridedBatchedEx: ") + CublasStatusName(st);
     }

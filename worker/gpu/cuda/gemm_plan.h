@@ -46,53 +46,73 @@ inline GemmCall PlanLinear(int64_t rows, int64_t in, int64_t out, float beta) {
   return c;
 }
 
-// Attention scores of one sequence: A = k [Hkv, T, hd], B = q [H, T, hd], C = scores f32
-// [H*T, T] (row h*T + i, column j). The G = H/Hkv query heads of kv head g are contiguous in
-// q, so each kv head is ONE row-major product S_g [G*T, T] = scale * Q_g [G*T, hd] . K_g^T,
-// batched over g: Q_g at g*G*T*hd, K_g at g*T*hd, S_g at g*G*T*T. Column-major:
-// m = T (keys), n = G*T (queries), k = hd.
-inline GemmCall PlanAttentionScores(int64_t T, int H, int Hkv, int hd, float scale) {
-  const int64_t G = H / Hkv;
+// ---- Causal attention of one sequence, in query chunks ----
+// The causal mask makes the upper triangle of the T x T score matrix dead work. The queries
+// are split into chunks of AttentionChunkRows(T) rows; chunk [c0, c1) needs the keys [0, c1)
+// only, so the score and P.V products of all chunks together do (nc + 1) / (2 nc) of the full
+// square's work (nc chunks: 56% at 8 chunks) and the softmax reads and writes that much less.
+// One chunk (T <= 256) is the plain full product.
+//
+// Operands, per query head h (batch index, batch = H):
+//   q  [H, T, hd] bf16;  kx, vx [H, T, hd] bf16: k and v with kv head h / G repeated for each
+//   of its G = H / Hkv query heads (RunAttention expands them when G > 1);
+//   scores f32 [H*T, T] (row h*T + i, column j = key), and the bf16 probabilities written IN
+//   PLACE over them (row h*T + i starts at bf16 element (h*T + i) * 2T: row stride 2T);
+//   out [T, H*hd] bf16 (row i, column h*hd + d).
+inline int64_t AttentionChunkRows(int64_t T) {
+  constexpr int64_t kMinChunk = 256, kMaxChunks = 8;
+  if (T <= kMinChunk) return T < 1 ? 1 : T;
+  const int64_t even = (T + kMaxChunks - 1) / kMaxChunks;
+  return even > kMinChunk ? even : kMinChunk;
+}
+
+// Scores of queries [c0, c1) against keys [0, c1): S_h[i, j] = scale * q_h[i] . kx_h[j], the
+// row-major product S_h[c0:c1, 0:c1] = Q_h[c0:c1] . Kx_h[0:c1]^T. Column-major (see PlanLinear):
+// m = c1 (keys), n = c1 - c0 (queries), k = hd; A = Kx_h (op T, lda = hd, stride T*hd);
+// B = Q_h at c0*hd (op N, ldb = hd, stride T*hd); C = S at row h*T + c0 (ldc = T, stride T*T).
+inline GemmCall PlanAttentionScores(int64_t T, int H, int hd, float scale, int64_t c0,
+                                    int64_t c1) {
   GemmCall c;
   c.trans_a = true;
   c.trans_b = false;
-  c.m = T;
-  c.n = G * T;
+  c.m = c1;
+  c.n = c1 - c0;
   c.k = hd;
   c.lda = hd;
   c.ldb = hd;
   c.ldc = T;
+  c.offset_b = c0 * hd;
+  c.offset_c = c0 * T;
   c.stride_a = T * hd;
-  c.stride_b = G * T * hd;
-  c.stride_c = G * T * T;
-  c.batch = Hkv;
+  c.stride_b = T * hd;
+  c.stride_c = T * T;
+  c.batch = H;
   c.alpha = scale;
   return c;
 }
 
-// P . V for local head gl in [0, G) of every kv head (h = g*G + gl), batched over g:
-// A = v [Hkv, T, hd], B = the bf16 probabilities, stored IN PLACE over the f32 scores (row
-// h*T + i of P starts at bf16 element (h*T + i) * 2T: row stride 2T), C = out [T, H*hd] bf16.
-// Column-major out^T_h = V_g^T . P_h^T: m = hd, n = T (queries), k = T (keys);
-// A = V_g (op N, lda = hd) at g*T*hd; B = P_h (op N, ldb = 2T) at (g*G + gl)*T*2T;
-// C at gl*hd + g*G*hd with ldc = H*hd.
-inline GemmCall PlanAttentionPv(int64_t T, int H, int Hkv, int hd, int gl) {
-  const int64_t G = H / Hkv;
+// out[i, h*hd + d] = sum_{j < c1} P_h[i, j] * vx_h[j, d] for queries i in [c0, c1) (the
+// probabilities of keys j > i are exact zeros). Column-major out^T_h = Vx_h^T . P_h^T:
+// m = hd, n = c1 - c0 (queries), k = c1 (keys); A = Vx_h (op N: row-major [T, hd] is
+// column-major [hd, T], lda = hd, stride T*hd); B = P_h at row c0 (op N, ldb = 2T, offset
+// c0*2T, stride T*2T bf16 elements); C = out at row c0, column h*hd (ldc = H*hd, offset
+// c0*H*hd, stride hd).
+inline GemmCall PlanAttentionPv(int64_t T, int H, int hd, int64_t c0, int64_t c1) {
   GemmCall c;
   c.trans_a = false;
   c.trans_b = false;
   c.m = hd;
-  c.n = T;
-  c.k = T;
+  c.n = c1 - c0;
+  c.k = c1;
   c.lda = hd;
   c.ldb = 2 * T;
   c.ldc = static_cast<int64_t>(H) * hd;
-  c.offset_b = static_cast<int64_t>(gl) * T * 2 * T;
-  c.offset_c = static_cast<int64_t>(gl) * hd;
+  c.offset_b = c0 * 2 * T;
+  c.offset_c = c0 * H * hd;
   c.stride_a = T * hd;
-  c.stride_b = G * T * 2 * T;
-  c.stride_c = G * hd;
-  c.batch = Hkv;
+  c.stride_b = T * 2 * T;
+  c.stride_c = hd;
+  c.batch = H;
   return c;
 }
 

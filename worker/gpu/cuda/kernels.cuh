@@ -25,6 +25,8 @@
 
 namespace impq::gpu {
 
+struct OpProfile;  // profile.cuh
+
 using bf16 = __nv_bfloat16;
 
 // ---- quantization (worker/quant/block_format.h layout) ----
@@ -78,23 +80,41 @@ cudaError_t LaunchNll(const float* logits, int64_t rows, int vocab, const int32_
 cublasStatus_t GemmBf16(cublasHandle_t handle, const bf16* x, int64_t rows, int64_t in,
                         const bf16* w, int64_t out, float beta, float* y);
 
-// Scratch the attention of a sequence of up to max_T tokens needs (bytes).
-int64_t AttentionWorkspaceBytes(int64_t max_T, int H);
+// The fused tensor-core attention (fused_attention.cu): same contract as RunAttention, no
+// workspace; for head_dim in {16, 32, 64, 128, 256} and 16-byte aligned q, k, v.
+bool FusedAttentionSupports(int head_dim);
+cudaError_t LaunchFusedAttention(const bf16* q, const bf16* k, const bf16* v, int64_t T, int H,
+                                 int Hkv, int head_dim, float scale, float softcap, int window,
+                                 bf16* out, cudaStream_t stream);
+// Which attention RunAttention runs for sequences of up to max_T tokens: the cuBLAS composite
+// while its f32 score matrix (H * T^2 * 4 bytes) stays within 1 GiB (measured faster on an
+// H100 at T = 2048, see README), else the fused kernel where it supports head_dim.
+// $IMPQ_GPU_ATTENTION=fused / =cublas forces one (read at every call).
+bool UseFusedAttention(int64_t max_T, int H, int head_dim);
+
+// Scratch the attention of a sequence of up to max_T tokens needs (bytes): the f32 scores
+// [H, T, T] and, for grouped-query attention (Hkv < H), k and v repeated per query head.
+int64_t AttentionWorkspaceBytes(int64_t max_T, int H, int Hkv, int head_dim);
 // Causal GQA attention of ONE sequence: q [H, T, hd], k and v [Hkv, T, hd] (bf16),
 // out [T, H*hd] bf16. scores = scale * q.k^T (bf16 GEMM, f32 out), softcap (0 = off),
 // causal mask, sliding window (0 = off: key j visible from query i iff j <= i and, with a
 // window w, i - w < j), f32 softmax, probabilities rounded to bf16, times v (f32 acc).
-// `workspace` holds AttentionWorkspaceBytes(T, H) bytes (f32 scores [H, T, T]; the bf16
-// probabilities are written in place over them). The GEMMs run on the handle bound to
-// `stream`: if the handle is bound to another stream, RunAttention rebinds it for its calls
-// and restores it afterwards (note: cublasSetStream resets a cublasSetWorkspace workspace,
+// Two implementations with this contract (UseFusedAttention picks): the cuBLAS composite
+// (attention.cu: f32 scores [H, T, T] in `workspace`, the bf16 probabilities written in place
+// over them, queries in chunks (gemm_plan.h, AttentionChunkRows) so that the upper triangle
+// is mostly skipped) and the fused tensor-core kernel (fused_attention.cu, no workspace).
+// `workspace` holds workspace_bytes >= AttentionWorkspaceBytes(T, H, Hkv, head_dim) bytes; a
+// smaller one selects the fused kernel where it applies, else is an error. The GEMMs run on
+// the handle bound to `stream`: if the handle is bound to another stream, RunAttention
+// rebinds it for its calls and restores it afterwards (note: cublasSetStream resets a cublasSetWorkspace workspace,
 // so bind the handle to `stream` beforehand to keep one). It also adds
 // CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION to the handle's math mode for its calls
 // (restored after), so that the bf16-output P.V products reduce in f32. Returns "" on
 // success, else the failing call and its error string.
 std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, const bf16* v,
                          int64_t T, int H, int Hkv, int head_dim, float scale, float softcap,
-                         int window, void* workspace, bf16* out, cudaStream_t stream);
+                         int window, void* workspace, int64_t workspace_bytes, bf16* out,
+                         cudaStream_t stream, OpProfile* profile = nullptr);
 
 }  // namespace impq::gpu
 

@@ -35,8 +35,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
@@ -45,6 +48,7 @@
 #include "worker/gpu/cuda/check.cuh"
 #include "worker/gpu/cuda/kernels.cuh"
 #include "worker/gpu/cuda/model.cuh"
+#include "worker/gpu/cuda/profile.cuh"
 #include "worker/gpu/model_pass.h"
 #include "worker/quant/block_format.h"
 
@@ -174,6 +178,8 @@ struct ImpqGpuModel {
 
   bool broken = false;  // a device error happened: every later call fails with it
   std::string broken_message;
+
+  std::unique_ptr<impq::gpu::OpProfile> profile;  // $IMPQ_GPU_PROFILE
 };
 
 namespace impq::gpu {
@@ -325,7 +331,15 @@ cudaError_t AllocateScratch(ImpqGpuModel* m, const pass::Layout& lay) {
   for (const auto& [a, n] : b16) {
     if (const cudaError_t e = a->Allocate(n); e != cudaSuccess) return e;
   }
-  return m->attn_ws.Allocate(std::max<int64_t>(1, AttentionWorkspaceBytes(T, sh.n_heads)));
+  return m->attn_ws.Allocate(std::max<int64_t>(
+      1, AttentionWorkspaceBytes(T, sh.n_heads, sh.n_kv_heads, sh.head_dim)));
+}
+
+// Profile names of the GEMMs, by output width (q/o, k/v, gate/up, down and the head differ).
+const char* GemmName(int64_t out) {
+  static thread_local char buf[48];
+  std::snprintf(buf, sizeof buf, "gemm out=%lld", static_cast<long long>(out));
+  return buf;
 }
 
 // The kernels of cuda/kernels.cuh as model_pass.h's Ops, on the model's stream.
@@ -334,44 +348,55 @@ struct CudaOps {
   cudaStream_t st;
   cublasHandle_t cublas;
   ImpqGpuError* err;
+  OpProfile* prof = nullptr;
+  int64_t ws_bytes = 0;  // the attention workspace's size
 
   int Launched(cudaError_t e, const char* what) const {
     return e == cudaSuccess ? IMPQ_GPU_OK : CudaFail(err, e, what, __FILE__, __LINE__);
   }
   int Embed(const float* table, int dim, const int32_t* tokens, int64_t rows, float scale,
             float* x) const {
+    ProfiledOp t(prof, "embed", st);
     return Launched(LaunchEmbed(table, dim, tokens, rows, scale, x, st), "LaunchEmbed");
   }
   int RmsNorm(const float* x, int64_t rows, int dim, const float* mult, float eps,
               bf16* out) const {
+    ProfiledOp t(prof, "rmsnorm", st);
     return Launched(LaunchRmsNorm(x, rows, dim, mult, eps, nullptr, out, st), "LaunchRmsNorm");
   }
   int RmsNormAdd(const float* in, int64_t rows, int dim, const float* mult, float eps,
                  float* x) const {
+    ProfiledOp t(prof, "rmsnorm_add", st);
     return Launched(LaunchRmsNormAdd(in, rows, dim, mult, eps, x, st), "LaunchRmsNormAdd");
   }
   int Gemm(const bf16* x, int64_t rows, int64_t in, const bf16* w, int64_t out, float beta,
            float* y) const {
+    ProfiledOp t(prof, GemmName(out), st);
     const cublasStatus_t s = GemmBf16(cublas, x, rows, in, w, out, beta, y);
     return s == CUBLAS_STATUS_SUCCESS ? IMPQ_GPU_OK
                                       : CublasFail(err, s, "GemmBf16", __FILE__, __LINE__);
   }
   int Rope(const float* x, int64_t T, int heads, int hd, const float* head_mult, float eps,
            const float* cos, const float* sin, int style, bf16* out) const {
+    ProfiledOp t(prof, "rope", st);
     return Launched(LaunchRope(x, T, heads, hd, head_mult, eps, cos, sin, style, out, st),
                     "LaunchRope");
   }
   int ToHeadMajor(const float* x, int64_t T, int heads, int hd, bf16* out) const {
+    ProfiledOp t(prof, "to_head_major", st);
     return Launched(LaunchToHeadMajor(x, T, heads, hd, out, st), "LaunchToHeadMajor");
   }
   int Glu(const float* gate, const float* up, int64_t n, int activation, bf16* out) const {
+    ProfiledOp t(prof, "glu", st);
     return Launched(LaunchGlu(gate, up, n, activation, out, st), "LaunchGlu");
   }
   int Attention(const bf16* q, const bf16* k, const bf16* v, int64_t T, int H, int Hkv, int hd,
                 float scale, float softcap, int window, void* ws, bf16* out, int layer,
                 int64_t seq) const {
+    ProfiledOp t(prof, "attention", st);
     const std::string e =
-        RunAttention(cublas, q, k, v, T, H, Hkv, hd, scale, softcap, window, ws, out, st);
+        RunAttention(cublas, q, k, v, T, H, Hkv, hd, scale, softcap, window, ws, ws_bytes, out,
+                     st, prof);
     if (e.empty()) return IMPQ_GPU_OK;
     cudaGetLastError();
     return SetGpuError(err, IMPQ_GPU_EDEVICE, "RunAttention (layer %d, sequence %lld): %s", layer,
@@ -379,9 +404,11 @@ struct CudaOps {
   }
   int Nll(const float* logits, int64_t rows, int vocab, const int32_t* targets, float softcap,
           float* nll) const {
+    ProfiledOp t(prof, "nll", st);
     return Launched(LaunchNll(logits, rows, vocab, targets, softcap, nll, st), "LaunchNll");
   }
   int Copy(float* dst, const float* src, int64_t n) const {
+    ProfiledOp t(prof, "prefix_cache_copy", st);
     return Launched(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float),
                                     cudaMemcpyDeviceToDevice, st),
                     "cudaMemcpyAsync (prefix cache)");
@@ -439,6 +466,10 @@ int CreateImpl(int device, const ImpqGpuModelDesc* d, ImpqGpuModel* m, ImpqGpuEr
                  : SetGpuError(err, IMPQ_GPU_EINVAL, "model_create: desc.%s = %d; expected > 0",
                                field, v);
   };
+  if (const char* p = std::getenv("IMPQ_GPU_PROFILE");
+      p != nullptr && *p != '\0' && std::strcmp(p, "0") != 0) {
+    m->profile = std::make_unique<impq::gpu::OpProfile>();
+  }
   IMPQ_MODEL_TRY(positive("dim", d->dim));
   IMPQ_MODEL_TRY(positive("hidden_dim", d->hidden_dim));
   IMPQ_MODEL_TRY(positive("n_layers", d->n_layers));
@@ -565,6 +596,10 @@ int CreateImpl(int device, const ImpqGpuModelDesc* d, ImpqGpuModel* m, ImpqGpuEr
 
 void DestroyResources(ImpqGpuModel* m) {
   if (m->stream != nullptr) cudaStreamSynchronize(m->stream);
+  if (m->profile) {
+    m->profile->Print();
+    m->profile.reset();
+  }
   ReleaseEval(m);
   m->linear.clear();
   m->norms.clear();
@@ -690,13 +725,14 @@ int EvaluateImpl(ImpqGpuModel* m, ImpqGpuError* err, const uint8_t* variants, do
   }
   const pass::Weights<bf16> w = WeightsView(m);
   const pass::Scratch<bf16> sc = ScratchView(m);
-  CudaOps ops{m->stream, m->cublas, err};
+  CudaOps ops{m->stream, m->cublas, err, m->profile.get(), m->attn_ws.bytes()};
   pass::Pass<CudaOps> run(ops, sh, lay, w, sc);
   IMPQ_MODEL_TRY(run.Run(variants, start, cached));
   IMPQ_CUDA_RETURN(
       err, cudaMemcpyAsync(m->nll_host.data(), m->nll.get(), m->nll_host.size() * sizeof(float),
                            cudaMemcpyDeviceToHost, m->stream));
   IMPQ_CUDA_RETURN(err, cudaStreamSynchronize(m->stream));
+  if (m->profile) m->profile->Collect();
   m->block_evals_done +=
       pass::Finish(sh, lay, start, m->nll_host.data(), variants, m->cache, seq_nll);
   m->block_evals_full += lay.n_seqs * sh.n_layers;

@@ -461,7 +461,7 @@ int KernelAttention(int device, const uint16_t* q, const uint16_t* k, const uint
   if (k == nullptr) return NullArg(err, fn, "k");
   if (v == nullptr) return NullArg(err, fn, "v");
   if (out_bf16 == nullptr) return NullArg(err, fn, "out_bf16");
-  const int64_t ws_bytes = AttentionWorkspaceBytes(T, H);
+  const int64_t ws_bytes = AttentionWorkspaceBytes(T, H, Hkv, head_dim);
   if (ws_bytes > kMaxBufferBytes || static_cast<int64_t>(H) * T * head_dim > kMaxBufferBytes) {
     return BadSize(err, fn, "T", T, "a workspace H * T^2 * 4 below 2^40 bytes");
   }
@@ -480,7 +480,7 @@ int KernelAttention(int device, const uint16_t* q, const uint16_t* k, const uint
     IMPQ_RC_RETURN(CublasFor(device, &handle, err));
     const std::string e =
         RunAttention(handle, d_q.as<bf16>(), d_k.as<bf16>(), d_v.as<bf16>(), T, H, Hkv, head_dim,
-                     scale, softcap, window, d_ws.as<void>(), d_out.as<bf16>(), nullptr);
+                     scale, softcap, window, d_ws.as<void>(), ws_bytes, d_out.as<bf16>(), nullptr);
     if (!e.empty()) {
       cudaGetLastError();
       return SetGpuError(err, IMPQ_GPU_EDEVICE, "%s: %s", fn, e.c_str());
