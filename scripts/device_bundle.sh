@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Packs what the GPU checks need for a machine that has a GPU but none of Debian's packages
-# (the device machine): stripped gpu_test / gpu_bench / libimpq_cuda.so, the non-system
+# (the device machine): stripped gpu_test / gpu_bench / libimpq_cuda.so and the service
+# binaries (impq-coordinator, impq-worker, impqctl), the non-system
 # shared libraries they link (Abseil, OpenBLAS, ...), and the few shared-data files the GPU
 # tests read. CUDA's own libraries (cudart, cuBLAS) are NOT packed: the target machine has them.
 #
 #   scripts/device_bundle.sh [build-dir]      -> .dev/impq-gpu.tar.xz  (.dev/ is git-ignored)
-# On the GPU machine: scripts/device_gpu_check.sh (unpacks it, runs the tests and the bench).
+# On the GPU machine: scripts/device_gpu_check.sh (unpacks it, runs the tests and the bench)
+# and scripts/device_service_check.sh (a coordinator, a GPU worker and a CPU worker serve the
+# same job).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
 data="${IMPQ_SHARED_DATA:-$root/../shared/data}"
-cmake --build "$build" --target gpu_test gpu_bench impq_cuda -j"$(nproc)"
+cmake --build "$build" --target gpu_test gpu_bench impq_cuda impq-coordinator impq-worker \
+  impqctl -j"$(nproc)"
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
-bins=("$build/worker/gpu/gpu_test" "$build/bench/gpu_bench")
+bins=("$build/worker/gpu/gpu_test" "$build/bench/gpu_bench" "$build/coordinator/impq-coordinator"
+  "$build/worker/service/impq-worker" "$build/cli/impqctl/impqctl")
 for b in "${bins[@]}"; do strip -o "$stage/bin/$(basename "$b")" "$b"; done
 strip -o "$stage/bin/libimpq_cuda.so" "$build/worker/gpu/libimpq_cuda.so"
 # Shared libraries outside glibc/libstdc++/CUDA (the GPU machine has those, newer).

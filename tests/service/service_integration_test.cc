@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include "common/test_paths.h"
@@ -40,6 +43,18 @@ v1::JobResult Embedded(const v1::JobSpec& spec) {
   return r.ok() ? r->result : v1::JobResult();
 }
 
+TEST(ServiceIntegrationTest, WorkerRefusesAnUnreadableTokenFile) {
+  const std::string log = TempFilePath("worker_token.log");
+  const std::string cmd = std::string(IMPQ_WORKER_BINARY) +
+                          " --device cpu --token_file /nonexistent/impq-token > " + log + " 2>&1";
+  const int status = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("/nonexistent/impq-token"), std::string::npos) << text;
+}
+
 TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
   const std::string dir = TempFilePath("svc");
   ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
@@ -57,10 +72,14 @@ TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
   ASSERT_GT(grpc_port, 0) << "coordinator did not start; see " << dir << "/coordinator.log";
   const std::string target = "127.0.0.1:" + std::to_string(grpc_port);
   std::vector<pid_t> workers;
+  std::ofstream(dir + "/token") << "s3cret\n";
   for (const char* id : {"wa", "wb"}) {
-    workers.push_back(Spawn({IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
-                             "--capacity", "2", "--device", "cpu"},
-                            dir + "/" + id + ".log"));
+    std::vector<std::string> args = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id",
+                                     id, "--capacity", "2", "--device", "cpu"};
+    if (std::string(id) == "wb") {  // the token from a file, as the README runs it
+      args.insert(args.end(), {"--token_file", dir + "/token"});
+    }
+    workers.push_back(Spawn(args, dir + "/" + id + ".log"));
   }
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto stub = v1::ImpqService::NewStub(channel);
@@ -151,7 +170,7 @@ TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
 
   kill(workers[1], SIGTERM);
   waitpid(workers[1], nullptr, 0);
-  // Close our connection first: a graceful shutdown waits (up to its 5 s grace) for open ones.
+  // Close our connection first (SIGTERM would end it anyway: service_cluster_test).
   stub.reset();
   channel.reset();
   kill(coord, SIGTERM);

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "worker/service/worker_loop.h"
@@ -23,7 +25,7 @@ void OnSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string target = "127.0.0.1:50051", worker_id, token;
+  std::string target = "127.0.0.1:50051", worker_id, token, token_file;
   impq::TlsFiles tls;
   int64_t threads = 1, capacity = 1, max_units = 0;
   const char* device_env = std::getenv("IMPQ_DEVICE");
@@ -31,7 +33,8 @@ int main(int argc, char** argv) {
   impq::FlagSet flags("impq-worker");
   flags.String("coordinator", &target, "coordinator WorkerService address host:port");
   flags.String("worker_id", &worker_id, "stable id of this worker (default: hostname-pid)");
-  flags.String("token", &token, "bearer token sent with every RPC (optional)");
+  flags.String("token", &token, "bearer token sent with every RPC (optional; prefer --token_file)");
+  flags.String("token_file", &token_file, "file holding the bearer token");
   flags.String("tls_ca", &tls.ca, "PEM CA to verify the coordinator: connect over TLS");
   flags.String("tls_cert", &tls.cert, "PEM client certificate (mutual TLS; implies TLS)");
   flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
@@ -49,6 +52,14 @@ int main(int argc, char** argv) {
   if (flags.help_requested()) {
     std::cout << flags.Usage();
     return 0;
+  }
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
+    if (!t.ok()) {
+      std::cerr << "impq-worker: --token_file: " << t.status().message() << "\n";
+      return 2;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*t));
   }
   if (worker_id.empty()) {
     char host[256] = {0};

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The service on a GPU machine, from the bundle of scripts/device_bundle.sh: one coordinator,
+# one impq-worker with --device gpu, and the same job run again by an impq-worker with
+# --device cpu. Prints both results (Shapley values and allocations) so that they can be
+# compared; the GPU evaluates in bf16 (kernels.cuh), the CPU in f32, so values differ by the
+# bf16 contract's rounding while the allocations should agree. Logs go to $OUT.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-$root/service-check-out}"
+mkdir -p "$out"
+work="$(mktemp -d)"
+tar -C "$work" -xJf "$root/.dev/impq-gpu.tar.xz" || exit 1
+cuda_libs="$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | paste -sd:)"
+export LD_LIBRARY_PATH="$work/lib:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export IMPQ_CUDA_PLUGIN="$work/bin/libimpq_cuda.so"
+data="$work/data"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token.txt"
+port=50561
+"$work/bin/impq-coordinator" --listen "127.0.0.1:$port" --store "$work/impq.db" \
+  --data_root "$data" --token_file "$work/token.txt" --metrics_listen 127.0.0.1:9469 \
+  >"$out/coordinator.log" 2>&1 &
+coord=$!
+sleep 1
+ctl=("$work/bin/impqctl" --server "127.0.0.1:$port" --token_file "$work/token.txt")
+rc=0
+for device in ${DEVICES:-gpu cpu}; do
+  "$work/bin/impq-worker" --coordinator "127.0.0.1:$port" --token_file "$work/token.txt" \
+    --device "$device" >"$out/worker_$device.log" 2>&1 &
+  worker=$!
+  sleep 2
+  if ! kill -0 "$worker" 2>/dev/null; then
+    echo "== $device worker exited at start:"; tail -5 "$out/worker_$device.log"; rc=1; continue
+  fi
+  start=$(date +%s%N)
+  timeout 600 "${ctl[@]}" submit --model "$data/stories260K.bin" --tokenizer "$data/tok512.bin" \
+    --calib "$data/tinystories_v2_valid_100.txt" --calib_docs 50 --players module \
+    --permutations 4 --antithetic --bits 2.5,3.0 --watch >"$out/job_$device.txt" 2>&1 || rc=1
+  end=$(date +%s%N)
+  echo "== $device worker: job took $(( (end - start) / 1000000 )) ms"
+  job="$(grep -o 'job-[0-9]*' "$out/job_$device.txt" | head -1)"
+  "${ctl[@]}" result --job "$job" | tee "$out/result_$device.txt"
+  grep -i "device\|gpu\|cuda" "$out/worker_$device.log" | head -5
+  kill "$worker"; wait "$worker" 2>/dev/null
+done
+kill "$coord"; wait "$coord" 2>/dev/null
+exit "$rc"
