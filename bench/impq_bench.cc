@@ -35,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/test_paths.h"
+#include "worker/engine/choice_flags.h"
 #include "worker/engine/job.h"
 
 namespace impq {
@@ -52,12 +53,6 @@ int Main(int argc, char** argv) {
   int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
   std::string backends_text = "rtn,hqq,gptq";
   std::string budgets_text = "2.25,2.5,3.0,3.5";
-  double choice_z = engine::JobOptions().choice_z;
-  double extra_fraction = engine::JobOptions().extra_evaluation_fraction;
-  int64_t search_batch = engine::JobOptions().search_batch;
-  int64_t search_max_changed = engine::JobOptions().search_max_changed;
-  std::string search_model = engine::JobOptions().search_model;
-  int64_t select_docs = engine::JobOptions().select_docs;
   FlagSet flags("impq_bench");
   flags.Int("permutations", &permutations, "SPQE permutations per backend (antithetic, even)");
   flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
@@ -65,15 +60,8 @@ int Main(int argc, char** argv) {
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
   flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
-  flags.Double("choice-z", &choice_z, "paired standard errors a more elaborate tier must win by");
-  flags.Double("extra-fraction", &extra_fraction,
-               "calibration evaluations of the choice, as a fraction of SPQE's");
-  flags.Int("search-batch", &search_batch, "local search: evaluations per model refit");
-  flags.Int("search-max-changed", &search_max_changed, "local search: players changed per move");
-  flags.Int("select-docs", &select_docs,
-            "measure the choice on the next N stories of the calibration text (0: on the "
-            "calibration set)");
-  flags.String("search-model", &search_model, "local search's ranking: first_order | local");
+  engine::ChoiceFlags choice;
+  choice.Register(flags);
   if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
     std::cerr << s.message() << "\n\n" << flags.Usage();
     return 2;
@@ -114,12 +102,7 @@ int Main(int argc, char** argv) {
     o.seed = static_cast<uint64_t>(seed);
     o.threads = static_cast<int>(threads);
     o.average_bits = budgets;
-    o.choice_z = choice_z;
-    o.extra_evaluation_fraction = extra_fraction;
-    o.search_batch = search_batch;
-    o.search_max_changed = static_cast<int>(search_max_changed);
-    o.search_model = search_model;
-    o.select_docs = select_docs;
+    choice.ApplyTo(o);
     std::cerr << "impq_bench: " << backend << " ...\n";
     const auto start = std::chrono::steady_clock::now();
     auto r = engine::RunJob(o);

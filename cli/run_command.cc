@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "coordinator/embedded.h"
 #include "coordinator/embedded_spqe.h"
+#include "worker/engine/choice_flags.h"
 #include "worker/engine/job.h"
 
 namespace impq::cli {
@@ -118,6 +119,8 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("json", &json_path, "also write every result to this JSON file");
   flags.Bool("quiet", &quiet, "no progress on stderr");
+  engine::ChoiceFlags choice;
+  choice.Register(flags);
   flags.Bool("in-process", &in_process,
              "estimate with solver::RunSpqe directly instead of through the coordinator code "
              "(same results)");
@@ -152,6 +155,7 @@ int RunCommand(const std::vector<std::string>& args) {
   o.estimator = estimator;
   o.random_draws = static_cast<int>(random_draws);
   o.threads = static_cast<int>(threads);
+  choice.ApplyTo(o);
   auto usage_error = [&](const absl::Status& s) {
     std::cerr << "impq run: " << s.message() << "\n";
     return 2;

@@ -166,6 +166,16 @@ TEST(CliTest, UsageErrorsExitWithTwo) {
   r = RunImpq("eval --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.out, HasSubstr("--tokenizer"));
+  // The per-budget choice's flags (shared with impq_bench) reach JobOptions' validation.
+  r = RunImpq("run --quiet --choice-z -1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("choice_z = -1"));
+  r = RunImpq("run --quiet --search-model bogus");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("bogus"));
+  r = RunImpq("run --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--extra-fraction"));
 }
 
 }  // namespace

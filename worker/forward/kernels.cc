@@ -6,8 +6,10 @@
 namespace impq::forward {
 
 // The hot row kernels get an AVX2 clone next to the baseline x86-64 one, picked at load time.
-// Both run the same float operations in the same order (no FMA contraction in ISO C++ mode,
-// fixed-lane sums), so results do not depend on which clone runs.
+// Both run the same float operations in the same order (neither target has FMA instructions,
+// "avx2" does not imply "fma", so no multiply-add can be contracted whatever -ffp-contract
+// says; fixed-lane sums), so results do not depend on which clone runs. The GPU plugin's
+// bit-exact kernels rely on this too: building impq with -march=native (FMA) would break them.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define IMPQ_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
 #else

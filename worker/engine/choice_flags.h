@@ -1,0 +1,59 @@
+// The command-line flags of the per-budget choice (JobOptions: choice_z,
+// extra_evaluation_fraction, the measured local search, select_docs), shared by `impq run` and
+// bench/impq_bench so that both spell and document them alike.
+#ifndef IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
+#define IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "common/flags.h"
+#include "worker/engine/job.h"
+
+namespace impq::engine {
+
+class ChoiceFlags {
+ public:
+  ChoiceFlags() {
+    const JobOptions d;
+    choice_z_ = d.choice_z;
+    extra_fraction_ = d.extra_evaluation_fraction;
+    search_batch_ = d.search_batch;
+    search_max_changed_ = d.search_max_changed;
+    search_model_ = d.search_model;
+    select_docs_ = d.select_docs;
+  }
+
+  void Register(FlagSet& flags) {
+    flags.Double("choice-z", &choice_z_,
+                 "paired standard errors a more elaborate candidate tier must win by");
+    flags.Double("extra-fraction", &extra_fraction_,
+                 "calibration evaluations of the per-budget choice, as a fraction of SPQE's");
+    flags.Int("search-batch", &search_batch_, "local search: evaluations per model refit");
+    flags.Int("search-max-changed", &search_max_changed_,
+              "local search: players changed per move");
+    flags.String("search-model", &search_model_, "local search's ranking: first_order | local");
+    flags.Int("select-docs", &select_docs_,
+              "measure the choice on the next N documents of the calibration text (0: on the "
+              "calibration set)");
+  }
+
+  // Copies the parsed values; engine::ValidateJobOptions checks them.
+  void ApplyTo(JobOptions& o) const {
+    o.choice_z = choice_z_;
+    o.extra_evaluation_fraction = extra_fraction_;
+    o.search_batch = search_batch_;
+    o.search_max_changed = static_cast<int>(search_max_changed_);
+    o.search_model = search_model_;
+    o.select_docs = select_docs_;
+  }
+
+ private:
+  double choice_z_, extra_fraction_;
+  int64_t search_batch_, search_max_changed_, select_docs_;
+  std::string search_model_;
+};
+
+}  // namespace impq::engine
+
+#endif  // IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
