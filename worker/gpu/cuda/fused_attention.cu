@@ -109,13 +109,34 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row0 = q0 + warp * kFrag;  // the warp's first query
   const bf16* qw = qs + warp * kFrag * L::kPitch;
 
-  // Visibility and the capped, scaled score of (row rr of the warp, column c of the tile).
-  auto score = [&](int rr, int c, int64_t j0, bool* visible) {
-    const int64_t i = row0 + rr, j = j0 + c;
-    const int64_t lo = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-    *visible = i < T && j <= i && j >= lo;
-    return SoftcapDev(__fmul_rn(ss[rr * kSPitch + c], scale), softcap);
+  // One pass over the key tiles: stage the keys (and, for the P.V pass, the values), compute
+  // the warp's raw scores, then call on_score(rr, c, visible, capped scaled score) for each
+  // (row rr of the warp, column c of the tile) this lane owns, then after_tile().
+  auto pass = [&](bool with_values, auto on_score, auto after_tile) {
+    for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+      __syncthreads();  // the previous tile (and the Q tile load) is done with
+      LoadTile<HD>(kh, kt * kKeys, T, kKeys, ks);
+      if (with_values) LoadTile<HD>(vh, kt * kKeys, T, kKeys, vs);
+      __syncthreads();
+      WarpScores<HD>(qw, ks, ss);
+      __syncwarp();
+#pragma unroll
+      for (int rr = 0; rr < kFrag; ++rr) {
+        const int64_t i = row0 + rr;
+        const int64_t lo = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int c = lane + half * kWarpSize;
+          const int64_t j = kt * kKeys + c;
+          const float sc = SoftcapDev(__fmul_rn(ss[rr * kSPitch + c], scale), softcap);
+          on_score(rr, c, i < T && j <= i && j >= lo, sc);
+        }
+      }
+      __syncwarp();
+      after_tile();
+    }
   };
+  auto nothing = [] {};
 
   float mx[kFrag];
   double sum[kFrag];
@@ -125,43 +146,21 @@ __global__ void __launch_bounds__(kThreads)
     sum[rr] = 0.0;
   }
   // Pass 1: row maxima.
-  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
-    __syncthreads();  // the previous tile (and the Q tile load) is done with
-    LoadTile<HD>(kh, kt * kKeys, T, kKeys, ks);
-    __syncthreads();
-    WarpScores<HD>(qw, ks, ss);
-    __syncwarp();
-#pragma unroll
-    for (int rr = 0; rr < kFrag; ++rr) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        bool vis;
-        const float c = score(rr, lane + half * kWarpSize, kt * kKeys, &vis);
+  pass(
+      false,
+      [&](int rr, int, bool vis, float c) {
         if (vis) mx[rr] = c > mx[rr] ? c : mx[rr];
-      }
-    }
-    __syncwarp();
-  }
+      },
+      nothing);
 #pragma unroll
   for (int rr = 0; rr < kFrag; ++rr) mx[rr] = WarpMaxF(mx[rr]);
   // Pass 2: denominators, in double.
-  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
-    __syncthreads();
-    LoadTile<HD>(kh, kt * kKeys, T, kKeys, ks);
-    __syncthreads();
-    WarpScores<HD>(qw, ks, ss);
-    __syncwarp();
-#pragma unroll
-    for (int rr = 0; rr < kFrag; ++rr) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        bool vis;
-        const float c = score(rr, lane + half * kWarpSize, kt * kKeys, &vis);
+  pass(
+      false,
+      [&](int rr, int, bool vis, float c) {
         if (vis) sum[rr] += static_cast<double>(FastExpDev(__fsub_rn(c, mx[rr])));
-      }
-    }
-    __syncwarp();
-  }
+      },
+      nothing);
   float inv[kFrag];
 #pragma unroll
   for (int rr = 0; rr < kFrag; ++rr) {
@@ -171,37 +170,25 @@ __global__ void __launch_bounds__(kThreads)
   wmma::fragment<wmma::accumulator, kFrag, kFrag, kFrag, float> acc[HD / kFrag];
 #pragma unroll
   for (int n = 0; n < HD / kFrag; ++n) wmma::fill_fragment(acc[n], 0.0f);
-  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
-    __syncthreads();
-    LoadTile<HD>(kh, kt * kKeys, T, kKeys, ks);
-    LoadTile<HD>(vh, kt * kKeys, T, kKeys, vs);
-    __syncthreads();
-    WarpScores<HD>(qw, ks, ss);
-    __syncwarp();
-#pragma unroll
-    for (int rr = 0; rr < kFrag; ++rr) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int c = lane + half * kWarpSize;
-        bool vis;
-        const float s = score(rr, c, kt * kKeys, &vis);
+  pass(
+      true,
+      [&](int rr, int c, bool vis, float s) {
         const float p = vis ? __fmul_rn(FastExpDev(__fsub_rn(s, mx[rr])), inv[rr]) : 0.0f;
         ps[rr * kPPitch + c] = __float2bfloat16_rn(p);
-      }
-    }
-    __syncwarp();
+      },
+      [&] {
 #pragma unroll
-    for (int kk = 0; kk < kKeys / kFrag; ++kk) {
-      wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, bf16, wmma::row_major> a;
-      wmma::load_matrix_sync(a, ps + kk * kFrag, kPPitch);
+        for (int kk = 0; kk < kKeys / kFrag; ++kk) {
+          wmma::fragment<wmma::matrix_a, kFrag, kFrag, kFrag, bf16, wmma::row_major> a;
+          wmma::load_matrix_sync(a, ps + kk * kFrag, kPPitch);
 #pragma unroll
-      for (int n = 0; n < HD / kFrag; ++n) {
-        wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, bf16, wmma::row_major> b;
-        wmma::load_matrix_sync(b, vs + kk * kFrag * L::kPitch + n * kFrag, L::kPitch);
-        wmma::mma_sync(acc[n], a, b, acc[n]);
-      }
-    }
-  }
+          for (int n = 0; n < HD / kFrag; ++n) {
+            wmma::fragment<wmma::matrix_b, kFrag, kFrag, kFrag, bf16, wmma::row_major> b;
+            wmma::load_matrix_sync(b, vs + kk * kFrag * L::kPitch + n * kFrag, L::kPitch);
+            wmma::mma_sync(acc[n], a, b, acc[n]);
+          }
+        }
+      });
   // out[i, h*HD + d] = bf16(acc), staged 16 x 16 at a time through the warp's f32 area.
 #pragma unroll
   for (int n = 0; n < HD / kFrag; ++n) {

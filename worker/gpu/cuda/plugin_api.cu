@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -173,6 +174,25 @@ int CheckBits(ImpqGpuError* err, const char* fn, int bits) {
   return IMPQ_GPU_OK;
 }
 
+// The arguments every packed-weight entry point shares, checked in one order: bits, rows,
+// cols, group (when the entry point has one), the named pointers, then the size limit.
+struct NamedPtr {
+  const char* name;
+  const void* p;
+};
+int CheckPackedArgs(ImpqGpuError* err, const char* fn, int bits, int64_t rows, int64_t cols,
+                    const int64_t* group, std::initializer_list<NamedPtr> ptrs) {
+  IMPQ_RC_RETURN(CheckBits(err, fn, bits));
+  if (rows <= 0) return BadSize(err, fn, "rows", rows, "> 0");
+  if (cols <= 0) return BadSize(err, fn, "cols", cols, "> 0");
+  if (group != nullptr && *group <= 0) return BadSize(err, fn, "group", *group, "> 0");
+  for (const NamedPtr& a : ptrs) {
+    if (a.p == nullptr) return NullArg(err, fn, a.name);
+  }
+  if (rows > kMaxBufferBytes / cols) return BadSize(err, fn, "rows * cols", rows, "< 2^40 / cols");
+  return IMPQ_GPU_OK;
+}
+
 int CheckTokens(ImpqGpuError* err, const char* fn, const char* arg, const int32_t* t,
                 int64_t n, int64_t limit) {
   for (int64_t i = 0; i < n; ++i) {
@@ -241,15 +261,9 @@ int KernelRtnQuantize(int device, int bits, int64_t rows, int64_t cols, int64_t 
                       const float* w, uint8_t* packed, float* scales, float* zeros,
                       ImpqGpuError* err) {
   const char* fn = "kernel_rtn_quantize";
-  IMPQ_RC_RETURN(CheckBits(err, fn, bits));
-  if (rows <= 0) return BadSize(err, fn, "rows", rows, "> 0");
-  if (cols <= 0) return BadSize(err, fn, "cols", cols, "> 0");
-  if (group <= 0) return BadSize(err, fn, "group", group, "> 0");
-  if (w == nullptr) return NullArg(err, fn, "w");
-  if (packed == nullptr) return NullArg(err, fn, "packed");
-  if (scales == nullptr) return NullArg(err, fn, "scales");
-  if (zeros == nullptr) return NullArg(err, fn, "zeros");
-  if (rows > kMaxBufferBytes / cols) return BadSize(err, fn, "rows * cols", rows, "< 2^40 / cols");
+  IMPQ_RC_RETURN(CheckPackedArgs(
+      err, fn, bits, rows, cols, &group,
+      {{"w", w}, {"packed", packed}, {"scales", scales}, {"zeros", zeros}}));
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (!std::isfinite(w[i])) {
       return SetGpuError(err, IMPQ_GPU_EINVAL,
@@ -278,12 +292,8 @@ int KernelRtnQuantize(int device, int bits, int64_t rows, int64_t cols, int64_t 
 int KernelPack(int device, int bits, int64_t rows, int64_t cols, const uint8_t* codes,
                uint8_t* packed, ImpqGpuError* err) {
   const char* fn = "kernel_pack";
-  IMPQ_RC_RETURN(CheckBits(err, fn, bits));
-  if (rows <= 0) return BadSize(err, fn, "rows", rows, "> 0");
-  if (cols <= 0) return BadSize(err, fn, "cols", cols, "> 0");
-  if (codes == nullptr) return NullArg(err, fn, "codes");
-  if (packed == nullptr) return NullArg(err, fn, "packed");
-  if (rows > kMaxBufferBytes / cols) return BadSize(err, fn, "rows * cols", rows, "< 2^40 / cols");
+  IMPQ_RC_RETURN(
+      CheckPackedArgs(err, fn, bits, rows, cols, nullptr, {{"codes", codes}, {"packed", packed}}));
   const int max_code = impq_block_format(bits).max_code;
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (codes[i] > max_code) {
@@ -306,12 +316,8 @@ int KernelPack(int device, int bits, int64_t rows, int64_t cols, const uint8_t* 
 int KernelUnpack(int device, int bits, int64_t rows, int64_t cols, const uint8_t* packed,
                  uint8_t* codes, ImpqGpuError* err) {
   const char* fn = "kernel_unpack";
-  IMPQ_RC_RETURN(CheckBits(err, fn, bits));
-  if (rows <= 0) return BadSize(err, fn, "rows", rows, "> 0");
-  if (cols <= 0) return BadSize(err, fn, "cols", cols, "> 0");
-  if (packed == nullptr) return NullArg(err, fn, "packed");
-  if (codes == nullptr) return NullArg(err, fn, "codes");
-  if (rows > kMaxBufferBytes / cols) return BadSize(err, fn, "rows * cols", rows, "< 2^40 / cols");
+  IMPQ_RC_RETURN(
+      CheckPackedArgs(err, fn, bits, rows, cols, nullptr, {{"packed", packed}, {"codes", codes}}));
   IMPQ_RC_RETURN(SelectDevice(device, err));
   DeviceBuffer d_packed, d_codes;
   IMPQ_RC_RETURN(d_packed.Upload(packed, rows * impq_code_bytes(bits, cols), 1, "packed", err));
@@ -326,15 +332,12 @@ int KernelDequantize(int device, int bits, int64_t rows, int64_t cols, int64_t g
                      const uint8_t* packed, const float* scales, const float* zeros,
                      float* out_f32, uint16_t* out_bf16, ImpqGpuError* err) {
   const char* fn = "kernel_dequantize";
-  IMPQ_RC_RETURN(CheckBits(err, fn, bits));
-  if (rows <= 0) return BadSize(err, fn, "rows", rows, "> 0");
-  if (cols <= 0) return BadSize(err, fn, "cols", cols, "> 0");
-  if (group <= 0) return BadSize(err, fn, "group", group, "> 0");
-  if (packed == nullptr) return NullArg(err, fn, "packed");
-  if (scales == nullptr) return NullArg(err, fn, "scales");
-  if (zeros == nullptr) return NullArg(err, fn, "zeros");
-  if (out_f32 == nullptr && out_bf16 == nullptr) return NullArg(err, fn, "out_f32 and out_bf16");
-  if (rows > kMaxBufferBytes / cols) return BadSize(err, fn, "rows * cols", rows, "< 2^40 / cols");
+  const void* out = out_f32 != nullptr ? static_cast<const void*>(out_f32) : out_bf16;
+  IMPQ_RC_RETURN(CheckPackedArgs(err, fn, bits, rows, cols, &group,
+                                 {{"packed", packed},
+                                  {"scales", scales},
+                                  {"zeros", zeros},
+                                  {"out_f32 and out_bf16", out}}));
   IMPQ_RC_RETURN(SelectDevice(device, err));
   const int64_t params = rows * impq_groups_per_row(cols, group);
   DeviceBuffer d_packed, d_scales, d_zeros, d_f32, d_bf16;
