@@ -12,6 +12,7 @@
 #include "solver/exact_shapley.h"
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
+#include "worker/engine/stories_fixture.h"
 #include "worker/eval/evaluator.h"
 #include "worker/model/loader.h"
 #include "worker/quant/quantizer.h"
@@ -30,47 +31,19 @@ class RealModel {
     static RealModel* m = new RealModel();
     return *m;
   }
-  const model::Model& model() const { return loaded_.model; }
-  const forward::LlamaForward& fwd() const { return *fwd_; }
-  const eval::EvalSet& set() const { return set_; }
+  const model::Model& model() const { return stories_.model(); }
+  const forward::LlamaForward& fwd() const { return stories_.fwd(); }
+  const eval::EvalSet& set() const { return stories_.set(); }
   const quant::QuantizedModel& Quantized(quant::PlayerGranularity g) const {
     return g == quant::PlayerGranularity::kBlock ? *block_ : *module_;
   }
 
  private:
-  RealModel() {
-    auto loaded = model::LoadModelAndTokenizer(SharedDataPath("stories260K.bin"),
-                                               SharedDataPath("tok512.bin"));
-    IMPQ_CHECK(loaded.ok()) << loaded.status();
-    loaded_ = std::move(*loaded);
-    fwd_ = std::make_unique<forward::LlamaForward>(loaded_.model);
-    auto text = ReadFileToString(SharedDataPath("tinystories_v2_valid_100.txt"));
-    IMPQ_CHECK(text.ok());
-    auto set = eval::BuildEvalSet(*loaded_.tokenizer, *text, eval::EvalMode::kDocument, 128,
-                                  loaded_.model.config.seq_len, "calib");
-    IMPQ_CHECK(set.ok());
-    set_ = std::move(*set);
-    set_.sequences.resize(8);
-    set_.scored_tokens = set_.processed_tokens = 0;
-    for (const auto& s : set_.sequences) {
-      set_.scored_tokens += s.scored();
-      set_.processed_tokens += static_cast<int64_t>(s.tokens.size());
-    }
-    auto rtn = quant::MakeQuantizer("rtn");
-    IMPQ_CHECK(rtn.ok());
-    quant::QuantConfig cfg;
-    cfg.group_size = 64;
-    auto b = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg,
-                                          quant::PlayerGranularity::kBlock, nullptr);
-    auto m = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg,
-                                          quant::PlayerGranularity::kModule, nullptr);
-    IMPQ_CHECK(b.ok() && m.ok());
-    block_ = std::move(*b);
-    module_ = std::move(*m);
-  }
-  model::LoadedModel loaded_;
-  std::unique_ptr<forward::LlamaForward> fwd_;
-  eval::EvalSet set_;
+  RealModel()
+      : stories_(128, 8),
+        block_(stories_.Quantize(quant::PlayerGranularity::kBlock)),
+        module_(stories_.Quantize(quant::PlayerGranularity::kModule)) {}
+  fixtures::StoriesFixture stories_;
   std::unique_ptr<quant::QuantizedModel> block_, module_;
 };
 

@@ -10,6 +10,7 @@
 #include "common/test_paths.h"
 #include "gtest/gtest.h"
 #include "worker/engine/local_evaluator.h"
+#include "worker/engine/stories_fixture.h"
 #include "worker/model/loader.h"
 #include "worker/quant/quantizer.h"
 
@@ -21,43 +22,14 @@ using solver::Coalition;
 // stories260K, RTN at group 64, 35 module players, the first 6 stories (ctx 96) of the
 // calibration text.
 struct Fixture {
-  model::LoadedModel loaded;
-  std::unique_ptr<forward::LlamaForward> fwd;
-  eval::EvalSet set;
-  std::unique_ptr<quant::QuantizedModel> qm;
+  fixtures::StoriesFixture stories{96, 6};
+  const forward::LlamaForward* fwd = &stories.fwd();
+  const eval::EvalSet& set = stories.set();
+  std::unique_ptr<quant::QuantizedModel> qm = stories.Quantize(quant::PlayerGranularity::kModule);
 
   static Fixture& Get() {
     static Fixture* f = new Fixture();
     return *f;
-  }
-
- private:
-  Fixture() {
-    auto l = model::LoadModelAndTokenizer(SharedDataPath("stories260K.bin"),
-                                          SharedDataPath("tok512.bin"));
-    IMPQ_CHECK(l.ok()) << l.status();
-    loaded = std::move(*l);
-    fwd = std::make_unique<forward::LlamaForward>(loaded.model);
-    auto text = ReadFileToString(SharedDataPath("tinystories_v2_valid_100.txt"));
-    IMPQ_CHECK(text.ok());
-    auto s = eval::BuildEvalSet(*loaded.tokenizer, *text, eval::EvalMode::kDocument, 96,
-                                loaded.model.config.seq_len, "calib");
-    IMPQ_CHECK(s.ok());
-    set = std::move(*s);
-    set.sequences.resize(6);
-    set.scored_tokens = set.processed_tokens = 0;
-    for (const auto& q : set.sequences) {
-      set.scored_tokens += q.scored();
-      set.processed_tokens += static_cast<int64_t>(q.tokens.size());
-    }
-    auto rtn = quant::MakeQuantizer("rtn");
-    IMPQ_CHECK(rtn.ok());
-    quant::QuantConfig cfg;
-    cfg.group_size = 64;
-    auto m = quant::QuantizedModel::Build(loaded.model, **rtn, cfg,
-                                          quant::PlayerGranularity::kModule, nullptr);
-    IMPQ_CHECK(m.ok());
-    qm = std::move(*m);
   }
 };
 

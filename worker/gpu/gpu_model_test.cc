@@ -55,6 +55,7 @@
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
 #include "worker/engine/local_evaluator.h"
+#include "worker/engine/stories_fixture.h"
 #include "worker/eval/evaluator.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/forward/llama_forward_ref.h"
@@ -214,43 +215,16 @@ class Stories {
     static Stories* s = new Stories();
     return *s;
   }
-  const Model& model() const { return loaded_.model; }
-  const forward::LlamaForward& fwd() const { return *fwd_; }
-  const eval::EvalSet& set() const { return set_; }
+  const Model& model() const { return stories_.model(); }
+  const forward::LlamaForward& fwd() const { return stories_.fwd(); }
+  const eval::EvalSet& set() const { return stories_.set(); }
   const quant::QuantizedModel& qmodel() const { return *qmodel_; }
-  const model::Tokenizer& tokenizer() const { return *loaded_.tokenizer; }
+  const model::Tokenizer& tokenizer() const { return stories_.tokenizer(); }
 
  private:
-  Stories() {
-    auto loaded = model::LoadModelAndTokenizer(SharedDataPath("stories260K.bin"),
-                                               SharedDataPath("tok512.bin"));
-    IMPQ_CHECK(loaded.ok()) << loaded.status();
-    loaded_ = std::move(*loaded);
-    fwd_ = std::make_unique<forward::LlamaForward>(loaded_.model);
-    auto text = ReadFileToString(SharedDataPath("tinystories_v2_valid_100.txt"));
-    IMPQ_CHECK(text.ok()) << text.status();
-    auto set = eval::BuildEvalSet(*loaded_.tokenizer, *text, eval::EvalMode::kDocument, 128,
-                                  loaded_.model.config.seq_len, "calib");
-    IMPQ_CHECK(set.ok()) << set.status();
-    set_ = std::move(*set);
-    set_.sequences.resize(8);
-    set_.scored_tokens = set_.processed_tokens = 0;
-    for (const auto& s : set_.sequences) {
-      set_.scored_tokens += s.scored();
-      set_.processed_tokens += static_cast<int64_t>(s.tokens.size());
-    }
-    auto rtn = quant::MakeQuantizer("rtn");
-    IMPQ_CHECK(rtn.ok());
-    quant::QuantConfig cfg;
-    cfg.group_size = 64;
-    auto q = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg,
-                                          quant::PlayerGranularity::kModule, nullptr);
-    IMPQ_CHECK(q.ok()) << q.status();
-    qmodel_ = std::move(*q);
-  }
-  model::LoadedModel loaded_;
-  std::unique_ptr<forward::LlamaForward> fwd_;
-  eval::EvalSet set_;
+  Stories()
+      : stories_(128, 8), qmodel_(stories_.Quantize(quant::PlayerGranularity::kModule)) {}
+  engine::fixtures::StoriesFixture stories_;
   std::unique_ptr<quant::QuantizedModel> qmodel_;
 };
 
