@@ -50,6 +50,7 @@ const engine::MeasuredAllocation* Find(const engine::BudgetResult& b, const std:
 
 int Main(int argc, char** argv) {
   int64_t permutations = 12, heldout_docs = 500, seed = 0;
+  int64_t group_size = engine::JobOptions().group_size;
   int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
   std::string backends_text = "rtn,hqq,gptq";
   std::string budgets_text = "2.25,2.5,3.0,3.5";
@@ -57,6 +58,7 @@ int Main(int argc, char** argv) {
   flags.Int("permutations", &permutations, "SPQE permutations per backend (antithetic, even)");
   flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
   flags.Int("seed", &seed, "seed of the permutations and the random baseline");
+  flags.Int("group-size", &group_size, "quantization group size (input columns per scale)");
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
   flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
@@ -98,6 +100,7 @@ int Main(int argc, char** argv) {
     o.calib_docs = 50;
     o.heldout_docs = heldout_docs;
     o.backend = backend;
+    o.group_size = static_cast<int>(group_size);
     o.permutations = permutations;
     o.seed = static_cast<uint64_t>(seed);
     o.threads = static_cast<int>(threads);
@@ -147,12 +150,12 @@ int Main(int argc, char** argv) {
                           100 * r->selection_ratio, wall);
   }
   std::cout << absl::StrFormat(
-      "IMPQ with the per-budget choice on stories260K: 35 module players, group size 64, SPQE "
+      "IMPQ with the per-budget choice on stories260K: 35 module players, group size %d, SPQE "
       "%d antithetic permutations, seed %d; calibration = first 50 stories of "
       "tinystories_v2_valid_100.txt; held-out perplexity on the first %d paragraphs of "
       "tinystories_valid_a.txt (document mode). Best isolated = min(isolated Δ, LIM, Z-score, "
       "act. norm).\n\n",
-      permutations, seed, heldout_docs);
+      group_size, permutations, seed, heldout_docs);
   std::cout << table << "\n" << cost << "\n";
   std::cout << absl::StrFormat(
       "Goals (issue 8): chosen ≤ every baseline at every budget: %s; chosen ≥ 25%% lower than "
