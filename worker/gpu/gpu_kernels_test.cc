@@ -1344,8 +1344,7 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
       {17, 8, 8, 128, 50.0f, 1}, {300, 8, 2, 128, 0.0f, 0}, {300, 4, 1, 64, 30.0f, 64},
       {513, 32, 8, 128, 0.0f, 0}, {700, 4, 2, 64, 0.0f, 100}, {130, 2, 1, 16, 5.0f, 0},
       {200, 4, 4, 32, 0.0f, 70}, {150, 4, 2, 256, 20.0f, 0},
-      // ...other head dims: the cuBLAS composite (query chunks at T > 256; the softmax with
-      // rows in registers up to 512 and 2048 visible keys, the three-pass one beyond).
+      // ...other head dims: the cuBLAS composite (query chunks at T > 256).
       {40, 4, 2, 8, 0.0f, 0},   {300, 4, 2, 24, 0.0f, 0},  {513, 6, 3, 12, 10.0f, 90},
       {700, 2, 2, 8, 0.0f, 0},  {2100, 2, 1, 8, 2.0f, 0}};
   for (const Case& c : cases) {

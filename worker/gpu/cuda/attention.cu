@@ -12,9 +12,9 @@
 // C = y, ldc = out). The same mapping, with strides, gives the attention products below.
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cstdint>
 #include <string>
 
 #include "worker/gpu/cuda/check.cuh"
@@ -52,7 +52,8 @@ bool FitsInt(int64_t v) { return v >= 0 && v <= INT_MAX; }
 __global__ void AttentionSoftmaxKernel(float* s, int64_t rows, int64_t T, int64_t chunk,
                                        float softcap, int window) {
   const int lane = threadIdx.x % kWarp;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kSoftmaxRowsPerBlock + threadIdx.x / kWarp;
+  const int64_t row =
+      static_cast<int64_t>(blockIdx.x) * kSoftmaxRowsPerBlock + threadIdx.x / kWarp;
   if (row >= rows) return;  // whole warps only: the shuffles below see full warps
   const int64_t i = row % T;
   const int64_t width = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
@@ -82,53 +83,6 @@ __global__ void AttentionSoftmaxKernel(float* s, int64_t rows, int64_t T, int64_
     __syncwarp();  // all reads of this chunk before any write of it
     if (j < width) prow[j] = __float2bfloat16_rn(p);
   }
-}
-
-// The same softmax with the row's visible scores held in registers (kPerLane per lane, rows
-// of up to 32 * kPerLane keys): one read of the scores instead of three. All of the row is
-// read before the warp writes any of it, so the in-place bf16 writes may go in any order.
-template <int kPerLane>
-__global__ void AttentionSoftmaxRegKernel(float* s, int64_t rows, int64_t T, int64_t chunk,
-                                          float softcap, int window) {
-  const int lane = threadIdx.x % kWarp;
-  const int64_t row =
-      static_cast<int64_t>(blockIdx.x) * kSoftmaxRowsPerBlock + threadIdx.x / kWarp;
-  if (row >= rows) return;  // whole warps only
-  const int64_t i = row % T;
-  const int64_t width = (i / chunk + 1) * chunk < T ? (i / chunk + 1) * chunk : T;
-  float* srow = s + row * T;
-  bf16* prow = reinterpret_cast<bf16*>(srow);
-  const int64_t first = window > 0 ? (i - window + 1 > 0 ? i - window + 1 : 0) : 0;
-
-  float c[kPerLane];
-  float mx = -INFINITY;
-#pragma unroll
-  for (int r = 0; r < kPerLane; ++r) {
-    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
-    c[r] = j <= i ? SoftcapDev(srow[j], softcap) : -INFINITY;
-    mx = c[r] > mx ? c[r] : mx;
-  }
-  mx = WarpMaxF(mx);
-  double sum = 0.0;
-#pragma unroll
-  for (int r = 0; r < kPerLane; ++r) {
-    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
-    if (j <= i) {
-      c[r] = FastExpDev(__fsub_rn(c[r], mx));
-      sum += static_cast<double>(c[r]);
-    }
-  }
-  sum = WarpSumD(sum);
-  const float inv = __fdiv_rn(1.0f, static_cast<float>(sum));
-  __syncwarp();  // every lane's reads of the row before any lane's writes
-#pragma unroll
-  for (int r = 0; r < kPerLane; ++r) {
-    const int64_t j = first + lane + static_cast<int64_t>(r) * kWarp;
-    if (j <= i) prow[j] = __float2bfloat16_rn(__fmul_rn(c[r], inv));
-  }
-  const bf16 zero = __float2bfloat16_rn(0.0f);
-  for (int64_t j = lane; j < first; j += kWarp) prow[j] = zero;
-  for (int64_t j = i + 1 + lane; j < width; j += kWarp) prow[j] = zero;
 }
 
 // kx[h] = k[h / G], vx[h] = v[h / G] for the H = Hkv * G query heads; `per_head` elements of
@@ -341,18 +295,8 @@ std::string RunAttention(cublasHandle_t handle, const bf16* q, const bf16* k, co
     const auto blocks =
         static_cast<unsigned>((rows + kSoftmaxRowsPerBlock - 1) / kSoftmaxRowsPerBlock);
     const int threads = kSoftmaxRowsPerBlock * kWarp;
-    // A row has at most min(T, window) visible keys.
-    const int64_t visible = window > 0 && window < T ? window : T;
-    if (visible <= 16 * kWarp) {
-      AttentionSoftmaxRegKernel<16>
-          <<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap, window);
-    } else if (visible <= 64 * kWarp) {
-      AttentionSoftmaxRegKernel<64>
-          <<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap, window);
-    } else {
-      AttentionSoftmaxKernel<<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap,
-                                                             window);
-    }
+    AttentionSoftmaxKernel<<<blocks, threads, 0, stream>>>(scores, rows, T, chunk, softcap,
+                                                           window);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
       error = std::string("attention softmax launch: ") + cudaGetErrorString(e);
