@@ -983,6 +983,34 @@ TEST(GpuModelTest, PrefixReuseMatchesFullEvaluations) {
   }
 }
 
+// $IMPQ_GPU_PROFILE=1 at model creation: the model times its operations and prints one table
+// row per operation when it is destroyed; the losses do not change.
+TEST(GpuModelTest, ProfilePrintsEveryOperationAndChangesNothing) {
+  SKIP_WITHOUT_GPU(rt);
+  const Stories& s = Stories::Get();
+  const quant::QuantizedModel& q = s.qmodel();
+  const std::vector<int> bits = MixedBits(q.num_players(), 3);
+  auto plain = MakeGpuEvaluator(rt, q, s.set(), 0);
+  auto want = plain->NllOfBits(bits);
+  ASSERT_TRUE(want.ok()) << want.status();
+  std::string table;
+  {
+    ScopedEnv env("IMPQ_GPU_PROFILE", "1");
+    auto profiled = MakeGpuEvaluator(rt, q, s.set(), 0);
+    auto got = profiled->NllOfBits(bits);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, *want);
+    ::testing::internal::CaptureStderr();
+    profiled.reset();  // destroys the model: prints the table
+    table = ::testing::internal::GetCapturedStderr();
+  }
+  EXPECT_THAT(table, ::testing::ContainsRegex("impq gpu profile: [1-9][0-9]* evaluations"));
+  for (const char* op : {"| embed |", "| rmsnorm |", "| gemm out=", "| rope |", "| attention |",
+                         "| glu |", "| nll |"}) {
+    EXPECT_THAT(table, HasSubstr(op));
+  }
+}
+
 TEST(GpuModelTest, RejectsBadArguments) {
   SKIP_WITHOUT_GPU(rt);
   const Stories& s = Stories::Get();
