@@ -38,6 +38,8 @@ assert any(m["type"] in ("External", "Pods") for m in hpa["spec"]["metrics"])
 worker = [d for d in kinds["Deployment"] if d["metadata"]["name"] == "impq-worker"][0]
 res = worker["spec"]["template"]["spec"]["containers"][0]["resources"]
 assert res["limits"]["nvidia.com/gpu"], "worker has no nvidia.com/gpu limit"
+args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--device=gpu" in args, f"worker holds a GPU but does not insist on it: {args}"
 print(f"  {len(docs)} objects: " + ", ".join(f"{k} x{len(v)}" for k, v in sorted(kinds.items())))
 PY
       then pass "kubectl kustomize deploy/k8s (+ structure)"; else fail "kustomize output structure"; fi
