@@ -725,6 +725,7 @@ int EvaluateImpl(ImpqGpuModel* m, ImpqGpuError* err, const uint8_t* variants, do
   }
   const pass::Weights<bf16> w = WeightsView(m);
   const pass::Scratch<bf16> sc = ScratchView(m);
+  if (m->profile) m->profile->Discard();
   CudaOps ops{m->stream, m->cublas, err, m->profile.get(), m->attn_ws.bytes()};
   pass::Pass<CudaOps> run(ops, sh, lay, w, sc);
   IMPQ_MODEL_TRY(run.Run(variants, start, cached));

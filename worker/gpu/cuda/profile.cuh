@@ -36,6 +36,11 @@ struct OpProfile {
     }
     return pool[used++];
   }
+  // Forgets the events of an evaluation that failed before Collect (called when one starts).
+  void Discard() {
+    pending.clear();
+    used = 0;
+  }
   // Called after the stream was synchronised.
   void Collect() {
     for (const Pending& p : pending) {
