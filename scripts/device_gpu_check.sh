@@ -5,14 +5,9 @@
 # ./gpu-check-out). Extra arguments are passed to gpu_bench.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="${OUT:-$root/gpu-check-out}"
-mkdir -p "$out"
-work="$(mktemp -d)"
-tar -C "$work" -xJf "$root/.dev/impq-gpu.tar.xz" || exit 1
-cuda_libs="$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | paste -sd:)"
-export LD_LIBRARY_PATH="$work/lib:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export IMPQ_CUDA_PLUGIN="$work/bin/libimpq_cuda.so"
-export IMPQ_SHARED_DATA="$work/data"
+out_default=gpu-check-out
+# shellcheck source=scripts/device_env.sh
+source "$root/scripts/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 rc=0
 "$work/bin/gpu_test" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$out/gpu_test.log" | grep -v '^\[       OK\|^\[ RUN' ; rc=${PIPESTATUS[0]}

@@ -6,13 +6,9 @@
 # bf16 contract's rounding while the allocations should agree. Logs go to $OUT.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="${OUT:-$root/service-check-out}"
-mkdir -p "$out"
-work="$(mktemp -d)"
-tar -C "$work" -xJf "$root/.dev/impq-gpu.tar.xz" || exit 1
-cuda_libs="$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | paste -sd:)"
-export LD_LIBRARY_PATH="$work/lib:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export IMPQ_CUDA_PLUGIN="$work/bin/libimpq_cuda.so"
+out_default=service-check-out
+# shellcheck source=scripts/device_env.sh
+source "$root/scripts/device_env.sh"
 data="$work/data"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token.txt"
 port=50561
