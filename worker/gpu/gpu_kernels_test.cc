@@ -794,19 +794,21 @@ TEST(GemmPlanTest, AttentionChunkRowsCoverLongSequencesInAtMostEightChunks) {
   }
 }
 
+// One attention test case: sequence length, heads, kv heads, head dim, soft-cap, window.
+struct AttentionCase {
+  int64_t T;
+  int H, Hkv, hd;
+  float softcap;
+  int window;
+};
+
 TEST(GemmPlanTest, AttentionPlansWithInPlaceSoftmaxMatchAttentionRef) {
-  struct Case {
-    int64_t T;
-    int H, Hkv, hd;
-    float softcap;
-    int window;
-  };
-  const Case cases[] = {
+  const AttentionCase cases[] = {
       {1, 2, 1, 4, 0.0f, 0},     {7, 4, 4, 8, 0.0f, 0},    {9, 4, 2, 8, 2.0f, 3},
       {40, 8, 2, 8, 0.0f, 5},    {40, 8, 2, 8, 1.0f, 0},   {300, 2, 1, 4, 0.0f, 0},
       {300, 4, 2, 4, 0.0f, 37},  {513, 2, 2, 4, 0.0f, 0},  {257, 4, 1, 4, 3.0f, 256},
   };
-  for (const Case& c : cases) {
+  for (const AttentionCase& c : cases) {
     // The production chunking and two ragged ones, down to one query per chunk.
     for (const int64_t chunk : {AttentionChunkRows(c.T), int64_t{7}, int64_t{1}}) {
       if (chunk == 1 && c.T > 40) continue;  // O(T) GEMM calls: keep the test quick
@@ -1331,13 +1333,7 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
   // ε_p = 4ε_s·(1 + 2ε_s) + 18u, and its bf16 rounding may flip by one bf16 ulp <= 2^-7·p.
   // The P·V accumulation adds γ'_T·Σ p|v|, and each output's final bf16 rounding one bf16 ulp:
   //   |Δout| <= (ε_p + 2^-7 + γ'_T)·(1 + ε_p + 2^-7)·max_{visible j}|v_j| + ulp_bf16(out).
-  struct Case {
-    int64_t T;
-    int H, Hkv, hd;
-    float softcap;
-    int window;
-  };
-  const Case cases[] = {
+  const AttentionCase cases[] = {
       // head_dim 16/32/64/128/256: the fused tensor-core kernel (ragged query and key tiles,
       // windows that skip key tiles, soft-caps)...
       {1, 4, 4, 64, 0.0f, 0},   {17, 4, 2, 64, 0.0f, 0},  {17, 8, 2, 64, 0.0f, 5},
@@ -1347,7 +1343,7 @@ TEST_F(GpuKernelTest, AttentionWithinDerivedBound) {
       // ...other head dims: the cuBLAS composite (query chunks at T > 256).
       {40, 4, 2, 8, 0.0f, 0},   {300, 4, 2, 24, 0.0f, 0},  {513, 6, 3, 12, 10.0f, 90},
       {700, 2, 2, 8, 0.0f, 0},  {2100, 2, 1, 8, 2.0f, 0}};
-  for (const Case& c : cases) {
+  for (const AttentionCase& c : cases) {
     SCOPED_TRACE(testing::Message() << "T=" << c.T << " H=" << c.H << " Hkv=" << c.Hkv
                                     << " hd=" << c.hd << " cap=" << c.softcap
                                     << " window=" << c.window);
