@@ -32,7 +32,9 @@ constexpr int64_t kMaxBufferBytes = int64_t{1} << 40;
 
 // ---- device selection ----
 
-int SelectDevice(int device, ImpqGpuError* err) {
+// ENODEVICE without a usable driver or any device, EINVAL for an index out of range; the
+// message starts with `prefix` (the entry point, or "").
+int CheckDeviceIndex(int device, const char* prefix, ImpqGpuError* err) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -42,8 +44,13 @@ int SelectDevice(int device, ImpqGpuError* err) {
   }
   if (device < 0 || device >= count) {
     return SetGpuError(err, count == 0 ? IMPQ_GPU_ENODEVICE : IMPQ_GPU_EINVAL,
-                       "device %d out of range: %d CUDA device(s)", device, count);
+                       "%sdevice %d out of range: %d CUDA device(s)", prefix, device, count);
   }
+  return IMPQ_GPU_OK;
+}
+
+int SelectDevice(int device, ImpqGpuError* err) {
+  if (const int rc = CheckDeviceIndex(device, "", err); rc != IMPQ_GPU_OK) return rc;
   IMPQ_CUDA_RETURN(err, cudaSetDevice(device));
   int major = 0, minor = 0;
   IMPQ_CUDA_RETURN(err, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -225,17 +232,7 @@ int DeviceCount(int* count, ImpqGpuError* err) {
 
 int DeviceInfo(int device, ImpqGpuDeviceInfo* info, ImpqGpuError* err) {
   if (info == nullptr) return NullArg(err, "device_info", "info");
-  int count = 0;
-  cudaError_t e = cudaGetDeviceCount(&count);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return SetGpuError(err, IMPQ_GPU_ENODEVICE, "no CUDA device: cudaGetDeviceCount: %s (%s)",
-                       cudaGetErrorString(e), cudaGetErrorName(e));
-  }
-  if (device < 0 || device >= count) {
-    return SetGpuError(err, count == 0 ? IMPQ_GPU_ENODEVICE : IMPQ_GPU_EINVAL,
-                       "device_info: device %d out of range: %d CUDA device(s)", device, count);
-  }
+  if (const int rc = CheckDeviceIndex(device, "device_info: ", err); rc != IMPQ_GPU_OK) return rc;
   cudaDeviceProp prop;
   IMPQ_CUDA_RETURN(err, cudaGetDeviceProperties(&prop, device));
   IMPQ_CUDA_RETURN(err, cudaSetDevice(device));
