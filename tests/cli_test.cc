@@ -153,29 +153,23 @@ TEST(CliTest, RunThroughTheCoordinatorEqualsInProcess) {
   EXPECT_THAT(progress.out, HasSubstr("measure: "));
 }
 
+// `impq <args>` exits with `code` and its output names `text`.
+void ExpectExit(const std::string& args, int code, const std::string& text) {
+  const Result r = RunImpq(args);
+  EXPECT_EQ(r.exit_code, code) << args << "\n" << r.out;
+  EXPECT_THAT(r.out, HasSubstr(text)) << args;
+}
+
 TEST(CliTest, UsageErrorsExitWithTwo) {
-  Result r = RunImpq("eval --model x");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("missing required flag --text"));
-  r = RunImpq(EvalArgs(kModel, kTok, kText) + " --mode windows");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("unknown evaluation mode 'windows'"));
-  r = RunImpq("frobnicate");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("unknown command 'frobnicate'"));
-  r = RunImpq("eval --help");
-  EXPECT_EQ(r.exit_code, 0);
-  EXPECT_THAT(r.out, HasSubstr("--tokenizer"));
+  ExpectExit("eval --model x", 2, "missing required flag --text");
+  ExpectExit(EvalArgs(kModel, kTok, kText) + " --mode windows", 2,
+             "unknown evaluation mode 'windows'");
+  ExpectExit("frobnicate", 2, "unknown command 'frobnicate'");
+  ExpectExit("eval --help", 0, "--tokenizer");
   // The per-budget choice's flags (shared with impq_bench) reach JobOptions' validation.
-  r = RunImpq("run --quiet --choice-z -1");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("choice_z = -1"));
-  r = RunImpq("run --quiet --search-model bogus");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.out, HasSubstr("bogus"));
-  r = RunImpq("run --help");
-  EXPECT_EQ(r.exit_code, 0);
-  EXPECT_THAT(r.out, HasSubstr("--extra-fraction"));
+  ExpectExit("run --quiet --choice-z -1", 2, "choice_z = -1");
+  ExpectExit("run --quiet --search-model bogus", 2, "bogus");
+  ExpectExit("run --help", 0, "--extra-fraction");
 }
 
 }  // namespace
