@@ -31,10 +31,9 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/stories_job.h"
 #include "common/flags.h"
-#include "common/test_paths.h"
 #include "worker/engine/choice_flags.h"
 #include "worker/engine/job.h"
 
@@ -74,15 +73,12 @@ int Main(int argc, char** argv) {
   }
   const std::vector<std::string> backends =
       absl::StrSplit(backends_text, ',', absl::SkipWhitespace());
-  std::vector<double> budgets;
-  for (absl::string_view b : absl::StrSplit(budgets_text, ',', absl::SkipWhitespace())) {
-    double v = 0;
-    if (!absl::SimpleAtod(b, &v)) {
-      std::cerr << "impq_bench: --budgets: '" << b << "' is not a number\n";
-      return 2;
-    }
-    budgets.push_back(v);
+  absl::StatusOr<std::vector<double>> parsed = bench::ParseBudgets("budgets", budgets_text);
+  if (!parsed.ok()) {
+    std::cerr << "impq_bench: " << parsed.status().message() << "\n";
+    return 2;
   }
+  const std::vector<double> budgets = *parsed;
 
   std::string table =
       "| backend | b_avg | chosen (from) | IMPQ (paper) | isolated Δ | LIM | Z-score | act. norm "
@@ -92,19 +88,9 @@ int Main(int argc, char** argv) {
                      "|---|---:|---:|---:|---:|\n";
   bool all_le = true, all_25 = true, all_25_strict = true;
   for (const std::string& backend : backends) {
-    engine::JobOptions o;
-    o.model_path = SharedDataPath("stories260K.bin");
-    o.tokenizer_path = SharedDataPath("tok512.bin");
-    o.calib_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
-    o.heldout_text_path = SharedDataPath("tinystories_valid_a.txt");
-    o.calib_docs = 50;
-    o.heldout_docs = heldout_docs;
-    o.backend = backend;
-    o.group_size = static_cast<int>(group_size);
-    o.permutations = permutations;
-    o.seed = static_cast<uint64_t>(seed);
-    o.threads = static_cast<int>(threads);
-    o.average_bits = budgets;
+    engine::JobOptions o = bench::StoriesJobOptions(
+        backend, static_cast<int>(group_size), permutations, heldout_docs,
+        static_cast<uint64_t>(seed), static_cast<int>(threads), budgets);
     choice.ApplyTo(o);
     std::cerr << "impq_bench: " << backend << " ...\n";
     const auto start = std::chrono::steady_clock::now();

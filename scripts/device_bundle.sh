@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what the GPU checks need for a machine that has a GPU but none of Debian's packages
-# (the device machine): stripped gpu_test / gpu_bench / libimpq_cuda.so and the service
+# (the device machine): stripped gpu_test / gpu_bench / choice_bound_bench / libimpq_cuda.so and the service
 # binaries (impq-coordinator, impq-worker, impqctl), the non-system
 # shared libraries they link (Abseil, OpenBLAS, ...), and the few shared-data files the GPU
 # tests read. CUDA's own libraries (cudart, cuBLAS) are NOT packed: the target machine has them.
@@ -13,13 +13,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
 data="${IMPQ_SHARED_DATA:-$root/../shared/data}"
-cmake --build "$build" --target gpu_test gpu_bench impq_cuda impq-coordinator impq-worker \
-  impqctl -j"$(nproc)"
+cmake --build "$build" --target gpu_test gpu_bench choice_bound_bench impq_cuda \
+  impq-coordinator impq-worker impqctl -j"$(nproc)"
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
-bins=("$build/worker/gpu/gpu_test" "$build/bench/gpu_bench" "$build/coordinator/impq-coordinator"
+bins=("$build/worker/gpu/gpu_test" "$build/bench/gpu_bench" "$build/bench/choice_bound_bench"
+  "$build/coordinator/impq-coordinator"
   "$build/worker/service/impq-worker" "$build/cli/impqctl/impqctl")
 for b in "${bins[@]}"; do strip -o "$stage/bin/$(basename "$b")" "$b"; done
 strip -o "$stage/bin/libimpq_cuda.so" "$build/worker/gpu/libimpq_cuda.so"
@@ -30,7 +31,7 @@ ldd "${bins[@]}" | awk '/=> \//{print $1, $3}' | sort -u | while read -r name pa
     *) cp -L "$path" "$stage/lib/$name" ;;
   esac
 done
-for f in stories260K.bin tok512.bin tinystories_v2_valid_100.txt; do cp "$data/$f" "$stage/data/"; done
+for f in stories260K.bin tok512.bin tinystories_v2_valid_100.txt tinystories_valid_a.txt; do cp "$data/$f" "$stage/data/"; done
 mkdir -p "$root/.dev"
 grep -qx '/.dev/' "$root/.git/info/exclude" 2>/dev/null || echo '/.dev/' >>"$root/.git/info/exclude"
 tar -C "$stage" -cJf "$root/.dev/impq-gpu.tar.xz" .

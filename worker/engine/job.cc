@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/rng.h"
 #include "common/status.h"
@@ -22,11 +21,10 @@
 #include "solver/local_search.h"
 #include "solver/spqe.h"
 #include "worker/engine/baselines.h"
+#include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/engine/sequence_evaluator.h"
 #include "worker/forward/llama_forward.h"
-#include "worker/model/loader.h"
-#include "worker/quant/quantizer.h"
 
 namespace impq::engine {
 namespace {
@@ -35,45 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Recomputes a set's token totals from its sequences.
-void Recount(eval::EvalSet& set) {
-  set.scored_tokens = 0;
-  set.processed_tokens = 0;
-  for (const auto& s : set.sequences) {
-    set.scored_tokens += s.scored();
-    set.processed_tokens += static_cast<int64_t>(s.tokens.size());
-  }
-}
-
-// Keeps the first n sequences of a set (n <= 0 or >= size: all) and recounts the totals.
-void TakeFirstSequences(eval::EvalSet& set, int64_t n) {
-  if (n > 0 && static_cast<size_t>(n) < set.sequences.size()) {
-    set.sequences.resize(static_cast<size_t>(n));
-  }
-  Recount(set);
-}
-
-// The sequences [first, first + n) of `set` (fewer when it ends; n <= 0: to the end).
-eval::EvalSet SequenceRange(const eval::EvalSet& set, int64_t first, int64_t n) {
-  eval::EvalSet out;
-  out.mode = set.mode;
-  out.ctx = set.ctx;
-  const size_t size = set.sequences.size();
-  const size_t begin = std::min(size, static_cast<size_t>(first));
-  const size_t end = n > 0 ? std::min(size, begin + static_cast<size_t>(n)) : size;
-  out.sequences.assign(set.sequences.begin() + begin, set.sequences.begin() + end);
-  Recount(out);
-  return out;
-}
-
-absl::StatusOr<eval::EvalSet> LoadSet(const model::Tokenizer& tok, const std::string& path,
-                                      const JobOptions& o, int64_t docs, int64_t max_ctx) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tok, text, o.mode, o.ctx, max_ctx, path));
-  TakeFirstSequences(set, docs);
-  return set;
 }
 
 const char* StopReasonName(solver::SpqeStopReason r) {
@@ -207,75 +166,33 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
     o.progress(p);
   };
 
-  // Load.
-  auto t0 = Clock::now();
-  report("load", 0, 1, t0);
-  ASSIGN_OR_RETURN(model::LoadedModel loaded,
-                   model::LoadModelAndTokenizer(o.model_path, o.tokenizer_path));
-  const model::Model& model = loaded.model;
+  // Load and quantize.
+  ASSIGN_OR_RETURN(std::unique_ptr<JobInputs> in, LoadJobInputs(o, report));
+  const model::Model& model = in->loaded.model;
+  const forward::LlamaForward& fwd = *in->forward;
+  const eval::EvalSet& calib = in->calib;
+  const eval::EvalSet& select = in->select;
+  const eval::EvalSet& heldout = in->heldout;
+  const quant::QuantizedModel* qm = in->qmodel.get();
+  const solver::PlayerBytes& bytes = in->bytes;
+  const std::vector<int64_t>& budgets = in->budgets;
+  const int n = qm->num_players();
   r.model_config = model.config.ToString();
-  if (o.ctx > model.config.seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("job: ctx = ", o.ctx,
-                                                   " exceeds the model's seq_len ",
-                                                   model.config.seq_len));
-  }
-  // The calibration text's first calib_docs sequences calibrate (SPQE, the baselines, GPTQ);
-  // the next select_docs, when there are any, measure the per-budget choice.
-  ASSIGN_OR_RETURN(eval::EvalSet calib_text, LoadSet(*loaded.tokenizer, o.calib_text_path, o,
-                                                     /*docs=*/0, model.config.seq_len));
-  const eval::EvalSet calib = SequenceRange(calib_text, 0, o.calib_docs);
-  eval::EvalSet select;
-  if (o.select_docs > 0 && o.calib_docs > 0) {
-    select = SequenceRange(calib_text, o.calib_docs, o.select_docs);
-  }
-  r.select_on_calibration = select.sequences.empty();
-  if (r.select_on_calibration) select = calib;
-  calib_text = eval::EvalSet();
-  ASSIGN_OR_RETURN(eval::EvalSet heldout, LoadSet(*loaded.tokenizer, o.heldout_text_path, o,
-                                                  o.heldout_docs, model.config.seq_len));
+  r.select_on_calibration = in->select_on_calibration;
   r.calib_sequences = static_cast<int64_t>(calib.sequences.size());
   r.calib_tokens = calib.scored_tokens;
   r.select_sequences = static_cast<int64_t>(select.sequences.size());
   r.select_tokens = select.scored_tokens;
   r.heldout_sequences = static_cast<int64_t>(heldout.sequences.size());
   r.heldout_tokens = heldout.scored_tokens;
-  forward::LlamaForward fwd(model);
-  r.load_seconds = Since(t0);
-  report("load", 1, 1, t0);
-
-  // Quantize every linear at 2 and 4 bits.
-  t0 = Clock::now();
-  report("quantize", 0, 1, t0);
-  ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> quantizer, quant::MakeQuantizer(o.backend));
-  std::unique_ptr<quant::CalibrationSet> qcalib;
-  if (o.backend == "gptq") {
-    ASSIGN_OR_RETURN(quant::CalibrationSet cs, quant::CollectCalibration(fwd, calib, o.threads));
-    qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
-  }
-  quant::QuantConfig qcfg;
-  qcfg.group_size = o.group_size;
-  ThreadPool quant_pool(o.threads);
-  ASSIGN_OR_RETURN(std::unique_ptr<quant::QuantizedModel> qm,
-                   quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players, qcalib.get(),
-                                                &quant_pool));
-  const int n = qm->num_players();
-  solver::PlayerBytes bytes;
-  for (int i = 0; i < n; ++i) {
-    r.player_names.push_back(qm->players()[i].name);
-    bytes.bytes2.push_back(qm->PlayerBytes(i, 2));
-    bytes.bytes4.push_back(qm->PlayerBytes(i, 4));
-  }
+  for (int i = 0; i < n; ++i) r.player_names.push_back(qm->players()[i].name);
   r.bytes2 = bytes.bytes2;
   r.bytes4 = bytes.bytes4;
   for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
-  std::vector<int64_t> budgets;
-  for (double b : o.average_bits) {
-    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, b));
-    budgets.push_back(budget);
-  }
-  r.quantize_seconds = Since(t0);
-  report("quantize", 1, 1, t0);
+  r.load_seconds = in->load_seconds;
+  r.quantize_seconds = in->quantize_seconds;
 
+  auto t0 = Clock::now();
   // Baselines' scores (isolated Δ costs n + 1 game evaluations).
   t0 = Clock::now();
   LocalEvaluatorOptions eo;

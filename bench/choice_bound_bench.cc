@@ -1,0 +1,329 @@
+// choice_bound_bench: how far is the per-budget choice (issue 8) from the best allocation a
+// long measured search finds on the same game?
+//
+// impq_bench shows the chosen allocation against the baselines; it cannot say whether a
+// budget's shortfall (e.g. chosen / isolated Δ above 0.75) is the choice's fault or the
+// game's: perhaps no allocation under that budget is much better. This program runs the job
+// (worker/engine/job.h) and then, per budget, spends many times the job's evaluation allowance
+// on simulated annealing over the budget-feasible allocations, on the job's own calibration
+// game v(q) (the same sets and quantized weights: engine::LoadJobInputs). Chains start from
+// the chosen allocation, from isolated Δ's and from random feasible ones; a move raises one or
+// two 2-bit players to 4 bits and drops random 4-bit players to 2 bits until the footprint
+// fits; Metropolis acceptance at a temperature falling geometrically from --t0 to --t1 nats.
+// The --top allocations lowest on calibration are then measured on the CPU (calibration and
+// held-out; the same evaluator as the job's tables) and compared with the choice.
+//
+// --device gpu runs the search's evaluations through the CUDA plugin (GpuEvaluator: bf16, so
+// its losses differ slightly from the CPU's; the top allocations are re-measured on the CPU).
+// Reproducible from --seed on one device (the order of the evaluations does not depend on
+// timing).
+//
+//   build/bench/choice_bound_bench [--backends rtn] [--group-size 64] [--budgets 2.25,2.5,3.0,3.5]
+//       [--permutations 12] [--seed 0] [--heldout-docs 500] [--threads 2] [--device cpu|gpu]
+//       [--evaluations 2000] [--random-chains 1] [--t0 0.02] [--t1 0.0005] [--top 8]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/stories_job.h"
+#include "common/flags.h"
+#include "common/rng.h"
+#include "common/status.h"
+#include "solver/allocation_problem.h"
+#include "solver/baselines.h"
+#include "solver/coalition.h"
+#include "worker/engine/job.h"
+#include "worker/engine/job_inputs.h"
+#include "worker/engine/local_evaluator.h"
+#ifdef IMPQ_BENCH_WITH_GPU
+#include "worker/gpu/gpu_evaluator.h"
+#include "worker/gpu/gpu_runtime.h"
+#endif
+
+namespace impq {
+namespace {
+
+using solver::Coalition;
+
+// Every coalition measured on one evaluator, so that no chain pays twice for one.
+class MeasuredGame {
+ public:
+  explicit MeasuredGame(solver::CoalitionEvaluator& evaluator) : evaluator_(evaluator) {}
+  absl::StatusOr<double> Loss(const Coalition& q) {
+    if (auto it = loss_.find(q); it != loss_.end()) return it->second;
+    ASSIGN_OR_RETURN(std::vector<double> v, evaluator_.Evaluate(std::span<const Coalition>(&q, 1)));
+    loss_.emplace(q, v[0]);
+    return v[0];
+  }
+  int64_t evaluations() const { return static_cast<int64_t>(loss_.size()); }
+  // The k lowest, ascending.
+  std::vector<solver::Observation> Lowest(size_t k) const {
+    std::vector<solver::Observation> all;
+    for (const auto& [q, loss] : loss_) all.push_back({q, loss});
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.loss < b.loss; });
+    if (all.size() > k) all.resize(k);
+    return all;
+  }
+
+ private:
+  solver::CoalitionEvaluator& evaluator_;
+  std::map<Coalition, double> loss_;
+};
+
+struct AnnealOptions {
+  int64_t evaluations = 2000;  // new evaluations of this chain
+  double t0 = 0.02, t1 = 0.0005;
+};
+
+// A random budget-feasible neighbour of q (q_i = 1: player i at 2 bits): one or two 2-bit
+// players raised to 4 bits, then random other 4-bit players dropped to 2 bits until the
+// footprint fits. Returns q itself when no such move exists.
+Coalition Propose(const Coalition& q, const solver::PlayerBytes& bytes, int64_t budget, Rng& rng) {
+  const int n = static_cast<int>(q.size());
+  std::vector<int> low, high;
+  for (int i = 0; i < n; ++i) (q[i] ? low : high).push_back(i);
+  if (low.empty()) return q;
+  Coalition next = q;
+  const int raise = std::min<int>(static_cast<int>(low.size()), 1 + static_cast<int>(rng.Below(2)));
+  rng.Shuffle(std::span<int>(low));
+  for (int r = 0; r < raise; ++r) next[low[r]] = 0;
+  rng.Shuffle(std::span<int>(high));
+  int64_t footprint = solver::Footprint(bytes, next);
+  for (size_t h = 0; h < high.size() && footprint > budget; ++h) {
+    next[high[h]] = 1;
+    footprint = solver::Footprint(bytes, next);
+  }
+  return footprint <= budget ? next : q;
+}
+
+absl::Status Anneal(MeasuredGame& game, const solver::PlayerBytes& bytes, int64_t budget,
+                    Coalition q, const AnnealOptions& o, Rng& rng, const std::string& label) {
+  ASSIGN_OR_RETURN(double loss, game.Loss(q));
+  double best = loss;
+  const int64_t first = game.evaluations();
+  const auto start = std::chrono::steady_clock::now();
+  // Proposals already measured are free; stop anyway after many of them (a frozen chain).
+  for (int64_t proposals = 0; proposals < 50 * o.evaluations; ++proposals) {
+    const int64_t done = game.evaluations() - first;
+    if (done >= o.evaluations) break;
+    const double t = o.t0 * std::pow(o.t1 / o.t0, static_cast<double>(done) / o.evaluations);
+    Coalition next = Propose(q, bytes, budget, rng);
+    if (next == q) continue;
+    ASSIGN_OR_RETURN(double next_loss, game.Loss(next));
+    if (next_loss <= loss || rng.Uniform() < std::exp(-(next_loss - loss) / t)) {
+      q = std::move(next);
+      loss = next_loss;
+      best = std::min(best, loss);
+    }
+    if (game.evaluations() - first > done && (done + 1) % 1000 == 0) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cerr << absl::StrFormat("  %s: %d evaluations, T %.5f, current %.4f, best %.4f (%.1f/s)\n",
+                                   label, done + 1, t, loss, best, (done + 1) / s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+Coalition CoalitionOfBits(const std::vector<int>& bits) {
+  Coalition q;
+  for (int b : bits) q.push_back(b == 2 ? 1 : 0);
+  return q;
+}
+
+const engine::MeasuredAllocation* Find(const engine::BudgetResult& b, const std::string& method) {
+  for (const auto& m : b.allocations) {
+    if (m.method == method) return &m;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::unique_ptr<solver::CoalitionEvaluator>> SearchEvaluator(
+    const std::string& device, const engine::JobInputs& in, int threads,
+    std::shared_ptr<void>& keep_alive) {
+  if (device == "cpu") {
+    engine::LocalEvaluatorOptions eo;
+    eo.threads = threads;
+    ASSIGN_OR_RETURN(std::unique_ptr<engine::LocalEvaluator> ev,
+                     engine::LocalEvaluator::Create(*in.qmodel, *in.forward, in.select, eo));
+    return std::unique_ptr<solver::CoalitionEvaluator>(std::move(ev));
+  }
+#ifdef IMPQ_BENCH_WITH_GPU
+  if (device == "gpu") {
+    ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuRuntime> rt, gpu::GpuRuntime::Load());
+    if (rt->device_count() == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("--device gpu: no CUDA device: ", rt->no_device_reason()));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<gpu::GpuEvaluator> ev,
+                     gpu::GpuEvaluator::Create(rt.get(), 0, *in.qmodel, in.select, {}));
+    keep_alive = std::shared_ptr<gpu::GpuRuntime>(std::move(rt));
+    return std::unique_ptr<solver::CoalitionEvaluator>(std::move(ev));
+  }
+#endif
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--device: '", device, "' is not one of cpu",
+#ifdef IMPQ_BENCH_WITH_GPU
+      ", gpu"
+#else
+      " (this build has no GPU path)"
+#endif
+      ));
+}
+
+int Main(int argc, char** argv) {
+  int64_t permutations = 12, heldout_docs = 500, seed = 0, evaluations = 2000, top = 8;
+  int64_t random_chains = 1;
+  int64_t group_size = engine::JobOptions().group_size;
+  int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
+  double t0 = 0.02, t1 = 0.0005;
+  std::string backends_text = "rtn", budgets_text = "2.25,2.5,3.0,3.5", device = "cpu";
+  FlagSet flags("choice_bound_bench");
+  flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
+  flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
+  flags.Int("group-size", &group_size, "quantization group size (input columns per scale)");
+  flags.Int("permutations", &permutations, "the job's SPQE permutations (antithetic, even)");
+  flags.Int("seed", &seed, "seed of the job and of the search");
+  flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
+  flags.Int("threads", &threads, "CPU threads (results do not depend on it)");
+  flags.String("device", &device, "the search's evaluator: cpu | gpu");
+  flags.Int("evaluations", &evaluations, "new evaluations per chain (3 + random-chains chains)");
+  flags.Int("random-chains", &random_chains, "chains from random feasible allocations");
+  flags.Double("t0", &t0, "starting temperature (nats)");
+  flags.Double("t1", &t1, "final temperature (nats)");
+  flags.Int("top", &top, "lowest-calibration allocations re-measured on the CPU per budget");
+  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::cerr << s.message() << "\n\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  absl::StatusOr<std::vector<double>> budgets = bench::ParseBudgets("budgets", budgets_text);
+  std::string bad;
+  if (!budgets.ok()) bad = std::string(budgets.status().message());
+  if (evaluations < 1) bad = "--evaluations must be >= 1";
+  if (random_chains < 0) bad = "--random-chains must be >= 0";
+  if (top < 1) bad = "--top must be >= 1";
+  if (!(t0 > 0 && t1 > 0 && t1 <= t0)) bad = "--t0 and --t1 must satisfy 0 < t1 <= t0";
+  if (!bad.empty()) {
+    std::cerr << "choice_bound_bench: " << bad << "\n";
+    return 2;
+  }
+
+  std::string table =
+      "| backend | b_avg | isolated Δ | chosen (from) | chosen calib | search evaluations | "
+      "best calib | its held-out | best held-out of top | chosen / isolated Δ | "
+      "search best / isolated Δ |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  auto fail = [](const absl::Status& s) {
+    std::cerr << "choice_bound_bench: " << s.message() << "\n";
+    return 1;
+  };
+  const std::vector<std::string> backends =
+      absl::StrSplit(backends_text, ',', absl::SkipWhitespace());
+  for (const std::string& backend : backends) {
+    const engine::JobOptions o = bench::StoriesJobOptions(
+        backend, static_cast<int>(group_size), permutations, heldout_docs,
+        static_cast<uint64_t>(seed), static_cast<int>(threads), *budgets);
+    std::cerr << "choice_bound_bench: " << backend << ": the job ...\n";
+    absl::StatusOr<engine::JobResult> job = engine::RunJob(o);
+    if (!job.ok()) return fail(job.status());
+    absl::StatusOr<std::unique_ptr<engine::JobInputs>> in = engine::LoadJobInputs(o);
+    if (!in.ok()) return fail(in.status());
+    std::shared_ptr<void> runtime;
+    auto search_ev = SearchEvaluator(device, **in, static_cast<int>(threads), runtime);
+    if (!search_ev.ok()) return fail(search_ev.status());
+    // The CPU measurements of the job's tables: calibration (prefix reuse) and held-out.
+    engine::LocalEvaluatorOptions co;
+    co.threads = static_cast<int>(threads);
+    auto calib_ev = engine::LocalEvaluator::Create(*(*in)->qmodel, *(*in)->forward,
+                                                   (*in)->select, co);
+    co.max_cache_bytes = 0;
+    auto heldout_ev = engine::LocalEvaluator::Create(*(*in)->qmodel, *(*in)->forward,
+                                                     (*in)->heldout, co);
+    if (!calib_ev.ok()) return fail(calib_ev.status());
+    if (!heldout_ev.ok()) return fail(heldout_ev.status());
+    MeasuredGame cpu_calib(**calib_ev), cpu_heldout(**heldout_ev);
+
+    for (size_t b = 0; b < job->budgets.size(); ++b) {
+      const engine::BudgetResult& br = job->budgets[b];
+      const engine::MeasuredAllocation& chosen = br.Chosen();
+      const engine::MeasuredAllocation* iso = Find(br, "isolated");
+      MeasuredGame game(**search_ev);
+      Rng rng(static_cast<uint64_t>(seed) * 1000003 + b);
+      AnnealOptions ao;
+      ao.evaluations = evaluations;
+      ao.t0 = t0;
+      ao.t1 = t1;
+      std::vector<std::pair<std::string, Coalition>> starts = {
+          {"chosen", CoalitionOfBits(chosen.bits)}, {"isolated", CoalitionOfBits(iso->bits)}};
+      if (const auto* impq = Find(br, "impq")) starts.push_back({"impq", CoalitionOfBits(impq->bits)});
+      for (int64_t c = 0; c < random_chains; ++c) {
+        auto q = solver::RandomAllocation((*in)->bytes, br.budget_bytes, rng.NextU64());
+        if (!q.ok()) return fail(q.status());
+        starts.push_back({absl::StrCat("random", c), *q});
+      }
+      const auto start = std::chrono::steady_clock::now();
+      for (const auto& [name, q] : starts) {
+        const std::string label = absl::StrFormat("%s %.2f bits, from %s", backend,
+                                                  br.average_bits, name);
+        if (absl::Status s = Anneal(game, (*in)->bytes, br.budget_bytes, q, ao, rng, label);
+            !s.ok()) {
+          return fail(s);
+        }
+      }
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      // Re-measure the lowest on the CPU; the best is the lowest CPU calibration loss.
+      double best_calib = 1e300, best_calib_heldout = 0, best_heldout = 1e300;
+      Coalition best_q;
+      for (const solver::Observation& ob : game.Lowest(static_cast<size_t>(top))) {
+        auto c = cpu_calib.Loss(ob.coalition);
+        auto h = cpu_heldout.Loss(ob.coalition);
+        if (!c.ok()) return fail(c.status());
+        if (!h.ok()) return fail(h.status());
+        std::cerr << absl::StrFormat("  %.2f bits: %s search %.5f, CPU calib %.5f, held-out PPL %.3f\n",
+                                     br.average_bits, solver::CoalitionToString(ob.coalition),
+                                     ob.loss, *c, std::exp(*h));
+        best_heldout = std::min(best_heldout, std::exp(*h));
+        if (*c < best_calib) best_calib = *c, best_calib_heldout = std::exp(*h), best_q = ob.coalition;
+      }
+      std::cerr << absl::StrFormat("choice_bound_bench: %s %.2f bits: %d evaluations in %.0f s\n",
+                                   backend, br.average_bits, game.evaluations(), secs);
+      absl::StrAppendFormat(
+          &table, "| %s | %.2f | %.3f | %.3f (%s) | %.3f | %d | %.3f | %.3f | %.3f | %.3f | %.3f |\n",
+          backend, br.average_bits, iso->heldout_ppl, chosen.heldout_ppl, chosen.method,
+          chosen.calib_ppl, game.evaluations(), std::exp(best_calib), best_calib_heldout,
+          best_heldout, chosen.heldout_ppl / iso->heldout_ppl, best_calib_heldout / iso->heldout_ppl);
+    }
+  }
+  std::cout << absl::StrFormat(
+      "Per-budget choice vs a long measured search (simulated annealing, %d chains × %d "
+      "evaluations per budget, T %.4f → %.5f nats, device %s) on stories260K: 35 module "
+      "players, group size %d, job with %d SPQE permutations, seed %d. PPL: calibration = the "
+      "first 50 stories of tinystories_v2_valid_100.txt; held-out = the first %d paragraphs of "
+      "tinystories_valid_a.txt; both on the CPU. \"best calib\": the search's allocation lowest "
+      "on calibration; \"best held-out of top\": the lowest held-out PPL among its %d lowest "
+      "on calibration (an oracle: it looks at held-out text).\n\n",
+      3 + random_chains, evaluations, t0, t1, device, group_size, permutations, seed,
+      heldout_docs, top);
+  std::cout << table;
+  return 0;
+}
+
+}  // namespace
+}  // namespace impq
+
+int main(int argc, char** argv) { return impq::Main(argc, argv); }

@@ -1,0 +1,54 @@
+// What a job measures on, prepared once: the model and tokenizer, the calibration, choice and
+// held-out sets, and every player quantized at 2 and 4 bits with the budgets in bytes.
+//
+// RunJob (job.h) starts with it; so does anything else that must measure allocations on
+// exactly the job's game (bench/choice_bound_bench.cc searches the same v(q) far longer than
+// the job may). Given the same JobOptions the inputs are the same, bit for bit.
+#ifndef IMPQ_WORKER_ENGINE_JOB_INPUTS_H_
+#define IMPQ_WORKER_ENGINE_JOB_INPUTS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "solver/allocation_problem.h"
+#include "worker/engine/job.h"
+#include "worker/eval/eval_set.h"
+#include "worker/forward/llama_forward.h"
+#include "worker/model/loader.h"
+#include "worker/quant/quantized_model.h"
+
+namespace impq::engine {
+
+// Heap-held (LoadJobInputs returns a unique_ptr): `forward` and `qmodel` refer to the model.
+struct JobInputs {
+  model::LoadedModel loaded;
+  std::unique_ptr<forward::LlamaForward> forward;
+  eval::EvalSet calib;    // first calib_docs documents of the calibration text
+  eval::EvalSet select;   // the per-budget choice's set (the next select_docs, or calib)
+  bool select_on_calibration = true;
+  eval::EvalSet heldout;  // first heldout_docs documents of the held-out text
+  std::unique_ptr<quant::QuantizedModel> qmodel;
+  solver::PlayerBytes bytes;     // per player at 2 and 4 bits
+  std::vector<int64_t> budgets;  // bytes, one per JobOptions::average_bits
+  double load_seconds = 0, quantize_seconds = 0;
+};
+
+// Called at the start and end of the "load" and "quantize" phases: (phase, done, total, the
+// phase's start).
+using PhaseReport = std::function<void(const std::string& phase, int64_t done, int64_t total,
+                                       std::chrono::steady_clock::time_point start)>;
+
+// Loads and quantizes (GPTQ calibrated on the calibration set). REQUIRES: ValidateJobOptions(o)
+// is OK. Errors: unreadable files, model/backend errors, ctx beyond the model's seq_len, and
+// budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
+absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
+                                                         const PhaseReport& report = nullptr);
+
+}  // namespace impq::engine
+
+#endif  // IMPQ_WORKER_ENGINE_JOB_INPUTS_H_
