@@ -23,6 +23,47 @@ absl::Status GpuEvaluator::Check(int rc, const ImpqGpuError& err, absl::string_v
   return GpuRuntime::ToStatus(rc, err, what);
 }
 
+std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m) {
+  const model::ModelConfig& c = m.config;
+  auto r = std::make_unique<GpuModelDescription>();
+  r->tables = MakeGpuModelTables(m);
+  r->norms.resize(static_cast<size_t>(c.n_layers));
+  auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  for (int l = 0; l < c.n_layers; ++l) {
+    const GpuModelTables::Layer& t = r->tables.layers[l];
+    r->norms[l] = ImpqGpuLayerNorms{ptr(t.attn), ptr(t.ffn),       ptr(t.q),
+                                    ptr(t.k),    ptr(t.post_attn), ptr(t.post_ffn)};
+  }
+  ImpqGpuModelDesc& d = r->desc;
+  d.dim = c.dim;
+  d.hidden_dim = c.hidden_dim;
+  d.n_layers = c.n_layers;
+  d.n_heads = c.n_heads;
+  d.n_kv_heads = c.n_kv_heads;
+  d.head_dim = c.head_dim;
+  d.vocab_size = c.vocab_size;
+  d.seq_len = c.seq_len;
+  d.norm_eps = c.norm_eps;
+  d.rope_style = c.rope_style == model::RopeStyle::kInterleaved ? IMPQ_GPU_ROPE_INTERLEAVED
+                                                                : IMPQ_GPU_ROPE_HALF;
+  d.rope_cos = r->tables.rope_cos.data();
+  d.rope_sin = r->tables.rope_sin.data();
+  d.qk_norm = c.qk_norm ? 1 : 0;
+  d.post_norms = c.post_norms ? 1 : 0;
+  d.embed_scale = r->tables.embed_scale;
+  d.ffn_activation = c.ffn_activation == model::FfnActivation::kGeluTanh ? IMPQ_GPU_ACT_GELU_TANH
+                                                                         : IMPQ_GPU_ACT_SILU;
+  d.attn_scale = c.AttentionScale();
+  d.attn_logit_softcap = c.attn_logit_softcap;
+  d.final_logit_softcap = c.final_logit_softcap;
+  d.sliding_window = c.sliding_window;
+  d.embedding = m.embedding.data();
+  d.output = m.output.data();
+  d.final_norm = r->tables.final_norm.data();
+  d.layers = r->norms.data();
+  return r;
+}
+
 absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
     GpuRuntime* runtime, int device, const quant::QuantizedModel& qmodel, const eval::EvalSet& set,
     const GpuEvaluatorOptions& options) {
@@ -39,43 +80,10 @@ absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
   const ImpqGpuApi& api = runtime->api();
 
   // Everything but the linear modules, exactly as LlamaForward multiplies by it.
-  const GpuModelTables tables = MakeGpuModelTables(m);
-  std::vector<ImpqGpuLayerNorms> norms(static_cast<size_t>(c.n_layers));
-  auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
-  for (int l = 0; l < c.n_layers; ++l) {
-    const GpuModelTables::Layer& t = tables.layers[l];
-    norms[l] = ImpqGpuLayerNorms{ptr(t.attn), ptr(t.ffn),       ptr(t.q),
-                                 ptr(t.k),    ptr(t.post_attn), ptr(t.post_ffn)};
-  }
-  ImpqGpuModelDesc d{};
-  d.dim = c.dim;
-  d.hidden_dim = c.hidden_dim;
-  d.n_layers = c.n_layers;
-  d.n_heads = c.n_heads;
-  d.n_kv_heads = c.n_kv_heads;
-  d.head_dim = c.head_dim;
-  d.vocab_size = c.vocab_size;
-  d.seq_len = c.seq_len;
-  d.norm_eps = c.norm_eps;
-  d.rope_style = c.rope_style == model::RopeStyle::kInterleaved ? IMPQ_GPU_ROPE_INTERLEAVED
-                                                                : IMPQ_GPU_ROPE_HALF;
-  d.rope_cos = tables.rope_cos.data();
-  d.rope_sin = tables.rope_sin.data();
-  d.qk_norm = c.qk_norm ? 1 : 0;
-  d.post_norms = c.post_norms ? 1 : 0;
-  d.embed_scale = tables.embed_scale;
-  d.ffn_activation = c.ffn_activation == model::FfnActivation::kGeluTanh ? IMPQ_GPU_ACT_GELU_TANH
-                                                                         : IMPQ_GPU_ACT_SILU;
-  d.attn_scale = c.AttentionScale();
-  d.attn_logit_softcap = c.attn_logit_softcap;
-  d.final_logit_softcap = c.final_logit_softcap;
-  d.sliding_window = c.sliding_window;
-  d.embedding = m.embedding.data();
-  d.output = m.output.data();
-  d.final_norm = tables.final_norm.data();
-  d.layers = norms.data();
+  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m);
   ImpqGpuError err{};
-  RETURN_IF_ERROR(ev->Check(api.model_create(device, &d, &ev->model_, &err), err, "model_create"));
+  RETURN_IF_ERROR(
+      ev->Check(api.model_create(device, &desc->desc, &ev->model_, &err), err, "model_create"));
 
   for (int l = 0; l < c.n_layers; ++l) {
     for (int k = 0; k < model::kNumLinear; ++k) {

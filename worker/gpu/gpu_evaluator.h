@@ -29,6 +29,7 @@
 #include "solver/coalition_evaluator.h"
 #include "worker/eval/eval_set.h"
 #include "worker/gpu/gpu_api.h"
+#include "worker/gpu/gpu_model_reference.h"
 #include "worker/gpu/gpu_runtime.h"
 #include "worker/quant/quantized_model.h"
 
@@ -41,6 +42,17 @@ struct GpuEvaluatorOptions {
   // Also upload the full-precision weights (as bf16), for NllOfBits with 16/32-bit players.
   bool upload_full = false;
 };
+
+// The plugin's description of everything but the linear modules (model_create's argument),
+// exactly as LlamaForward multiplies by it: `desc` points into `tables` and `norms`, hence
+// handed out behind a pointer and never copied.
+struct GpuModelDescription {
+  GpuModelTables tables;
+  std::vector<ImpqGpuLayerNorms> norms;
+  ImpqGpuModelDesc desc{};
+};
+// REQUIRES: m.Validate().ok(); m outlives the result (desc points at its embedding and head).
+std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m);
 
 // Work counters. A "block evaluation" is one decoder block run on one sequence.
 struct GpuEvaluatorStats {

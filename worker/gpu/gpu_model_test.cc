@@ -1038,28 +1038,8 @@ TEST(GpuModelTest, RejectsBadArguments) {
 
   // The plugin's own checks, below the host-side validation.
   const ImpqGpuApi& api = rt->api();
-  const GpuModelTables t = MakeGpuModelTables(s.model());
-  std::vector<ImpqGpuLayerNorms> norms;
-  for (const auto& l : t.layers)
-    norms.push_back({l.attn.data(), l.ffn.data(), nullptr, nullptr, nullptr, nullptr});
-  ImpqGpuModelDesc d{};
-  d.dim = c.dim;
-  d.hidden_dim = c.hidden_dim;
-  d.n_layers = c.n_layers;
-  d.n_heads = c.n_heads;
-  d.n_kv_heads = c.n_kv_heads;
-  d.head_dim = c.head_dim;
-  d.vocab_size = c.vocab_size;
-  d.seq_len = c.seq_len;
-  d.norm_eps = c.norm_eps;
-  d.rope_cos = t.rope_cos.data();
-  d.rope_sin = t.rope_sin.data();
-  d.embed_scale = 1.0f;
-  d.attn_scale = c.AttentionScale();
-  d.embedding = s.model().embedding.data();
-  d.output = s.model().output.data();
-  d.final_norm = t.final_norm.data();
-  d.layers = norms.data();
+  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(s.model());
+  const ImpqGpuModelDesc& d = desc->desc;
   ImpqGpuError err{};
   ImpqGpuModel* m = nullptr;
   ImpqGpuModelDesc bad = d;
