@@ -7,9 +7,11 @@
 // (worker/engine/job.h) and then, per budget, spends many times the job's evaluation allowance
 // on simulated annealing over the budget-feasible allocations, on the job's own calibration
 // game v(q) (the same sets and quantized weights: engine::LoadJobInputs). Chains start from
-// the chosen allocation, from isolated Δ's and from random feasible ones; a move raises one or
-// two 2-bit players to 4 bits and drops random 4-bit players to 2 bits until the footprint
-// fits; Metropolis acceptance at a temperature falling geometrically from --t0 to --t1 nats.
+// the chosen allocation, the paper's (IMPQ, covariance), isolated Δ's and --random-chains
+// random feasible ones, and share one memo (no allocation is measured twice). A move raises
+// one or two 2-bit players to 4 bits and drops random 4-bit players to 2 bits until the
+// footprint fits; Metropolis acceptance at a temperature falling geometrically from --t0 to
+// --t1 nats.
 // The --top allocations lowest on calibration are then measured on the CPU (calibration and
 // held-out; the same evaluator as the job's tables) and compared with the choice.
 // --search-on heldout searches the held-out loss instead: an oracle no method may use, hence
@@ -132,9 +134,11 @@ absl::Status Anneal(MeasuredGame& game, const solver::PlayerBytes& bytes, int64_
       best = std::min(best, loss);
     }
     if (game.evaluations() - first > done && (done + 1) % 1000 == 0) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::cerr << absl::StrFormat("  %s: %d evaluations, T %.5f, current %.4f, best %.4f (%.1f/s)\n",
-                                   label, done + 1, t, loss, best, (done + 1) / s);
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cerr << absl::StrFormat(
+          "  %s: %d evaluations, T %.5f, current %.4f, best %.4f (%.1f/s)\n", label, done + 1, t,
+          loss, best, (done + 1) / s);
     }
   }
   return absl::OkStatus();
@@ -283,7 +287,9 @@ int Main(int argc, char** argv) {
       ao.t1 = t1;
       std::vector<std::pair<std::string, Coalition>> starts = {
           {"chosen", CoalitionOfBits(chosen.bits)}, {"isolated", CoalitionOfBits(iso->bits)}};
-      if (const auto* impq = Find(br, "impq")) starts.push_back({"impq", CoalitionOfBits(impq->bits)});
+      if (const auto* impq = Find(br, "impq")) {
+        starts.push_back({"impq", CoalitionOfBits(impq->bits)});
+      }
       for (int64_t c = 0; c < random_chains; ++c) {
         auto q = solver::RandomAllocation((*in)->bytes, br.budget_bytes, rng.NextU64());
         if (!q.ok()) return fail(q.status());
@@ -307,9 +313,9 @@ int Main(int argc, char** argv) {
         auto h = cpu_heldout.Loss(ob.coalition);
         if (!c.ok()) return fail(c.status());
         if (!h.ok()) return fail(h.status());
-        std::cerr << absl::StrFormat("  %.2f bits: %s search %.5f, CPU calib %.5f, held-out PPL %.3f\n",
-                                     br.average_bits, solver::CoalitionToString(ob.coalition),
-                                     ob.loss, *c, std::exp(*h));
+        std::cerr << absl::StrFormat(
+            "  %.2f bits: %s search %.5f, CPU calib %.5f, held-out PPL %.3f\n", br.average_bits,
+            solver::CoalitionToString(ob.coalition), ob.loss, *c, std::exp(*h));
         best_heldout = std::min(best_heldout, std::exp(*h));
         if (const double loss = on_heldout ? *h : *c; loss < best_loss) {
           best_loss = loss;
@@ -323,8 +329,9 @@ int Main(int argc, char** argv) {
           &table,
           "| %s | %.2f | %.3f | %.3f (%s) | %.3f | %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f |\n",
           backend, br.average_bits, iso->heldout_ppl, chosen.heldout_ppl, chosen.method,
-          chosen.calib_ppl, search_on, game.evaluations(), std::exp(best_calib), best_calib_heldout,
-          best_heldout, chosen.heldout_ppl / iso->heldout_ppl, best_calib_heldout / iso->heldout_ppl);
+          chosen.calib_ppl, search_on, game.evaluations(), std::exp(best_calib),
+          best_calib_heldout, best_heldout, chosen.heldout_ppl / iso->heldout_ppl,
+          best_calib_heldout / iso->heldout_ppl);
     }
   }
   std::cout << absl::StrFormat(
