@@ -255,10 +255,10 @@ int Main(int argc, char** argv) {
         backend, static_cast<int>(group_size), permutations, heldout_docs,
         static_cast<uint64_t>(seed), static_cast<int>(threads), *budgets);
     std::cerr << "choice_bound_bench: " << backend << ": the job ...\n";
-    absl::StatusOr<engine::JobResult> job = engine::RunJob(o);
-    if (!job.ok()) return fail(job.status());
     absl::StatusOr<std::unique_ptr<engine::JobInputs>> in = engine::LoadJobInputs(o);
     if (!in.ok()) return fail(in.status());
+    absl::StatusOr<engine::JobResult> job = engine::RunJobOnInputs(o, **in);
+    if (!job.ok()) return fail(job.status());
     std::shared_ptr<void> runtime;
     auto search_ev = SearchEvaluator(device, **in, on_heldout ? (*in)->heldout : (*in)->select,
                                      static_cast<int>(threads), runtime);

@@ -144,7 +144,10 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
+namespace {
+
+// RunJob and RunJobOnInputs: loads the inputs unless `given` (then they are LoadJobInputs(o)'s).
+absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given) {
   RETURN_IF_ERROR(ValidateJobOptions(o));
   const auto job_start = Clock::now();
   JobResult r;
@@ -167,7 +170,11 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   };
 
   // Load and quantize.
-  ASSIGN_OR_RETURN(std::unique_ptr<JobInputs> in, LoadJobInputs(o, report));
+  std::unique_ptr<JobInputs> loaded;
+  if (given == nullptr) {
+    ASSIGN_OR_RETURN(loaded, LoadJobInputs(o, report));
+  }
+  const JobInputs* in = given != nullptr ? given : loaded.get();
   const model::Model& model = in->loaded.model;
   const forward::LlamaForward& fwd = *in->forward;
   const eval::EvalSet& calib = in->calib;
@@ -612,6 +619,14 @@ absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
   r.prefix_cache_bytes = st.cache_bytes;
   r.total_seconds = Since(job_start);
   return r;
+}
+
+}  // namespace
+
+absl::StatusOr<JobResult> RunJob(const JobOptions& o) { return RunJobImpl(o, nullptr); }
+
+absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs) {
+  return RunJobImpl(o, &inputs);
 }
 
 namespace {

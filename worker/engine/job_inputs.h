@@ -1,9 +1,10 @@
 // What a job measures on, prepared once: the model and tokenizer, the calibration, choice and
 // held-out sets, and every player quantized at 2 and 4 bits with the budgets in bytes.
 //
-// RunJob (job.h) starts with it; so does anything else that must measure allocations on
-// exactly the job's game (bench/choice_bound_bench.cc searches the same v(q) far longer than
-// the job may). Given the same JobOptions the inputs are the same, bit for bit.
+// RunJob (job.h) starts with it; a program that must also measure allocations on exactly the
+// job's game loads them once and runs the job on them (RunJobOnInputs below;
+// bench/choice_bound_bench.cc searches the same v(q) far longer than the job may). Given the
+// same JobOptions the inputs are the same, bit for bit.
 #ifndef IMPQ_WORKER_ENGINE_JOB_INPUTS_H_
 #define IMPQ_WORKER_ENGINE_JOB_INPUTS_H_
 
@@ -48,6 +49,11 @@ using PhaseReport = std::function<void(const std::string& phase, int64_t done, i
 // budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
 absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
                                                          const PhaseReport& report = nullptr);
+
+// RunJob on inputs already loaded for the same options (inputs = *LoadJobInputs(o)), for a
+// program that also measures the job's game itself; the result is RunJob(o)'s. RunJob(o) is
+// LoadJobInputs(o) followed by this.
+absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs);
 
 }  // namespace impq::engine
 

@@ -7,6 +7,7 @@
 
 #include "common/test_paths.h"
 #include "gtest/gtest.h"
+#include "worker/engine/job_inputs.h"
 
 namespace impq::engine {
 namespace {
@@ -40,6 +41,23 @@ TEST(JobTest, IdenticalSeedGivesIdenticalOutputAtOneAndTwoThreads) {
   EXPECT_EQ(JobResultToJson(*r1, /*include_timings=*/false),
             JobResultToJson(*r2, /*include_timings=*/false));
   EXPECT_EQ(JobResultToMarkdown(*r1), JobResultToMarkdown(*r2));
+}
+
+TEST(JobTest, RunningOnPreloadedInputsGivesRunJobsResult) {
+  const JobOptions o = SmallJob(2);
+  auto in = LoadJobInputs(o);
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_EQ((*in)->qmodel->num_players(), 5);
+  EXPECT_EQ((*in)->calib.sequences.size(), 8u);
+  EXPECT_EQ((*in)->heldout.sequences.size(), 16u);
+  ASSERT_EQ((*in)->budgets.size(), 2u);
+  auto on_inputs = RunJobOnInputs(o, **in);
+  auto plain = RunJob(o);
+  ASSERT_TRUE(on_inputs.ok()) << on_inputs.status();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(JobResultToJson(*on_inputs, /*include_timings=*/false),
+            JobResultToJson(*plain, /*include_timings=*/false));
+  EXPECT_EQ(on_inputs->budgets[0].budget_bytes, (*in)->budgets[0]);
 }
 
 TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
