@@ -33,14 +33,12 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "bench/stories_job.h"
 #include "common/flags.h"
 #include "common/rng.h"
@@ -191,21 +189,12 @@ absl::StatusOr<std::unique_ptr<solver::CoalitionEvaluator>> SearchEvaluator(
 }
 
 int Main(int argc, char** argv) {
-  int64_t permutations = 12, heldout_docs = 500, seed = 0, evaluations = 2000, top = 8;
-  int64_t random_chains = 1;
-  int64_t group_size = engine::JobOptions().group_size;
-  int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
+  int64_t evaluations = 2000, top = 8, random_chains = 1;
   double t0 = 0.02, t1 = 0.0005;
-  std::string backends_text = "rtn", budgets_text = "2.25,2.5,3.0,3.5", device = "cpu";
-  std::string search_on = "calibration";
+  std::string device = "cpu", search_on = "calibration";
+  bench::StoriesJobFlags stories("rtn");
   FlagSet flags("choice_bound_bench");
-  flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
-  flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
-  flags.Int("group-size", &group_size, "quantization group size (input columns per scale)");
-  flags.Int("permutations", &permutations, "the job's SPQE permutations (antithetic, even)");
-  flags.Int("seed", &seed, "seed of the job and of the search");
-  flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
-  flags.Int("threads", &threads, "CPU threads (results do not depend on it)");
+  stories.Register(flags);
   flags.String("device", &device, "the search's evaluator: cpu | gpu");
   flags.String("search-on", &search_on,
                "the loss the search minimises: calibration (what a choice may use) | heldout "
@@ -223,9 +212,8 @@ int Main(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
-  absl::StatusOr<std::vector<double>> budgets = bench::ParseBudgets("budgets", budgets_text);
   std::string bad;
-  if (!budgets.ok()) bad = std::string(budgets.status().message());
+  if (absl::Status s = stories.Finish(); !s.ok()) bad = std::string(s.message());
   if (evaluations < 1) bad = "--evaluations must be >= 1";
   if (random_chains < 0) bad = "--random-chains must be >= 0";
   if (top < 1) bad = "--top must be >= 1";
@@ -248,12 +236,8 @@ int Main(int argc, char** argv) {
     std::cerr << "choice_bound_bench: " << s.message() << "\n";
     return 1;
   };
-  const std::vector<std::string> backends =
-      absl::StrSplit(backends_text, ',', absl::SkipWhitespace());
-  for (const std::string& backend : backends) {
-    const engine::JobOptions o = bench::StoriesJobOptions(
-        backend, static_cast<int>(group_size), permutations, heldout_docs,
-        static_cast<uint64_t>(seed), static_cast<int>(threads), *budgets);
+  for (const std::string& backend : stories.backends()) {
+    const engine::JobOptions o = stories.Options(backend);
     std::cerr << "choice_bound_bench: " << backend << ": the job ...\n";
     absl::StatusOr<std::unique_ptr<engine::JobInputs>> in = engine::LoadJobInputs(o);
     if (!in.ok()) return fail(in.status());
@@ -261,11 +245,11 @@ int Main(int argc, char** argv) {
     if (!job.ok()) return fail(job.status());
     std::shared_ptr<void> runtime;
     auto search_ev = SearchEvaluator(device, **in, on_heldout ? (*in)->heldout : (*in)->select,
-                                     static_cast<int>(threads), runtime);
+                                     stories.threads(), runtime);
     if (!search_ev.ok()) return fail(search_ev.status());
     // The CPU measurements of the job's tables: calibration (prefix reuse) and held-out.
     engine::LocalEvaluatorOptions co;
-    co.threads = static_cast<int>(threads);
+    co.threads = stories.threads();
     auto calib_ev = engine::LocalEvaluator::Create(*(*in)->qmodel, *(*in)->forward,
                                                    (*in)->select, co);
     co.max_cache_bytes = 0;
@@ -280,7 +264,7 @@ int Main(int argc, char** argv) {
       const engine::MeasuredAllocation& chosen = br.Chosen();
       const engine::MeasuredAllocation* iso = Find(br, "isolated");
       MeasuredGame game(**search_ev);
-      Rng rng(static_cast<uint64_t>(seed) * 1000003 + b);
+      Rng rng(stories.seed() * 1000003 + b);
       AnnealOptions ao;
       ao.evaluations = evaluations;
       ao.t0 = t0;
@@ -342,8 +326,8 @@ int Main(int argc, char** argv) {
       "tinystories_valid_a.txt; both on the CPU. \"search best\": the search's allocation "
       "lowest on the set it searched; \"best held-out of top\": the lowest held-out PPL among "
       "its %d lowest there (an oracle: it looks at held-out text).\n\n",
-      3 + random_chains, evaluations, t0, t1, device, group_size, permutations, seed,
-      heldout_docs, top);
+      3 + random_chains, evaluations, t0, t1, device, stories.group_size(), stories.permutations(),
+      stories.seed(), stories.heldout_docs(), top);
   std::cout << table;
   return 0;
 }

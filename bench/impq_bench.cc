@@ -27,11 +27,9 @@
 #include <chrono>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "bench/stories_job.h"
 #include "common/flags.h"
 #include "worker/engine/choice_flags.h"
@@ -48,19 +46,9 @@ const engine::MeasuredAllocation* Find(const engine::BudgetResult& b, const std:
 }
 
 int Main(int argc, char** argv) {
-  int64_t permutations = 12, heldout_docs = 500, seed = 0;
-  int64_t group_size = engine::JobOptions().group_size;
-  int64_t threads = std::min(2u, std::max(1u, std::thread::hardware_concurrency()));
-  std::string backends_text = "rtn,hqq,gptq";
-  std::string budgets_text = "2.25,2.5,3.0,3.5";
+  bench::StoriesJobFlags job("rtn,hqq,gptq");
   FlagSet flags("impq_bench");
-  flags.Int("permutations", &permutations, "SPQE permutations per backend (antithetic, even)");
-  flags.Int("heldout-docs", &heldout_docs, "first N paragraphs of tinystories_valid_a.txt");
-  flags.Int("seed", &seed, "seed of the permutations and the random baseline");
-  flags.Int("group-size", &group_size, "quantization group size (input columns per scale)");
-  flags.Int("threads", &threads, "worker threads (results do not depend on it)");
-  flags.String("backends", &backends_text, "comma-separated subset of rtn,hqq,gptq");
-  flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated");
+  job.Register(flags);
   engine::ChoiceFlags choice;
   choice.Register(flags);
   if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
@@ -71,14 +59,10 @@ int Main(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
-  const std::vector<std::string> backends =
-      absl::StrSplit(backends_text, ',', absl::SkipWhitespace());
-  absl::StatusOr<std::vector<double>> parsed = bench::ParseBudgets("budgets", budgets_text);
-  if (!parsed.ok()) {
-    std::cerr << "impq_bench: " << parsed.status().message() << "\n";
+  if (absl::Status s = job.Finish(); !s.ok()) {
+    std::cerr << "impq_bench: " << s.message() << "\n";
     return 2;
   }
-  const std::vector<double> budgets = *parsed;
 
   std::string table =
       "| backend | b_avg | chosen (from) | IMPQ (paper) | isolated Δ | LIM | Z-score | act. norm "
@@ -87,10 +71,8 @@ int Main(int argc, char** argv) {
   std::string cost = "| backend | SPQE evaluations | extra (choice) | ratio | wall time (s) |\n"
                      "|---|---:|---:|---:|---:|\n";
   bool all_le = true, all_25 = true, all_25_strict = true;
-  for (const std::string& backend : backends) {
-    engine::JobOptions o = bench::StoriesJobOptions(
-        backend, static_cast<int>(group_size), permutations, heldout_docs,
-        static_cast<uint64_t>(seed), static_cast<int>(threads), budgets);
+  for (const std::string& backend : job.backends()) {
+    engine::JobOptions o = job.Options(backend);
     choice.ApplyTo(o);
     std::cerr << "impq_bench: " << backend << " ...\n";
     const auto start = std::chrono::steady_clock::now();
@@ -141,7 +123,7 @@ int Main(int argc, char** argv) {
       "tinystories_v2_valid_100.txt; held-out perplexity on the first %d paragraphs of "
       "tinystories_valid_a.txt (document mode). Best isolated = min(isolated Δ, LIM, Z-score, "
       "act. norm).\n\n",
-      group_size, permutations, seed, heldout_docs);
+      job.group_size(), job.permutations(), job.seed(), job.heldout_docs());
   std::cout << table << "\n" << cost << "\n";
   std::cout << absl::StrFormat(
       "Goals (issue 8): chosen ≤ every baseline at every budget: %s; chosen ≥ 25%% lower than "
