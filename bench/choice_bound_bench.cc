@@ -8,10 +8,9 @@
 // on simulated annealing over the budget-feasible allocations, on the job's own calibration
 // game v(q) (the same sets and quantized weights: engine::LoadJobInputs). Chains start from
 // the chosen allocation, the paper's (IMPQ, covariance), isolated Δ's and --random-chains
-// random feasible ones, and share one memo (no allocation is measured twice). A move raises
-// one or two 2-bit players to 4 bits and drops random 4-bit players to 2 bits until the
-// footprint fits; Metropolis acceptance at a temperature falling geometrically from --t0 to
-// --t1 nats.
+// random feasible ones, and share one memo (no allocation is measured twice); the moves and
+// the schedule are solver/annealing_search.h's (raise one or two 2-bit players, drop random
+// 4-bit ones until the footprint fits; Metropolis at T falling from --t0 to --t1 nats).
 // The --top allocations lowest on calibration are then measured on the CPU (calibration and
 // held-out; the same evaluator as the job's tables) and compared with the choice.
 // --search-on heldout searches the held-out loss instead: an oracle no method may use, hence
@@ -30,7 +29,6 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -44,6 +42,7 @@
 #include "common/rng.h"
 #include "common/status.h"
 #include "solver/allocation_problem.h"
+#include "solver/annealing_search.h"
 #include "solver/baselines.h"
 #include "solver/coalition.h"
 #include "worker/engine/job.h"
@@ -59,88 +58,6 @@ namespace impq {
 namespace {
 
 using solver::Coalition;
-
-// Every coalition measured on one evaluator, so that no chain pays twice for one.
-class MeasuredGame {
- public:
-  explicit MeasuredGame(solver::CoalitionEvaluator& evaluator) : evaluator_(evaluator) {}
-  absl::StatusOr<double> Loss(const Coalition& q) {
-    if (auto it = loss_.find(q); it != loss_.end()) return it->second;
-    ASSIGN_OR_RETURN(std::vector<double> v, evaluator_.Evaluate(std::span<const Coalition>(&q, 1)));
-    loss_.emplace(q, v[0]);
-    return v[0];
-  }
-  int64_t evaluations() const { return static_cast<int64_t>(loss_.size()); }
-  // The k lowest, ascending.
-  std::vector<solver::Observation> Lowest(size_t k) const {
-    std::vector<solver::Observation> all;
-    for (const auto& [q, loss] : loss_) all.push_back({q, loss});
-    std::sort(all.begin(), all.end(),
-              [](const auto& a, const auto& b) { return a.loss < b.loss; });
-    if (all.size() > k) all.resize(k);
-    return all;
-  }
-
- private:
-  solver::CoalitionEvaluator& evaluator_;
-  std::map<Coalition, double> loss_;
-};
-
-struct AnnealOptions {
-  int64_t evaluations = 2000;  // new evaluations of this chain
-  double t0 = 0.02, t1 = 0.0005;
-};
-
-// A random budget-feasible neighbour of q (q_i = 1: player i at 2 bits): one or two 2-bit
-// players raised to 4 bits, then random other 4-bit players dropped to 2 bits until the
-// footprint fits. Returns q itself when no such move exists.
-Coalition Propose(const Coalition& q, const solver::PlayerBytes& bytes, int64_t budget, Rng& rng) {
-  const int n = static_cast<int>(q.size());
-  std::vector<int> low, high;
-  for (int i = 0; i < n; ++i) (q[i] ? low : high).push_back(i);
-  if (low.empty()) return q;
-  Coalition next = q;
-  const int raise = std::min<int>(static_cast<int>(low.size()), 1 + static_cast<int>(rng.Below(2)));
-  rng.Shuffle(std::span<int>(low));
-  for (int r = 0; r < raise; ++r) next[low[r]] = 0;
-  rng.Shuffle(std::span<int>(high));
-  int64_t footprint = solver::Footprint(bytes, next);
-  for (size_t h = 0; h < high.size() && footprint > budget; ++h) {
-    next[high[h]] = 1;
-    footprint = solver::Footprint(bytes, next);
-  }
-  return footprint <= budget ? next : q;
-}
-
-absl::Status Anneal(MeasuredGame& game, const solver::PlayerBytes& bytes, int64_t budget,
-                    Coalition q, const AnnealOptions& o, Rng& rng, const std::string& label) {
-  ASSIGN_OR_RETURN(double loss, game.Loss(q));
-  double best = loss;
-  const int64_t first = game.evaluations();
-  const auto start = std::chrono::steady_clock::now();
-  // Proposals already measured are free; stop anyway after many of them (a frozen chain).
-  for (int64_t proposals = 0; proposals < 50 * o.evaluations; ++proposals) {
-    const int64_t done = game.evaluations() - first;
-    if (done >= o.evaluations) break;
-    const double t = o.t0 * std::pow(o.t1 / o.t0, static_cast<double>(done) / o.evaluations);
-    Coalition next = Propose(q, bytes, budget, rng);
-    if (next == q) continue;
-    ASSIGN_OR_RETURN(double next_loss, game.Loss(next));
-    if (next_loss <= loss || rng.Uniform() < std::exp(-(next_loss - loss) / t)) {
-      q = std::move(next);
-      loss = next_loss;
-      best = std::min(best, loss);
-    }
-    if (game.evaluations() - first > done && (done + 1) % 1000 == 0) {
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::cerr << absl::StrFormat(
-          "  %s: %d evaluations, T %.5f, current %.4f, best %.4f (%.1f/s)\n", label, done + 1, t,
-          loss, best, (done + 1) / s);
-    }
-  }
-  return absl::OkStatus();
-}
 
 Coalition CoalitionOfBits(const std::vector<int>& bits) {
   Coalition q;
@@ -257,15 +174,15 @@ int Main(int argc, char** argv) {
                                                      (*in)->heldout, co);
     if (!calib_ev.ok()) return fail(calib_ev.status());
     if (!heldout_ev.ok()) return fail(heldout_ev.status());
-    MeasuredGame cpu_calib(**calib_ev), cpu_heldout(**heldout_ev);
+    solver::MeasuredGame cpu_calib(**calib_ev), cpu_heldout(**heldout_ev);
 
     for (size_t b = 0; b < job->budgets.size(); ++b) {
       const engine::BudgetResult& br = job->budgets[b];
       const engine::MeasuredAllocation& chosen = br.Chosen();
       const engine::MeasuredAllocation* iso = Find(br, "isolated");
-      MeasuredGame game(**search_ev);
+      solver::MeasuredGame game(**search_ev);
       Rng rng(stories.seed() * 1000003 + b);
-      AnnealOptions ao;
+      solver::AnnealingOptions ao;
       ao.evaluations = evaluations;
       ao.t0 = t0;
       ao.t1 = t1;
@@ -283,10 +200,16 @@ int Main(int argc, char** argv) {
       for (const auto& [name, q] : starts) {
         const std::string label = absl::StrFormat("%s %.2f bits, from %s", backend,
                                                   br.average_bits, name);
-        if (absl::Status s = Anneal(game, (*in)->bytes, br.budget_bytes, q, ao, rng, label);
-            !s.ok()) {
-          return fail(s);
-        }
+        const auto chain_start = std::chrono::steady_clock::now();
+        auto progress = [&](int64_t done, double t, double current, double best) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                         chain_start).count();
+          std::cerr << absl::StrFormat(
+              "  %s: %d evaluations, T %.5f, current %.4f, best %.4f (%.1f/s)\n", label, done, t,
+              current, best, done / s);
+        };
+        auto run = solver::Anneal(game, (*in)->bytes, br.budget_bytes, q, ao, rng, progress);
+        if (!run.ok()) return fail(run.status());
       }
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
