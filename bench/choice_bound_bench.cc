@@ -180,6 +180,7 @@ int Main(int argc, char** argv) {
       const engine::BudgetResult& br = job->budgets[b];
       const engine::MeasuredAllocation& chosen = br.Chosen();
       const engine::MeasuredAllocation* iso = Find(br, "isolated");
+      if (iso == nullptr) return fail(absl::InternalError("the job measured no isolated Δ"));
       solver::MeasuredGame game(**search_ev);
       Rng rng(stories.seed() * 1000003 + b);
       solver::AnnealingOptions ao;
