@@ -30,6 +30,7 @@
 #include <cmath>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -121,14 +122,7 @@ int Main(int argc, char** argv) {
   flags.Double("t0", &t0, "starting temperature (nats)");
   flags.Double("t1", &t1, "final temperature (nats)");
   flags.Int("top", &top, "lowest-calibration allocations re-measured on the CPU per budget");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   std::string bad;
   if (absl::Status s = stories.Finish(); !s.ok()) bad = std::string(s.message());
   if (evaluations < 1) bad = "--evaluations must be >= 1";

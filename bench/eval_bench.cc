@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -112,10 +113,7 @@ int Main(int argc, char** argv) {
   flags.Int("windows", &windows, "synthetic-model windows of 512 tokens per thread");
   flags.Bool("quick", &quick, "smaller synthetic run (for a smoke test)");
   flags.String("data", &data, "shared data directory");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok() || flags.help_requested()) {
-    std::cerr << s.message() << "\n" << flags.Usage();
-    return s.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   forward::UseSingleThreadedBlas();
   std::printf("OpenBLAS core: %s, OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s\n\n", openblas_get_corename(),
               std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "(unset)",

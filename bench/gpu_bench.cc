@@ -26,6 +26,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -313,11 +314,7 @@ int Main(int argc, char** argv) {
   flags.Int("iters", &iters, "timed full evaluations per shape");
   flags.Int("walk_steps", &walk_steps, "steps of the prefix-reuse walk (0: the whole walk)");
   flags.Int("device", &device, "CUDA device ordinal");
-  if (absl::Status st = flags.Parse(std::vector<std::string>(argv + 1, argv + argc));
-      !st.ok() || flags.help_requested()) {
-    std::cerr << st.message() << "\n" << flags.Usage();
-    return st.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (seqs < 1 || tokens < 2 || iters < 1 || walk_steps < 0) {
     std::cerr << "gpu_bench: --seqs >= 1, --tokens >= 2, --iters >= 1, --walk_steps >= 0\n";
     return 2;

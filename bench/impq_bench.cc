@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,14 +52,7 @@ int Main(int argc, char** argv) {
   job.Register(flags);
   engine::ChoiceFlags choice;
   choice.Register(flags);
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (absl::Status s = job.Finish(); !s.ok()) {
     std::cerr << "impq_bench: " << s.message() << "\n";
     return 2;

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,10 +90,7 @@ int Main(int argc, char** argv) {
   flags.Int("walks", &walks, "permutation walks per model");
   flags.Int("threads", &threads, "threads");
   flags.String("data", &data, "shared data directory");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok() || flags.help_requested()) {
-    std::cerr << s.message() << "\n" << flags.Usage();
-    return s.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   std::vector<Row> rows;
   auto fail = [](const absl::Status& s) {
     std::cerr << s << "\n";

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,14 +44,7 @@ int Main(int argc, char** argv) {
   FlagSet flags("quant_bench");
   flags.Int("group-size", &group_size, "input columns per quantization group (> 0)");
   flags.Int("threads", &threads, "worker threads (evaluation, calibration, quantization)");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (group_size <= 0 || threads < 1) {
     std::cerr << "quant_bench: --group-size and --threads must be positive\n";
     return 2;

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -282,14 +283,7 @@ int Main(int argc, char** argv) {
   flags.Bool("throughput", &throughput, "print the throughput table");
   flags.Bool("round_trips", &round_trips, "print the round-trip table");
   flags.String("stores", &stores, "stores of the round-trip table: memory, file or both");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(), flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (throughput) PrintThroughput(walks, unit_ms);
   std::vector<std::string> store_kinds;
   for (absl::string_view k : absl::StrSplit(stores, ',', absl::SkipEmpty())) {

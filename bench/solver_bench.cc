@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include "common/flags.h"
@@ -27,10 +28,7 @@ int Main(int argc, char** argv) {
   int64_t seeds = 10;
   FlagSet flags("solver_bench");
   flags.Int("seeds", &seeds, "instances per (family, n, budget)");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok() || flags.help_requested()) {
-    std::cerr << s.message() << "\n" << flags.Usage();
-    return s.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   auto exact = NewExactSolver();
   auto heuristic = NewHeuristicSolver();
   const double budgets[] = {2.25, 2.5, 3.0, 3.5};

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -157,6 +158,28 @@ TEST(FlagsTest, ErrorsNameTheFlag) {
     EXPECT_NE(f.Parse({"--model"}).message().find("needs a value"), absl::string_view::npos);
     EXPECT_NE(f.Parse({"stray"}).message().find("unexpected argument"), absl::string_view::npos);
   }
+}
+
+TEST(FlagsTest, ParseMainGivesTheExitCode) {
+  auto parse = [](std::vector<std::string> args, int64_t* seeds) {
+    FlagSet f("bench");
+    f.Int("seeds", seeds, "instances");
+    args.insert(args.begin(), "bench");  // argv[0]
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return f.ParseMain(static_cast<int>(argv.size()), argv.data());
+  };
+  int64_t seeds = 1;
+  EXPECT_EQ(parse({"--seeds", "7"}, &seeds), std::nullopt);  // go on
+  EXPECT_EQ(seeds, 7);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(parse({"--help"}, &seeds), 0);
+  EXPECT_NE(::testing::internal::GetCapturedStdout().find("--seeds"), std::string::npos);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(parse({"--seeds", "x"}, &seeds), 2);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--seeds"), std::string::npos) << err;
+  EXPECT_NE(err.find("usage"), std::string::npos) << err;
 }
 
 TEST(FileUtilTest, AtomicWriteThenReadAndMap) {

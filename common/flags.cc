@@ -1,5 +1,7 @@
 #include "common/flags.h"
 
+#include <iostream>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -75,6 +77,18 @@ bool FlagSet::WasSet(const std::string& name) const {
     if (SameName(f.name, name)) return f.set;
   }
   return false;
+}
+
+std::optional<int> FlagSet::ParseMain(int argc, char** argv) {
+  if (absl::Status s = Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::cerr << s.message() << "\n\n" << Usage();
+    return 2;
+  }
+  if (help_) {
+    std::cout << Usage();
+    return 0;
+  }
+  return std::nullopt;
 }
 
 absl::Status FlagSet::Parse(const std::vector<std::string>& args) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ class FlagSet {
 
   // Usage text: the command and every flag with its help and default.
   std::string Usage() const;
+
+  // For a program's main(): parses argv[1..]. On an error prints it and the usage to stderr
+  // and returns 2; on --help prints the usage to stdout and returns 0; otherwise returns
+  // nullopt (go on).
+  std::optional<int> ParseMain(int argc, char** argv);
 
  private:
   struct Flag {

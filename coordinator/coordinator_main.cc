@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -50,14 +51,7 @@ int main(int argc, char** argv) {
   flags.String("tls_ca", &tls.ca, "PEM CA: also require client certificates signed by it (mTLS)");
   flags.Double("lease_seconds", &lease_seconds, "lease duration");
   flags.Int("units_per_lease", &units_per_lease, "max units per lease");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::cerr << s.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!token_file.empty()) {
     absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
     if (!t.ok()) {

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
@@ -49,14 +50,7 @@ int main(int argc, char** argv) {
                "default $IMPQ_DEVICE or auto");
   flags.Int("capacity", &capacity, "units asked per lease");
   flags.Int("max_units", &max_units, "exit after reporting this many units (0: never)");
-  if (absl::Status s = flags.Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::cerr << s.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!token_file.empty()) {
     absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
     if (!t.ok()) {
