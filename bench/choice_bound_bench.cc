@@ -211,8 +211,12 @@ int Main(int argc, char** argv) {
       // Re-measure the lowest on the CPU; the best is the lowest CPU loss on the searched set.
       double best_loss = 1e300, best_calib = 0, best_calib_heldout = 0, best_heldout = 1e300;
       for (const solver::Observation& ob : game.Lowest(static_cast<size_t>(top))) {
-        auto c = cpu_calib.Loss(ob.coalition);
-        auto h = cpu_heldout.Loss(ob.coalition);
+        // A CPU search already measured the set it searched: reuse that loss.
+        const bool cpu = device == "cpu";
+        absl::StatusOr<double> c =
+            cpu && !on_heldout ? absl::StatusOr<double>(ob.loss) : cpu_calib.Loss(ob.coalition);
+        absl::StatusOr<double> h =
+            cpu && on_heldout ? absl::StatusOr<double>(ob.loss) : cpu_heldout.Loss(ob.coalition);
         if (!c.ok()) return fail(c.status());
         if (!h.ok()) return fail(h.status());
         std::cerr << absl::StrFormat(
