@@ -9,6 +9,7 @@
 namespace impq::cli {
 
 int EvalCommand(const std::vector<std::string>& args);
+int ExportCommand(const std::vector<std::string>& args);
 int QuantizeEvalCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
 

@@ -14,6 +14,8 @@ constexpr char kUsage[] =
     "  run    the main job on the embedded default (the shared stories260K model)\n"
     "  eval   loss / perplexity / KL of a model on a text file\n"
     "  quantize-eval  loss of a model quantized by rtn|hqq|gptq under a 2/4-bit assignment\n"
+    "  export  an allocation of `impq run --json` for llama.cpp, GPTQModel, HQQ or as impq's\n"
+    "          own quantized checkpoint (safetensors)\n"
     "\n"
     "`impq <command> --help` lists a command's flags.\n";
 
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   if (cmd == "run") return impq::cli::RunCommand(args);
   if (cmd == "eval") return impq::cli::EvalCommand(args);
   if (cmd == "quantize-eval") return impq::cli::QuantizeEvalCommand(args);
+  if (cmd == "export") return impq::cli::ExportCommand(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -1,5 +1,5 @@
 // impq quantize-eval --backend rtn|hqq|gptq (--bits 2|4 | --assign FILE [--assign-budget B]
-//                    [--assign-method NAME]) [--calib TEXT]
+//                    [--assign-method NAME]) [--calib TEXT] [--calib-docs N]
 //                    [--group-size G] [--players block|module] [--kl]
 //                    --model M --tokenizer T --text F [--mode document|stream] [--ctx N]
 //                    [--threads K] [--json] [--progress]
@@ -12,8 +12,9 @@
 // of the quantized model's next-token distributions against the full-precision model's.
 //
 // --calib TEXT: calibration text for GPTQ, turned into sequences in document mode (one
-// sequence per story, truncated to --ctx); GPTQ calibrates each linear on the inputs the
-// full-precision model feeds it. RTN and HQQ are calibration-free and ignore it.
+// sequence per story, truncated to --ctx; with --calib-docs N only the first N); GPTQ
+// calibrates each linear on the inputs the full-precision model feeds it. RTN and HQQ are
+// calibration-free and ignore it.
 //
 // --assign FILE: a JSON object
 //   {"players": "block",           optional, "block" or "module"; default: --players
@@ -50,6 +51,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/eval_report.h"
+#include "cli/run_file.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -77,84 +79,29 @@ struct RunPick {
   std::string method;            // --assign-method; empty: the budget's chosen one
 };
 
-std::string FormatBits(double b) { return absl::StrFormat("%g", b); }
-
-// Picks one allocation out of an `impq run --json` file's "budgets" and rewrites `j` into the
-// plain {"players", "bits"} form.
-absl::Status PickFromRunJson(nlohmann::json& j, const RunPick& pick, const std::string& path,
-                             Assignment* out) {
-  const nlohmann::json& budgets = j["budgets"];
-  if (!budgets.is_array() || budgets.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--assign ", path, ": \"budgets\" is empty"));
-  }
-  std::vector<std::string> have;
-  const nlohmann::json* budget = nullptr;
-  for (const nlohmann::json& b : budgets) {
-    if (!b.is_object() || !b.contains("average_bits") || !b["average_bits"].is_number()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--assign ", path, ": a budget without a numeric \"average_bits\""));
-    }
-    const double avg = b["average_bits"].get<double>();
-    have.push_back(FormatBits(avg));
-    if (pick.budget && std::abs(avg - *pick.budget) < 1e-9) budget = &b;
-  }
-  if (!pick.budget) {
-    if (budgets.size() != 1) {
+// Picks one allocation out of an `impq run --json` file (cli/run_file.h reads it).
+absl::StatusOr<Assignment> PickFromRunJson(const nlohmann::json& j, const RunPick& pick,
+                                           const std::string& path) {
+  auto run = ParseRunJson(j, path);
+  if (!run.ok()) return absl::InvalidArgumentError(absl::StrCat("--assign ", run.status().message()));
+  ASSIGN_OR_RETURN(PickedAllocation picked,
+                   PickAllocation(*run, pick.budget, pick.method,
+                                  PickFlags{"--assign-budget", "--assign-method"}));
+  Assignment a;
+  a.granularity = run->players;
+  a.bits = picked.allocation->bits;
+  a.picked = picked.Describe();
+  a.run_backend = run->backend;
+  a.run_group_size = run->group_size;
+  for (size_t i = 0; i < a.bits.size(); ++i) {
+    const int b = a.bits[i];
+    if (b != 2 && b != 4 && b != 16 && b != 32) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--assign ", path, " holds ", budgets.size(), " budgets (average bits ",
-          absl::StrJoin(have, ", "), "); pick one with --assign-budget"));
-    }
-    budget = &budgets[0];
-  }
-  if (budget == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--assign-budget ", FormatBits(*pick.budget), ": not in ", path,
-        " (its budgets: average bits ", absl::StrJoin(have, ", "), ")"));
-  }
-  const double avg = (*budget)["average_bits"].get<double>();
-  std::string method = pick.method;
-  if (method.empty() || method == "chosen") {
-    const nlohmann::json* chosen = budget->contains("chosen") ? &(*budget)["chosen"] : nullptr;
-    if (chosen == nullptr || !chosen->contains("method") || !(*chosen)["method"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--assign ", path, ": budget ", FormatBits(avg),
-          " records no chosen allocation (an older `impq run`); name one with --assign-method"));
-    }
-    method = (*chosen)["method"].get<std::string>();
-  }
-  std::vector<std::string> methods;
-  const nlohmann::json* alloc = nullptr;
-  if (budget->contains("allocations") && (*budget)["allocations"].is_array()) {
-    for (const nlohmann::json& a : (*budget)["allocations"]) {
-      if (!a.is_object() || !a.contains("method") || !a["method"].is_string()) continue;
-      methods.push_back(a["method"].get<std::string>());
-      if (methods.back() == method && alloc == nullptr) alloc = &a;
+          "--assign ", path, ": ", a.picked, ": width ", b, " of player ", i,
+          " is not a supported width (expected 2 or 4, or 16/32 for full precision)"));
     }
   }
-  if (alloc == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--assign-method ", method, ": no such allocation at average bits ", FormatBits(avg),
-        " in ", path, " (it has: ", absl::StrJoin(methods, ", "), ")"));
-  }
-  nlohmann::json plain = nlohmann::json::object();
-  if (j.contains("settings") && j["settings"].is_object()) {
-    const nlohmann::json& st = j["settings"];
-    if (st.contains("players")) plain["players"] = st["players"];
-    if (st.contains("backend") && st["backend"].is_string()) {
-      out->run_backend = st["backend"].get<std::string>();
-    }
-    if (st.contains("group_size") && st["group_size"].is_number_integer()) {
-      out->run_group_size = st["group_size"].get<int64_t>();
-    }
-  }
-  if (!alloc->contains("bits")) {
-    return absl::InvalidArgumentError(absl::StrCat("--assign ", path, ": allocation ", method,
-                                                   " at ", FormatBits(avg), " has no \"bits\""));
-  }
-  plain["bits"] = (*alloc)["bits"];
-  j = std::move(plain);
-  out->picked = absl::StrCat(method, " at b_avg ", FormatBits(avg));
-  return absl::OkStatus();
+  return a;
 }
 
 // Parses the --assign file's contents (format in the file comment). Errors name the file and
@@ -169,10 +116,9 @@ absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::s
     return absl::InvalidArgumentError(
         absl::StrCat("--assign ", path, ": expected a JSON object with \"bits\" (or \"allocation\")"));
   }
+  if (IsRunJson(j)) return PickFromRunJson(j, pick.value_or(RunPick{}), path);
   Assignment a;
-  if (j.contains("budgets")) {  // an `impq run --json` file
-    RETURN_IF_ERROR(PickFromRunJson(j, pick.value_or(RunPick{}), path, &a));
-  } else if (pick) {
+  if (pick) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--assign-budget/--assign-method need an `impq run --json` file; ", path,
         " has no \"budgets\" (a plain {\"bits\": [...]} file holds one allocation)"));
@@ -243,7 +189,7 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   std::string backend, assign_path, calib_path, players_name = "block", assign_method;
   double assign_budget = 0;
   int64_t ctx = 0, threads = std::max(1u, std::thread::hardware_concurrency());
-  int64_t bits = 0, group_size = 64;
+  int64_t bits = 0, group_size = 64, calib_docs = 0;
   bool json = false, progress = false, kl = false;
   FlagSet flags("impq quantize-eval");
   flags.String("backend", &backend, "quantization backend: rtn, hqq or gptq", true);
@@ -255,6 +201,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   flags.String("assign-method", &assign_method,
                "with an `impq run --json` file: the method (default: the budget's chosen one)");
   flags.String("calib", &calib_path, "calibration text (required by gptq; document mode)");
+  flags.Int("calib-docs", &calib_docs,
+            "first N documents of --calib (0 = all; `impq run` calibrates on its --calib-docs)");
   flags.Int("group-size", &group_size, "input columns per quantization group (> 0)");
   flags.String("players", &players_name, "player granularity: block or module");
   flags.Bool("kl", &kl, "also compute the KL divergence against the full-precision model");
@@ -376,8 +324,9 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
       return fail(absl::Status(calib_text.status().code(),
                                absl::StrCat("--calib: ", calib_text.status().message())));
     }
-    auto calib_set = eval::BuildEvalSet(*loaded->tokenizer, *calib_text, eval::EvalMode::kDocument,
-                                        ctx, cfg.seq_len, calib_path);
+    auto calib_set = BuildFirstDocumentsSet(*loaded->tokenizer, *calib_text,
+                                            eval::EvalMode::kDocument, ctx, cfg.seq_len,
+                                            calib_docs, calib_path);
     if (!calib_set.ok()) return fail(calib_set.status());
     auto c = quant::CollectCalibration(fwd, *calib_set, static_cast<int>(threads));
     if (!c.ok()) return fail(c.status());

@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "cli/run_file.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -213,7 +214,11 @@ int RunCommand(const std::vector<std::string>& args) {
       r->total_seconds, r->load_seconds, r->quantize_seconds, r->baselines_seconds,
       r->spqe_seconds, r->solve_seconds, r->select_seconds, r->measure_seconds, o.threads);
   if (!json_path.empty()) {
-    if (absl::Status s = WriteFileAtomically(json_path, engine::JobResultToJson(*r)); !s.ok()) {
+    // The model's identity (path, fingerprint) lets `impq export` refuse another model.
+    absl::StatusOr<std::string> text = AddModelIdentity(engine::JobResultToJson(*r), o.model_path,
+                                                          o.tokenizer_path);
+    absl::Status s = text.ok() ? WriteFileAtomically(json_path, *text) : text.status();
+    if (!s.ok()) {
       std::cerr << "impq run: " << s.message() << "\n";
       return 1;
     }

@@ -69,8 +69,12 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
     if (const std::string json = (fs::path(dir) / "tokenizer.json").string(); Exists(json)) {
       return json;
     }
+    // impq's quantized checkpoints (impq_checkpoint.h) carry a llama2.c tokenizer this way.
+    if (const std::string bin = (fs::path(dir) / "tokenizer.bin").string(); Exists(bin)) {
+      return bin;
+    }
     return absl::NotFoundError(absl::StrCat(model_path, ": neither tokenizer.model nor "
-                                            "tokenizer.json in ", dir,
+                                            "tokenizer.json (nor tokenizer.bin) in ", dir,
                                             "; pass a tokenizer explicitly"));
   }
   return absl::NotFoundError(absl::StrCat(

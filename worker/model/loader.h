@@ -24,7 +24,8 @@ struct LoadedModel {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 
 // The tokenizer a model reference carries: the GGUF file itself (embedded vocabulary), or
-// tokenizer.model in a Hugging Face model's directory, else its tokenizer.json. NotFound saying
+// tokenizer.model in a Hugging Face model's directory, else its tokenizer.json, else a llama2.c
+// tokenizer.bin there (impq checkpoints, impq_checkpoint.h). NotFound saying
 // what to pass otherwise (a llama2.c .bin carries none).
 absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path);
 

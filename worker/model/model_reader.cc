@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "worker/model/gguf_reader.h"
+#include "worker/model/impq_checkpoint.h"
 #include "worker/model/llama2c_reader.h"
 #include "worker/model/safetensors_reader.h"
 
@@ -18,6 +19,9 @@ namespace impq::model {
 std::vector<std::unique_ptr<ModelReader>> AllModelReaders() {
   std::vector<std::unique_ptr<ModelReader>> readers;
   readers.push_back(std::make_unique<GgufReader>());
+  // Before SafetensorsReader: an impq checkpoint is also a directory with config.json and
+  // model.safetensors, but its linear weights are packed.
+  readers.push_back(std::make_unique<ImpqCheckpointReader>());
   readers.push_back(std::make_unique<SafetensorsReader>());
   readers.push_back(std::make_unique<Llama2cReader>());
   return readers;

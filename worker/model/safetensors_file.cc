@@ -179,4 +179,12 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadTensor(const std::string& name) cons
                                                  "; only F32, F16 and BF16 weights are supported"));
 }
 
+absl::StatusOr<std::span<const uint8_t>> SafetensorsFile::RawBytes(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat(path(), ": tensor ", name, " is missing"));
+  }
+  return file_->bytes().subspan(it->second.begin, it->second.end - it->second.begin);
+}
+
 }  // namespace impq::model

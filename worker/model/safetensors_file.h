@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ class SafetensorsFile {
   // conversion of F16/BF16. NotFound naming the tensor and file when absent; InvalidArgument
   // naming the tensor and dtype for any other dtype.
   absl::StatusOr<Tensor> ReadTensor(const std::string& name) const;
+  // The tensor's bytes as stored (any dtype, e.g. U8 packed codes), a view of the mapped file
+  // valid while this object lives. NotFound naming the tensor and file when absent.
+  absl::StatusOr<std::span<const uint8_t>> RawBytes(const std::string& name) const;
 
  private:
   explicit SafetensorsFile(std::shared_ptr<const MappedFile> file) : file_(std::move(file)) {}

@@ -1,0 +1,326 @@
+#include "cli/run_file.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "worker/model/fingerprint.h"
+#include "worker/model/model_reader.h"
+
+namespace impq::cli {
+namespace {
+
+using nlohmann::json;
+
+// Field access with errors that name the file, the JSON path and what is there.
+class Fields {
+ public:
+  explicit Fields(const std::string& path) : path_(path) {}
+
+  absl::Status Error(const std::string& field, const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": ", field, " ", what));
+  }
+  static std::string Shown(const json& v) {
+    std::string s = v.dump();
+    return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+  }
+  absl::StatusOr<const json*> Get(const json& obj, const std::string& parent,
+                                  const std::string& key) const {
+    const std::string field = parent.empty() ? key : absl::StrCat(parent, ".", key);
+    if (!obj.is_object() || !obj.contains(key)) return Error(field, "is missing");
+    return &obj[key];
+  }
+  absl::StatusOr<std::string> String(const json& obj, const std::string& parent,
+                                     const std::string& key) const {
+    ASSIGN_OR_RETURN(const json* v, Get(obj, parent, key));
+    if (!v->is_string()) {
+      return Error(Join(parent, key), absl::StrCat("is ", Shown(*v), " (expected a string)"));
+    }
+    return v->get<std::string>();
+  }
+  absl::StatusOr<int64_t> Int(const json& obj, const std::string& parent,
+                              const std::string& key) const {
+    ASSIGN_OR_RETURN(const json* v, Get(obj, parent, key));
+    if (!v->is_number_integer()) {
+      return Error(Join(parent, key), absl::StrCat("is ", Shown(*v), " (expected an integer)"));
+    }
+    return v->get<int64_t>();
+  }
+  absl::StatusOr<double> Number(const json& obj, const std::string& parent,
+                                const std::string& key) const {
+    ASSIGN_OR_RETURN(const json* v, Get(obj, parent, key));
+    if (!v->is_number()) {
+      return Error(Join(parent, key), absl::StrCat("is ", Shown(*v), " (expected a number)"));
+    }
+    return v->get<double>();
+  }
+  absl::StatusOr<const json*> Array(const json& obj, const std::string& parent,
+                                    const std::string& key) const {
+    ASSIGN_OR_RETURN(const json* v, Get(obj, parent, key));
+    if (!v->is_array()) {
+      return Error(Join(parent, key), absl::StrCat("is ", Shown(*v), " (expected an array)"));
+    }
+    return v;
+  }
+  static std::string Join(const std::string& parent, const std::string& key) {
+    return parent.empty() ? key : absl::StrCat(parent, ".", key);
+  }
+
+ private:
+  const std::string& path_;
+};
+
+bool KnownWidth(int64_t b) {
+  return b == 2 || b == 3 || b == 4 || b == 8 || b == 16 || b == 32;
+}
+
+// "llama dim=64 hidden=172 layers=5 heads=8 kv_heads=4 head_dim=8 ..." -> arch and sizes.
+absl::Status ParseConfigString(const std::string& config, const Fields& f, RunModel* m) {
+  std::vector<std::string> words = absl::StrSplit(config, ' ', absl::SkipEmpty());
+  if (words.empty()) return f.Error("model.config", "is empty");
+  m->arch = words[0];
+  int heads = 0, head_dim = 0;
+  for (const std::string& w : words) {
+    const size_t eq = w.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = w.substr(0, eq);
+    int* out = key == "layers" ? &m->n_layers
+               : key == "dim"  ? &m->dim
+               : key == "hidden" ? &m->hidden_dim
+               : key == "heads"  ? &heads
+               : key == "head_dim" ? &head_dim
+                                   : nullptr;
+    if (out != nullptr && (!absl::SimpleAtoi(w.substr(eq + 1), out) || *out <= 0)) {
+      return f.Error("model.config", absl::StrCat("is \"", config, "\" (bad ", w, ")"));
+    }
+  }
+  m->q_dim = heads * head_dim;
+  if (m->n_layers <= 0 || m->dim <= 0 || m->hidden_dim <= 0 || m->q_dim <= 0) {
+    return f.Error("model.config",
+                   absl::StrCat("is \"", config, "\" (expected layers=, dim=, hidden=, heads=, "
+                                "head_dim=)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string FormatAverageBits(double b) { return absl::StrFormat("%g", b); }
+
+std::string RunFile::BudgetList() const {
+  std::vector<std::string> have;
+  for (const RunBudget& b : budgets) have.push_back(FormatAverageBits(b.average_bits));
+  return absl::StrCat("average bits ", absl::StrJoin(have, ", "));
+}
+
+std::string PickedAllocation::Describe() const {
+  return absl::StrCat(allocation->method, " at b_avg ", FormatAverageBits(budget->average_bits));
+}
+
+bool IsRunJson(const json& j) { return j.is_object() && j.contains("budgets"); }
+
+absl::StatusOr<RunFile> ParseRunJson(const json& j, const std::string& path) {
+  const Fields f(path);
+  if (!IsRunJson(j)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not an `impq run --json` file (no \"budgets\"; is it a plain assignment?)"));
+  }
+  RunFile run;
+  run.path = path;
+  ASSIGN_OR_RETURN(const json* settings, f.Get(j, "", "settings"));
+  ASSIGN_OR_RETURN(std::string players, f.String(*settings, "settings", "players"));
+  absl::StatusOr<quant::PlayerGranularity> g = quant::ParsePlayerGranularity(players);
+  if (!g.ok()) {
+    return f.Error("settings.players", absl::StrCat("is \"", players, "\" (expected block or module)"));
+  }
+  run.players = *g;
+  ASSIGN_OR_RETURN(run.backend, f.String(*settings, "settings", "backend"));
+  ASSIGN_OR_RETURN(int64_t group_size, f.Int(*settings, "settings", "group_size"));
+  if (group_size <= 0) {
+    return f.Error("settings.group_size", absl::StrCat("is ", group_size, " (expected > 0)"));
+  }
+  run.group_size = static_cast<int>(group_size);
+  ASSIGN_OR_RETURN(run.model.path, f.String(*settings, "settings", "model"));
+  ASSIGN_OR_RETURN(run.model.tokenizer, f.String(*settings, "settings", "tokenizer"));
+  ASSIGN_OR_RETURN(run.calibration_text, f.String(*settings, "settings", "calibration_text"));
+  ASSIGN_OR_RETURN(run.calibration_docs, f.Int(*settings, "settings", "calibration_docs"));
+  ASSIGN_OR_RETURN(run.ctx, f.Int(*settings, "settings", "ctx"));
+  ASSIGN_OR_RETURN(std::string mode, f.String(*settings, "settings", "eval_mode"));
+  absl::StatusOr<eval::EvalMode> m = eval::ParseEvalMode(mode);
+  if (!m.ok()) return f.Error("settings.eval_mode", absl::StrCat("is \"", mode, "\""));
+  run.mode = *m;
+
+  ASSIGN_OR_RETURN(const json* model, f.Get(j, "", "model"));
+  ASSIGN_OR_RETURN(run.model.config, f.String(*model, "model", "config"));
+  RETURN_IF_ERROR(ParseConfigString(run.model.config, f, &run.model));
+  ASSIGN_OR_RETURN(const json* names, f.Array(*model, "model", "players"));
+  for (size_t i = 0; i < names->size(); ++i) {
+    ASSIGN_OR_RETURN(std::string name,
+                     f.String((*names)[i], absl::StrCat("model.players[", i, "]"), "name"));
+    run.model.player_names.push_back(std::move(name));
+  }
+  const size_t num_players = run.model.player_names.size();
+  const size_t expected = static_cast<size_t>(run.model.n_layers) *
+                          (run.players == quant::PlayerGranularity::kBlock ? 1 : model::kNumLinear);
+  if (num_players != expected) {
+    return f.Error("model.players",
+                   absl::StrCat("has ", num_players, " entries, but ", run.model.n_layers,
+                                " layers at ", players, " granularity make ", expected));
+  }
+  if (model->contains("identity")) {
+    const json& id = (*model)["identity"];
+    ASSIGN_OR_RETURN(run.model.absolute_path, f.String(id, "model.identity", "absolute_path"));
+    ASSIGN_OR_RETURN(run.model.fingerprint, f.String(id, "model.identity", "fingerprint"));
+    ASSIGN_OR_RETURN(run.model.absolute_tokenizer,
+                     f.String(id, "model.identity", "absolute_tokenizer"));
+  }
+
+  ASSIGN_OR_RETURN(const json* budgets, f.Array(j, "", "budgets"));
+  if (budgets->empty()) return f.Error("budgets", "is empty");
+  for (size_t bi = 0; bi < budgets->size(); ++bi) {
+    const json& b = (*budgets)[bi];
+    const std::string bp = absl::StrCat("budgets[", bi, "]");
+    RunBudget budget;
+    ASSIGN_OR_RETURN(budget.average_bits, f.Number(b, bp, "average_bits"));
+    if (b.contains("budget_bytes")) {
+      ASSIGN_OR_RETURN(budget.budget_bytes, f.Int(b, bp, "budget_bytes"));
+    }
+    if (b.contains("chosen")) {
+      ASSIGN_OR_RETURN(budget.chosen, f.String(b["chosen"], bp + ".chosen", "method"));
+    }
+    ASSIGN_OR_RETURN(const json* allocs, f.Array(b, bp, "allocations"));
+    for (size_t ai = 0; ai < allocs->size(); ++ai) {
+      const json& a = (*allocs)[ai];
+      const std::string ap = absl::StrCat(bp, ".allocations[", ai, "]");
+      RunAllocation alloc;
+      ASSIGN_OR_RETURN(alloc.method, f.String(a, ap, "method"));
+      ASSIGN_OR_RETURN(const json* bits, f.Array(a, ap, "bits"));
+      if (bits->size() != num_players) {
+        return f.Error(ap + ".bits", absl::StrCat("has ", bits->size(), " widths for ",
+                                                  num_players, " players"));
+      }
+      for (size_t k = 0; k < bits->size(); ++k) {
+        const json& v = (*bits)[k];
+        if (!v.is_number_integer() || !KnownWidth(v.get<int64_t>())) {
+          return f.Error(absl::StrCat(ap, ".bits[", k, "]"),
+                         absl::StrCat("is ", Fields::Shown(v),
+                                      " (expected a width in 2, 3, 4, 8, or 16/32 for full "
+                                      "precision)"));
+        }
+        alloc.bits.push_back(static_cast<int>(v.get<int64_t>()));
+      }
+      if (a.contains("heldout_ppl") && a["heldout_ppl"].is_number()) {
+        alloc.heldout_ppl = a["heldout_ppl"].get<double>();
+      }
+      budget.allocations.push_back(std::move(alloc));
+    }
+    run.budgets.push_back(std::move(budget));
+  }
+  return run;
+}
+
+absl::StatusOr<RunFile> ReadRunFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  return ParseRunJson(j, path);
+}
+
+absl::StatusOr<PickedAllocation> PickAllocation(const RunFile& run, std::optional<double> budget,
+                                                const std::string& method,
+                                                const PickFlags& flags) {
+  PickedAllocation out;
+  if (!budget) {
+    if (run.budgets.size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(run.path, " holds ", run.budgets.size(), " budgets (", run.BudgetList(),
+                       "); pick one with ", flags.budget));
+    }
+    out.budget = &run.budgets[0];
+  } else {
+    for (const RunBudget& b : run.budgets) {
+      if (std::abs(b.average_bits - *budget) < 1e-9) {
+        out.budget = &b;
+        break;
+      }
+    }
+    if (out.budget == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(flags.budget, " ", FormatAverageBits(*budget),
+                                                     ": not in ", run.path, " (its budgets: ",
+                                                     run.BudgetList(), ")"));
+    }
+  }
+  const std::string avg = FormatAverageBits(out.budget->average_bits);
+  std::string want = method;
+  if (want.empty() || want == "chosen") {
+    if (out.budget->chosen.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          run.path, ": budget ", avg,
+          " records no chosen allocation (an older `impq run`); name one with ", flags.method));
+    }
+    want = out.budget->chosen;
+  }
+  std::vector<std::string> methods;
+  for (const RunAllocation& a : out.budget->allocations) {
+    methods.push_back(a.method);
+    if (a.method == want && out.allocation == nullptr) out.allocation = &a;
+  }
+  if (out.allocation == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flags.method, " ", want, ": no such allocation at average bits ", avg, " in ", run.path,
+        " (it has: ", absl::StrJoin(methods, ", "), ")"));
+  }
+  return out;
+}
+
+absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tokenizer,
+                                                     const std::string& text, eval::EvalMode mode,
+                                                     int64_t ctx, int64_t max_ctx, int64_t docs,
+                                                     const std::string& source) {
+  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tokenizer, text, mode, ctx, max_ctx, source));
+  if (docs > 0 && static_cast<size_t>(docs) < set.sequences.size()) {
+    set.sequences.resize(static_cast<size_t>(docs));
+  }
+  set.scored_tokens = 0;
+  set.processed_tokens = 0;
+  for (const eval::EvalSequence& s : set.sequences) {
+    set.scored_tokens += s.scored();
+    set.processed_tokens += static_cast<int64_t>(s.tokens.size());
+  }
+  return set;
+}
+
+json RunModelIdentity(const model::Model& m, const std::string& model_path,
+                      const std::string& tokenizer_path) {
+  auto absolute = [](const std::string& p) {
+    if (p.empty()) return p;
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(p, ec);
+    return ec ? p : abs.lexically_normal().string();
+  };
+  return {{"absolute_path", absolute(model_path)},
+          {"absolute_tokenizer", absolute(tokenizer_path)},
+          {"config", m.config.ToString()},
+          {"fingerprint", model::WeightsFingerprint(m)},
+          {"linear_weights", m.LinearParameterCount()}};
+}
+
+absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
+                                             const std::string& model_path,
+                                             const std::string& tokenizer_path) {
+  json j = json::parse(job_json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InternalError("the job's JSON does not parse");
+  }
+  ASSIGN_OR_RETURN(model::Model m, model::LoadModel(model_path));
+  j["model"]["identity"] = RunModelIdentity(m, model_path, tokenizer_path);
+  return j.dump(2) + "\n";
+}
+
+}  // namespace impq::cli

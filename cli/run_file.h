@@ -1,0 +1,136 @@
+// The file `impq run --json FILE` writes, read back as types: the run's settings (backend,
+// group size, player granularity, calibration), the model it ran on, and every budget's
+// allocations as bit lists. `impq quantize-eval --assign`, `impq export` and `impq report` read
+// run files through this one reader, so a field means the same thing to all of them.
+//
+// What is read (worker/engine/job.cc JobResultToJson writes it; cli/run_command.cc adds
+// "model"."identity"):
+//   settings: players ("module" | "block"), backend, group_size, model, tokenizer,
+//             calibration_text, calibration_docs, ctx, eval_mode
+//   model:    config (ModelConfig::ToString(): "llama dim=64 hidden=172 layers=5 ..."),
+//             players[].name, and optionally identity {absolute_path, fingerprint, ...}
+//   budgets[]: average_bits, budget_bytes, chosen.method, allocations[] {method, bits[],
+//             heldout_ppl}
+// Every other key is ignored. Widths are integers in {2, 3, 4, 8, 16, 32} (16 and 32 keep a
+// player in full precision); which of them a consumer supports is the consumer's check.
+#ifndef IMPQ_CLI_RUN_FILE_H_
+#define IMPQ_CLI_RUN_FILE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "worker/eval/eval_set.h"
+#include "worker/model/model.h"
+#include "worker/model/tokenizer.h"
+#include "worker/quant/quantized_model.h"
+
+namespace impq::cli {
+
+struct RunAllocation {
+  std::string method;     // "impq", "isolated", "impq_search", ...
+  std::vector<int> bits;  // one width per player, in player order
+  double heldout_ppl = 0; // 0 when the file has none
+};
+
+struct RunBudget {
+  double average_bits = 0;
+  int64_t budget_bytes = 0;
+  std::string chosen;  // the per-budget choice's method; empty in files older than issue 8
+  std::vector<RunAllocation> allocations;
+};
+
+// The model the run measured on.
+struct RunModel {
+  std::string path;       // settings.model, as `impq run` was given it (may be relative)
+  std::string tokenizer;  // settings.tokenizer; empty: the model's own
+  std::string config;     // model.config, ModelConfig::ToString()
+  std::string arch;       // the config's first word ("llama")
+  int n_layers = 0;       // the config's "layers=N"
+  int dim = 0, hidden_dim = 0, q_dim = 0;  // "dim=", "hidden=", "heads=" x "head_dim="
+  std::vector<std::string> player_names;  // model.players[].name
+  // model.identity, written by `impq run` since issue 14 (empty in older files).
+  std::string absolute_path;  // the model path made absolute when the run wrote the file
+  std::string absolute_tokenizer;  // the same for settings.tokenizer (empty: the model's own)
+  std::string fingerprint;    // model::WeightsFingerprint of the run's model
+};
+
+struct RunFile {
+  std::string path;  // the file read (labels every error)
+  quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
+  std::string backend;  // rtn | hqq | gptq
+  int group_size = 0;
+  std::string calibration_text;
+  int64_t calibration_docs = 0;  // first N documents calibrated the run (0: all)
+  int64_t ctx = 0;
+  eval::EvalMode mode = eval::EvalMode::kDocument;
+  RunModel model;
+  std::vector<RunBudget> budgets;  // in file order
+
+  // "average bits 2.5, 3" for messages.
+  std::string BudgetList() const;
+};
+
+// True for the object a run file holds (it has "budgets"); plain assignment files do not.
+bool IsRunJson(const nlohmann::json& j);
+
+// Reads a parsed run file. InvalidArgument naming `path`, the field (as a JSON path, e.g.
+// budgets[1].allocations[0].bits[7]) and what is there when a field this reader uses is
+// missing, of the wrong type or out of range, or a bit list's length differs from the number
+// of players.
+absl::StatusOr<RunFile> ParseRunJson(const nlohmann::json& j, const std::string& path);
+// Reads and parses `path`: NotFound (or the errno's code) for a missing or unreadable file,
+// InvalidArgument for text that is not JSON or not a run file, else as ParseRunJson.
+absl::StatusOr<RunFile> ReadRunFile(const std::string& path);
+
+// The flags a command picks an allocation with; they name the offending flag in errors.
+struct PickFlags {
+  std::string budget = "--budget";
+  std::string method = "--method";
+};
+
+struct PickedAllocation {
+  const RunBudget* budget = nullptr;
+  const RunAllocation* allocation = nullptr;
+  std::string Describe() const;  // "impq_window at b_avg 2.5"
+};
+
+// The allocation of `run` at average bits `budget` (within 1e-9; optional when the file holds
+// one budget) made by `method` (empty or "chosen": the budget's chosen one). InvalidArgument
+// naming the flag, the value and what the file has: a budget or method not in the file, no
+// budget given for a file with several, no chosen allocation recorded. The result points into
+// `run`.
+absl::StatusOr<PickedAllocation> PickAllocation(const RunFile& run, std::optional<double> budget,
+                                                const std::string& method,
+                                                const PickFlags& flags = {});
+
+// The evaluation set of `text` (BuildEvalSet's arguments) cut to its first `docs` sequences
+// (docs <= 0: all), with the token totals recounted: how `impq run` builds the calibration
+// set GPTQ is calibrated on (its --calib-docs), so that `impq export` and `impq quantize-eval
+// --calib-docs` calibrate exactly as the run did.
+absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tokenizer,
+                                                     const std::string& text, eval::EvalMode mode,
+                                                     int64_t ctx, int64_t max_ctx, int64_t docs,
+                                                     const std::string& source);
+
+// "2.5", "3" (%g), as budgets are named in messages.
+std::string FormatAverageBits(double b);
+
+// The "model"."identity" object `impq run` adds: {absolute_path, absolute_tokenizer, config,
+// fingerprint, linear_weights}. `model_path` / `tokenizer_path` are the paths the run loaded
+// (tokenizer empty: the model's own).
+nlohmann::json RunModelIdentity(const model::Model& m, const std::string& model_path,
+                                const std::string& tokenizer_path);
+
+// `job_json` (engine::JobResultToJson's text) with "model"."identity" added for the model at
+// `model_path` (loaded once more to fingerprint it). Errors: the model cannot be loaded.
+absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
+                                             const std::string& model_path,
+                                             const std::string& tokenizer_path);
+
+}  // namespace impq::cli
+
+#endif  // IMPQ_CLI_RUN_FILE_H_
