@@ -12,6 +12,7 @@ int EvalCommand(const std::vector<std::string>& args);
 int ExportCommand(const std::vector<std::string>& args);
 int QuantizeEvalCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
+int ReportCommand(const std::vector<std::string>& args);
 
 // Directory of the shared data: $IMPQ_SHARED_DATA, else ../shared/data.
 std::string SharedDataDir();

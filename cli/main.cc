@@ -16,6 +16,7 @@ constexpr char kUsage[] =
     "  quantize-eval  loss of a model quantized by rtn|hqq|gptq under a 2/4-bit assignment\n"
     "  export  an allocation of `impq run --json` for llama.cpp, GPTQModel, HQQ or as impq's\n"
     "          own quantized checkpoint (safetensors)\n"
+    "  report the `impq run --json` file as one self-contained HTML page (figures, tables)\n"
     "\n"
     "`impq <command> --help` lists a command's flags.\n";
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return impq::cli::EvalCommand(args);
   if (cmd == "quantize-eval") return impq::cli::QuantizeEvalCommand(args);
   if (cmd == "export") return impq::cli::ExportCommand(args);
+  if (cmd == "report") return impq::cli::ReportCommand(args);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libopenblas-dev libsqlite3-dev libsentencepiece-dev openssl
+  libxml2-utils chromium  # xmllint and a headless browser for the `impq report` tests
 )
 
 missing=()

@@ -1,0 +1,96 @@
+// What `impq report` draws, read from the file `impq run --json FILE` writes
+// (engine::JobResultToJson, worker/engine/job.h).
+//
+// The report needs only part of that file; this reader takes exactly that part, checks it,
+// and names the first problem by its JSON path (e.g. `budgets[1].allocations[3].bits`), so a
+// truncated or hand-edited file is rejected before anything is drawn.
+//
+// Required: settings.players ("module" | "block"); model.players[].name; spqe.phi and
+// spqe.standard_error; baseline_scores.isolated_delta (each one number per player);
+// interactions.allocation_estimator and that estimator's K (players × players); budgets[] with
+// average_bits, chosen.method (one of the budget's allocations) and allocations[] with method,
+// bits (one width per player), average_bits and heldout_ppl (> 0: the figure has a log axis).
+// Optional (drawn or listed when present): everything else the header and the reference
+// lines use — settings.model/backend/group_size/seed/permutations/antithetic/estimator,
+// model.config, model.players[].bytes2/bytes4, spqe.permutations, references.*, data.*,
+// cost.*, timings.total_s, budgets[].budget_bytes, allocations[].calibration_ppl.
+#ifndef IMPQ_CLI_REPORT_REPORT_DATA_H_
+#define IMPQ_CLI_REPORT_REPORT_DATA_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace impq::cli::report {
+
+// The seven linear modules of a decoder layer, in module-player order (README "Assignments":
+// module player p is layer p / 7, module p % 7).
+inline constexpr const char* kModuleNames[7] = {"attn_q",   "attn_k", "attn_v", "attn_o",
+                                                "ffn_gate", "ffn_up", "ffn_down"};
+
+struct ReportPlayer {
+  std::string name;          // as in the file: "layers.3.ffn_down" or "block3"
+  std::string label;         // for people: "L3.ffn_down" or "L3" (the name when unrecognised)
+  int layer = 0;             // decoder layer
+  int module = -1;           // index into kModuleNames; -1: every module (block players)
+  double phi = 0;            // Shapley value (ΔNLL, nats/token)
+  double phi_se = 0;         // its standard error
+  double isolated_delta = 0; // ΔNLL of this player alone at 2 bits
+  std::optional<int64_t> bytes2, bytes4;
+};
+
+struct ReportAllocation {
+  std::string method;        // "impq", "isolated", ... (MethodTitle gives the display name)
+  std::vector<int> bits;     // one width per player
+  double average_bits = 0;   // of this allocation (<= the budget's)
+  double heldout_ppl = 0;    // > 0
+  std::optional<double> calibration_ppl;  // candidates of the per-budget choice
+  std::optional<int64_t> memory_bytes;
+};
+
+struct ReportBudget {
+  double average_bits = 0;   // the target
+  std::optional<int64_t> budget_bytes;
+  std::string chosen;        // method of the chosen allocation
+  std::vector<ReportAllocation> allocations;
+  // The chosen entry of allocations (the reader checks that it exists).
+  const ReportAllocation& Chosen() const;
+};
+
+// The header's facts; each is absent when the file lacks it.
+struct ReportHeader {
+  std::optional<std::string> model_path, model_config, backend, estimator, stop_reason;
+  std::optional<int64_t> group_size, seed, permutations_requested, permutations_done;
+  std::optional<bool> antithetic;
+  std::optional<int64_t> calib_sequences, calib_tokens, heldout_sequences, heldout_tokens;
+  std::optional<int64_t> calib_evaluations, heldout_evaluations, selection_evaluations;
+  std::optional<double> total_seconds;
+  std::optional<int64_t> threads, random_draws;
+};
+
+struct RunReport {
+  ReportHeader header;
+  std::string granularity;   // "module" | "block"
+  std::vector<ReportPlayer> players;
+  int num_layers = 0;        // 1 + the largest player layer
+  std::string interaction_estimator;            // "covariance" | "surrogate" | ...
+  std::vector<std::vector<double>> interaction;  // K, players × players
+  std::optional<double> ppl_fp32, ppl_all4, ppl_all2;  // held-out references
+  std::vector<ReportBudget> budgets;
+};
+
+// Reads the report's part of an `impq run --json` document. Errors: InvalidArgument naming the
+// JSON path of the first missing, mistyped or inconsistent field and what was expected.
+absl::StatusOr<RunReport> ReadRunReport(const nlohmann::json& run);
+
+// The display name of a method, as impq run's Markdown table writes it ("impq" is titled with
+// the estimator it used, e.g. "IMPQ (covariance)"); an unknown method is returned as is.
+std::string MethodTitle(const RunReport& report, const std::string& method);
+
+}  // namespace impq::cli::report
+
+#endif  // IMPQ_CLI_REPORT_REPORT_DATA_H_
