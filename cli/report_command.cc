@@ -36,8 +36,9 @@ int ReportCommand(const std::vector<std::string>& args) {
     std::cout << flags.Usage();
     return 0;
   }
+  // Every message names the file; nothing has been written when one is printed.
   auto bad_input = [&](const std::string& what) {
-    std::cerr << "impq report: " << from << ": " << what << " (nothing written)\n";
+    std::cerr << "impq report: " << what << " (nothing written)\n";
     return 2;
   };
   absl::StatusOr<std::string> text = ReadFileToString(from);
@@ -51,12 +52,10 @@ int ReportCommand(const std::vector<std::string>& args) {
     } catch (const nlohmann::json::parse_error& e) {
       where = absl::StrCat("not valid JSON: ", e.what());
     }
-    return bad_input(where);
+    return bad_input(absl::StrCat(from, ": ", where));
   }
-  absl::StatusOr<report::RunReport> data = report::ReadRunReport(run);
-  if (!data.ok()) {
-    return bad_input(absl::StrCat("not a usable `impq run --json` file: ", data.status().message()));
-  }
+  absl::StatusOr<report::RunReport> data = report::ReadRunReport(run, from);
+  if (!data.ok()) return bad_input(std::string(data.status().message()));
   const std::string html = report::RenderReportHtml(*data, from);
   if (absl::Status s = WriteFileAtomically(out, html); !s.ok()) {
     std::cerr << "impq report: " << s.message() << "\n";

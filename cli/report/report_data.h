@@ -1,19 +1,21 @@
 // What `impq report` draws, read from the file `impq run --json FILE` writes
 // (engine::JobResultToJson, worker/engine/job.h).
 //
-// The report needs only part of that file; this reader takes exactly that part, checks it,
-// and names the first problem by its JSON path (e.g. `budgets[1].allocations[3].bits`), so a
-// truncated or hand-edited file is rejected before anything is drawn.
+// The run's settings, players and every budget's allocations (method, bits, held-out PPL,
+// the chosen one) come through cli/run_file.h's ParseRunJson, the reader every command shares;
+// this file adds what only the report draws and checks that it is all there, naming the first
+// problem by its JSON path (e.g. `budgets[1].allocations[3].average_bits`), so a truncated or
+// hand-edited file is rejected before anything is drawn.
 //
-// Required: settings.players ("module" | "block"); model.players[].name; spqe.phi and
-// spqe.standard_error; baseline_scores.isolated_delta (each one number per player);
-// interactions.allocation_estimator and that estimator's K (players × players); budgets[] with
-// average_bits, chosen.method (one of the budget's allocations) and allocations[] with method,
-// bits (one width per player), average_bits and heldout_ppl (> 0: the figure has a log axis).
-// Optional (drawn or listed when present): everything else the header and the reference
-// lines use — settings.model/backend/group_size/seed/permutations/antithetic/estimator,
-// model.config, model.players[].bytes2/bytes4, spqe.permutations, references.*, data.*,
-// cost.*, timings.total_s, budgets[].budget_bytes, allocations[].calibration_ppl.
+// Required beyond ParseRunJson's fields: spqe.phi and spqe.standard_error (>= 0);
+// baseline_scores.isolated_delta (each one number per player);
+// interactions.allocation_estimator and that estimator's K (players × players);
+// budgets[].chosen.method (one of the budget's allocations); allocations[].average_bits and
+// heldout_ppl (> 0: the figure has a log axis).
+// Optional (drawn or listed when present): settings.seed/permutations/antithetic/estimator/
+// random_draws, model.players[].bytes2/bytes4, spqe.permutations/stop_reason, references.*,
+// data.*, cost.*, timings.total_s/threads, allocations[].calibration_ppl/memory_bytes; when
+// present they must have the right type.
 #ifndef IMPQ_CLI_REPORT_REPORT_DATA_H_
 #define IMPQ_CLI_REPORT_REPORT_DATA_H_
 
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cli/run_file.h"
 #include "nlohmann/json.hpp"
 
 namespace impq::cli::report {
@@ -83,9 +86,11 @@ struct RunReport {
   std::vector<ReportBudget> budgets;
 };
 
-// Reads the report's part of an `impq run --json` document. Errors: InvalidArgument naming the
-// JSON path of the first missing, mistyped or inconsistent field and what was expected.
-absl::StatusOr<RunReport> ReadRunReport(const nlohmann::json& run);
+// Reads the report's part of an `impq run --json` document; `source` names it in errors.
+// Errors: InvalidArgument "<source>: <field> is missing" or "<source>: <field> is <value>
+// (expected ...)", naming the JSON path of the first missing, mistyped or inconsistent field
+// (ParseRunJson's errors for the fields it reads).
+absl::StatusOr<RunReport> ReadRunReport(const nlohmann::json& run, const std::string& source);
 
 // The display name of a method, as impq run's Markdown table writes it ("impq" is titled with
 // the estimator it used, e.g. "IMPQ (covariance)"); an unknown method is returned as is.

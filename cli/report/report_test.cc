@@ -56,7 +56,8 @@ engine::JobResult FakeJob(int layers, bool module_players) {
   r.options.permutations = 6;
   r.options.seed = 17;
   r.options.random_draws = 3;
-  r.model_config = "llama dim=64 hidden=172 layers=2";
+  r.model_config = absl::StrCat("llama dim=64 hidden=172 layers=", layers,
+                                " heads=8 kv_heads=4 head_dim=8 vocab=512 seq_len=512 tied");
   const int n = module_players ? 7 * layers : layers;
   for (int i = 0; i < n; ++i) {
     r.player_names.push_back(module_players ? absl::StrCat("layers.", i / 7, ".", kKinds[i % 7])
@@ -120,7 +121,7 @@ nlohmann::json FakeRun(int layers = 2, bool module_players = true) {
 }
 
 std::string Render(const nlohmann::json& run, const std::string& source = "run.json") {
-  absl::StatusOr<RunReport> r = ReadRunReport(run);
+  absl::StatusOr<RunReport> r = ReadRunReport(run, source);
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? RenderReportHtml(*r, source) : "";
 }
@@ -348,73 +349,86 @@ TEST(ReportTest, MissingOrBadFieldsAreNamed) {
     std::string message;
   };
   const Case cases[] = {
-      {"/settings", "missing required field `settings`"},
-      {"/settings/players", "missing required field `settings.players`"},
-      {"/model/players", "missing required field `model.players`"},
-      {"/model/players/3/name", "missing required field `model.players[3].name`"},
-      {"/spqe/phi", "missing required field `spqe.phi`"},
-      {"/spqe/standard_error", "missing required field `spqe.standard_error`"},
-      {"/baseline_scores/isolated_delta", "missing required field `baseline_scores.isolated_delta`"},
-      {"/interactions/allocation_estimator", "`interactions.allocation_estimator`"},
-      {"/interactions/covariance/K", "missing required field `interactions.covariance.K`"},
-      {"/budgets", "missing required field `budgets`"},
-      {"/budgets/1/average_bits", "missing required field `budgets[1].average_bits`"},
-      {"/budgets/1/chosen", "missing required field `budgets[1].chosen`"},
+      {"/settings", "run.json: settings is missing"},
+      {"/settings/players", "run.json: settings.players is missing"},
+      {"/model/players", "run.json: model.players is missing"},
+      {"/model/players/3/name", "run.json: model.players[3].name is missing"},
+      {"/spqe/phi", "run.json: spqe.phi is missing"},
+      {"/spqe/standard_error", "run.json: spqe.standard_error is missing"},
+      {"/baseline_scores/isolated_delta", "run.json: baseline_scores.isolated_delta is missing"},
+      {"/interactions/allocation_estimator",
+       "run.json: interactions.allocation_estimator is missing"},
+      {"/interactions/covariance/K", "run.json: interactions.covariance.K is missing"},
+      {"/budgets", "run.json: not an `impq run --json` file (no \"budgets\""},
+      {"/budgets/1/average_bits", "run.json: budgets[1].average_bits is missing"},
+      {"/budgets/1/chosen", "run.json: budgets[1].chosen.method is missing"},
       {"/budgets/0/allocations/2/heldout_ppl",
-       "missing required field `budgets[0].allocations[2].heldout_ppl`"},
-      {"/budgets/0/allocations/4/bits", "missing required field `budgets[0].allocations[4].bits`"},
+       "run.json: budgets[0].allocations[2].heldout_ppl is missing"},
+      {"/budgets/0/allocations/4/bits", "run.json: budgets[0].allocations[4].bits is missing"},
       {"/budgets/0/allocations/1/average_bits",
-       "missing required field `budgets[0].allocations[1].average_bits`"},
+       "run.json: budgets[0].allocations[1].average_bits is missing"},
   };
   for (const Case& c : cases) {
     nlohmann::json broken = run;
     const nlohmann::json::json_pointer p(c.pointer);
     broken[p.parent_pointer()].erase(p.back());
-    absl::StatusOr<RunReport> r = ReadRunReport(broken);
+    absl::StatusOr<RunReport> r = ReadRunReport(broken, "run.json");
     ASSERT_FALSE(r.ok()) << c.pointer;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(r.status().message(), HasSubstr(c.message)) << c.pointer;
   }
   auto expect_error = [&](nlohmann::json broken, const std::string& message) {
-    absl::StatusOr<RunReport> r = ReadRunReport(broken);
+    absl::StatusOr<RunReport> r = ReadRunReport(broken, "run.json");
     ASSERT_FALSE(r.ok()) << message;
     EXPECT_THAT(r.status().message(), HasSubstr(message));
   };
   nlohmann::json j = run;
   j["spqe"]["phi"].erase(0);
-  expect_error(j, "field `spqe.phi`: expected 14 entries (one per player), got 13");
+  expect_error(j, "spqe.phi has 13 entries (expected 14, one per player)");
   j = run;
   j["budgets"][1]["allocations"][0]["heldout_ppl"] = "80";
-  expect_error(j, "field `budgets[1].allocations[0].heldout_ppl`: expected a number, got string");
+  expect_error(j, "budgets[1].allocations[0].heldout_ppl is \"80\" (expected a perplexity > 0)");
   j = run;
   j["budgets"][1]["allocations"][0]["heldout_ppl"] = nullptr;  // how a NaN is written
-  expect_error(j, "field `budgets[1].allocations[0].heldout_ppl`: expected a number, got null");
+  expect_error(j, "budgets[1].allocations[0].heldout_ppl is null (expected a perplexity > 0)");
   j = run;
   j["budgets"][0]["allocations"][1]["heldout_ppl"] = 0;
-  expect_error(j, "`budgets[0].allocations[1].heldout_ppl`: a perplexity must be > 0");
+  expect_error(j, "budgets[0].allocations[1].heldout_ppl is 0 (expected a perplexity > 0)");
+  j = run;
+  j["budgets"][0]["allocations"][1]["average_bits"] = nullptr;
+  expect_error(j, "budgets[0].allocations[1].average_bits is null (expected a number)");
   j = run;
   j["budgets"][0]["chosen"]["method"] = "lim";
-  expect_error(j, "`budgets[0].chosen.method`: 'lim' is not one of the budget's allocations");
+  expect_error(j, "budgets[0].chosen.method is \"lim\", not one of the budget's allocations");
   j = run;
   j["budgets"][0]["allocations"][3]["bits"][5] = 0;
-  expect_error(j, "`budgets[0].allocations[3].bits[5]`: expected a bit-width in [1, 32], got 0");
+  expect_error(j, "budgets[0].allocations[3].bits[5] is 0 (expected a width");
   j = run;
   j["interactions"]["covariance"]["K"][2].erase(1);
-  expect_error(j, "`interactions.covariance.K[2]`: expected 14 entries");
+  expect_error(j, "interactions.covariance.K[2] has 13 entries (expected 14");
+  j = run;
+  j["interactions"]["covariance"]["K"].erase(2);
+  expect_error(j, "interactions.covariance.K has 13 rows (expected 14");
+  j = run;
+  j["spqe"]["standard_error"][4] = -0.5;
+  expect_error(j, "spqe.standard_error[4] is -0.5 (expected a number >= 0)");
   j = run;
   j["settings"]["players"] = "tensor";
-  expect_error(j, "`settings.players`: expected \"module\" or \"block\", got \"tensor\"");
+  expect_error(j, "settings.players is \"tensor\" (expected block or module)");
   j = run;
   j["budgets"] = nlohmann::json::array();
-  expect_error(j, "`budgets`: expected at least one budget");
+  expect_error(j, "budgets is empty");
   j = run;
   j["timings"]["total_s"] = "soon";
-  expect_error(j, "`timings.total_s`: expected a number, got string");
-  expect_error(nlohmann::json::array(), "(top level)");
+  expect_error(j, "timings.total_s is \"soon\" (expected a number)");
+  j = run;
+  j["references"]["heldout_ppl_fp32"] = -1;
+  expect_error(j, "references.heldout_ppl_fp32 is -1 (expected a perplexity > 0)");
+  expect_error(nlohmann::json::array(), "not an `impq run --json` file");
 }
 
 TEST(ReportTest, MethodTitlesFollowTheRunTable) {
-  absl::StatusOr<RunReport> r = ReadRunReport(FakeRun());
+  absl::StatusOr<RunReport> r = ReadRunReport(FakeRun(), "run.json");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(MethodTitle(*r, "impq"), "IMPQ (covariance)");
   EXPECT_EQ(MethodTitle(*r, "impq_search"), "IMPQ (measured search)");
