@@ -25,6 +25,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -158,7 +159,8 @@ int ExportCommand(const std::vector<std::string>& args) {
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
   FlagSet flags("impq export");
   flags.String("from", &from, "the file `impq run --json FILE` wrote", true);
-  flags.Double("budget", &budget, "average bit-width of the budget whose allocation to export");
+  flags.Double("budget", &budget,
+               "average bit-width of the budget to export (needed when the file holds several)");
   flags.String("method", &method, "allocation method (default: the budget's chosen one)");
   flags.String("format", &format, "llama.cpp | gptqmodel | hqq | safetensors", true);
   flags.String("out", &out, "output file (a directory for safetensors)", true);
@@ -270,15 +272,18 @@ int ExportCommand(const std::vector<std::string>& args) {
     forward::LlamaForward fwd(m);
     std::optional<quant::CalibrationSet> calib;
     if (run->backend == "gptq") {
-      auto calib_text = ReadFileToString(run->calibration_text);
+      const std::string calib_path = !run->absolute_calibration_text.empty() &&
+                                             Exists(run->absolute_calibration_text)
+                                         ? run->absolute_calibration_text
+                                         : run->calibration_text;
+      auto calib_text = ReadFileToString(calib_path);
       if (!calib_text.ok()) {
         return bad_input(absl::Status(calib_text.status().code(),
                                       absl::StrCat("the run's settings.calibration_text: ",
                                                    calib_text.status().message())));
       }
       auto set = BuildFirstDocumentsSet(*loaded->tokenizer, *calib_text, run->mode, run->ctx,
-                                        m.config.seq_len, run->calibration_docs,
-                                        run->calibration_text);
+                                        m.config.seq_len, run->calibration_docs, calib_path);
       if (!set.ok()) return fail(set.status());
       auto c = quant::CollectCalibration(fwd, *set, static_cast<int>(threads));
       if (!c.ok()) return fail(c.status());

@@ -179,6 +179,10 @@ absl::StatusOr<RunFile> ParseRunJson(const json& j, const std::string& path) {
     ASSIGN_OR_RETURN(run.model.fingerprint, f.String(id, "model.identity", "fingerprint"));
     ASSIGN_OR_RETURN(run.model.absolute_tokenizer,
                      f.String(id, "model.identity", "absolute_tokenizer"));
+    if (id.contains("absolute_calibration_text")) {
+      ASSIGN_OR_RETURN(run.absolute_calibration_text,
+                       f.String(id, "model.identity", "absolute_calibration_text"));
+    }
   }
 
   ASSIGN_OR_RETURN(const json* budgets, f.Array(j, "", "budgets"));
@@ -320,6 +324,15 @@ absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
   }
   ASSIGN_OR_RETURN(model::Model m, model::LoadModel(model_path));
   j["model"]["identity"] = RunModelIdentity(m, model_path, tokenizer_path);
+  // GPTQ's calibration text, findable from any directory (`impq export` calibrates with it).
+  if (j.contains("settings") && j["settings"].contains("calibration_text") &&
+      j["settings"]["calibration_text"].is_string()) {
+    std::error_code ec;
+    const std::string text = j["settings"]["calibration_text"].get<std::string>();
+    const std::filesystem::path abs = std::filesystem::absolute(text, ec);
+    j["model"]["identity"]["absolute_calibration_text"] =
+        ec ? text : abs.lexically_normal().string();
+  }
   return j.dump(2) + "\n";
 }
 

@@ -8,7 +8,8 @@
 //   settings: players ("module" | "block"), backend, group_size, model, tokenizer,
 //             calibration_text, calibration_docs, ctx, eval_mode
 //   model:    config (ModelConfig::ToString(): "llama dim=64 hidden=172 layers=5 ..."),
-//             players[].name, and optionally identity {absolute_path, fingerprint, ...}
+//             players[].name, and optionally identity {absolute_path, absolute_tokenizer,
+//             absolute_calibration_text, fingerprint, ...}
 //   budgets[]: average_bits, budget_bytes, chosen.method, allocations[] {method, bits[],
 //             heldout_ppl}
 // Every other key is ignored. Widths are integers in {2, 3, 4, 8, 16, 32} (16 and 32 keep a
@@ -63,7 +64,8 @@ struct RunFile {
   quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
   std::string backend;  // rtn | hqq | gptq
   int group_size = 0;
-  std::string calibration_text;
+  std::string calibration_text;  // as `impq run` was given it (may be relative)
+  std::string absolute_calibration_text;  // model.identity's (empty in older files)
   int64_t calibration_docs = 0;  // first N documents calibrated the run (0: all)
   int64_t ctx = 0;
   eval::EvalMode mode = eval::EvalMode::kDocument;
@@ -126,7 +128,8 @@ nlohmann::json RunModelIdentity(const model::Model& m, const std::string& model_
                                 const std::string& tokenizer_path);
 
 // `job_json` (engine::JobResultToJson's text) with "model"."identity" added for the model at
-// `model_path` (loaded once more to fingerprint it). Errors: the model cannot be loaded.
+// `model_path` (loaded once more to fingerprint it), plus the absolute path of its
+// settings.calibration_text. Errors: the model cannot be loaded.
 absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
                                              const std::string& model_path,
                                              const std::string& tokenizer_path);
