@@ -84,6 +84,18 @@ const RealRun& TheRun() {
   return *run;
 }
 
+// Removes the shared run's folder after the last test of the process.
+class CleanUp : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    EXPECT_EQ(std::system(("rm -rf " + TempFilePath("report_cli") + " " +
+                           TempFilePath("report_cli_bad"))
+                              .c_str()),
+              0);
+  }
+};
+const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
+
 // "layers.3.ffn_down" -> "L3.ffn_down", as the report labels module players.
 std::string Label(const std::string& name) {
   std::vector<std::string> parts = absl::StrSplit(name, '.');

@@ -270,7 +270,7 @@ std::string PplFigure(const RunReport& r) {
     ppl_lo = std::min(ppl_lo, *ref.ppl);
     ppl_hi = std::max(ppl_hi, *ref.ppl);
   }
-  const std::vector<double> xt = LinearTicks(bits_lo - 0.05, bits_hi + 0.05, 6);
+  const std::vector<double> xt = LinearTicks(bits_lo - 0.05, bits_hi + 0.05, 8);
   const double x_step = xt.size() > 1 ? xt[1] - xt[0] : 1;
   const double x0 = xt.front(), x1 = xt.back();
   const double y0 = std::log10(ppl_lo / 1.15), y1 = std::log10(ppl_hi * 1.15);
@@ -299,19 +299,31 @@ std::string PplFigure(const RunReport& r) {
             "average bits per weight of the allocation (linear modules)", "text-anchor=\"middle\"");
   s += absl::StrCat("<text transform=\"translate(16,", C(kTop + kPlotH / 2),
                     ") rotate(-90)\" text-anchor=\"middle\">held-out perplexity (log scale)</text>\n");
-  // Reference labels sit above their line, or below it when the line above is too close
-  // (fp32 and all-4-bit are often a few pixels apart).
-  double previous_label_y = -1e300;
+  // Reference labels sit above their line at the right end; fp32 and all-4-bit are often a
+  // few pixels apart, so a label that would overlap one already placed moves to the left end
+  // (low bits with low perplexity: where no allocation lies), then below its line.
+  std::vector<std::pair<bool, double>> placed;  // (at the left end, baseline)
+  auto free = [&](bool left, double y) {
+    for (const auto& [l, py] : placed) {
+      if (l == left && std::fabs(py - y) < 12) return false;
+    }
+    return true;
+  };
   for (const Reference& ref : refs) {
     if (!ref.ppl.has_value()) continue;
     const double y = Y(*ref.ppl);
     s += Line(kLeft, y, kLeft + kPlotW, y,
               absl::StrCat("stroke=\"#555\" stroke-width=\"1.2\" stroke-dasharray=\"", ref.dash, "\""));
+    bool left = false;
     double label_y = y - 4;
-    if (std::fabs(label_y - previous_label_y) < 12) label_y = y + 12;
-    previous_label_y = label_y;
-    s += Text(kLeft + kPlotW - 4, label_y, absl::StrCat(ref.name, " ", Fixed(*ref.ppl, 3)),
-              "text-anchor=\"end\" fill=\"#333\"");
+    if (!free(false, label_y)) {
+      left = free(true, label_y);
+      if (!left) label_y = y + 13;
+    }
+    placed.push_back({left, label_y});
+    s += Text(left ? kLeft + 4 : kLeft + kPlotW - 4, label_y,
+              absl::StrCat(ref.name, " ", Fixed(*ref.ppl, 3)),
+              absl::StrCat("text-anchor=\"", left ? "start" : "end", "\" fill=\"#333\""));
   }
   // The chosen allocations under everything else: a wide translucent band the markers sit on.
   auto polyline = [&](const std::vector<Point>& pts, const std::string& attrs) {
