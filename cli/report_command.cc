@@ -43,16 +43,12 @@ int ReportCommand(const std::vector<std::string>& args) {
   };
   absl::StatusOr<std::string> text = ReadFileToString(from);
   if (!text.ok()) return bad_input(std::string(text.status().message()));
-  nlohmann::json run = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (run.is_discarded()) {
-    // Parse again with exceptions only to learn where the text stops being JSON.
-    std::string where = "not valid JSON";
-    try {
-      (void)nlohmann::json::parse(*text);
-    } catch (const nlohmann::json::parse_error& e) {
-      where = absl::StrCat("not valid JSON: ", e.what());
-    }
-    return bad_input(absl::StrCat(from, ": ", where));
+  nlohmann::json run;
+  try {
+    // nlohmann's parse error says where the text stops being JSON; it is caught right here.
+    run = nlohmann::json::parse(*text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return bad_input(absl::StrCat(from, ": not valid JSON: ", e.what()));
   }
   absl::StatusOr<report::RunReport> data = report::ReadRunReport(run, from);
   if (!data.ok()) return bad_input(std::string(data.status().message()));

@@ -88,10 +88,10 @@ const RealRun& TheRun() {
 class CleanUp : public ::testing::Environment {
  public:
   void TearDown() override {
-    EXPECT_EQ(std::system(("rm -rf " + TempFilePath("report_cli") + " " +
-                           TempFilePath("report_cli_bad"))
-                              .c_str()),
-              0);
+    EXPECT_EQ(
+        std::system(("rm -rf " + TempFilePath("report_cli") + " " + TempFilePath("report_cli_bad"))
+                        .c_str()),
+        0);
   }
 };
 const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
@@ -171,7 +171,8 @@ TEST(ReportCliTest, BadInputExitsTwoNamesTheProblemAndWritesNothing) {
   ASSERT_TRUE(WriteFileAtomically(dir + "/garbage.json", "{\"budgets\": [1, 2,").ok());
   expect_rejected(dir + "/garbage.json", "not valid JSON");
   // JSON, but not a whole run file: the first missing field is named.
-  ASSERT_TRUE(WriteFileAtomically(dir + "/partial.json", R"({"budgets": [{"average_bits": 2.5}]})").ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(dir + "/partial.json", R"({"budgets": [{"average_bits": 2.5}]})").ok());
   expect_rejected(dir + "/partial.json", dir + "/partial.json: settings is missing");
   // Nothing but the inputs is left behind (no temporary file either).
   Result ls = Shell("ls -A " + dir);
@@ -216,12 +217,13 @@ document.body.appendChild(pre);
   const std::string page = r.dir + "/measured.html";
   ASSERT_TRUE(WriteFileAtomically(page, html).ok());
   const std::string profile = FreshDir("report_cli_chromium_profile");
-  Result dom = Shell(
-      "timeout 120 " + chromium +
-      " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
-      " --disable-background-networking --disable-component-update --disable-sync"
-      " --user-data-dir=" + profile + " --window-size=1400,3000 --dump-dom file://" + page +
-      " 2>/dev/null");
+  Result dom =
+      Shell("timeout 120 " + chromium +
+            " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
+            " --disable-background-networking --disable-component-update --disable-sync"
+            " --disable-dev-shm-usage"
+            " --user-data-dir=" +
+            profile + " --window-size=1400,3000 --dump-dom file://" + page + " 2>/dev/null");
   ASSERT_EQ(dom.exit_code, 0) << dom.out.substr(0, 2000);
   const size_t begin = dom.out.find("<pre id=\"measured\">");
   ASSERT_NE(begin, std::string::npos) << dom.out.substr(0, 2000);

@@ -51,12 +51,28 @@ std::string Escape(absl::string_view text) {
   for (size_t i = 0; i < text.size();) {
     const char c = text[i];
     switch (c) {
-      case '&': out += "&amp;"; ++i; continue;
-      case '<': out += "&lt;"; ++i; continue;
-      case '>': out += "&gt;"; ++i; continue;
-      case '"': out += "&quot;"; ++i; continue;
-      case '\'': out += "&#39;"; ++i; continue;
-      default: break;
+      case '&':
+        out += "&amp;";
+        ++i;
+        continue;
+      case '<':
+        out += "&lt;";
+        ++i;
+        continue;
+      case '>':
+        out += "&gt;";
+        ++i;
+        continue;
+      case '"':
+        out += "&quot;";
+        ++i;
+        continue;
+      case '\'':
+        out += "&#39;";
+        ++i;
+        continue;
+      default:
+        break;
     }
     const auto u = static_cast<uint8_t>(c);
     if (u < 0x20 && c != '\t' && c != '\n' && c != '\r') {
@@ -111,9 +127,7 @@ std::vector<double> LinearTicks(double lo, double hi, int target) {
   // Tick k is (first + k)·mantissa·10^exponent, computed as an integer multiple divided by a
   // power of ten (never accumulated), so 0.6 is 0.6 and not 0.6000000000000001.
   const double scale = std::pow(10.0, std::abs(exponent));
-  auto tick = [&](double k) {
-    return exponent < 0 ? k * mantissa / scale : k * mantissa * scale;
-  };
+  auto tick = [&](double k) { return exponent < 0 ? k * mantissa / scale : k * mantissa * scale; };
   std::vector<double> ticks;
   const double first = std::floor(lo / step + 1e-9);
   for (int k = 0; k < 1000; ++k) {
@@ -142,9 +156,7 @@ std::vector<double> LogTicks(double lo, double hi) {
 }
 
 std::string Hex(Rgb c) {
-  auto channel = [](double v) {
-    return static_cast<int>(std::lround(std::clamp(v, 0.0, 255.0)));
-  };
+  auto channel = [](double v) { return static_cast<int>(std::lround(std::clamp(v, 0.0, 255.0))); };
   return absl::StrFormat("#%02x%02x%02x", channel(c.r), channel(c.g), channel(c.b));
 }
 
@@ -165,9 +177,9 @@ Rgb Diverging(double t) {
 
 std::string CategoricalColor(int i) {
   // Tableau 10, then three darker hues that stay apart from it.
-  static constexpr const char* kPalette[] = {
-      "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-      "#ff9da7", "#9c755f", "#bab0ac", "#1b3a6b", "#7a5195", "#2f6b2f"};
+  static constexpr const char* kPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                                             "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+                                             "#1b3a6b", "#7a5195", "#2f6b2f"};
   constexpr int kSize = static_cast<int>(std::size(kPalette));
   return kPalette[((i % kSize) + kSize) % kSize];
 }

@@ -12,8 +12,8 @@ TEST(MarkupTest, EscapeMakesAnyTextSafeCharacterData) {
   EXPECT_EQ(Escape("Δ φ ✓"), "Δ φ ✓");          // valid UTF-8 passes through
   EXPECT_EQ(Escape("tab\tnl\n"), "tab\tnl\n");  // allowed controls stay
   EXPECT_EQ(Escape(std::string("a\x01z\x1f", 4)), "a\xEF\xBF\xBDz\xEF\xBF\xBD");
-  EXPECT_EQ(Escape("\xC3"), "\xEF\xBF\xBD");              // truncated sequence
-  EXPECT_EQ(Escape("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  EXPECT_EQ(Escape("\xC3"), "\xEF\xBF\xBD");                                  // truncated sequence
+  EXPECT_EQ(Escape("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong '/'
   EXPECT_EQ(Escape("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
   EXPECT_EQ(Escape("\xEF\xBF\xBF"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // U+FFFF
 }
@@ -31,7 +31,8 @@ TEST(MarkupTest, NumberFormats) {
 }
 
 TEST(MarkupTest, LinearTicksAreRoundAndCoverTheRange) {
-  for (auto [lo, hi] : {std::pair{-0.013, 0.31}, {0.0, 1.0}, {2.19, 3.56}, {5.0, 5.0}, {-3.0, -1.0}}) {
+  for (auto [lo, hi] :
+       {std::pair{-0.013, 0.31}, {0.0, 1.0}, {2.19, 3.56}, {5.0, 5.0}, {-3.0, -1.0}}) {
     const std::vector<double> t = LinearTicks(lo, hi, 6);
     ASSERT_GE(t.size(), 2u) << lo << " " << hi;
     EXPECT_LE(t.front(), lo);

@@ -76,8 +76,11 @@ class Parser {
   absl::Status CheckCharacters() {
     for (size_t i = 0; i < s_.size();) {
       const auto c = static_cast<uint8_t>(s_[i]);
-      size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                              : (c & 0xF8) == 0xF0   ? 4 : 0;
+      size_t len = c < 0x80             ? 1
+                   : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4
+                                        : 0;
       uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
       bool ok = len > 0 && i + len <= s_.size();
       for (size_t k = 1; ok && k < len; ++k) {
@@ -172,10 +175,10 @@ class Parser {
       const absl::string_view digits = ref.substr(hex ? 2 : 1);
       bool ok = !digits.empty();
       for (char c : digits) {
-        int d = c >= '0' && c <= '9'                 ? c - '0'
-                : hex && c >= 'a' && c <= 'f'        ? c - 'a' + 10
-                : hex && c >= 'A' && c <= 'F'        ? c - 'A' + 10
-                                                     : -1;
+        int d = c >= '0' && c <= '9'          ? c - '0'
+                : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                              : -1;
         ok = ok && d >= 0 && cp < 0x110000;
         cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(std::max(d, 0));
       }

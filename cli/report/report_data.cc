@@ -76,8 +76,8 @@ class Fields {
                                                   size_t size) const {
     if (!a->is_array()) return Wrong(path, *a, "an array");
     if (a->size() != size) {
-      return Error(path, absl::StrFormat("has %d entries (expected %d, one per player)",
-                                         a->size(), size));
+      return Error(
+          path, absl::StrFormat("has %d entries (expected %d, one per player)", a->size(), size));
     }
     std::vector<double> out;
     for (size_t i = 0; i < a->size(); ++i) {
@@ -89,8 +89,8 @@ class Fields {
 
   // Optional scalars: absent is fine, present with the wrong type is an error.
   template <typename T, typename Read>
-  absl::Status Optional(const json& parent, const std::string& parent_path,
-                        const std::string& key, Read read, std::optional<T>* out) const {
+  absl::Status Optional(const json& parent, const std::string& parent_path, const std::string& key,
+                        Read read, std::optional<T>* out) const {
     if (!parent.is_object()) return absl::OkStatus();
     auto it = parent.find(key);
     if (it == parent.end()) return absl::OkStatus();
@@ -217,7 +217,8 @@ absl::Status ReadBudgets(const json& run, const RunFile& file, const Fields& f, 
     if (in.budget_bytes > 0) out.budget_bytes = in.budget_bytes;
     if (in.chosen.empty()) {
       // ParseRunJson accepts files older than the per-budget choice; the report draws it.
-      return f.Error(Join(path, "chosen.method"), "is missing (the report draws the chosen allocation)");
+      return f.Error(Join(path, "chosen.method"),
+                     "is missing (the report draws the chosen allocation)");
     }
     out.chosen = in.chosen;
     const json& allocations = budgets[b]["allocations"];
@@ -240,8 +241,9 @@ absl::Status ReadBudgets(const json& run, const RunFile& file, const Fields& f, 
       RETURN_IF_ERROR(f.OptionalInteger(raw, apath, "memory_bytes", &alloc.memory_bytes));
       for (const ReportAllocation& seen : out.allocations) {
         if (seen.method == alloc.method) {
-          return f.Error(Join(apath, "method"),
-                         absl::StrCat("is \"", alloc.method, "\", which appears twice in this budget"));
+          return f.Error(
+              Join(apath, "method"),
+              absl::StrCat("is \"", alloc.method, "\", which appears twice in this budget"));
         }
       }
       out.allocations.push_back(std::move(alloc));
@@ -318,8 +320,8 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
   const std::string k_path = Join(est_path, "K");
   if (!k_rows->is_array()) return f.Wrong(k_path, *k_rows, "an array of rows");
   if (k_rows->size() != n) {
-    return f.Error(k_path, absl::StrFormat("has %d rows (expected %d, one per player)",
-                                           k_rows->size(), n));
+    return f.Error(k_path,
+                   absl::StrFormat("has %d rows (expected %d, one per player)", k_rows->size(), n));
   }
   for (size_t i = 0; i < n; ++i) {
     ASSIGN_OR_RETURN(std::vector<double> row, f.NumberArray(&(*k_rows)[i], At(k_path, i), n));
@@ -332,18 +334,18 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
 }
 
 std::string MethodTitle(const RunReport& report, const std::string& method) {
-  static const auto* const kTitles = new std::map<std::string, std::string>{
-      {"isolated", "isolated Δ"},
-      {"lim", "LIM"},
-      {"zscore", "Z-score"},
-      {"actnorm", "act. norm"},
-      {"uniform", "uniform"},
-      {"impq_covariance", "IMPQ (covariance)"},
-      {"impq_surrogate", "IMPQ (surrogate)"},
-      {"impq_window", "IMPQ (window)"},
-      {"impq_window_top", "IMPQ (top window)"},
-      {"impq_local", "IMPQ (local surrogate)"},
-      {"impq_search", "IMPQ (measured search)"}};
+  static const auto* const kTitles =
+      new std::map<std::string, std::string>{{"isolated", "isolated Δ"},
+                                             {"lim", "LIM"},
+                                             {"zscore", "Z-score"},
+                                             {"actnorm", "act. norm"},
+                                             {"uniform", "uniform"},
+                                             {"impq_covariance", "IMPQ (covariance)"},
+                                             {"impq_surrogate", "IMPQ (surrogate)"},
+                                             {"impq_window", "IMPQ (window)"},
+                                             {"impq_window_top", "IMPQ (top window)"},
+                                             {"impq_local", "IMPQ (local surrogate)"},
+                                             {"impq_search", "IMPQ (measured search)"}};
   if (method == "impq") return absl::StrCat("IMPQ (", report.interaction_estimator, ")");
   if (method == "random") {
     return report.header.random_draws.has_value()

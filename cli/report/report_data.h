@@ -32,33 +32,33 @@ namespace impq::cli::report {
 
 // The seven linear modules of a decoder layer, in module-player order (README "Assignments":
 // module player p is layer p / 7, module p % 7).
-inline constexpr const char* kModuleNames[7] = {"attn_q",   "attn_k", "attn_v", "attn_o",
+inline constexpr const char* kModuleNames[7] = {"attn_q",   "attn_k", "attn_v",  "attn_o",
                                                 "ffn_gate", "ffn_up", "ffn_down"};
 
 struct ReportPlayer {
-  std::string name;          // as in the file: "layers.3.ffn_down" or "block3"
-  std::string label;         // for people: "L3.ffn_down" or "L3" (the name when unrecognised)
-  int layer = 0;             // decoder layer
-  int module = -1;           // index into kModuleNames; -1: every module (block players)
-  double phi = 0;            // Shapley value (ΔNLL, nats/token)
-  double phi_se = 0;         // its standard error
-  double isolated_delta = 0; // ΔNLL of this player alone at 2 bits
+  std::string name;           // as in the file: "layers.3.ffn_down" or "block3"
+  std::string label;          // for people: "L3.ffn_down" or "L3" (the name when unrecognised)
+  int layer = 0;              // decoder layer
+  int module = -1;            // index into kModuleNames; -1: every module (block players)
+  double phi = 0;             // Shapley value (ΔNLL, nats/token)
+  double phi_se = 0;          // its standard error
+  double isolated_delta = 0;  // ΔNLL of this player alone at 2 bits
   std::optional<int64_t> bytes2, bytes4;
 };
 
 struct ReportAllocation {
-  std::string method;        // "impq", "isolated", ... (MethodTitle gives the display name)
-  std::vector<int> bits;     // one width per player
-  double average_bits = 0;   // of this allocation (<= the budget's)
-  double heldout_ppl = 0;    // > 0
+  std::string method;       // "impq", "isolated", ... (MethodTitle gives the display name)
+  std::vector<int> bits;    // one width per player
+  double average_bits = 0;  // of this allocation (<= the budget's)
+  double heldout_ppl = 0;   // > 0
   std::optional<double> calibration_ppl;  // candidates of the per-budget choice
   std::optional<int64_t> memory_bytes;
 };
 
 struct ReportBudget {
-  double average_bits = 0;   // the target
+  double average_bits = 0;  // the target
   std::optional<int64_t> budget_bytes;
-  std::string chosen;        // method of the chosen allocation
+  std::string chosen;  // method of the chosen allocation
   std::vector<ReportAllocation> allocations;
   // The chosen entry of allocations (the reader checks that it exists).
   const ReportAllocation& Chosen() const;
@@ -77,11 +77,11 @@ struct ReportHeader {
 
 struct RunReport {
   ReportHeader header;
-  std::string granularity;   // "module" | "block"
+  std::string granularity;  // "module" | "block"
   std::vector<ReportPlayer> players;
-  int num_layers = 0;        // 1 + the largest player layer
-  std::string interaction_estimator;            // "covariance" | "surrogate" | ...
-  std::vector<std::vector<double>> interaction;  // K, players × players
+  int num_layers = 0;                                  // 1 + the largest player layer
+  std::string interaction_estimator;                   // "covariance" | "surrogate" | ...
+  std::vector<std::vector<double>> interaction;        // K, players × players
   std::optional<double> ppl_fp32, ppl_all4, ppl_all2;  // held-out references
   std::vector<ReportBudget> budgets;
 };

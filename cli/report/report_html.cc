@@ -44,8 +44,8 @@ std::string Text(double x, double y, const std::string& text, const std::string&
 }
 
 std::string Line(double x1, double y1, double x2, double y2, const std::string& attrs) {
-  return absl::StrCat("<line x1=\"", C(x1), "\" y1=\"", C(y1), "\" x2=\"", C(x2), "\" y2=\"",
-                      C(y2), "\" ", attrs, "/>\n");
+  return absl::StrCat("<line x1=\"", C(x1), "\" y1=\"", C(y1), "\" x2=\"", C(x2), "\" y2=\"", C(y2),
+                      "\" ", attrs, "/>\n");
 }
 
 std::string Rect(double x, double y, double w, double h, const std::string& attrs,
@@ -108,8 +108,7 @@ std::string ShapleyFigure(const RunReport& r) {
     const double top = kTop + kRowH * static_cast<double>(i);
     s += Text(label_w - 6, top + 14, p.label, "text-anchor=\"end\"");
     const double zero = X(0);
-    s += Rect(std::min(zero, X(p.phi)), top + 3, std::fabs(X(p.phi) - zero), 7,
-              "fill=\"#4e79a7\"",
+    s += Rect(std::min(zero, X(p.phi)), top + 3, std::fabs(X(p.phi) - zero), 7, "fill=\"#4e79a7\"",
               absl::StrCat(p.label, ": φ = ", Short(p.phi, 4), " ± ", Short(p.phi_se, 2)));
     if (p.phi_se > 0) {
       const double y = top + 6.5, a = X(p.phi - p.phi_se), b = X(p.phi + p.phi_se);
@@ -151,14 +150,14 @@ std::string InteractionFigure(const RunReport& r) {
   const double legend_x = left + side + 28, legend_h = std::min(side, 240.0);
   const double width = legend_x + 16 + 80, height = top + side + 16;
 
-  std::string s = SvgOpen("interactions-svg", width, height,
-                          absl::StrCat("Interaction matrix K (", r.interaction_estimator,
-                                       ") as a heatmap"));
+  std::string s =
+      SvgOpen("interactions-svg", width, height,
+              absl::StrCat("Interaction matrix K (", r.interaction_estimator, ") as a heatmap"));
   s += "<defs><linearGradient id=\"diverging-scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">\n";
   for (int k = 0; k <= 12; ++k) {
     const double t = -1 + 2.0 * k / 12;
-    s += absl::StrCat("<stop offset=\"", Fixed(k / 12.0, 4), "\" stop-color=\"",
-                      Hex(Diverging(t)), "\"/>\n");
+    s += absl::StrCat("<stop offset=\"", Fixed(k / 12.0, 4), "\" stop-color=\"", Hex(Diverging(t)),
+                      "\"/>\n");
   }
   s += "</linearGradient></defs>\n";
   for (int i = 0; i < n; ++i) {
@@ -166,9 +165,9 @@ std::string InteractionFigure(const RunReport& r) {
       const double v = r.interaction[i][j];
       std::string attrs = absl::StrCat("fill=\"", Hex(Diverging(v / max_abs)), "\"");
       if (i == j && !diagonal_only) attrs += " stroke=\"#555\" stroke-width=\"0.6\"";
-      s += Rect(left + cell * j, top + cell * i, cell, cell, attrs,
-                absl::StrCat("K[", r.players[i].label, ", ", r.players[j].label,
-                             "] = ", Short(v, 4)));
+      s += Rect(
+          left + cell * j, top + cell * i, cell, cell, attrs,
+          absl::StrCat("K[", r.players[i].label, ", ", r.players[j].label, "] = ", Short(v, 4)));
     }
   }
   // Layer boundaries make 35 module players readable as 5 × 7.
@@ -211,7 +210,8 @@ struct Point {
 
 std::string Marker(int shape, double x, double y, const std::string& color,
                    const std::string& title) {
-  const std::string attrs = absl::StrCat("fill=\"", color, "\" stroke=\"#222\" stroke-width=\"0.6\"");
+  const std::string attrs =
+      absl::StrCat("fill=\"", color, "\" stroke=\"#222\" stroke-width=\"0.6\"");
   const std::string t = title.empty() ? "" : absl::StrCat("<title>", Escape(title), "</title>");
   const std::string close = title.empty() ? "/>\n" : absl::StrCat(">", t);
   switch (shape % 5) {
@@ -278,14 +278,15 @@ std::string PplFigure(const RunReport& r) {
   auto Y = [&](double ppl) { return kTop + kPlotH - (std::log10(ppl) - y0) / (y1 - y0) * kPlotH; };
 
   double legend_w = TextWidth("chosen per budget", 11);
-  for (const std::string& m : methods) legend_w = std::max(legend_w, TextWidth(MethodTitle(r, m), 11));
+  for (const std::string& m : methods)
+    legend_w = std::max(legend_w, TextWidth(MethodTitle(r, m), 11));
   const double legend_x = kLeft + kPlotW + 24;
   const double width = legend_x + 40 + legend_w + 16;
   const double legend_h = 20.0 * (static_cast<double>(methods.size()) + 1) + 8;
   const double height = std::max(kTop + kPlotH + kBottom, kTop + legend_h);
 
-  std::string s = SvgOpen("ppl-svg", width, height,
-                          "Held-out perplexity versus average bits for every method");
+  std::string s =
+      SvgOpen("ppl-svg", width, height, "Held-out perplexity versus average bits for every method");
   s += Rect(kLeft, kTop, kPlotW, kPlotH, "fill=\"#fcfcfc\" stroke=\"#333\" stroke-width=\"1\"");
   for (double t : LogTicks(ppl_lo / 1.15, ppl_hi * 1.15)) {
     s += Line(kLeft, Y(t), kLeft + kPlotW, Y(t), "stroke=\"#e2e2e2\"");
@@ -297,8 +298,9 @@ std::string PplFigure(const RunReport& r) {
   }
   s += Text(kLeft + kPlotW / 2, kTop + kPlotH + 38,
             "average bits per weight of the allocation (linear modules)", "text-anchor=\"middle\"");
-  s += absl::StrCat("<text transform=\"translate(16,", C(kTop + kPlotH / 2),
-                    ") rotate(-90)\" text-anchor=\"middle\">held-out perplexity (log scale)</text>\n");
+  s += absl::StrCat(
+      "<text transform=\"translate(16,", C(kTop + kPlotH / 2),
+      ") rotate(-90)\" text-anchor=\"middle\">held-out perplexity (log scale)</text>\n");
   // Reference labels sit above their line at the right end; fp32 and all-4-bit are often a
   // few pixels apart, so a label that would overlap one already placed moves to the left end
   // (low bits with low perplexity: where no allocation lies), then below its line.
@@ -312,8 +314,9 @@ std::string PplFigure(const RunReport& r) {
   for (const Reference& ref : refs) {
     if (!ref.ppl.has_value()) continue;
     const double y = Y(*ref.ppl);
-    s += Line(kLeft, y, kLeft + kPlotW, y,
-              absl::StrCat("stroke=\"#555\" stroke-width=\"1.2\" stroke-dasharray=\"", ref.dash, "\""));
+    s += Line(
+        kLeft, y, kLeft + kPlotW, y,
+        absl::StrCat("stroke=\"#555\" stroke-width=\"1.2\" stroke-dasharray=\"", ref.dash, "\""));
     bool left = false;
     double label_y = y - 4;
     if (!free(false, label_y)) {
@@ -329,15 +332,17 @@ std::string PplFigure(const RunReport& r) {
   auto polyline = [&](const std::vector<Point>& pts, const std::string& attrs) {
     std::vector<std::string> coords;
     for (const Point& p : pts) coords.push_back(absl::StrCat(C(X(p.bits)), ",", C(Y(p.ppl))));
-    return absl::StrCat("<polyline points=\"", absl::StrJoin(coords, " "),
-                        "\" fill=\"none\" ", attrs, "/>\n");
+    return absl::StrCat("<polyline points=\"", absl::StrJoin(coords, " "), "\" fill=\"none\" ",
+                        attrs, "/>\n");
   };
-  s += polyline(chosen, "stroke=\"#000\" stroke-opacity=\"0.18\" stroke-width=\"9\" "
-                        "stroke-linejoin=\"round\" stroke-linecap=\"round\"");
+  s += polyline(chosen,
+                "stroke=\"#000\" stroke-opacity=\"0.18\" stroke-width=\"9\" "
+                "stroke-linejoin=\"round\" stroke-linecap=\"round\"");
   for (size_t k = 0; k < methods.size(); ++k) {
     const std::string color = CategoricalColor(static_cast<int>(k));
-    s += polyline(series[methods[k]],
-                  absl::StrCat("stroke=\"", color, "\" stroke-width=\"1.5\" stroke-opacity=\"0.85\""));
+    s += polyline(
+        series[methods[k]],
+        absl::StrCat("stroke=\"", color, "\" stroke-width=\"1.5\" stroke-opacity=\"0.85\""));
   }
   for (size_t k = 0; k < methods.size(); ++k) {
     const std::string color = CategoricalColor(static_cast<int>(k));
@@ -379,13 +384,19 @@ std::string PplFigure(const RunReport& r) {
 
 std::string BitsColor(int bits) {
   switch (bits) {
-    case 2: return "#c0392b";
-    case 3: return "#f0a070";
-    case 4: return "#2e6fb0";
-    case 8: return "#9cc8e6";
+    case 2:
+      return "#c0392b";
+    case 3:
+      return "#f0a070";
+    case 4:
+      return "#2e6fb0";
+    case 8:
+      return "#9cc8e6";
     case 16:
-    case 32: return "#dddddd";
-    default: return "#a0a0a0";
+    case 32:
+      return "#dddddd";
+    default:
+      return "#a0a0a0";
   }
 }
 
@@ -403,10 +414,10 @@ std::string AllocationGrid(const RunReport& r, size_t b) {
     }
   }
   const double width = kLabelW + 7 * kCellW + 4, height = kTop + kCellH * r.num_layers + 4;
-  std::string s = SvgOpen(absl::StrCat("alloc-grid-", b), width, height,
-                          absl::StrCat("Chosen allocation at b_avg ",
-                                       BudgetLabel(r.budgets[b].average_bits),
-                                       " as a layer by module grid"));
+  std::string s =
+      SvgOpen(absl::StrCat("alloc-grid-", b), width, height,
+              absl::StrCat("Chosen allocation at b_avg ", BudgetLabel(r.budgets[b].average_bits),
+                           " as a layer by module grid"));
   for (int m = 0; m < 7; ++m) {
     s += Text(kLabelW + kCellW * m + kCellW / 2, kTop - 7, kModuleNames[m],
               "text-anchor=\"middle\" font-size=\"10\"");
@@ -423,9 +434,10 @@ std::string AllocationGrid(const RunReport& r, size_t b) {
         continue;
       }
       const int bits = chosen.bits[i];
-      s += Rect(x, y, kCellW, kCellH,
-                absl::StrCat("fill=\"", BitsColor(bits), "\" stroke=\"#ffffff\" stroke-width=\"1.5\""),
-                absl::StrCat(r.players[i].label, ": ", bits, " bits"));
+      s += Rect(
+          x, y, kCellW, kCellH,
+          absl::StrCat("fill=\"", BitsColor(bits), "\" stroke=\"#ffffff\" stroke-width=\"1.5\""),
+          absl::StrCat(r.players[i].label, ": ", bits, " bits"));
       s += Text(x + kCellW / 2, y + kCellH / 2 + 4, absl::StrCat(bits),
                 absl::StrCat("text-anchor=\"middle\" fill=\"", BitsTextColor(bits), "\""));
     }
@@ -445,17 +457,18 @@ std::string Header(const RunReport& r, const std::string& source) {
   std::string out = "<table id=\"facts\" class=\"facts\">\n";
   Fact(out, "run file", source);
   if (h.model_path.has_value() || h.model_config.has_value()) {
-    Fact(out, "model", absl::StrCat(h.model_path.value_or(""),
-                                    h.model_path && h.model_config ? " — " : "",
-                                    h.model_config.value_or("")));
+    Fact(out, "model",
+         absl::StrCat(h.model_path.value_or(""), h.model_path && h.model_config ? " — " : "",
+                      h.model_config.value_or("")));
   }
   if (h.backend.has_value()) {
-    Fact(out, "backend", absl::StrCat(*h.backend, h.group_size.has_value()
-                                                      ? absl::StrCat(", group size ", *h.group_size)
-                                                      : ""));
+    Fact(
+        out, "backend",
+        absl::StrCat(*h.backend,
+                     h.group_size.has_value() ? absl::StrCat(", group size ", *h.group_size) : ""));
   }
-  Fact(out, "players", absl::StrCat(r.players.size(), " ", r.granularity, " players, ",
-                                    r.num_layers, " layers"));
+  Fact(out, "players",
+       absl::StrCat(r.players.size(), " ", r.granularity, " players, ", r.num_layers, " layers"));
   if (h.permutations_done.has_value() || h.permutations_requested.has_value()) {
     std::string v = h.permutations_done.has_value() ? absl::StrCat(*h.permutations_done) : "?";
     if (h.permutations_requested.has_value() && h.permutations_requested != h.permutations_done) {
@@ -474,19 +487,22 @@ std::string Header(const RunReport& r, const std::string& source) {
     evals.push_back(absl::StrCat(*h.calib_evaluations, " on calibration text"));
   }
   if (h.selection_evaluations.has_value()) {
-    evals.push_back(absl::StrCat("of which ", *h.selection_evaluations, " for the per-budget choice"));
+    evals.push_back(
+        absl::StrCat("of which ", *h.selection_evaluations, " for the per-budget choice"));
   }
   if (h.heldout_evaluations.has_value()) {
     evals.push_back(absl::StrCat(*h.heldout_evaluations, " on held-out text"));
   }
   if (!evals.empty()) Fact(out, "evaluations", absl::StrJoin(evals, ", "));
   if (h.calib_sequences.has_value()) {
-    Fact(out, "calibration set", absl::StrCat(*h.calib_sequences, " sequences, ",
-                                              h.calib_tokens.value_or(0), " scored tokens"));
+    Fact(out, "calibration set",
+         absl::StrCat(*h.calib_sequences, " sequences, ", h.calib_tokens.value_or(0),
+                      " scored tokens"));
   }
   if (h.heldout_sequences.has_value()) {
-    Fact(out, "held-out set", absl::StrCat(*h.heldout_sequences, " sequences, ",
-                                           h.heldout_tokens.value_or(0), " scored tokens"));
+    Fact(out, "held-out set",
+         absl::StrCat(*h.heldout_sequences, " sequences, ", h.heldout_tokens.value_or(0),
+                      " scored tokens"));
   }
   std::vector<std::string> budgets;
   for (const ReportBudget& b : r.budgets) budgets.push_back(BudgetLabel(b.average_bits));
@@ -510,10 +526,9 @@ std::string PplTable(const RunReport& r) {
     }
   }
   auto table = [&](const std::string& id, bool ppl) {
-    std::string out = absl::StrCat("<table id=\"", id, "\" class=\"numbers\">\n<tr><th>b_avg</th>",
-                                   ppl ? "<th>budget (bytes)</th><th>chosen</th><th>chosen PPL</th>"
-                                       : "",
-                                   "");
+    std::string out =
+        absl::StrCat("<table id=\"", id, "\" class=\"numbers\">\n<tr><th>b_avg</th>",
+                     ppl ? "<th>budget (bytes)</th><th>chosen</th><th>chosen PPL</th>" : "", "");
     for (const std::string& m : methods) {
       absl::StrAppend(&out, "<th>", Escape(MethodTitle(r, m)), "</th>");
     }
@@ -541,9 +556,9 @@ std::string PplTable(const RunReport& r) {
         }
         const std::string cls = absl::StrCat("num", m == b.chosen ? " chosen" : "");
         const std::string v = ppl ? Fixed(a->heldout_ppl, 3) : Fixed(a->average_bits, 3);
-        absl::StrAppend(&out, "<td class=\"", cls, "\" data-method=\"", Escape(m), "\">",
-                        ppl && a->heldout_ppl == best ? absl::StrCat("<strong>", v, "</strong>") : v,
-                        "</td>");
+        absl::StrAppend(
+            &out, "<td class=\"", cls, "\" data-method=\"", Escape(m), "\">",
+            ppl && a->heldout_ppl == best ? absl::StrCat("<strong>", v, "</strong>") : v, "</td>");
       }
       out += "</tr>\n";
     }
@@ -551,7 +566,9 @@ std::string PplTable(const RunReport& r) {
     return out;
   };
   std::string out = "<h3>Held-out perplexity</h3>\n";
-  out += "<p class=\"caption\">Lower is better; the best of each row in bold, the chosen allocation shaded.";
+  out +=
+      "<p class=\"caption\">Lower is better; the best of each row in bold, the chosen allocation "
+      "shaded.";
   std::vector<std::string> refs;
   if (r.ppl_fp32.has_value()) refs.push_back("fp32 " + Fixed(*r.ppl_fp32, 3));
   if (r.ppl_all4.has_value()) refs.push_back("all 4-bit " + Fixed(*r.ppl_all4, 3));
@@ -615,17 +632,19 @@ table.facts td { border: none; }
 
 std::string RenderReportHtml(const RunReport& r, const std::string& source) {
   std::string out;
-  out += "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
-         "<meta charset=\"utf-8\"/>\n";
+  out +=
+      "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
+      "<meta charset=\"utf-8\"/>\n";
   absl::StrAppend(&out, "<title>impq report: ", Escape(source), "</title>\n<style>", kStyle,
                   "</style>\n</head>\n<body>\n<h1>impq run report</h1>\n");
   out += Header(r, source);
 
   out += "<h2 id=\"shapley\">1. Shapley values and isolated Δ</h2>\n";
-  out += "<p class=\"caption\">Each player's Shapley value φ (its average loss increase over "
-         "random orders of quantizing the players to 2 bits, IMPQ §3.2) with ± one standard "
-         "error, next to its isolated Δ (the loss increase when it alone goes to 2 bits). A "
-         "player whose φ and isolated Δ differ interacts with the others.</p>\n";
+  out +=
+      "<p class=\"caption\">Each player's Shapley value φ (its average loss increase over "
+      "random orders of quantizing the players to 2 bits, IMPQ §3.2) with ± one standard "
+      "error, next to its isolated Δ (the loss increase when it alone goes to 2 bits). A "
+      "player whose φ and isolated Δ differ interacts with the others.</p>\n";
   out += "<figure id=\"fig-shapley\">\n" + ShapleyFigure(r) + "</figure>\n";
 
   out += "<h2 id=\"interactions\">2. Interaction matrix</h2>\n";
@@ -639,10 +658,11 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
   out += "<figure id=\"fig-interactions\">\n" + InteractionFigure(r) + "</figure>\n";
 
   out += "<h2 id=\"ppl\">3. Held-out perplexity versus average bits</h2>\n";
-  out += "<p class=\"caption\">Every method's allocation per budget, at the average bits it "
-         "actually uses (at most the budget), measured on held-out text. The ringed points on "
-         "the grey band are the allocations the per-budget choice picked (on calibration text "
-         "only); methods chosen at least once are bold in the legend.</p>\n";
+  out +=
+      "<p class=\"caption\">Every method's allocation per budget, at the average bits it "
+      "actually uses (at most the budget), measured on held-out text. The ringed points on "
+      "the grey band are the allocations the per-budget choice picked (on calibration text "
+      "only); methods chosen at least once are bold in the legend.</p>\n";
   out += "<figure id=\"fig-ppl\">\n" + PplFigure(r) + "</figure>\n";
 
   out += "<h2 id=\"allocation\">4. Chosen allocation per budget</h2>\n";
@@ -650,8 +670,9 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
   for (const ReportBudget& b : r.budgets) {
     for (int bits : b.Chosen().bits) widths.insert(bits);
   }
-  out += "<p class=\"caption\">Rows are decoder layers, columns the seven linear modules; the "
-         "color and the number give the bits of each module.";
+  out +=
+      "<p class=\"caption\">Rows are decoder layers, columns the seven linear modules; the "
+      "color and the number give the bits of each module.";
   if (r.granularity == "block") out += " Block players: a whole layer shares one width.";
   out += "</p>\n<p class=\"caption\">";
   for (int bits : widths) {
@@ -671,8 +692,9 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
 
   out += "<h2 id=\"numbers\">Numbers</h2>\n";
   out += PplTable(r);
-  out += "<h3>Players</h3>\n<p class=\"caption\">φ, SE and isolated Δ in nats/token on the "
-         "calibration text; the last columns are the chosen allocation's bits per budget.</p>\n";
+  out +=
+      "<h3>Players</h3>\n<p class=\"caption\">φ, SE and isolated Δ in nats/token on the "
+      "calibration text; the last columns are the chosen allocation's bits per budget.</p>\n";
   out += PlayerTable(r);
   out += "</body>\n</html>\n";
   return out;

@@ -24,11 +24,11 @@ using ::testing::HasSubstr;
 using testing::ParseXml;
 using testing::XmlElement;
 
-constexpr const char* kKinds[7] = {"attn_q", "attn_k", "attn_v", "attn_o",
+constexpr const char* kKinds[7] = {"attn_q",   "attn_k", "attn_v",  "attn_o",
                                    "ffn_gate", "ffn_up", "ffn_down"};
 
-engine::MeasuredAllocation Allocation(const std::string& method, std::vector<int> bits,
-                                      double avg, double ppl) {
+engine::MeasuredAllocation Allocation(const std::string& method, std::vector<int> bits, double avg,
+                                      double ppl) {
   engine::MeasuredAllocation m;
   m.method = method;
   m.bits = std::move(bits);
@@ -77,7 +77,8 @@ engine::JobResult FakeJob(int layers, bool module_players) {
   r.sur_quadratic.assign(static_cast<size_t>(n) * n, 0);
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < n; ++j) {
-      const double v = i == j ? 0.004 + 0.0001 * i : 0.0005 * std::cos(0.7 * (i + j)) * ((i * j) % 3 - 1);
+      const double v =
+          i == j ? 0.004 + 0.0001 * i : 0.0005 * std::cos(0.7 * (i + j)) * ((i * j) % 3 - 1);
       r.cov_quadratic[static_cast<size_t>(i) * n + j] = v;
       r.sur_quadratic[static_cast<size_t>(i) * n + j] = -v;
     }
@@ -199,8 +200,8 @@ TEST(ReportTest, TableNumbersEqualTheJson) {
         const std::string method = td->Attribute("data-method");
         if (method.empty()) continue;
         seen.insert(method);
-        const std::string wanted = method == "chosen" ? budget["chosen"]["method"].get<std::string>()
-                                                      : method;
+        const std::string wanted =
+            method == "chosen" ? budget["chosen"]["method"].get<std::string>() : method;
         for (const auto& a : budget["allocations"]) {
           if (a["method"] == wanted) {
             ExpectCellEquals(td->TextContent(), a["heldout_ppl"].get<double>(),
@@ -266,9 +267,10 @@ TEST(ReportTest, AllocationGridsShowTheChosenBitsPerCell) {
       const std::string title = rect->TextContent();  // "L1.ffn_up: 4 bits"
       std::vector<std::string> parts = absl::StrSplit(title, ": ");
       ASSERT_EQ(parts.size(), 2u) << title;
-      const int i = std::stoi(parts[0].substr(1, 1)) * 7 +
-                    static_cast<int>(std::find(std::begin(kKinds), std::end(kKinds),
-                                               parts[0].substr(3)) - std::begin(kKinds));
+      const int i =
+          std::stoi(parts[0].substr(1, 1)) * 7 +
+          static_cast<int>(std::find(std::begin(kKinds), std::end(kKinds), parts[0].substr(3)) -
+                           std::begin(kKinds));
       EXPECT_EQ(parts[1], absl::StrCat(run["budgets"][b]["chosen"]["bits"][i].get<int>(), " bits"))
           << title;
       ++cells;
@@ -282,12 +284,13 @@ TEST(ReportTest, PplFigureHasEveryMethodAtEveryBudgetAndTheReferences) {
   auto doc = Parse(Render(run));
   const XmlElement* fig = doc->FindById("fig-ppl");
   const std::string text = fig->TextContent();
-  for (const char* title : {"IMPQ (covariance) at b_avg 2.50: 2.490 bits, held-out PPL 80.540",
-                            "IMPQ (window) at b_avg 3.00: 2.990 bits, held-out PPL 22.467",
-                            "random (mean of 3) at b_avg 2.50: 2.472 bits, held-out PPL 182.805",
-                            "chosen at b_avg 2.50: IMPQ (window), 2.489 bits, held-out PPL 83.882",
-                            "chosen at b_avg 3.00: IMPQ (covariance), 2.998 bits, held-out PPL 24.932",
-                            "fp32 4.149", "all 4-bit 4.803", "all 2-bit 445.940"}) {
+  for (const char* title :
+       {"IMPQ (covariance) at b_avg 2.50: 2.490 bits, held-out PPL 80.540",
+        "IMPQ (window) at b_avg 3.00: 2.990 bits, held-out PPL 22.467",
+        "random (mean of 3) at b_avg 2.50: 2.472 bits, held-out PPL 182.805",
+        "chosen at b_avg 2.50: IMPQ (window), 2.489 bits, held-out PPL 83.882",
+        "chosen at b_avg 3.00: IMPQ (covariance), 2.998 bits, held-out PPL 24.932", "fp32 4.149",
+        "all 4-bit 4.803", "all 2-bit 445.940"}) {
     EXPECT_THAT(text, HasSubstr(title));
   }
   // Without references in the file there are no reference lines.
