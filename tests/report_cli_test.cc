@@ -188,8 +188,12 @@ TEST(ReportCliTest, BadInputExitsTwoNamesTheProblemAndWritesNothing) {
 // ran; every figure's SVG must have been laid out at its declared, nonzero size and every
 // label in it must have rendered with a nonzero width.
 TEST(ReportCliTest, EveryFigureRendersInAHeadlessBrowser) {
-  const std::string chromium = "/usr/bin/chromium";
-  if (!Exists(chromium)) GTEST_SKIP() << chromium << " is not installed (Debian package chromium)";
+  // $IMPQ_CHROMIUM names another browser binary (chromium or chrome).
+  const char* env = std::getenv("IMPQ_CHROMIUM");
+  const std::string chromium = env != nullptr && *env != '\0' ? env : "/usr/bin/chromium";
+  if (!Exists(chromium)) {
+    GTEST_SKIP() << chromium << " is not installed (Debian package chromium)";
+  }
   const RealRun& r = TheRun();
   ASSERT_EQ(r.run.exit_code, 0) << r.run.out;
   ASSERT_EQ(r.report.exit_code, 0) << r.report.out;
