@@ -556,8 +556,17 @@ std::string PplTable(const RunReport& r) {
         }
         const std::string cls = absl::StrCat("num", m == b.chosen ? " chosen" : "");
         const std::string v = ppl ? Fixed(a->heldout_ppl, 3) : Fixed(a->average_bits, 3);
+        // The hover text: what the per-budget choice saw (calibration PPL) and the bytes.
+        std::vector<std::string> hover;
+        if (a->calibration_ppl.has_value()) {
+          hover.push_back("calibration PPL " + Fixed(*a->calibration_ppl, 3));
+        }
+        if (a->memory_bytes.has_value()) hover.push_back(absl::StrCat(*a->memory_bytes, " bytes"));
+        const std::string title =
+            hover.empty() ? ""
+                          : absl::StrCat(" title=\"", Escape(absl::StrJoin(hover, ", ")), "\"");
         absl::StrAppend(
-            &out, "<td class=\"", cls, "\" data-method=\"", Escape(m), "\">",
+            &out, "<td class=\"", cls, "\" data-method=\"", Escape(m), "\"", title, ">",
             ppl && a->heldout_ppl == best ? absl::StrCat("<strong>", v, "</strong>") : v, "</td>");
       }
       out += "</tr>\n";

@@ -206,6 +206,13 @@ TEST(ReportTest, TableNumbersEqualTheJson) {
           if (a["method"] == wanted) {
             ExpectCellEquals(td->TextContent(), a["heldout_ppl"].get<double>(),
                              absl::StrCat(label, " ", method));
+            // The hover text carries the calibration PPL the choice compared (random has none).
+            if (method != "chosen" && a.contains("calibration_ppl")) {
+              const std::string title = td->Attribute("title");
+              ASSERT_EQ(title.rfind("calibration PPL ", 0), 0u) << title;
+              ExpectCellEquals(title.substr(16, title.find(',') - 16),
+                               a["calibration_ppl"].get<double>(), title);
+            }
           }
         }
       }
