@@ -135,8 +135,8 @@ void Place(ReportPlayer& p, int index, bool module_players) {
     int layer = -1;
     if (parts.size() == 3 && parts[0] == "layers" && absl::SimpleAtoi(parts[1], &layer) &&
         layer >= 0) {
-      for (int m = 0; m < 7; ++m) {
-        if (parts[2] == kModuleNames[m]) {
+      for (int m = 0; m < kNumModules; ++m) {
+        if (parts[2] == ModuleName(m)) {
           p.layer = layer;
           p.module = m;
           p.label = absl::StrCat("L", layer, ".", parts[2]);
@@ -144,8 +144,8 @@ void Place(ReportPlayer& p, int index, bool module_players) {
         }
       }
     }
-    p.layer = index / 7;
-    p.module = index % 7;
+    p.layer = index / kNumModules;
+    p.module = index % kNumModules;
     p.label = p.name;
     return;
   }

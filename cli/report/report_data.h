@@ -27,19 +27,22 @@
 #include "absl/status/statusor.h"
 #include "cli/run_file.h"
 #include "nlohmann/json.hpp"
+#include "worker/model/model.h"
 
 namespace impq::cli::report {
 
-// The seven linear modules of a decoder layer, in module-player order (README "Assignments":
-// module player p is layer p / 7, module p % 7).
-inline constexpr const char* kModuleNames[7] = {"attn_q",   "attn_k", "attn_v",  "attn_o",
-                                                "ffn_gate", "ffn_up", "ffn_down"};
+// The linear modules of a decoder layer, in module-player order (README "Assignments": module
+// player p is layer p / kNumModules, module p % kNumModules): "attn_q", ..., "ffn_down".
+inline constexpr int kNumModules = model::kNumLinear;
+inline const char* ModuleName(int module) {
+  return model::LinearKindName(static_cast<model::LinearKind>(module));
+}
 
 struct ReportPlayer {
   std::string name;           // as in the file: "layers.3.ffn_down" or "block3"
   std::string label;          // for people: "L3.ffn_down" or "L3" (the name when unrecognised)
   int layer = 0;              // decoder layer
-  int module = -1;            // index into kModuleNames; -1: every module (block players)
+  int module = -1;            // ModuleName's index; -1: every module (block players)
   double phi = 0;             // Shapley value (ΔNLL, nats/token)
   double phi_se = 0;          // its standard error
   double isolated_delta = 0;  // ΔNLL of this player alone at 2 bits

@@ -406,31 +406,32 @@ std::string AllocationGrid(const RunReport& r, size_t b) {
   constexpr double kCellW = 64, kCellH = 24, kLabelW = 34, kTop = 22;
   const ReportAllocation& chosen = r.budgets[b].Chosen();
   // cell[layer][module] = player index, -1 when no player covers it.
-  std::vector<std::vector<int>> cell(r.num_layers, std::vector<int>(7, -1));
+  std::vector<std::vector<int>> cell(r.num_layers, std::vector<int>(kNumModules, -1));
   for (size_t i = 0; i < r.players.size(); ++i) {
     const ReportPlayer& p = r.players[i];
-    for (int m = 0; m < 7; ++m) {
+    for (int m = 0; m < kNumModules; ++m) {
       if (p.module == m || p.module < 0) cell[p.layer][m] = static_cast<int>(i);
     }
   }
-  const double width = kLabelW + 7 * kCellW + 4, height = kTop + kCellH * r.num_layers + 4;
+  const double width = kLabelW + kNumModules * kCellW + 4,
+               height = kTop + kCellH * r.num_layers + 4;
   std::string s =
       SvgOpen(absl::StrCat("alloc-grid-", b), width, height,
               absl::StrCat("Chosen allocation at b_avg ", BudgetLabel(r.budgets[b].average_bits),
                            " as a layer by module grid"));
-  for (int m = 0; m < 7; ++m) {
-    s += Text(kLabelW + kCellW * m + kCellW / 2, kTop - 7, kModuleNames[m],
+  for (int m = 0; m < kNumModules; ++m) {
+    s += Text(kLabelW + kCellW * m + kCellW / 2, kTop - 7, ModuleName(m),
               "text-anchor=\"middle\" font-size=\"10\"");
   }
   for (int l = 0; l < r.num_layers; ++l) {
     const double y = kTop + kCellH * l;
     s += Text(kLabelW - 6, y + kCellH / 2 + 4, absl::StrCat("L", l), "text-anchor=\"end\"");
-    for (int m = 0; m < 7; ++m) {
+    for (int m = 0; m < kNumModules; ++m) {
       const double x = kLabelW + kCellW * m;
       const int i = cell[l][m];
       if (i < 0) {
         s += Rect(x, y, kCellW, kCellH, "fill=\"#ffffff\" stroke=\"#bbbbbb\"",
-                  absl::StrCat("L", l, ".", kModuleNames[m], ": not a player"));
+                  absl::StrCat("L", l, ".", ModuleName(m), ": not a player"));
         continue;
       }
       const int bits = chosen.bits[i];
