@@ -1,10 +1,11 @@
-// impq quantize-eval --backend rtn|hqq|gptq (--bits 2|4 | --assign FILE [--assign-budget B]
+// impq quantize-eval --backend rtn|hqq|gptq (--bits 2|3|4|8 | --assign FILE [--assign-budget B]
 //                    [--assign-method NAME]) [--calib TEXT] [--calib-docs N]
 //                    [--group-size G] [--players block|module] [--kl]
 //                    --model M --tokenizer T --text F [--mode document|stream] [--ctx N]
 //                    [--threads K] [--json] [--progress]
 //
-// Quantizes every linear module of the model at 2 and 4 bits with one backend (once), applies
+// Quantizes every linear module of the model with one backend (once) at each width the
+// assignment uses (any of 2, 3, 4, 8; quantize_seconds counts exactly these), applies
 // a bit assignment (a pointer swap, worker/quant/quantized_model.h) and evaluates the loss of
 // the resulting model on --text, exactly as `impq eval` does. Also prints the bits per weight
 // of the quantized linears including their per-group scales and zeros, the memory of all
@@ -22,7 +23,8 @@
 // The widths may be given under "allocation" instead of "bits" (the name `impq run --json`
 // uses); when both are present they must be equal. Player order: block i is decoder layer i;
 // module player p is layer p / 7, module p % 7 in the order attn_q, attn_k, attn_v, attn_o,
-// ffn_gate, ffn_up, ffn_down. Widths are 2 or 4; 16 or 32 keep a player in full precision.
+// ffn_gate, ffn_up, ffn_down. Widths are 2, 3, 4 or 8; 16 or 32 keep a player in full
+// precision.
 // Other keys are ignored.
 //
 // --assign also accepts the file `impq run --json FILE` writes (recognised by its "budgets"
@@ -60,6 +62,7 @@
 #include "worker/eval/evaluator.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/model/loader.h"
+#include "worker/quant/block_format.h"
 #include "worker/quant/quantized_model.h"
 
 namespace impq::cli {
@@ -72,6 +75,11 @@ struct Assignment {
   std::string run_backend;   // run JSON only: "settings"."backend" ("" when absent)
   int64_t run_group_size = 0;  // run JSON only: "settings"."group_size" (0 when absent)
 };
+
+// A quantized width of block_format.h, or 16/32 (full precision).
+bool IsAssignableWidth(int64_t b) {
+  return b == 16 || b == 32 || (b >= 2 && b <= 8 && impq_bits_supported(static_cast<int>(b)));
+}
 
 // Which allocation of an `impq run --json` file to take.
 struct RunPick {
@@ -95,10 +103,10 @@ absl::StatusOr<Assignment> PickFromRunJson(const nlohmann::json& j, const RunPic
   a.run_group_size = run->group_size;
   for (size_t i = 0; i < a.bits.size(); ++i) {
     const int b = a.bits[i];
-    if (b != 2 && b != 4 && b != 16 && b != 32) {
+    if (!IsAssignableWidth(b)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--assign ", path, ": ", a.picked, ": width ", b, " of player ", i,
-          " is not a supported width (expected 2 or 4, or 16/32 for full precision)"));
+          " is not a supported width (expected 2, 3, 4 or 8, or 16/32 for full precision)"));
     }
   }
   return a;
@@ -150,10 +158,10 @@ absl::StatusOr<Assignment> ParseAssignment(const std::string& text, const std::s
                                                        " (expected an integer width)"));
       }
       const int64_t b = v[i].get<int64_t>();
-      if (b != 2 && b != 4 && b != 16 && b != 32) {
+      if (!IsAssignableWidth(b)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "--assign ", path, ": \"", key, "\"[", i, "] = ", b,
-            " is not a supported width (expected 2 or 4, or 16/32 for full precision)"));
+            " is not a supported width (expected 2, 3, 4 or 8, or 16/32 for full precision)"));
       }
       out.push_back(static_cast<int>(b));
     }
@@ -193,7 +201,7 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   bool json = false, progress = false, kl = false;
   FlagSet flags("impq quantize-eval");
   flags.String("backend", &backend, "quantization backend: rtn, hqq or gptq", true);
-  flags.Int("bits", &bits, "width of every linear module: 2 or 4 (or use --assign)");
+  flags.Int("bits", &bits, "width of every linear module: 2, 3, 4 or 8 (or use --assign)");
   flags.String("assign", &assign_path,
                "JSON file {\"players\": \"block\"|\"module\", \"bits\": [...]} (or --bits)");
   flags.Double("assign-budget", &assign_budget,
@@ -235,8 +243,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   if (!has_assign && (flags.WasSet("assign-budget") || flags.WasSet("assign-method"))) {
     return usage_error("--assign-budget and --assign-method need --assign");
   }
-  if (has_bits && bits != 2 && bits != 4) {
-    return usage_error(absl::StrCat("--bits must be 2 or 4, got ", bits));
+  if (has_bits && (bits == 16 || bits == 32 || !IsAssignableWidth(bits))) {
+    return usage_error(absl::StrCat("--bits must be 2, 3, 4 or 8, got ", bits));
   }
   if (group_size <= 0) {
     return usage_error(absl::StrCat("--group-size must be > 0, got ", group_size));
@@ -336,8 +344,17 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   ThreadPool pool(static_cast<int>(threads));
   quant::QuantConfig qcfg;
   qcfg.group_size = static_cast<int>(group_size);
+  // Only the widths the assignment uses are quantized (each module's version at a width does
+  // not depend on the others, so the result is the same as with more widths prepared).
+  std::vector<int> widths;
+  for (int b : assignment.bits) {
+    if (b < 16 && std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
+  }
+  std::sort(widths.begin(), widths.end());
+  if (widths.empty()) widths = {2, 4};  // all full precision: Build needs a width, none is used
   auto qm = quant::QuantizedModel::Build(m, **quantizer, qcfg, granularity,
-                                         calib ? &*calib : nullptr, threads > 1 ? &pool : nullptr);
+                                         calib ? &*calib : nullptr, threads > 1 ? &pool : nullptr,
+                                         widths);
   if (!qm.ok()) return fail(qm.status());
   auto weights = (*qm)->Apply(assignment.bits);
   if (!weights.ok()) return fail(weights.status());  // checked above; kept for safety
@@ -349,7 +366,7 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
     const int b = assignment.bits[p];
     linear_bytes += (*qm)->PlayerBytes(p, b);
     fp_bytes += (*qm)->PlayerFloatBytes(p);
-    if (b <= 4) {
+    if (b < 16) {
       quant_bytes += (*qm)->PlayerBytes(p, b);
       quant_weights += (*qm)->PlayerWeights(p);
     }
@@ -386,7 +403,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
                         {"linear_weights", m.LinearParameterCount()},
                         {"linear_bytes", linear_bytes},
                         {"linear_fp32_bytes", fp_bytes},
-                        {"quantize_seconds", (*qm)->quantize_seconds()}});
+                        {"quantize_seconds", (*qm)->quantize_seconds()},
+                        {"quantized_widths", (*qm)->widths()}});
   if (has_bpw) out["bits_per_weight"] = bits_per_weight;
   if (calib) {
     out["calib"] = calib_path;
@@ -419,8 +437,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
       "%d bytes under this assignment (fp32: %d bytes)\n",
       has_bpw ? absl::StrFormat("%.4f", bits_per_weight) : std::string("n/a"),
       linear_bytes, fp_bytes);
-  std::cout << absl::StrFormat("  quantization: %.3f s (every linear at 2 and 4 bits)\n",
-                               (*qm)->quantize_seconds());
+  std::cout << absl::StrFormat("  quantization: %.3f s (every linear at %s bits)\n",
+                               (*qm)->quantize_seconds(), absl::StrJoin((*qm)->widths(), ", "));
   if (klr) {
     std::cout << absl::StrFormat(
         "  KL vs full precision: %.6f nats/token (max %.4f, top-1 agreement %.2f%%, "

@@ -117,6 +117,8 @@ typedef struct ImpqGpuApi {
   int (*device_info)(int device, ImpqGpuDeviceInfo* info, ImpqGpuError* err);
 
   /* ---- 1. single kernels on host buffers (tests, benchmarks) ---- */
+  /* Every entry point with `bits` takes 2 or 4 (3 and 8 bits, which block_format.h also
+   * defines, are refused with IMPQ_GPU_EINVAL naming the value: they run on the CPU). */
   /* RTN quantization, the CPU's RtnQuantizer bit for bit: codes packed per block_format.h,
    * scales/zeros [rows][groups]. */
   int (*kernel_rtn_quantize)(int device, int bits, int64_t rows, int64_t cols, int64_t group,

@@ -512,6 +512,11 @@ const RtnCase kRtnCases[] = {
     {4, 1, 1, 64},     // a single weight
     {2, 2, 131, 64},   // three groups, the last of 3 columns
     {4, 4, 300, 128},
+    {3, 7, 37, 16},    // 3 bits: codes straddle bytes, ragged last group
+    {3, 5, 64, 8},     // 8 codes = 3 bytes per group
+    {3, 2, 131, 64},
+    {8, 7, 37, 16},
+    {8, 3, 10, 1},
 };
 
 TEST(RtnKernelLogicTest, WarpAlgorithmMatchesRtnQuantizerBitForBit) {
@@ -614,13 +619,13 @@ TEST(RtnReferenceTest, RejectsWhatRtnQuantizerRejects) {
   float s[1], z[1];
   EXPECT_EQ(RtnQuantizeRef(4, 1, 2, 2, w, packed, s, z).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RtnQuantizeRef(3, 1, 2, 2, w, packed, s, z).code(),
+  EXPECT_EQ(RtnQuantizeRef(5, 1, 2, 2, w, packed, s, z).code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST(PackKernelLogicTest, PackedByteAndReferencesMatchPackedTensor) {
   Rng rng(8);
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     for (int64_t cols : {1, 2, 3, 4, 5, 7, 8, 33, 130}) {
       const int64_t rows = 3, group = 5;
       std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));

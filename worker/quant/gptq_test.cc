@@ -69,7 +69,7 @@ TEST(GptqTest, MatchesColumnByColumnReference) {
     for (int64_t s = 0; s < n; ++s) x[s * k.cols + 3] = 0.0f;  // a dead input column
     const CalibrationStats calib = MakeCalib(x, n, k.cols);
     const auto w = RandomWeights(k.rows, k.cols, ++seed);
-    for (int bits : {2, 4}) {
+    for (int bits : {2, 3, 4, 8}) {
       for (bool act_order : {false, true}) {
         QuantConfig cfg;
         cfg.bits = bits;
@@ -107,7 +107,7 @@ TEST(GptqTest, LowerOutputErrorThanRtnOnCorrelatedActivations) {
   const auto x = CorrelatedActivations(n, cols, 21);
   const CalibrationStats calib = MakeCalib(x, n, cols);
   const auto w = RandomWeights(rows, cols, 22);
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     QuantConfig cfg;
     cfg.bits = bits;
     cfg.group_size = 32;

@@ -12,7 +12,7 @@ absl::Status ValidateQuantShape(int64_t rows, int64_t cols, int bits, int64_t gr
                                 const char* what) {
   if (!impq_bits_supported(bits)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": bits = ", bits, " is not supported (expected 2 or 4)"));
+        absl::StrCat(what, ": bits = ", bits, " is not supported (expected 2, 3, 4 or 8)"));
   }
   if (group_size <= 0) {
     return absl::InvalidArgumentError(
@@ -127,17 +127,9 @@ PackedTensor AllocatePacked(int64_t rows, int64_t cols, int bits, int64_t group_
 }
 
 void PackRow(std::span<const uint8_t> codes, int bits, uint8_t* dst) {
-  const int cpb = 8 / bits;
   const int64_t n = static_cast<int64_t>(codes.size());
-  const int64_t nbytes = impq_code_bytes(bits, n);
-  for (int64_t b = 0; b < nbytes; ++b) {
-    unsigned byte = 0;
-    for (int k = 0; k < cpb; ++k) {
-      const int64_t c = b * cpb + k;
-      if (c < n) byte |= static_cast<unsigned>(codes[c]) << (k * bits);
-    }
-    dst[b] = static_cast<uint8_t>(byte);
-  }
+  std::memset(dst, 0, static_cast<size_t>(impq_code_bytes(bits, n)));
+  for (int64_t c = 0; c < n; ++c) impq_set_code(dst, bits, c, codes[c]);
 }
 
 std::vector<uint8_t> Unpack(const PackedTensor& p) {

@@ -1,4 +1,4 @@
-// PackedTensor: a 2- or 4-bit group-quantized weight matrix in the byte layout of
+// PackedTensor: a 2-, 3-, 4- or 8-bit group-quantized weight matrix in the byte layout of
 // block_format.h (read that header first: code packing, ragged tail group, f32 scale/zero).
 //
 //   ASSIGN_OR_RETURN(PackedTensor p, Pack(codes, rows, cols, bits, G, scales, zeros));
@@ -23,7 +23,7 @@ namespace impq::quant {
 struct PackedTensor {
   int64_t rows = 0;        // output features
   int64_t cols = 0;        // input features
-  int bits = 0;            // 2 or 4
+  int bits = 0;            // 2, 3, 4 or 8
   int64_t group_size = 0;  // G (columns per group; the last group may be shorter)
   std::vector<uint8_t> codes;  // rows * row_code_bytes(), layout in block_format.h
   std::vector<float> scales;   // rows * groups_per_row(), [row][group]
@@ -43,7 +43,7 @@ struct PackedTensor {
   float Zero(int64_t r, int64_t c) const { return zeros[r * groups_per_row() + c / group_size]; }
 };
 
-// InvalidArgument unless bits is in {2, 4} (the message names the value), group_size > 0,
+// InvalidArgument unless bits is in {2, 3, 4, 8} (the message names the value), group_size > 0,
 // rows > 0 and cols > 0. `what` prefixes the message (e.g. the tensor name).
 absl::Status ValidateQuantShape(int64_t rows, int64_t cols, int bits, int64_t group_size,
                                 const char* what = "tensor");

@@ -1,8 +1,10 @@
 #include "worker/quant/quantized_model.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status.h"
 
@@ -116,17 +118,31 @@ absl::StatusOr<CalibrationSet> CollectCalibration(const forward::LlamaForward& f
 
 absl::StatusOr<std::unique_ptr<QuantizedModel>> QuantizedModel::Build(
     const model::Model& model, const Quantizer& quantizer, const QuantConfig& config,
-    PlayerGranularity granularity, const CalibrationSet* calib, ThreadPool* pool) {
+    PlayerGranularity granularity, const CalibrationSet* calib, ThreadPool* pool,
+    std::span<const int> widths) {
   if (config.group_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("group_size = ", config.group_size,
                                                    " (expected > 0)"));
   }
   // Checked here, before any work, so the message is the documented one rather than the
   // first tensor's.
+  if (widths.empty()) return absl::InvalidArgumentError("no quantization widths given");
+  std::vector<int> sorted(widths.begin(), widths.end());
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (!impq_bits_supported(sorted[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("width ", sorted[i],
+                                                     " is not supported (expected 2, 3, 4 or 8)"));
+    }
+    if (i > 0 && sorted[i] == sorted[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat("width ", sorted[i], " is given twice"));
+    }
+  }
   if (quantizer.name() == "gptq" && calib == nullptr) {
     return absl::InvalidArgumentError("GPTQ needs calibration activations (--calib)");
   }
   auto qm = std::unique_ptr<QuantizedModel>(new QuantizedModel(model));
+  qm->widths_ = std::move(sorted);
   qm->players_ = MakePlayers(model.config, granularity);
   qm->granularity_ = granularity;
   qm->backend_ = std::string(quantizer.name());
@@ -140,9 +156,11 @@ absl::StatusOr<std::unique_ptr<QuantizedModel>> QuantizedModel::Build(
       const model::Tensor& w = model.layers[l][kind];
       const CalibrationStats* stats = calib != nullptr ? calib->Get(l, kind) : nullptr;
       Module& m = qm->modules_[static_cast<size_t>(l) * kNumLinear + k];
-      for (int b = 0; b < 2; ++b) {
+      m.packed.resize(qm->widths_.size());
+      m.dequantized.resize(qm->widths_.size());
+      for (size_t b = 0; b < qm->widths_.size(); ++b) {
         QuantConfig cfg = config;
-        cfg.bits = b == 0 ? 2 : 4;
+        cfg.bits = qm->widths_[b];
         cfg.pool = pool;
         auto packed = quantizer.Quantize(w.data(), w.dim(0), w.dim(1), cfg, stats);
         if (!packed.ok()) {
@@ -169,13 +187,24 @@ absl::Status QuantizedModel::CheckAssignment(std::span<const int> bits) const {
   }
   for (int p = 0; p < num_players(); ++p) {
     const int b = bits[p];
-    if (b != 2 && b != 4 && b != 16 && b != 32) {
-      return absl::InvalidArgumentError(absl::StrCat("player ", p, " (", players_[p].name,
-                                                     ") has width ", b,
-                                                     "; expected 2, 4 (or 16/32 for full precision)"));
+    if (!HasWidth(b) && b != 16 && b != 32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "player ", p, " (", players_[p].name, ") has width ", b, "; expected one of ",
+          absl::StrJoin(widths_, ", "), " (the widths the model was quantized at) or 16/32 for "
+          "full precision"));
     }
   }
   return absl::OkStatus();
+}
+
+bool QuantizedModel::HasWidth(int bits) const {
+  return std::find(widths_.begin(), widths_.end(), bits) != widths_.end();
+}
+
+size_t QuantizedModel::WidthIndex(int bits) const {
+  const auto it = std::find(widths_.begin(), widths_.end(), bits);
+  IMPQ_CHECK(it != widths_.end()) << "bits = " << bits << " is not a width of this model";
+  return static_cast<size_t>(it - widths_.begin());
 }
 
 absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bits) const {
@@ -183,10 +212,10 @@ absl::StatusOr<forward::WeightSet> QuantizedModel::Apply(std::span<const int> bi
   forward::WeightSet w = forward::WeightSet::FromModel(model_);
   for (int p = 0; p < num_players(); ++p) {
     const int b = bits[p];
-    if (b > 4) continue;  // full precision: the model's own weights
+    if (b == 16 || b == 32) continue;  // full precision: the model's own weights
+    const size_t wi = WidthIndex(b);
     for (const LinearRef& r : players_[p].linears) {
-      w.linear[r.layer][static_cast<int>(r.kind)] =
-          Get(r.layer, r.kind).dequantized[b == 2 ? 0 : 1].data();
+      w.linear[r.layer][static_cast<int>(r.kind)] = Get(r.layer, r.kind).dequantized[wi].data();
     }
   }
   return w;
@@ -200,11 +229,11 @@ forward::WeightSet QuantizedModel::Uniform(int bits) const {
 }
 
 int64_t QuantizedModel::PlayerBytes(int player, int bits) const {
-  IMPQ_CHECK(bits == 2 || bits == 4 || bits == 16 || bits == 32) << "bits = " << bits;
-  if (bits > 4) return PlayerFloatBytes(player);
+  if (bits == 16 || bits == 32) return PlayerFloatBytes(player);
+  const size_t wi = WidthIndex(bits);
   int64_t total = 0;
   for (const LinearRef& r : players_.at(player).linears) {
-    total += Get(r.layer, r.kind).packed[bits == 2 ? 0 : 1].ByteSize();
+    total += Get(r.layer, r.kind).packed[wi].ByteSize();
   }
   return total;
 }
@@ -229,13 +258,11 @@ absl::StatusOr<int64_t> QuantizedModel::AssignmentBytes(std::span<const int> bit
 }
 
 const PackedTensor& QuantizedModel::Packed(int layer, LinearKind kind, int bits) const {
-  IMPQ_CHECK(bits == 2 || bits == 4) << "bits = " << bits;
-  return Get(layer, kind).packed[bits == 2 ? 0 : 1];
+  return Get(layer, kind).packed[WidthIndex(bits)];
 }
 
 const std::vector<float>& QuantizedModel::Dequantized(int layer, LinearKind kind, int bits) const {
-  IMPQ_CHECK(bits == 2 || bits == 4) << "bits = " << bits;
-  return Get(layer, kind).dequantized[bits == 2 ? 0 : 1];
+  return Get(layer, kind).dequantized[WidthIndex(bits)];
 }
 
 }  // namespace impq::quant

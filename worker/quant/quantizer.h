@@ -45,7 +45,7 @@ struct GptqOptions {
 };
 
 struct QuantConfig {
-  int bits = 0;          // 2 or 4; no default on purpose: the caller chooses
+  int bits = 0;          // 2, 3, 4 or 8; no default on purpose: the caller chooses
   int group_size = 64;   // G > 0, columns per group along the input dimension
   HqqOptions hqq;
   GptqOptions gptq;
@@ -76,7 +76,7 @@ class Quantizer {
                                                          const CalibrationStats* calib) const = 0;
 };
 
-// Checks what every backend requires: bits in {2, 4}, group_size > 0, rows > 0, cols > 0,
+// Checks what every backend requires: bits in {2, 3, 4, 8}, group_size > 0, rows > 0, cols > 0,
 // w != nullptr, every weight finite (the message names the first bad row and column).
 absl::Status ValidateQuantizeInput(const float* w, int64_t rows, int64_t cols,
                                    const QuantConfig& cfg);

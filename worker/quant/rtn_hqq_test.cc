@@ -1,5 +1,6 @@
 // RTN and HQQ: fast paths vs scalar references, error properties, exact cases.
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/rng.h"
@@ -41,7 +42,7 @@ TEST(RtnTest, MatchesReferenceBitForBit) {
   RtnQuantizer rtn;
   uint64_t seed = 100;
   for (const Shape& s : kShapes) {
-    for (int bits : {2, 4}) {
+    for (int bits : {2, 3, 4, 8}) {
       const auto w = RandomWeights(s.rows, s.cols, ++seed);
       QuantConfig cfg;
       cfg.bits = bits;
@@ -61,7 +62,7 @@ TEST(HqqTest, MatchesReferenceBitForBit) {
   HqqQuantizer hqq;
   uint64_t seed = 200;
   for (const Shape& s : kShapes) {
-    for (int bits : {2, 4}) {
+    for (int bits : {2, 3, 4, 8}) {
       const auto w = RandomWeights(s.rows, s.cols, ++seed);
       QuantConfig cfg;
       cfg.bits = bits;
@@ -79,7 +80,7 @@ TEST(HqqTest, MatchesReferenceBitForBit) {
 TEST(HqqTest, LpErrorNeverAboveRtnAndUsuallyBelow) {
   const int64_t rows = 64, cols = 256, g = 64;
   const auto w = RandomWeights(rows, cols, 300);
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     QuantConfig cfg;
     cfg.bits = bits;
     const PackedTensor pr = MustQuantize(RtnQuantizer(), w, rows, cols, cfg);
@@ -114,6 +115,58 @@ TEST(HqqTest, OptimizeGroupStopsAtOnceOnExactGroup) {
   const GroupParams out = HqqOptimizeGroup(w.data(), 4, init, 3, HqqOptions{});
   EXPECT_EQ(out.zero, init.zero);
   EXPECT_EQ(GroupLpError(w.data(), 4, out, 3, 0.7), 0.0);
+}
+
+// RTN's error bound, derived: with the min/max scale s and the integer zero z = rint(-lo/s),
+// lo/s + z and hi/s + z lie within 1/2 of 0 and max_code, so clamping moves a code by at
+// most 1/2 and rounding by at most 1/2: |w - (q - z) s| <= s/2 in exact arithmetic. The f32
+// evaluation of t = w/s + z adds at most (|w/s| + |z|) eps (two roundings) in code units and
+// the dequantization (q - z) * s one rounding of |w_hat| eps/2; the tolerance below is that
+// sum, doubled. Checked at every width, on random and heavy-tailed weights.
+TEST(RtnTest, ErrorIsAtMostHalfAStepAtEveryWidth) {
+  RtnQuantizer rtn;
+  for (int bits : {2, 3, 4, 8}) {
+    for (const Shape& s : kShapes) {
+      auto w = RandomWeights(s.rows, s.cols, 700 + bits);
+      for (size_t i = 0; i < w.size(); i += 7) w[i] *= 50.0f;  // outliers widen some groups
+      QuantConfig cfg;
+      cfg.bits = bits;
+      cfg.group_size = static_cast<int>(s.group_size);
+      const PackedTensor p = MustQuantize(rtn, w, s.rows, s.cols, cfg);
+      const std::vector<float> wh = Dequantize(p);
+      const double eps = std::numeric_limits<float>::epsilon();
+      for (int64_t r = 0; r < s.rows; ++r) {
+        for (int64_t c = 0; c < s.cols; ++c) {
+          const double x = w[r * s.cols + c], y = wh[r * s.cols + c];
+          const double step = p.Scale(r, c), zero = p.Zero(r, c);
+          const double tol =
+              2.0 * ((std::abs(x) / step + std::abs(zero)) * eps * step + std::abs(y) * eps / 2);
+          ASSERT_LE(std::abs(x - y), step / 2 + tol)
+              << bits << " bits, row " << r << " col " << c << " step " << step;
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantTest, ErrorFallsWithEveryWidth) {
+  // Squared error strictly decreases along 2 < 3 < 4 < 8 bits, for RTN and HQQ; at 8 bits it
+  // is below 1/100 of the 4-bit error (the step is 17x finer).
+  const int64_t rows = 32, cols = 192;
+  const auto w = RandomWeights(rows, cols, 410);
+  for (const char* name : {"rtn", "hqq"}) {
+    auto q = MakeQuantizer(name);
+    ASSERT_TRUE(q.ok());
+    std::vector<double> err;
+    for (int bits : {2, 3, 4, 8}) {
+      QuantConfig cfg;
+      cfg.bits = bits;
+      err.push_back(SquaredError(w, Dequantize(MustQuantize(**q, w, rows, cols, cfg))));
+    }
+    EXPECT_LT(err[1], err[0]) << name;
+    EXPECT_LT(err[2], err[1]) << name;
+    EXPECT_LT(err[3] * 100, err[2]) << name;
+  }
 }
 
 TEST(QuantTest, FourBitsBeatTwoBits) {
@@ -154,7 +207,7 @@ std::vector<float> OnGridWeights(int64_t rows, int64_t cols, int64_t g, int bits
 }
 
 TEST(QuantTest, ValuesOnTheGridRoundTripExactly) {
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     const int64_t rows = 6, cols = 70, g = 16;  // ragged last group of 6 columns
     const auto w = OnGridWeights(rows, cols, g, bits, 500 + bits);
     QuantConfig cfg;
@@ -179,7 +232,7 @@ TEST(QuantTest, ConstantAndZeroGroupsAreExact) {
     w[2 * cols + c] = -1234.5f;
     w[3 * cols + c] = 1e-40f;  // subnormal, constant
   }
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     for (const char* name : {"rtn", "hqq"}) {
       auto q = MakeQuantizer(name);
       ASSERT_TRUE(q.ok());

@@ -81,33 +81,31 @@ IMPQ_HD inline void RtnGroupParams(float lo, float hi, int max_code, float* scal
   *zero = static_cast<float>(rint(-dlo / static_cast<double>(s)));
 }
 
-// Byte b of a packed row of RTN codes: the codes of columns b*cpb .. b*cpb+cpb-1 (those below
-// cols; padding bits zero), each impq_quantize_value(w, scale, zero, max_code) with the
-// parameters of its group. w_row, scales_row, zeros_row point at the row.
+// Byte b of a packed row of RTN codes: the bits of the codes that touch byte b in the row's
+// bit stream (block_format.h; for 2/4/8 bits the columns b*8/bits .. (b+1)*8/bits - 1, for
+// 3 bits up to four codes, two of them straddling), those below cols, padding bits zero.
+// Each code is impq_quantize_value(w, scale, zero, max_code) with the parameters of its
+// group. w_row, scales_row, zeros_row point at the row.
 IMPQ_HD inline uint8_t RtnPackedByte(const float* w_row, int64_t cols, int64_t group,
                                      const float* scales_row, const float* zeros_row, int bits,
                                      int max_code, int64_t b) {
-  const int cpb = 8 / bits;
+  const int64_t c1 = impq_last_code_of_byte(bits, b);
   unsigned byte = 0;
-  for (int k = 0; k < cpb; ++k) {
-    const int64_t c = b * cpb + k;
-    if (c < cols) {
-      const int64_t g = c / group;
-      const int q = impq_quantize_value(w_row[c], scales_row[g], zeros_row[g], max_code);
-      byte |= static_cast<unsigned>(q) << (k * bits);
-    }
+  for (int64_t c = impq_first_code_of_byte(bits, b); c <= c1 && c < cols; ++c) {
+    const int64_t g = c / group;
+    const int q = impq_quantize_value(w_row[c], scales_row[g], zeros_row[g], max_code);
+    byte |= impq_code_byte_bits(q, bits, c, b);
   }
   return static_cast<uint8_t>(byte);
 }
 
 // Byte b of a packed row from one code per byte (masked to `bits`; padding bits zero).
 IMPQ_HD inline uint8_t PackedByte(const uint8_t* codes_row, int64_t cols, int bits, int64_t b) {
-  const int cpb = 8 / bits;
   const unsigned mask = (1u << bits) - 1u;
+  const int64_t c1 = impq_last_code_of_byte(bits, b);
   unsigned byte = 0;
-  for (int k = 0; k < cpb; ++k) {
-    const int64_t c = b * cpb + k;
-    if (c < cols) byte |= (static_cast<unsigned>(codes_row[c]) & mask) << (k * bits);
+  for (int64_t c = impq_first_code_of_byte(bits, b); c <= c1 && c < cols; ++c) {
+    byte |= impq_code_byte_bits(static_cast<int>(codes_row[c] & mask), bits, c, b);
   }
   return static_cast<uint8_t>(byte);
 }
