@@ -3,18 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "worker/forward/simd_lanes.h"
+
 namespace impq::forward {
 
-// The hot row kernels get an AVX2 clone next to the baseline x86-64 one, picked at load time.
-// Both run the same float operations in the same order (neither target has FMA instructions,
-// "avx2" does not imply "fma", so no multiply-add can be contracted whatever -ffp-contract
-// says; fixed-lane sums), so results do not depend on which clone runs. The GPU plugin's
-// bit-exact kernels rely on this too: building impq with -march=native (FMA) would break them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IMPQ_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define IMPQ_KERNEL_CLONES
-#endif
+using simd::Load16;
+using simd::Store16;
+using simd::V16;
 
 IMPQ_KERNEL_CLONES
 void RmsNormRow(const float* x, const float* w, int64_t n, float eps, float* out) {
@@ -45,29 +40,21 @@ namespace {
 
 // Σ v[0..n) with 16 independent partial sums, combined in a fixed order: vectorizes without
 // -ffast-math and gives the same result on every run.
-float SumLanes(const float* __restrict v, int64_t n) {
-  float lane[16] = {};
+IMPQ_KERNEL_INLINE float SumLanes(const float* __restrict v, int64_t n) {
+  V16 acc = {};
   int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    for (int k = 0; k < 16; ++k) lane[k] += v[j + k];
-  }
+  for (; j + 16 <= n; j += 16) acc += Load16(v + j);
+  float lane[16];
+  Store16(lane, acc);
   for (; j < n; ++j) lane[j & 15] += v[j];
-  float s = 0.0f;
-  for (int k = 0; k < 16; ++k) s += lane[k];
-  return s;
-}
-
-float MaxOf(const float* __restrict v, int64_t n) {
-  float mx = v[0];
-  for (int64_t j = 1; j < n; ++j) mx = v[j] > mx ? v[j] : mx;
-  return mx;
+  return simd::ReduceLanes(lane);
 }
 
 }  // namespace
 
 IMPQ_KERNEL_CLONES
 void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
-  const float mx = MaxOf(row, valid);
+  const float mx = simd::MaxOf(row, valid);
   for (int64_t j = 0; j < valid; ++j) row[j] = FastExp(row[j] - mx);
   const float sum = SumLanes(row, valid);
   const float inv = 1.0f / sum;
@@ -97,7 +84,7 @@ void SoftcapRow(float* x, int64_t n, float cap) {
 }
 
 double LogSumExp(const float* row, int64_t n) {
-  const float mx = MaxOf(row, n);
+  const float mx = simd::MaxOf(row, n);
   // Float exponentials summed in 16 double lanes (fixed order): each term is in (0, 1], so
   // the double sum loses nothing that matters against the float inputs.
   double lane[16] = {};
