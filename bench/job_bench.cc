@@ -16,6 +16,7 @@
 //
 //   build/bench/job_bench [--threads 2,1] [--impq build/cli/impq] [--extra "--seed 1"]
 //   build/bench/job_bench --configs 24:0.25,24:0,16:0.25,12:0.25 [--threads 2]
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,9 +69,17 @@ std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
+double ChildrenCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_CHILDREN, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct RunOutcome {
   json result;
   double wall_seconds = 0;
+  double cpu_seconds = 0;  // user + system of the job's process: less sensitive to other load
   std::string load_before, load_after;
 };
 
@@ -82,9 +91,11 @@ std::optional<RunOutcome> RunJob(const std::string& impq, const std::string& arg
   const std::string cmd = ShellQuote(impq) + " run --quiet --json " + ShellQuote(json_path) +
                           " " + args + " > /dev/null";
   std::cerr << "job_bench: " << cmd << "\n";
+  const double cpu0 = ChildrenCpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   const int status = std::system(cmd.c_str());
   out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.cpu_seconds = ChildrenCpuSeconds() - cpu0;
   out.load_after = LoadAverage();
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::cerr << "job_bench: impq run failed (status " << status << "): " << cmd << "\n";
@@ -179,10 +190,10 @@ int Main(int argc, char** argv) {
   }
 
   std::string table =
-      "| threads | wall s (process) | load | quantize | baselines | SPQE | solve | select | "
+      "| threads | wall s (process) | CPU s (process) | load | quantize | baselines | SPQE | solve | select | "
       "measure | job total | SPQE eval/s | select eval/s | held-out eval/s | chosen held-out PPL "
       "per budget | load avg before / after |\n"
-      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
   for (int64_t t : threads) {
     std::optional<RunOutcome> o = RunJob(impq, absl::StrFormat(" --threads %d", t) + extra_args, tmp);
     if (!o) return 1;
@@ -193,8 +204,8 @@ int Main(int argc, char** argv) {
     const double select_evals = cost.at("selection_evaluations").get<double>();
     const double heldout_evals = cost.at("heldout_evaluations").get<double>();
     absl::StrAppendFormat(
-        &table, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %s | %s / %s |\n",
-        t, o->wall_seconds, ti.at("load_s").get<double>(), ti.at("quantize_s").get<double>(),
+        &table, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %s | %s / %s |\n",
+        t, o->wall_seconds, o->cpu_seconds, ti.at("load_s").get<double>(), ti.at("quantize_s").get<double>(),
         ti.at("baselines_s").get<double>(), ti.at("spqe_s").get<double>(),
         ti.at("solve_s").get<double>(), ti.at("select_s").get<double>(),
         ti.at("measure_s").get<double>(), ti.at("total_s").get<double>(),

@@ -93,10 +93,25 @@ IMPQ_KERNEL_INLINE void Scores(const float* __restrict qs, const float* __restri
   }
 }
 
-// In place e[j] = FastExpFma(e[j] − mx) for j < n and e[j] = 0 for n <= j < n16; the lanes
-// of Σ e into z_lane (the zeros add nothing).
-IMPQ_KERNEL_INLINE void Exponentials(float* __restrict e, int64_t n, int64_t n16, float mx,
-                                     float* __restrict z_lane) {
+// max s[j] over j < n, reading whole blocks up to n16 (the lanes past n are masked).
+IMPQ_KERNEL_INLINE float MaxScore(const float* __restrict s, int64_t n, int64_t n16) {
+  V16 m0 = Splat16(s[0]), m1 = m0;
+  int64_t j = 0;
+  for (; j + 32 < n16; j += 32) {
+    m0 = simd::Max16(Load16(s + j), m0);
+    m1 = simd::Max16(Load16(s + j + 16), m1);
+  }
+  for (; j + 16 < n16; j += 16) m0 = simd::Max16(Load16(s + j), m0);
+  V16 lane_index;
+  for (int k = 0; k < 16; ++k) lane_index[k] = static_cast<float>(k);
+  const V16 last = Load16(s + j);
+  m1 = simd::Max16(lane_index < Splat16(static_cast<float>(n - j)) ? last : m0, m1);
+  return simd::MaxTree16(simd::Max16(m0, m1));
+}
+
+// In place e[j] = FastExpFma(e[j] − mx) for j < n and e[j] = 0 for n <= j < n16; returns
+// Σ e (16 lanes, ReduceTree16; the zeros add nothing).
+IMPQ_KERNEL_INLINE float Exponentials(float* __restrict e, int64_t n, int64_t n16, float mx) {
   const V16 m = Splat16(mx);
   V16 z = {};
   int64_t j = 0;
@@ -112,7 +127,7 @@ IMPQ_KERNEL_INLINE void Exponentials(float* __restrict e, int64_t n, int64_t n16
   const V16 masked = lane_index < Splat16(static_cast<float>(n - j)) ? x : V16{};
   Store16(e + j, masked);
   z += masked;
-  Store16(z_lane, z);
+  return simd::ReduceTree16(z);
 }
 
 // out[d] = Σ_{j < n16} e[j]·v[d·ld + j] for the D <= 8 dimensions d < D, in one pass over e
@@ -128,12 +143,8 @@ IMPQ_KERNEL_INLINE void WeightedSums(const float* __restrict e, const float* __r
 #pragma GCC unroll 8
     for (int d = 0; d < D; ++d) acc[d] = Fma16(ev, Load16(v + d * ld + j), acc[d]);
   }
-  float lane[16];
 #pragma GCC unroll 8
-  for (int d = 0; d < D; ++d) {
-    Store16(lane, acc[d]);
-    out[d] = simd::ReduceLanes(lane);
-  }
+  for (int d = 0; d < D; ++d) out[d] = simd::ReduceTree16(acc[d]);
 }
 
 template <int HD>
@@ -142,7 +153,6 @@ IMPQ_KERNEL_INLINE void AttentionRows(const float* q, int64_t ldq, const float* 
                                       float scale, float softcap, int64_t window, float* out,
                                       int64_t ldo, float* __restrict s) {
   float qs[kAttentionMaxHeadDim];  // scale·q of one row
-  float z_lane[16];
   for (int64_t t = 0; t < T; ++t) {
     const int64_t first = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
     const int64_t n = t + 1 - first;
@@ -151,8 +161,7 @@ IMPQ_KERNEL_INLINE void AttentionRows(const float* q, int64_t ldq, const float* 
     for (int64_t d = 0; d < hd; ++d) qs[d] = scale * qt[d];
     Scores<HD>(qs, kt, ld, hd, first, n16, s);
     if (softcap > 0) SoftcapRow(s, n, softcap);
-    Exponentials(s, n, n16, simd::MaxOf(s, n), z_lane);
-    const float inv = 1.0f / simd::ReduceLanes(z_lane);
+    const float inv = 1.0f / Exponentials(s, n, n16, MaxScore(s, n, n16));
     const float* v = vt + first;
     float* o = out + t * ldo;
     int64_t d0 = 0;
