@@ -517,28 +517,39 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
                           : 0.0;
   r.select_seconds = Since(t0);
 
-  // Measure every allocation on the held-out set. Prefix reuse is off there: consecutive
-  // allocations differ in early blocks, and the set is large (the cache would cost memory).
+  // Measure every allocation on the held-out set: fp32 first, then every distinct assignment
+  // in lexicographic order of its bits. Players are numbered layer by layer (and, within a
+  // layer, attention modules before feed-forward ones), so that order is a walk through the
+  // assignments' prefix tree: each one shares its first sublayers with the one before as far
+  // as any order could make it, and the evaluator's prefix cache restarts there (exact: the
+  // losses are those of full evaluations). The loop below then reads the memo.
   t0 = Clock::now();
   LocalEvaluatorOptions ho;
   ho.threads = o.threads;
-  ho.max_cache_bytes = 0;
+  ho.max_cache_bytes = o.max_cache_bytes;
   ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
                    LocalEvaluator::Create(*qm, fwd, heldout, ho));
   HeldoutMeter meter(*qm, *heldout_eval);
-  int64_t total_units = 3;
-  for (const auto& p : plan) total_units += static_cast<int64_t>(p.size());
+  std::vector<std::vector<int>> assignments = {std::vector<int>(n, 4), std::vector<int>(n, 2)};
+  for (const auto& p : plan) {
+    for (const Planned& x : p) assignments.push_back(BitsOf(x.q));
+  }
+  std::sort(assignments.begin(), assignments.end());
+  assignments.erase(std::unique(assignments.begin(), assignments.end()), assignments.end());
+  const int64_t total_units = 1 + static_cast<int64_t>(assignments.size());
   int64_t units = 0;
   report("measure", 0, total_units, t0);
   r.heldout_ppl_fp32 = std::exp(heldout_eval->NllOf(forward::WeightSet::FromModel(model)));
   report("measure", ++units, total_units, t0);
+  for (const std::vector<int>& bits : assignments) {
+    RETURN_IF_ERROR(meter.Nll(bits).status());
+    report("measure", ++units, total_units, t0);
+  }
   {
     ASSIGN_OR_RETURN(double nll4, meter.Nll(std::vector<int>(n, 4)));
     r.heldout_ppl_all4 = std::exp(nll4);
-    report("measure", ++units, total_units, t0);
     ASSIGN_OR_RETURN(double nll2, meter.Nll(std::vector<int>(n, 2)));
     r.heldout_ppl_all2 = std::exp(nll2);
-    report("measure", ++units, total_units, t0);
   }
   for (size_t b = 0; b < budgets.size(); ++b) {
     BudgetResult br;
@@ -556,9 +567,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
       m.memory_bytes = solver::Footprint(bytes, p.q);
       m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
                                  static_cast<double>(r.all4_bytes - r.all2_bytes);
-      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));
+      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));  // measured above: the memo
       m.heldout_ppl = std::exp(m.heldout_nll);
-      report("measure", ++units, total_units, t0);
       if (p.solved != nullptr) {
         m.objective = p.solved->objective;
         m.lower_bound = p.solved->lower_bound;
