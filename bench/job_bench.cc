@@ -15,7 +15,8 @@
 // does the estimation's and the choice's spending pay for itself?
 //
 //   build/bench/job_bench [--threads 2,1] [--impq build/cli/impq] [--extra "--seed 1"]
-//   build/bench/job_bench --configs 24:0.25,24:0,16:0.25,12:0.25 [--threads 2]
+//   build/bench/job_bench --configs 24:0.25,24:0,16:0.25,12:0.25,24:0.25:3 [--threads 2]
+//     (M:F[:S], S: stop SPQE once the allocation is stable for S batches of 2 walks)
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,22 +154,25 @@ int Main(int argc, char** argv) {
 
   if (!configs.empty()) {
     std::string table =
-        "| permutations M | extra fraction F | SPQE evaluations | choice evaluations | "
+        "| permutations M (walks run) | extra fraction F | stable batches S | SPQE evaluations | choice evaluations | "
         "calibration evaluations | wall s | chosen held-out PPL per budget | load avg before / "
         "after |\n"
-        "|---:|---:|---:|---:|---:|---:|---|---|\n";
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
     std::string budgets;
     for (absl::string_view part : absl::StrSplit(configs, ',', absl::SkipWhitespace())) {
       std::vector<std::string> mf = absl::StrSplit(part, ':');
-      int64_t m = 0;
+      int64_t m = 0, stable = 0;
       double f = 0;
-      if (mf.size() != 2 || !absl::SimpleAtoi(mf[0], &m) || !absl::SimpleAtod(mf[1], &f)) {
-        std::cerr << "job_bench: --configs: '" << part << "' is not M:F (e.g. 24:0.25)\n";
+      if ((mf.size() != 2 && mf.size() != 3) || !absl::SimpleAtoi(mf[0], &m) ||
+          !absl::SimpleAtod(mf[1], &f) || (mf.size() == 3 && !absl::SimpleAtoi(mf[2], &stable))) {
+        std::cerr << "job_bench: --configs: '" << part
+                  << "' is not M:F or M:F:S (e.g. 24:0.25 or 24:0.25:3)\n";
         return 2;
       }
-      const std::string args = absl::StrFormat(" --threads %d --permutations %d --extra-fraction %s",
-                                               threads[0], m, std::string(mf[1])) +
-                               extra_args;
+      const std::string args =
+          absl::StrFormat(" --threads %d --permutations %d --extra-fraction %s --stable-batches %d",
+                          threads[0], m, std::string(mf[1]), stable) +
+          extra_args;
       std::optional<RunOutcome> o = RunJob(impq, args, tmp);
       if (!o) return 1;
       const json& r = o->result;
@@ -178,7 +182,8 @@ int Main(int argc, char** argv) {
         budgets = absl::StrJoin(b, " / ");
       }
       const json& cost = r.at("cost");
-      absl::StrAppendFormat(&table, "| %d | %s | %d | %d | %d | %.1f | %s | %s / %s |\n", m, mf[1],
+      absl::StrAppendFormat(&table, "| %d (%d) | %s | %d | %d | %d | %d | %.1f | %s | %s / %s |\n", m,
+                            r.at("spqe").at("permutations").get<int64_t>(), mf[1], stable,
                             r.at("spqe").at("coalitions_evaluated").get<int64_t>(),
                             cost.at("selection_evaluations").get<int64_t>(),
                             cost.at("calibration_evaluations").get<int64_t>(), o->wall_seconds,

@@ -91,14 +91,28 @@ void SoftcapRow(float* x, int64_t n, float cap) {
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
 }
 
+IMPQ_KERNEL_CLONES
 double LogSumExp(const float* row, int64_t n) {
   const float mx = simd::MaxOf(row, n);
   // Float exponentials summed in 16 double lanes (fixed order): each term is in (0, 1], so
-  // the double sum loses nothing that matters against the float inputs.
-  double lane[16] = {};
+  // the double sum loses nothing that matters against the float inputs. The exponentials of
+  // a block go through a small buffer first, so that the FastExp loop vectorizes on its own
+  // and the double lanes stay in registers.
+  typedef double D8 __attribute__((vector_size(64)));
+  D8 lo = {}, hi = {};  // lanes 0..7, 8..15
+  float e[16];
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    for (int k = 0; k < 16; ++k) lane[k] += FastExp(row[j + k] - mx);
+    for (int k = 0; k < 16; ++k) e[k] = FastExp(row[j + k] - mx);
+    for (int k = 0; k < 8; ++k) {
+      lo[k] += static_cast<double>(e[k]);
+      hi[k] += static_cast<double>(e[k + 8]);
+    }
+  }
+  double lane[16];
+  for (int k = 0; k < 8; ++k) {
+    lane[k] = lo[k];
+    lane[k + 8] = hi[k];
   }
   for (; j < n; ++j) lane[j & 15] += FastExp(row[j] - mx);
   double sum = 0.0;
