@@ -7,10 +7,6 @@
 
 namespace impq::forward {
 
-using simd::Load16;
-using simd::Store16;
-using simd::V16;
-
 IMPQ_KERNEL_CLONES
 void RmsNormRow(const float* x, const float* w, int64_t n, float eps, float* out) {
   double ss = 0.0;
@@ -36,27 +32,12 @@ void RopeHead(float* v, int64_t head_dim, const float* cos, const float* sin, bo
   }
 }
 
-namespace {
-
-// Σ v[0..n) with 16 independent partial sums, combined in a fixed order: vectorizes without
-// -ffast-math and gives the same result on every run.
-IMPQ_KERNEL_INLINE float SumLanes(const float* __restrict v, int64_t n) {
-  V16 acc = {};
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) acc += Load16(v + j);
-  float lane[16];
-  Store16(lane, acc);
-  for (; j < n; ++j) lane[j & 15] += v[j];
-  return simd::ReduceLanes(lane);
-}
-
-}  // namespace
 
 IMPQ_KERNEL_CLONES
 void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
   const float mx = simd::MaxOf(row, valid);
   for (int64_t j = 0; j < valid; ++j) row[j] = FastExp(row[j] - mx);
-  const float sum = SumLanes(row, valid);
+  const float sum = simd::SumLanes(row, valid);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
   for (int64_t j = valid; j < n; ++j) row[j] = 0.0f;
@@ -98,21 +79,22 @@ double LogSumExp(const float* row, int64_t n) {
   // the double sum loses nothing that matters against the float inputs. The exponentials of
   // a block go through a small buffer first, so that the FastExp loop vectorizes on its own
   // and the double lanes stay in registers.
-  typedef double D8 __attribute__((vector_size(64)));
-  D8 lo = {}, hi = {};  // lanes 0..7, 8..15
+  typedef double D4 __attribute__((vector_size(32)));
+  D4 acc[4] = {};  // lanes 0..3, 4..7, 8..11, 12..15
   float e[16];
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     for (int k = 0; k < 16; ++k) e[k] = FastExp(row[j + k] - mx);
-    for (int k = 0; k < 8; ++k) {
-      lo[k] += static_cast<double>(e[k]);
-      hi[k] += static_cast<double>(e[k + 8]);
+    typedef float F4 __attribute__((vector_size(16)));
+    for (int q = 0; q < 4; ++q) {
+      F4 f;
+      __builtin_memcpy(&f, e + 4 * q, sizeof(f));
+      acc[q] += __builtin_convertvector(f, D4);
     }
   }
   double lane[16];
-  for (int k = 0; k < 8; ++k) {
-    lane[k] = lo[k];
-    lane[k + 8] = hi[k];
+  for (int q = 0; q < 4; ++q) {
+    for (int k = 0; k < 4; ++k) lane[4 * q + k] = acc[q][k];
   }
   for (; j < n; ++j) lane[j & 15] += FastExp(row[j] - mx);
   double sum = 0.0;
