@@ -197,7 +197,11 @@ int RunCommand(const std::vector<std::string>& args) {
           absl::StrAppendFormat(&line, ", ETA %s", FormatSeconds(p.eta_seconds));
         }
       }
-      absl::StrAppendFormat(&line, "  [%s elapsed]", FormatSeconds(p.elapsed_seconds));
+      absl::StrAppendFormat(&line, "  [%s elapsed", FormatSeconds(p.elapsed_seconds));
+      if (p.job_eta_seconds > 0) {
+        absl::StrAppendFormat(&line, ", job ~%s left", FormatSeconds(p.job_eta_seconds));
+      }
+      line += "]";
       std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), p.done == p.total ? "\n" : "");
       std::fflush(stderr);
     };

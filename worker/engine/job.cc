@@ -50,6 +50,47 @@ std::vector<int> BitsOf(const solver::Coalition& q) {
   return bits;
 }
 
+}  // namespace
+
+JobWorkPlan::JobWorkPlan(const JobOptions& o, int players, int64_t calib_tokens,
+                         int64_t heldout_tokens) {
+  if (players <= 0 || calib_tokens <= 0) return;
+  // In full calibration-set evaluations. A walk step reruns ~60% of the decoder (prefix
+  // reuse; bench/prefix_reuse_bench); a held-out measurement of a sorted allocation ~85%; the
+  // choice's evaluations mostly run in full; the solver's time is ~2 evaluations per budget.
+  const double n = players;
+  const double budgets = static_cast<double>(o.average_bits.size());
+  const double spqe = static_cast<double>(o.permutations) * n;
+  const double heldout = static_cast<double>(heldout_tokens) / static_cast<double>(calib_tokens);
+  phases_ = {{"baselines", 0.6 * n + 1},
+             {"spqe", 0.6 * spqe},
+             {"solve", 2 * budgets},
+             {"select", o.extra_evaluation_fraction * spqe + 10 * budgets},
+             {"measure", 0.85 * heldout * (budgets * (12 + o.random_draws) + 3)}};
+}
+
+double JobWorkPlan::SecondsLeft(const std::string& phase, int64_t done, int64_t total,
+                                double elapsed_seconds) const {
+  int current = -1;
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    if (phases_[i].first == phase) current = static_cast<int>(i);
+  }
+  if (current < 0) return 0;  // before the plan (loading) or a phase it does not know
+  double before = 0, after = 0;
+  for (int i = 0; i < static_cast<int>(phases_.size()); ++i) {
+    if (i < current) before += phases_[i].second;
+    if (i > current) after += phases_[i].second;
+  }
+  const double frac = total > 0 ? std::clamp(static_cast<double>(done) / total, 0.0, 1.0) : 0;
+  const double work_done = before + frac * phases_[current].second;
+  const double work_left = (1 - frac) * phases_[current].second + after;
+  // Nothing measured yet: no rate to extrapolate from.
+  if (work_done <= 0 || elapsed_seconds <= 0) return 0;
+  return elapsed_seconds / work_done * work_left;
+}
+
+namespace {
+
 // Held-out measurements, memoised by assignment (uniform all-2-bit appears at every budget).
 class HeldoutMeter {
  public:
@@ -155,6 +196,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   r.options.progress = nullptr;
   r.options.spqe_runner = nullptr;
   LocalEvaluator* calib_eval_ptr = nullptr;  // for progress reports
+  JobWorkPlan plan_of_work;                  // set once the sets are loaded
   auto report = [&](const std::string& phase, int64_t done, int64_t total,
                     Clock::time_point phase_start) {
     if (!o.progress) return;
@@ -166,6 +208,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     p.phase_seconds = Since(phase_start);
     p.eta_seconds = done > 0 && total > done ? p.phase_seconds / done * (total - done) : 0;
     p.elapsed_seconds = Since(job_start);
+    p.job_eta_seconds = plan_of_work.SecondsLeft(phase, done, total, p.elapsed_seconds);
     o.progress(p);
   };
 
@@ -198,6 +241,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
   r.load_seconds = in->load_seconds;
   r.quantize_seconds = in->quantize_seconds;
+  plan_of_work = JobWorkPlan(o, n, calib.processed_tokens, heldout.processed_tokens);
 
   auto t0 = Clock::now();
   // Baselines' scores (isolated Δ costs n + 1 game evaluations).
@@ -517,28 +561,39 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
                           : 0.0;
   r.select_seconds = Since(t0);
 
-  // Measure every allocation on the held-out set. Prefix reuse is off there: consecutive
-  // allocations differ in early blocks, and the set is large (the cache would cost memory).
+  // Measure every allocation on the held-out set: fp32 first, then every distinct assignment
+  // in lexicographic order of its bits. Players are numbered layer by layer (and, within a
+  // layer, attention modules before feed-forward ones), so that order is a walk through the
+  // assignments' prefix tree: each one shares its first sublayers with the one before as far
+  // as any order could make it, and the evaluator's prefix cache restarts there (exact: the
+  // losses are those of full evaluations). The loop below then reads the memo.
   t0 = Clock::now();
   LocalEvaluatorOptions ho;
   ho.threads = o.threads;
-  ho.max_cache_bytes = 0;
+  ho.max_cache_bytes = o.max_cache_bytes;
   ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
                    LocalEvaluator::Create(*qm, fwd, heldout, ho));
   HeldoutMeter meter(*qm, *heldout_eval);
-  int64_t total_units = 3;
-  for (const auto& p : plan) total_units += static_cast<int64_t>(p.size());
+  std::vector<std::vector<int>> assignments = {std::vector<int>(n, 4), std::vector<int>(n, 2)};
+  for (const auto& p : plan) {
+    for (const Planned& x : p) assignments.push_back(BitsOf(x.q));
+  }
+  std::sort(assignments.begin(), assignments.end());
+  assignments.erase(std::unique(assignments.begin(), assignments.end()), assignments.end());
+  const int64_t total_units = 1 + static_cast<int64_t>(assignments.size());
   int64_t units = 0;
   report("measure", 0, total_units, t0);
   r.heldout_ppl_fp32 = std::exp(heldout_eval->NllOf(forward::WeightSet::FromModel(model)));
   report("measure", ++units, total_units, t0);
+  for (const std::vector<int>& bits : assignments) {
+    RETURN_IF_ERROR(meter.Nll(bits).status());
+    report("measure", ++units, total_units, t0);
+  }
   {
     ASSIGN_OR_RETURN(double nll4, meter.Nll(std::vector<int>(n, 4)));
     r.heldout_ppl_all4 = std::exp(nll4);
-    report("measure", ++units, total_units, t0);
     ASSIGN_OR_RETURN(double nll2, meter.Nll(std::vector<int>(n, 2)));
     r.heldout_ppl_all2 = std::exp(nll2);
-    report("measure", ++units, total_units, t0);
   }
   for (size_t b = 0; b < budgets.size(); ++b) {
     BudgetResult br;
@@ -556,9 +611,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
       m.memory_bytes = solver::Footprint(bytes, p.q);
       m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
                                  static_cast<double>(r.all4_bytes - r.all2_bytes);
-      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));
+      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));  // measured above: the memo
       m.heldout_ppl = std::exp(m.heldout_nll);
-      report("measure", ++units, total_units, t0);
       if (p.solved != nullptr) {
         m.objective = p.solved->objective;
         m.lower_bound = p.solved->lower_bound;

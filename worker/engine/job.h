@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -58,6 +59,8 @@ struct JobProgress {
   double phase_seconds = 0;   // time spent in this phase so far
   double eta_seconds = 0;     // remaining time of this phase, extrapolated (0 when unknown)
   double elapsed_seconds = 0; // since RunJob started
+  double job_eta_seconds = 0; // remaining time of the whole job, estimated (0 when unknown):
+                              // JobWorkPlan's rate so far times its work left
 };
 
 // What RunJob hands a JobOptions::spqe_runner: the calibration evaluator (prefix reuse) and
@@ -142,6 +145,25 @@ struct JobOptions {
   // Optional: runs SPQE instead of solver::RunSpqe in this process — `impq run` passes the
   // cluster's coordinator code (coordinator/embedded_spqe.h).
   SpqeRunner spqe_runner;
+};
+
+// The whole job's time left, for progress reports: each phase's work estimated up front in
+// calibration-set evaluations (from the options and the sets' sizes), the rate measured so far
+// (elapsed time per unit of work done), the rest extrapolated at that rate. An estimate:
+// prefix reuse, early stopping and the machine's load move it; it corrects itself as phases
+// finish.
+class JobWorkPlan {
+ public:
+  JobWorkPlan() = default;
+  JobWorkPlan(const JobOptions& options, int players, int64_t calib_tokens,
+              int64_t heldout_tokens);
+  // Seconds left when `phase` ("baselines" ... "measure") has done `done` of `total` units
+  // after `elapsed_seconds` of the job; 0 when unknown (no plan, another phase, nothing done).
+  double SecondsLeft(const std::string& phase, int64_t done, int64_t total,
+                     double elapsed_seconds) const;
+
+ private:
+  std::vector<std::pair<std::string, double>> phases_;  // in order, work units each
 };
 
 // OK or InvalidArgument naming the field, its value and what is expected. RunJob calls it

@@ -16,27 +16,32 @@ using forward::LlamaForward;
 using forward::WeightSet;
 using forward::Workspace;
 
-// The prefix cache of one sequence (see the header). Stage 2l is the input of block l's
-// attention sublayer, stage 2l + 1 the input of its feed-forward sublayer.
+// The prefix cache of one sequence (see the header): one or two slots, each the states of
+// one earlier evaluation. Stage 2l is the input of block l's attention sublayer, stage 2l + 1
+// the input of its feed-forward sublayer.
 struct LocalEvaluator::SequenceCache {
+  struct Slot {
+    bool valid = false;  // holds the states of a previous evaluation
+    // Weight pointers of every layer the states were computed with.
+    std::vector<std::array<const float*, model::kNumLinear>> weights;
+    std::vector<std::vector<float>> states;  // [stage] input of that sublayer, T·dim floats
+    double last_sum = 0;                     // NLL sum of that evaluation
+  };
   bool enabled = false;  // admitted under max_cache_bytes
-  bool valid = false;    // holds the states of a previous evaluation
-  // Weight pointers of every layer the cached states were computed with.
-  std::vector<std::array<const float*, model::kNumLinear>> weights;
-  std::vector<std::vector<float>> states;  // [stage] input of that sublayer, T·dim floats
-  double last_sum = 0;                     // NLL sum of the previous evaluation
+  std::vector<Slot> slots;
 };
 
 namespace {
 
+using LayerWeights = std::vector<std::array<const float*, model::kNumLinear>>;
+
 // The first stage (2l: attention sublayer of block l, 2l + 1: its feed-forward sublayer)
 // whose weights differ between `a` and `b`; 2L when none does.
-int FirstChangedStage(const WeightSet& a,
-                      const std::vector<std::array<const float*, model::kNumLinear>>& b) {
+int FirstChangedStage(const LayerWeights& a, const LayerWeights& b) {
   using model::LinearKind;
   const int L = static_cast<int>(b.size());
   for (int l = 0; l < L; ++l) {
-    const auto& x = a.linear[l];
+    const auto& x = a[l];
     const auto& y = b[l];
     auto differs = [&](LinearKind k) { return x[static_cast<int>(k)] != y[static_cast<int>(k)]; };
     if (differs(LinearKind::kQ) || differs(LinearKind::kK) || differs(LinearKind::kV) ||
@@ -76,6 +81,10 @@ double LocalEvaluatorStats::FlopSavedFraction() const {
 absl::StatusOr<std::unique_ptr<LocalEvaluator>> LocalEvaluator::Create(
     const quant::QuantizedModel& qmodel, const LlamaForward& forward, const eval::EvalSet& set,
     const LocalEvaluatorOptions& options) {
+  if (options.cache_slots != 1 && options.cache_slots != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("LocalEvaluatorOptions.cache_slots = ",
+                                                   options.cache_slots, "; expected 1 or 2"));
+  }
   if (options.threads < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("LocalEvaluatorOptions.threads = ", options.threads, "; expected >= 1"));
@@ -94,12 +103,16 @@ LocalEvaluator::LocalEvaluator(const quant::QuantizedModel& qmodel, const LlamaF
     const int64_t bytes = static_cast<int64_t>(sizeof(float)) * 2 * c.n_layers * c.dim *
                           static_cast<int64_t>(seq.tokens.size());
     // Admission in sequence order while the total fits: deterministic, independent of threads.
-    if (options_.max_cache_bytes > 0 && used + bytes <= options_.max_cache_bytes) {
+    const int64_t slot_bytes = bytes * options_.cache_slots;
+    if (options_.max_cache_bytes > 0 && used + slot_bytes <= options_.max_cache_bytes) {
       cache->enabled = true;
-      cache->weights.resize(c.n_layers);
-      cache->states.resize(2 * static_cast<size_t>(c.n_layers));
-      for (auto& st : cache->states) st.resize(seq.tokens.size() * static_cast<size_t>(c.dim));
-      used += bytes;
+      cache->slots.resize(static_cast<size_t>(options_.cache_slots));
+      for (SequenceCache::Slot& slot : cache->slots) {
+        slot.weights.resize(c.n_layers);
+        slot.states.resize(2 * static_cast<size_t>(c.n_layers));
+        for (auto& st : slot.states) st.resize(seq.tokens.size() * static_cast<size_t>(c.dim));
+      }
+      used += slot_bytes;
       ++stats_.cached_sequences;
     }
     caches_.push_back(std::move(cache));
@@ -118,22 +131,48 @@ double LocalEvaluator::RunSequence(size_t s, const WeightSet& w, Workspace& ws, 
   const auto T = static_cast<int64_t>(seq.tokens.size());
   const size_t row_floats = static_cast<size_t>(T) * c.dim;
   SequenceCache& cache = *caches_[s];
+  const LayerWeights& wanted = w.linear;
 
-  int first = 0;  // first stage whose weights differ from the cached states'
-  if (cache.enabled && cache.valid) {
-    first = FirstChangedStage(w, cache.weights);
-    if (first == 2 * L) return cache.last_sum;  // same weights everywhere: same loss
+  // The base: the slot whose states run furthest along the wanted weights. The target (where
+  // this evaluation's states go): with one slot the same one; with two the other one, which
+  // first gets the base's states before the restart stage wherever it does not already hold
+  // them (so a search's incumbent stays as a base while its neighbours come and go).
+  int first = 0;  // first stage whose weights differ from the base's
+  SequenceCache::Slot* base = nullptr;
+  SequenceCache::Slot* target = nullptr;
+  if (cache.enabled) {
+    for (SequenceCache::Slot& slot : cache.slots) {
+      if (!slot.valid) continue;
+      const int f = FirstChangedStage(wanted, slot.weights);
+      if (f == 2 * L) return slot.last_sum;  // same weights everywhere: same loss
+      if (base == nullptr || f > first) {
+        base = &slot;
+        first = f;
+      }
+    }
+    target = &cache.slots[0];
+    if (cache.slots.size() > 1 && base == target) target = &cache.slots[1];
   }
   ws.Reserve(c, T);
   if (first == 0) {
     forward_.Embed(seq.tokens, ws);
   } else {
-    std::memcpy(ws.x.data(), cache.states[first].data(), row_floats * sizeof(float));
+    if (target != base) {
+      // Stage s's input depends on the weights of the stages before it only: the target's
+      // states agree with the base's up to and including the first stage their weights differ.
+      const int start =
+          target->valid ? FirstChangedStage(base->weights, target->weights) + 1 : 0;
+      for (int stage = start; stage <= first; ++stage) {
+        std::memcpy(target->states[stage].data(), base->states[stage].data(),
+                    row_floats * sizeof(float));
+      }
+    }
+    std::memcpy(ws.x.data(), target->states[first].data(), row_floats * sizeof(float));
   }
   const SublayerFlops flops = SublayerFlopsOf(c, T);
   for (int stage = first; stage < 2 * L; ++stage) {
-    if (cache.enabled && (stage > first || first == 0)) {
-      std::memcpy(cache.states[stage].data(), ws.x.data(), row_floats * sizeof(float));
+    if (target != nullptr && (stage > first || first == 0)) {
+      std::memcpy(target->states[stage].data(), ws.x.data(), row_floats * sizeof(float));
     }
     const int l = stage / 2;
     if (stage % 2 == 0) {
@@ -160,10 +199,10 @@ double LocalEvaluator::RunSequence(size_t s, const WeightSet& w, Workspace& ws, 
       sum += forward::LogSumExp(row, V) - static_cast<double>(row[target]);
     }
   }
-  if (cache.enabled) {
-    for (int l = 0; l < L; ++l) cache.weights[l] = w.linear[l];
-    cache.valid = true;
-    cache.last_sum = sum;
+  if (target != nullptr) {
+    target->weights = wanted;
+    target->valid = true;
+    target->last_sum = sum;
   }
   return sum;
 }

@@ -20,7 +20,7 @@
 // Memory: the cache holds 2 · L · T_s · dim floats per cached sequence s, i.e.
 // 8 · L · dim · processed_tokens bytes in all (stories260K, the first 50 stories of
 // tinystories_v2_valid_100.txt, 18,630 tokens: 8 · 5 · 64 · 18,630 = 47.7 MB).
-// `max_cache_bytes` caps it: sequences are admitted to the cache in EvalSet order while the
+// (times cache_slots). `max_cache_bytes` caps it: sequences are admitted to the cache in EvalSet order while the
 // running total fits; the others are evaluated in full every time (still bit-identical, only
 // slower). 0 disables reuse altogether.
 //
@@ -64,6 +64,12 @@ struct LocalEvaluatorOptions {
   int threads = 1;  // >= 1
   // Upper bound on the prefix cache (see the file comment); 0 disables prefix reuse.
   int64_t max_cache_bytes = int64_t{1} << 30;
+  // Evaluations whose states each sequence keeps (1 or 2; the bytes count against
+  // max_cache_bytes). With 2, an evaluation restarts from whichever of the two shares more
+  // leading sublayers with it and replaces the other, so the states of a coalition that many
+  // others are compared with (a local search's incumbent) stay while its neighbours pass
+  // through. A walk, whose steps each differ from the previous one only, needs 1.
+  int cache_slots = 1;
 };
 
 // Work counters, per sequence. A "block evaluation" is one decoder block run (entirely or

@@ -48,11 +48,12 @@ class RealModel {
 };
 
 std::unique_ptr<LocalEvaluator> MakeEvaluator(quant::PlayerGranularity g, int threads,
-                                              int64_t cache_bytes) {
+                                              int64_t cache_bytes, int cache_slots = 1) {
   RealModel& m = RealModel::Get();
   LocalEvaluatorOptions o;
   o.threads = threads;
   o.max_cache_bytes = cache_bytes;
+  o.cache_slots = cache_slots;
   auto ev = LocalEvaluator::Create(m.Quantized(g), m.fwd(), m.set(), o);
   IMPQ_CHECK(ev.ok()) << ev.status();
   return std::move(*ev);
@@ -176,6 +177,61 @@ TEST(LocalEvaluatorTest, ResultsDoNotDependOnBatchingOrCacheCap) {
     ASSERT_TRUE(one.ok());
     EXPECT_EQ((*one)[0], (*all)[k]) << "coalition " << k;
   }
+}
+
+// Two slots: a local search's pattern (an incumbent, its neighbours one at a time, a move, the
+// new incumbent's neighbours) gives bit for bit the losses of full evaluations, runs exactly
+// the sublayers from the first one a neighbour changes against the incumbent, and does less
+// work than one slot, which restarts against the previous neighbour.
+TEST(LocalEvaluatorTest, TwoSlotsKeepTheIncumbentAsABase) {
+  RealModel& m = RealModel::Get();
+  const auto g = quant::PlayerGranularity::kModule;
+  const int n = m.Quantized(g).num_players();
+  const int L = m.fwd().config().n_layers;
+  const int64_t S = 8;
+  auto stage = [](int player) {
+    const int kind = player % model::kNumLinear;
+    return 2 * (player / model::kNumLinear) + (kind >= static_cast<int>(model::LinearKind::kGate));
+  };
+  Rng rng(17);
+  Coalition incumbent(static_cast<size_t>(n), 0);
+  for (int i = 0; i < n; ++i) incumbent[i] = rng.Uniform() < 0.5;
+  // Neighbours flip one early and one late player; one of them becomes the next incumbent.
+  std::vector<Coalition> sequence = {incumbent};
+  std::vector<int64_t> expected_sublayers = {2 * L};
+  Coalition inc = incumbent;
+  for (int round = 0; round < 2; ++round) {
+    for (int k = 0; k < 6; ++k) {
+      Coalition q = inc;
+      const int a = 7 + 3 * k + round, b = n - 1 - k;
+      q[a] ^= 1;
+      q[b] ^= 1;
+      sequence.push_back(q);
+      expected_sublayers.push_back(2 * L - std::min(stage(a), stage(b)));
+    }
+    inc = sequence.back();  // the move: the last neighbour, still in a slot
+  }
+  auto one = MakeEvaluator(g, 1, int64_t{1} << 30, 1);
+  auto two = MakeEvaluator(g, 1, int64_t{1} << 30, 2);
+  auto full = MakeEvaluator(g, 1, 0);
+  int64_t done = 0;
+  for (size_t k = 0; k < sequence.size(); ++k) {
+    auto a = one->Evaluate(std::span<const Coalition>(&sequence[k], 1));
+    auto b = two->Evaluate(std::span<const Coalition>(&sequence[k], 1));
+    auto f = full->Evaluate(std::span<const Coalition>(&sequence[k], 1));
+    ASSERT_TRUE(a.ok() && b.ok() && f.ok());
+    EXPECT_EQ((*b)[0], (*f)[0]) << "coalition " << k;
+    EXPECT_EQ((*a)[0], (*f)[0]) << "coalition " << k;
+    const int64_t ran = two->stats().sublayer_evals_done - done;
+    done = two->stats().sublayer_evals_done;
+    EXPECT_EQ(ran, S * expected_sublayers[k]) << "coalition " << k;
+  }
+  EXPECT_LT(two->stats().sublayer_evals_done, one->stats().sublayer_evals_done);
+  EXPECT_EQ(two->stats().cache_bytes, 2 * one->stats().cache_bytes);
+  LocalEvaluatorOptions bad;
+  bad.cache_slots = 3;
+  EXPECT_EQ(LocalEvaluator::Create(m.Quantized(g), m.fwd(), m.set(), bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LocalEvaluatorTest, RejectsMalformedCoalitions) {

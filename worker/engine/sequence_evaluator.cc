@@ -33,6 +33,9 @@ absl::StatusOr<std::unique_ptr<SequenceEvaluator>> SequenceEvaluator::Create(
     one->processed_tokens = static_cast<int64_t>(s.tokens.size());
     LocalEvaluatorOptions o;
     o.threads = 1;  // the parallelism is over sequences, here
+    // Two evaluations' states per sequence: the per-budget choice's local search compares
+    // many neighbours with one incumbent, which then stays as their base (local_evaluator.h).
+    o.cache_slots = 2;
     // Each sequence's share of the cap, in proportion to its positions (the cache is
     // linear in them), so the caches together stay within max_cache_bytes.
     o.max_cache_bytes = processed > 0 ? static_cast<int64_t>(

@@ -2,7 +2,7 @@
 // coalitions can be compared *paired* — per sequence — with a standard error (issue 8's
 // per-budget choice: is candidate A's lower calibration loss more than noise?).
 //
-// Each sequence gets its own LocalEvaluator (one thread, its own prefix cache), and a batch
+// Each sequence gets its own LocalEvaluator (one thread, its own two-slot prefix cache), and a batch
 // runs as one parallel loop over sequences, each walking the whole batch in order through its
 // cache; so consecutive coalitions of a batch (or of consecutive calls) that share early
 // weights reuse those blocks' hidden states exactly as LocalEvaluator does.

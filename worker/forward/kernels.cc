@@ -3,18 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-namespace impq::forward {
+#include "worker/forward/simd_lanes.h"
 
-// The hot row kernels get an AVX2 clone next to the baseline x86-64 one, picked at load time.
-// Both run the same float operations in the same order (neither target has FMA instructions,
-// "avx2" does not imply "fma", so no multiply-add can be contracted whatever -ffp-contract
-// says; fixed-lane sums), so results do not depend on which clone runs. The GPU plugin's
-// bit-exact kernels rely on this too: building impq with -march=native (FMA) would break them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IMPQ_KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define IMPQ_KERNEL_CLONES
-#endif
+namespace impq::forward {
 
 IMPQ_KERNEL_CLONES
 void RmsNormRow(const float* x, const float* w, int64_t n, float eps, float* out) {
@@ -41,35 +32,12 @@ void RopeHead(float* v, int64_t head_dim, const float* cos, const float* sin, bo
   }
 }
 
-namespace {
-
-// Σ v[0..n) with 16 independent partial sums, combined in a fixed order: vectorizes without
-// -ffast-math and gives the same result on every run.
-float SumLanes(const float* __restrict v, int64_t n) {
-  float lane[16] = {};
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    for (int k = 0; k < 16; ++k) lane[k] += v[j + k];
-  }
-  for (; j < n; ++j) lane[j & 15] += v[j];
-  float s = 0.0f;
-  for (int k = 0; k < 16; ++k) s += lane[k];
-  return s;
-}
-
-float MaxOf(const float* __restrict v, int64_t n) {
-  float mx = v[0];
-  for (int64_t j = 1; j < n; ++j) mx = v[j] > mx ? v[j] : mx;
-  return mx;
-}
-
-}  // namespace
 
 IMPQ_KERNEL_CLONES
 void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
-  const float mx = MaxOf(row, valid);
+  const float mx = simd::MaxOf(row, valid);
   for (int64_t j = 0; j < valid; ++j) row[j] = FastExp(row[j] - mx);
-  const float sum = SumLanes(row, valid);
+  const float sum = simd::SumLanes(row, valid);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
   for (int64_t j = valid; j < n; ++j) row[j] = 0.0f;
@@ -77,9 +45,17 @@ void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
 
 IMPQ_KERNEL_CLONES
 void SiluMul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + FastExp(-g)) * up[i];
+  // The exponentials first, then the quotients, a block at a time: written as one loop, GCC
+  // if-converts FastExp's clamp by computing the quotient twice (one vdivps per branch), and
+  // division is the expensive part. Same operations either way, so the same values.
+  constexpr int64_t kBlock = 256;
+  float e[kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t m = std::min(kBlock, n - i0);
+    float* __restrict g = gate + i0;
+    const float* __restrict u = up + i0;
+    for (int64_t i = 0; i < m; ++i) e[i] = FastExp(-g[i]);
+    for (int64_t i = 0; i < m; ++i) g[i] = g[i] / (1.0f + e[i]) * u[i];
   }
 }
 
@@ -96,14 +72,29 @@ void SoftcapRow(float* x, int64_t n, float cap) {
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
 }
 
+IMPQ_KERNEL_CLONES
 double LogSumExp(const float* row, int64_t n) {
-  const float mx = MaxOf(row, n);
+  const float mx = simd::MaxOf(row, n);
   // Float exponentials summed in 16 double lanes (fixed order): each term is in (0, 1], so
-  // the double sum loses nothing that matters against the float inputs.
-  double lane[16] = {};
+  // the double sum loses nothing that matters against the float inputs. The exponentials of
+  // a block go through a small buffer first, so that the FastExp loop vectorizes on its own
+  // and the double lanes stay in registers.
+  typedef double D4 __attribute__((vector_size(32)));
+  D4 acc[4] = {};  // lanes 0..3, 4..7, 8..11, 12..15
+  float e[16];
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    for (int k = 0; k < 16; ++k) lane[k] += FastExp(row[j + k] - mx);
+    for (int k = 0; k < 16; ++k) e[k] = FastExp(row[j + k] - mx);
+    typedef float F4 __attribute__((vector_size(16)));
+    for (int q = 0; q < 4; ++q) {
+      F4 f;
+      __builtin_memcpy(&f, e + 4 * q, sizeof(f));
+      acc[q] += __builtin_convertvector(f, D4);
+    }
+  }
+  double lane[16];
+  for (int q = 0; q < 4; ++q) {
+    for (int k = 0; k < 4; ++k) lane[4 * q + k] = acc[q][k];
   }
   for (; j < n; ++j) lane[j & 15] += FastExp(row[j] - mx);
   double sum = 0.0;

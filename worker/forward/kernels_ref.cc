@@ -1,5 +1,6 @@
 #include "worker/forward/kernels_ref.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace impq::forward {
@@ -46,6 +47,31 @@ double LogSumExpRef(const std::vector<float>& row) {
   long double sum = 0;
   for (float v : row) sum += std::exp(static_cast<long double>(v));
   return static_cast<double>(std::log(sum));
+}
+
+std::vector<double> AttentionHeadRef(const std::vector<float>& q, const std::vector<float>& k,
+                                     const std::vector<float>& v, int T, int hd, double scale,
+                                     double softcap, int window) {
+  std::vector<double> out(static_cast<size_t>(T) * hd, 0.0);
+  std::vector<double> p(static_cast<size_t>(T));
+  for (int t = 0; t < T; ++t) {
+    const int first = window > 0 ? std::max(0, t - window + 1) : 0;
+    double mx = -1e300;
+    for (int j = first; j <= t; ++j) {
+      double s = 0;
+      for (int d = 0; d < hd; ++d) s += static_cast<double>(q[t * hd + d]) * k[j * hd + d];
+      s *= scale;
+      if (softcap > 0) s = softcap * std::tanh(s / softcap);
+      p[j] = s;
+      mx = std::max(mx, s);
+    }
+    double z = 0;
+    for (int j = first; j <= t; ++j) z += (p[j] = std::exp(p[j] - mx));
+    for (int j = first; j <= t; ++j) {
+      for (int d = 0; d < hd; ++d) out[t * hd + d] += p[j] / z * v[j * hd + d];
+    }
+  }
+  return out;
 }
 
 }  // namespace impq::forward

@@ -7,6 +7,7 @@
 
 #include "common/rng.h"
 #include "gtest/gtest.h"
+#include "worker/forward/attention_kernel.h"
 #include "worker/forward/kernels.h"
 #include "worker/forward/kernels_ref.h"
 
@@ -116,6 +117,94 @@ TEST(KernelsTest, LogSumExpMatchesReference) {
     // row - max is rounded (u · 2·spread absolute in the exponent), exp adds 4u relative, the
     // double sum and log are exact to float precision: |Δ| <= u · (2·spread + 5).
     EXPECT_NEAR(got, ref, kU * (2 * spread + 5)) << n;
+  }
+}
+
+TEST(KernelsTest, FastExpFmaWithinTwoUlpOfExp) {
+  double worst = 0;
+  for (double x = -87.0; x <= 88.0; x += 0.00731) {
+    const float xf = static_cast<float>(x);
+    const double ref = std::exp(static_cast<double>(xf));
+    worst = std::max(worst, std::abs(FastExpFma(xf) - ref) / ref);
+  }
+  EXPECT_LE(worst, 2 * 2 * kU) << "max relative error";
+  EXPECT_EQ(FastExpFma(0.0f), 1.0f);
+  EXPECT_GT(FastExpFma(-1000.0f), 0.0f);
+  EXPECT_TRUE(std::isfinite(FastExpFma(1000.0f)));
+}
+
+// CausalAttentionHead against the double reference, for the head dims with a specialised path
+// (8, 16), a generic one (5, 12: not multiples of 8, and below 16 lanes), windows and
+// soft-caps. The bound, per output, follows the kernel's rounding steps: each score is a fused
+// sum of hd + 1 products (the scale folded into q), so |Δs_j| <= (hd + 2)·u·S_j with
+// S_j = Σ_d |scale·q_d·k_dj| (plus 4u·|s_j| through a soft-cap); the exponent s_j − max moves
+// by twice the largest score error plus its own rounding u·|s_j − max|, and FastExpFma adds
+// 4u; the key sums (Σ e, Σ e·v) round at most n times (n visible keys) and the final product
+// and division twice. So |Δout_d| <= (2·ε + (2n + 4)·u) · Σ_j p_j·|v_dj|, ε the largest
+// relative error of an e_j.
+TEST(KernelsTest, CausalAttentionHeadMatchesReference) {
+  Rng rng(6);
+  struct Case {
+    int T, hd, window;
+    float softcap;
+  };
+  for (const Case& c : {Case{1, 8, 0, 0}, Case{70, 8, 0, 0}, Case{300, 8, 0, 0},
+                        Case{100, 16, 0, 0}, Case{90, 5, 0, 0}, Case{64, 12, 0, 0},
+                        Case{120, 8, 33, 0}, Case{80, 16, 0, 30.0f}}) {
+    const size_t n = static_cast<size_t>(c.T) * c.hd;
+    auto q = RandomVec(rng, n, 1.5), k = RandomVec(rng, n, 1.5), v = RandomVec(rng, n, 1.0);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    // The kernel reads keys and values transposed, [hd][T].
+    // ld >= T + 15; the padding holds large finite values, which must not leak in.
+    const int ld = c.T + 17;
+    std::vector<float> kt(static_cast<size_t>(ld) * c.hd, 1e4f), vt(kt.size(), 1e4f), out(n);
+    std::vector<float> scratch(static_cast<size_t>(c.T) + 15);
+    for (int t = 0; t < c.T; ++t) {
+      for (int d = 0; d < c.hd; ++d) {
+        kt[d * ld + t] = k[t * c.hd + d];
+        vt[d * ld + t] = v[t * c.hd + d];
+      }
+    }
+    CausalAttentionHead(q.data(), c.hd, kt.data(), vt.data(), ld, c.T, c.hd, scale, c.softcap,
+                        c.window, out.data(), c.hd, scratch.data());
+    const auto ref = AttentionHeadRef(q, k, v, c.T, c.hd, scale, c.softcap, c.window);
+    for (int t = 0; t < c.T; ++t) {
+      const int first = c.window > 0 ? std::max(0, t - c.window + 1) : 0;
+      const int keys = t + 1 - first;
+      // Reference scores and weights, for the bound.
+      std::vector<double> s(static_cast<size_t>(keys)), big(static_cast<size_t>(keys));
+      double mx = -1e300, worst_s = 0;
+      for (int j = 0; j < keys; ++j) {
+        double dot = 0, abs_sum = 0;
+        for (int d = 0; d < c.hd; ++d) {
+          const double x = static_cast<double>(scale) * q[t * c.hd + d] * k[(first + j) * c.hd + d];
+          dot += x;
+          abs_sum += std::abs(x);
+        }
+        double err = (c.hd + 2) * kU * abs_sum;
+        if (c.softcap > 0) {
+          dot = c.softcap * std::tanh(dot / c.softcap);
+          err += 4 * kU * std::abs(dot);
+        }
+        s[j] = dot;
+        worst_s = std::max(worst_s, err);
+        mx = std::max(mx, dot);
+      }
+      double eps = 0, z = 0;
+      for (int j = 0; j < keys; ++j) {
+        eps = std::max(eps, 2 * worst_s + kU * std::abs(s[j] - mx) + 4 * kU);
+        z += std::exp(s[j] - mx);
+      }
+      for (int d = 0; d < c.hd; ++d) {
+        double weighted = 0;
+        for (int j = 0; j < keys; ++j) {
+          weighted += std::exp(s[j] - mx) / z * std::abs(v[(first + j) * c.hd + d]);
+        }
+        const double tol = (2 * eps + (2.0 * keys + 4) * kU) * weighted + 1e-30;
+        ASSERT_NEAR(out[t * c.hd + d], ref[t * c.hd + d], tol)
+            << "T=" << c.T << " hd=" << c.hd << " window=" << c.window << " t=" << t << " d=" << d;
+      }
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/logging.h"
+#include "worker/forward/attention_kernel.h"
 #include "worker/forward/kernels.h"
 #include "worker/forward/matmul.h"
 #include "worker/forward/rope.h"
@@ -25,6 +26,8 @@ void Workspace::Reserve(const model::ModelConfig& c, int64_t tokens) {
   proj.resize(T * c.dim);
   h1.resize(T * c.hidden_dim);
   h3.resize(T * c.hidden_dim);
+  kt.resize(static_cast<size_t>(SmallHeadKeyStride(tokens) * c.kv_dim()));
+  vt.resize(kt.size());
   scores.resize(static_cast<size_t>(c.n_heads) * LlamaForward::kAttnRows * T);
   logits.resize(static_cast<size_t>(LlamaForward::kLogitRows) * c.vocab_size);
   capacity = tokens;
@@ -92,6 +95,34 @@ void LlamaForward::Attention(int layer, int64_t T, Workspace& ws, ThreadPool* po
   const float scale = c.AttentionScale();
   const float softcap = c.attn_logit_softcap;
   const int64_t window = c.LayerUsesSlidingWindow(layer) ? c.sliding_window : 0;
+  if (hd <= kSmallHeadDim) {
+    // Keys and values transposed per kv head ([kv head][d][ld]) so that the row kernel reads
+    // them contiguously along the keys; ld leaves room for its last, partial block of 16 keys
+    // (zeros past T).
+    const int64_t ld = SmallHeadKeyStride(T);
+    for (int64_t i = 0; i < kvd; ++i) {
+      float* kr = ws.kt.data() + i * ld;
+      float* vr = ws.vt.data() + i * ld;
+      for (int64_t t = 0; t < T; ++t) {
+        kr[t] = ws.k[t * kvd + i];
+        vr[t] = ws.v[t * kvd + i];
+      }
+      std::fill(kr + T, kr + ld, 0.0f);
+      std::fill(vr + T, vr + ld, 0.0f);
+    }
+    auto small_head = [&](size_t h) {
+      const int64_t g = static_cast<int64_t>(h) / group;
+      CausalAttentionHead(ws.q.data() + h * hd, qd, ws.kt.data() + g * hd * ld,
+                          ws.vt.data() + g * hd * ld, ld, T, hd, scale, softcap, window,
+                          ws.att.data() + h * hd, qd, ws.scores.data() + h * kAttnRows * T);
+    };
+    if (pool != nullptr) {
+      pool->ParallelFor(static_cast<size_t>(c.n_heads), small_head);
+    } else {
+      for (int h = 0; h < c.n_heads; ++h) small_head(static_cast<size_t>(h));
+    }
+    return;
+  }
   auto head = [&](size_t h) {
     const int64_t g = static_cast<int64_t>(h) / group;
     float* s = ws.scores.data() + h * kAttnRows * T;

@@ -5,7 +5,8 @@
 //                    x += Wdown · (silu(Wgate·m) ⊙ Wup·m),              m = rmsnorm(x) · ffn_norm
 //   logits = Wout · rmsnorm(x) · final_norm
 // Attention is causal and grouped-query (query head h reads kv head h / (n_heads/n_kv_heads)),
-// computed per head in blocks of query rows with sgemm and a row softmax.
+// computed per head in blocks of query rows with sgemm and a row softmax (small head dims: row by
+// row, CausalAttentionHead).
 //
 // The other architectures are switches of ModelConfig on this one path (model.h):
 //   Llama-3  rotary frequencies by the llama3 rule (rope.h);
@@ -46,6 +47,10 @@ class LinearInputObserver {
                              int64_t cols) = 0;
 };
 
+// Row stride of the transposed keys and values of small-head attention (CausalAttentionHead
+// reads whole blocks of 16 keys).
+inline int64_t SmallHeadKeyStride(int64_t T) { return T + 16; }
+
 // Scratch buffers for sequences of up to `capacity` tokens. Grows on demand.
 class Workspace {
  public:
@@ -58,6 +63,7 @@ class Workspace {
   std::vector<float> att;     // [T, q_dim] attention output before Wo
   std::vector<float> proj;    // [T, dim] output of Wo / Wdown
   std::vector<float> h1, h3;  // [T, hidden]
+  std::vector<float> kt, vt;  // [kv_dim, SmallHeadKeyStride(T)]: k, v transposed (small head dims)
   std::vector<float> scores;  // [n_heads, kAttnRows, T]
   std::vector<float> logits;  // [kLogitRows, vocab]
   int64_t capacity = 0;
@@ -68,6 +74,9 @@ class LlamaForward {
   // Query rows per attention block, logit rows per head block.
   static constexpr int64_t kAttnRows = 64;
   static constexpr int64_t kLogitRows = 256;
+  // Head dims up to this run attention row by row (CausalAttentionHead: q·kᵀ with an inner
+  // dimension this short gains nothing from sgemm); larger ones as sgemm over query blocks.
+  static constexpr int64_t kSmallHeadDim = 16;  // <= kAttentionMaxHeadDim
 
   // REQUIRES: model.Validate().ok(); `model` outlives this object.
   explicit LlamaForward(const model::Model& model);

@@ -17,7 +17,8 @@ namespace impq::forward {
 
 inline constexpr int kMatMulChunk = 128;
 
-// Pins OpenBLAS to one thread per call (idempotent, thread-safe).
+// Pins OpenBLAS to one thread per call and stops its idle worker threads (idempotent,
+// thread-safe).
 void UseSingleThreadedBlas();
 
 // y = x · wᵀ. x: [rows, in] with row stride ldx; w: [out, in] contiguous; y: [rows, out] with
