@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs impq's build and test dependencies from Debian 12's packages (idempotent).
+# Installs impq's build dependencies from Debian 12's packages (idempotent); with --test also
+# what only the tests use (scripts/test.sh passes it), so that scripts/run.sh on a fresh
+# machine does not wait for a browser download.
 # CUDA is not a Debian package: when /usr/local/cuda exists the CUDA plugin is built too.
 set -euo pipefail
 
@@ -8,8 +10,10 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libopenblas-dev libsqlite3-dev libsentencepiece-dev openssl
-  libxml2-utils chromium  # xmllint and a headless browser for the `impq report` tests
 )
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(libxml2-utils chromium)  # xmllint and a headless browser for the report tests
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,7 +2,7 @@
 # The README's test command: install dependencies, build, run every test (CTest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh
+scripts/install_deps.sh --test
 scripts/build.sh
 data="${IMPQ_SHARED_DATA:-$PWD/../shared/data}"
 if [ ! -f "$data/stories260K.bin" ]; then
