@@ -26,9 +26,9 @@
 namespace impq::solver {
 
 struct MultiChoiceProblem {
-  int num_players = 0;          // n >= 1
-  std::vector<int> widths;      // m labels (bits), e.g. {2, 3, 4, 8}; 1 <= m <= 16, distinct
-  std::vector<double> linear;   // a: n·m, a_{i,w} at [i·m + w]
+  int num_players = 0;         // n >= 1
+  std::vector<int> widths;     // m labels (bits), e.g. {2, 3, 4, 8}; 1 <= m <= 16, distinct
+  std::vector<double> linear;  // a: n·m, a_{i,w} at [i·m + w]
   // K: (n·m)×(n·m) row-major, symmetric; entry [(i·m + w)·n·m + j·m + v] is the coefficient of
   // x_{i,w}·x_{j,v} for i ≠ j (each unordered pair of players counted once in the objective).
   // The blocks i == j are NOT part of the objective (two widths of one player are never
@@ -38,9 +38,9 @@ struct MultiChoiceProblem {
   // players and the blocks 2·C_ii make the relaxation convex without a shift (tight bounds).
   // Any hint gives the same optimum; zero blocks mean none.
   std::vector<double> quadratic;
-  std::vector<int64_t> bytes;   // n·m, bytes_{i,w} >= 0 at [i·m + w]
+  std::vector<int64_t> bytes;  // n·m, bytes_{i,w} >= 0 at [i·m + w]
   int64_t budget_bytes = 0;
-  double constant = 0.0;        // c
+  double constant = 0.0;  // c
 
   int num_widths() const { return static_cast<int>(widths.size()); }
   int num_vars() const { return num_players * num_widths(); }
@@ -96,8 +96,8 @@ struct MultiChoiceSolverOptions {
 
 // Certified branch and bound (multi_choice_solver.cc). InvalidArgument for an invalid problem
 // and for an infeasible budget (budget_bytes below MinFootprint(); the message names both).
-absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem& problem,
-                                                        const MultiChoiceSolverOptions& options = {});
+absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(
+    const MultiChoiceProblem& problem, const MultiChoiceSolverOptions& options = {});
 
 // Enumerates all m^n choices. Errors as SolveMultiChoiceExact, and ResourceExhausted when
 // m^n > 2^24. For tests.

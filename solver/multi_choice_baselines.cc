@@ -18,14 +18,13 @@ absl::StatusOr<int> CheckInputs(std::span<const int> widths, std::span<const int
   if (m == 0) return absl::InvalidArgumentError("no widths given");
   for (size_t w = 1; w < m; ++w) {
     if (widths[w] <= widths[w - 1]) {
-      return absl::InvalidArgumentError(absl::StrCat("widths must be strictly ascending: ",
-                                                     widths[w - 1], " then ", widths[w]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("widths must be strictly ascending: ", widths[w - 1], " then ", widths[w]));
     }
   }
   if (bytes.empty() || bytes.size() % m != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bytes has ", bytes.size(), " entries, not a positive multiple of ", m,
-                     " widths"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bytes has ", bytes.size(), " entries, not a positive multiple of ", m, " widths"));
   }
   const int n = static_cast<int>(bytes.size() / m);
   int64_t smallest = 0;
@@ -42,9 +41,9 @@ absl::StatusOr<int> CheckInputs(std::span<const int> widths, std::span<const int
     smallest += lo;
   }
   if (budget_bytes < smallest) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "budget_bytes ", budget_bytes, " below the smallest footprint ", smallest,
-        " (every player at its fewest bytes): infeasible"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("budget_bytes ", budget_bytes, " below the smallest footprint ", smallest,
+                     " (every player at its fewest bytes): infeasible"));
   }
   return n;
 }
@@ -69,8 +68,8 @@ absl::StatusOr<std::vector<int>> GreedyDeltaPerByteAllocation(std::span<const do
   }
   for (size_t k = 0; k < delta.size(); ++k) {
     if (!std::isfinite(delta[k])) {
-      return absl::InvalidArgumentError(absl::StrCat("delta of player ", k / m, " at ",
-                                                     widths[k % m], " bits is not finite"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("delta of player ", k / m, " at ", widths[k % m], " bits is not finite"));
     }
   }
   std::vector<int> choice(n, m - 1);
@@ -105,9 +104,9 @@ absl::StatusOr<std::vector<int>> UniformWidthAllocation(std::span<const int> wid
     std::vector<int> choice(n, w);
     if (Footprint(bytes, m, choice) <= budget_bytes) return choice;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "no single width fits budget_bytes ", budget_bytes, ": all at ", widths[0], " bits take ",
-      Footprint(bytes, m, std::vector<int>(n, 0))));
+  return absl::InvalidArgumentError(absl::StrCat("no single width fits budget_bytes ", budget_bytes,
+                                                 ": all at ", widths[0], " bits take ",
+                                                 Footprint(bytes, m, std::vector<int>(n, 0))));
 }
 
 absl::StatusOr<std::vector<int>> RandomWidthAllocation(std::span<const int> widths,
@@ -139,9 +138,9 @@ absl::StatusOr<std::vector<int>> RandomWidthAllocation(std::span<const int> widt
     // Every player at a width no narrower width undercuts: the footprint is then the
     // smallest reachable by steps; CheckInputs guarantees it fits when bytes grow with width.
     if (!moved) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "random allocation cannot step below ", used, " bytes (budget ", budget_bytes,
-          "): bytes do not grow with the width"));
+      return absl::InvalidArgumentError(absl::StrCat("random allocation cannot step below ", used,
+                                                     " bytes (budget ", budget_bytes,
+                                                     "): bytes do not grow with the width"));
     }
   }
   return choice;

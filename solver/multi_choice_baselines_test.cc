@@ -65,16 +65,12 @@ TEST(MultiChoiceBaselinesTest, GreedyTakesTheCheapestLossPerByteStep) {
   const std::vector<double> delta = {5.0, 1.0, 0.0, 0.5, 0.1, 0.0};
   // Need 50 bytes saved from 220: player 1 to 3 bits (0.1 / 50 = 0.002 per byte) beats
   // player 1 to 2 bits (0.5 / 100) and any move of player 0 (>= 1.0 / 5).
-  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 170),
-            (std::vector<int>{2, 1}));
+  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 170), (std::vector<int>{2, 1}));
   // 100 bytes: then player 1 to 2 bits ((0.5 − 0.1) / 50 = 0.008) before player 0 moves.
-  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 120),
-            (std::vector<int>{2, 0}));
+  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 120), (std::vector<int>{2, 0}));
   // 105 bytes: player 0 must also drop; 3 bits (1.0 / 5) saves enough.
-  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 115),
-            (std::vector<int>{1, 0}));
-  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 220),
-            (std::vector<int>{2, 2}));
+  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 115), (std::vector<int>{1, 0}));
+  EXPECT_EQ(*GreedyDeltaPerByteAllocation(delta, widths, bytes, 220), (std::vector<int>{2, 2}));
 }
 
 TEST(MultiChoiceBaselinesTest, EveryRuleFitsTheBudget) {
@@ -115,24 +111,25 @@ TEST(MultiChoiceBaselinesTest, BadInputsAreNamed) {
   const std::vector<double> delta = {5.0, 1.0, 0.0, 0.5, 0.1, 0.0};
   auto infeasible = GreedyDeltaPerByteAllocation(delta, widths, bytes, 109);
   EXPECT_EQ(infeasible.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(infeasible.status().message(), HasSubstr("budget_bytes 109 below the smallest footprint 110"));
+  EXPECT_THAT(infeasible.status().message(),
+              HasSubstr("budget_bytes 109 below the smallest footprint 110"));
   EXPECT_THAT(UniformWidthAllocation(widths, bytes, 50).status().message(),
               HasSubstr("smallest footprint 110"));
   EXPECT_THAT(RandomWidthAllocation(widths, bytes, 50, 1).status().message(),
               HasSubstr("smallest footprint 110"));
-  EXPECT_THAT(GreedyDeltaPerByteAllocation(delta, std::vector<int>{2, 4, 3}, bytes, 200)
-                  .status().message(),
-              HasSubstr("strictly ascending: 4 then 3"));
-  EXPECT_THAT(GreedyDeltaPerByteAllocation(std::vector<double>{1.0}, widths, bytes, 200)
-                  .status().message(),
-              HasSubstr("delta has 1 entries, bytes 6"));
+  EXPECT_THAT(
+      GreedyDeltaPerByteAllocation(delta, std::vector<int>{2, 4, 3}, bytes, 200).status().message(),
+      HasSubstr("strictly ascending: 4 then 3"));
+  EXPECT_THAT(
+      GreedyDeltaPerByteAllocation(std::vector<double>{1.0}, widths, bytes, 200).status().message(),
+      HasSubstr("delta has 1 entries, bytes 6"));
   std::vector<double> nan = delta;
   nan[4] = std::nan("");
   EXPECT_THAT(GreedyDeltaPerByteAllocation(nan, widths, bytes, 200).status().message(),
               HasSubstr("delta of player 1 at 3 bits is not finite"));
-  EXPECT_THAT(UniformWidthAllocation(widths, std::vector<int64_t>{1, 2, 3, 4}, 200)
-                  .status().message(),
-              HasSubstr("not a positive multiple of 3"));
+  EXPECT_THAT(
+      UniformWidthAllocation(widths, std::vector<int64_t>{1, 2, 3, 4}, 200).status().message(),
+      HasSubstr("not a positive multiple of 3"));
 }
 
 }  // namespace

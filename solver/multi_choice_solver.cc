@@ -74,7 +74,8 @@ int64_t MultiChoiceProblem::MinFootprint() const {
 
 absl::Status ValidateMultiChoiceProblem(const MultiChoiceProblem& p) {
   const int n = p.num_players, m = p.num_widths();
-  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("num_players = ", n, " (expected >= 1)"));
+  if (n < 1)
+    return absl::InvalidArgumentError(absl::StrCat("num_players = ", n, " (expected >= 1)"));
   if (m < 1 || m > 16) {
     return absl::InvalidArgumentError(absl::StrCat("widths has ", m, " entries (expected 1..16)"));
   }
@@ -87,10 +88,10 @@ absl::Status ValidateMultiChoiceProblem(const MultiChoiceProblem& p) {
   }
   const size_t nv = static_cast<size_t>(n) * m;
   if (p.linear.size() != nv || p.bytes.size() != nv || p.quadratic.size() != nv * nv) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sizes: linear ", p.linear.size(), ", bytes ", p.bytes.size(), ", quadratic ",
-        p.quadratic.size(), " (expected ", nv, ", ", nv, ", ", nv * nv, " for ", n,
-        " players x ", m, " widths)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sizes: linear ", p.linear.size(), ", bytes ", p.bytes.size(), ", quadratic ",
+                     p.quadratic.size(), " (expected ", nv, ", ", nv, ", ", nv * nv, " for ", n,
+                     " players x ", m, " widths)"));
   }
   if (!std::isfinite(p.constant)) return absl::InvalidArgumentError("constant is not finite");
   for (size_t k = 0; k < nv; ++k) {
@@ -127,8 +128,8 @@ absl::StatusOr<MultiChoiceProblem> MultiChoiceFromBinary(const QuadraticObjectiv
   RETURN_IF_ERROR(ValidatePlayerBytes(bytes));
   const int n = objective.num_players;
   if (static_cast<int>(bytes.bytes2.size()) != n) {
-    return absl::InvalidArgumentError(absl::StrCat("objective has ", n, " players, bytes ",
-                                                   bytes.bytes2.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("objective has ", n, " players, bytes ", bytes.bytes2.size()));
   }
   MultiChoiceProblem p;
   p.num_players = n;
@@ -143,7 +144,8 @@ absl::StatusOr<MultiChoiceProblem> MultiChoiceFromBinary(const QuadraticObjectiv
     p.linear[2 * i] = objective.linear[i] + objective.K(i, i);
     p.bytes[2 * i] = bytes.bytes2[i];
     p.bytes[2 * i + 1] = bytes.bytes4[i];
-    for (int j = 0; j < n; ++j) p.quadratic[(2 * static_cast<size_t>(i)) * nv + 2 * j] = 2.0 * objective.K(i, j);
+    for (int j = 0; j < n; ++j)
+      p.quadratic[(2 * static_cast<size_t>(i)) * nv + 2 * j] = 2.0 * objective.K(i, j);
   }
   return p;
 }
@@ -159,17 +161,17 @@ using Mask = uint32_t;
 // The problem in the solver's working form. f(x) = aᵀx + ½xᵀPx on one-hot x.
 struct Dense {
   int n = 0, m = 0, nv = 0;
-  std::vector<double> a;        // nv
-  std::vector<double> p;        // nv×nv, symmetric, zero diagonal blocks (the objective)
+  std::vector<double> a;  // nv
+  std::vector<double> p;  // nv×nv, symmetric, zero diagonal blocks (the objective)
   // The relaxation F(x) = xᵀ(½P + D)x + (a − diag D)ᵀx with D block diagonal ([i][w][v]):
   // F equals f on one-hot points for every such D (x_{i,w}² = x_{i,w}, x_{i,w}·x_{i,v} = 0).
-  std::vector<double> dblk;     // n·m·m
-  std::vector<int64_t> bytes;   // nv
+  std::vector<double> dblk;    // n·m·m
+  std::vector<int64_t> bytes;  // nv
   int64_t budget = 0;
-  std::vector<double> bn;       // bytes / max bytes (the relaxation's units)
+  std::vector<double> bn;  // bytes / max bytes (the relaxation's units)
   double budget_n = 0.0;
-  double lipschitz = 1.0;       // ≥ 2·λ_max(½P + D)
-  double scale = 0.0;           // Σ|a| + Σ_{i<j}|P|
+  double lipschitz = 1.0;  // ≥ 2·λ_max(½P + D)
+  double scale = 0.0;      // Σ|a| + Σ_{i<j}|P|
   double tolerance = 0.0;
   double P(int k, int l) const { return p[static_cast<size_t>(k) * nv + l]; }
 };
@@ -279,7 +281,8 @@ void SetConvexification(Dense& d, const std::vector<double>& base, const std::ve
             for (int w = 0; w < m; ++w) {
               const double zw = z[static_cast<size_t>(w) * r + ka];
               if (zw == 0.0) continue;
-              for (int v = 0; v < m; ++v) acc += zw * M(i, w, j, v) * z[static_cast<size_t>(v) * r + kb];
+              for (int v = 0; v < m; ++v)
+                acc += zw * M(i, w, j, v) * z[static_cast<size_t>(v) * r + kb];
               if (i == j) acc_s += zw * s[i * m + w] * z[static_cast<size_t>(w) * r + kb];
             }
             mz[static_cast<size_t>(i * r + ka) * nz + j * r + kb] = acc;
@@ -296,7 +299,8 @@ void SetConvexification(Dense& d, const std::vector<double>& base, const std::ve
   }
   d.dblk = base;
   for (int i = 0; i < n; ++i) {
-    for (int w = 0; w < m; ++w) d.dblk[(static_cast<size_t>(i) * m + w) * m + w] += t * s[i * m + w];
+    for (int w = 0; w < m; ++w)
+      d.dblk[(static_cast<size_t>(i) * m + w) * m + w] += t * s[i * m + w];
   }
   // Floored relative to the objective's size: with K = 0 (one player, or no interactions)
   // the curvature is ~0 and an unbounded step would overflow the projection.
@@ -484,8 +488,8 @@ void Project(const Dense& d, std::span<const Mask> allowed, std::span<const doub
 
 // Bound (2) of the file comment; x: warm start in, last iterate out. Stops early once the
 // bound reaches `target`, or once a feasible iterate lies below it (no bound can then reach it).
-double RelaxationBound(const Dense& d, std::span<const Mask> allowed, int max_iters,
-                       double target, std::vector<double>& x, std::vector<Segment>& segs) {
+double RelaxationBound(const Dense& d, std::span<const Mask> allowed, int max_iters, double target,
+                       std::vector<double>& x, std::vector<Segment>& segs) {
   const int nv = d.nv;
   std::vector<double> y, g(nv), v(nv), xn(nv), tmp;
   if (x.size() != static_cast<size_t>(nv)) {
@@ -734,9 +738,9 @@ absl::Status CheckSolvable(const MultiChoiceProblem& problem) {
   RETURN_IF_ERROR(ValidateMultiChoiceProblem(problem));
   const int64_t min_bytes = problem.MinFootprint();
   if (problem.budget_bytes < min_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "budget ", problem.budget_bytes, " bytes is below the smallest footprint ", min_bytes,
-        " bytes (every player at its smallest width): no choice fits"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("budget ", problem.budget_bytes, " bytes is below the smallest footprint ",
+                     min_bytes, " bytes (every player at its smallest width): no choice fits"));
   }
   return absl::OkStatus();
 }
@@ -888,8 +892,8 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceBruteForce(const MultiChoicePr
   double total = 1.0;
   for (int i = 0; i < n; ++i) total *= m;
   if (total > 16777216.0) {
-    return absl::ResourceExhaustedError(absl::StrCat("brute force over ", m, "^", n,
-                                                     " choices refused (limit 2^24)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("brute force over ", m, "^", n, " choices refused (limit 2^24)"));
   }
   const Dense d = MakeDense(problem, 1e-9);
   // Depth-first over players with the partial value and footprint of the prefix.

@@ -1,5 +1,7 @@
 // The multiple-choice allocation (multi_choice.h): the exact branch and bound against brute
 // force on small instances, against the binary solver on {2, 4}, and its errors.
+#include "solver/multi_choice.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -11,7 +13,6 @@
 #include "gtest/gtest.h"
 #include "solver/allocation_problem.h"
 #include "solver/allocation_solver.h"
-#include "solver/multi_choice.h"
 #include "solver/multi_choice_test_games.h"
 #include "solver/test_games.h"
 
@@ -31,9 +32,12 @@ double Tolerance(const MultiChoiceProblem& p) {
 
 MultiChoiceProblem Instance(int family, int n, const std::vector<int>& widths, uint64_t seed) {
   switch (family) {
-    case 0: return testing::RandomCovarianceMultiChoice(n, widths, seed);
-    case 1: return testing::RandomIndefiniteMultiChoice(n, widths, seed);
-    default: return testing::RandomIndefiniteMultiChoice(n, widths, seed, /*scaled=*/false);
+    case 0:
+      return testing::RandomCovarianceMultiChoice(n, widths, seed);
+    case 1:
+      return testing::RandomIndefiniteMultiChoice(n, widths, seed);
+    default:
+      return testing::RandomIndefiniteMultiChoice(n, widths, seed, /*scaled=*/false);
   }
 }
 
@@ -53,9 +57,9 @@ TEST(MultiChoiceTest, ExactMatchesBruteForceOnSmallInstances) {
             auto brute = SolveMultiChoiceBruteForce(p);
             ASSERT_TRUE(exact.ok()) << exact.status();
             ASSERT_TRUE(brute.ok()) << brute.status();
-            SCOPED_TRACE(::testing::Message() << "family " << family << " n " << n << " m "
-                                            << widths.size() << " seed " << seed << " frac "
-                                            << frac);
+            SCOPED_TRACE(::testing::Message()
+                         << "family " << family << " n " << n << " m " << widths.size() << " seed "
+                         << seed << " frac " << frac);
             const double tol = Tolerance(p);
             EXPECT_TRUE(exact->proven_optimal);
             EXPECT_NEAR(exact->objective, brute->objective, tol);
@@ -84,8 +88,8 @@ TEST(MultiChoiceTest, NodeBoundsAreValidAndExactAtLeaves) {
   int checked = 0;
   for (int family : {0, 1, 2}) {
     for (uint64_t seed = 1; seed <= 6; ++seed) {
-      const std::vector<int> widths = seed % 2 ? std::vector<int>{2, 3, 4, 8}
-                                               : std::vector<int>{2, 3, 4};
+      const std::vector<int> widths =
+          seed % 2 ? std::vector<int>{2, 3, 4, 8} : std::vector<int>{2, 3, 4};
       MultiChoiceProblem p = Instance(family, 5, widths, 500 + seed);
       const int n = p.num_players, m = p.num_widths();
       p.budget_bytes = testing::BudgetAtAverageBits(p, 2.5 + 0.5 * (seed % 3));
@@ -111,8 +115,8 @@ TEST(MultiChoiceTest, NodeBoundsAreValidAndExactAtLeaves) {
           if (i == n) break;
         }
         const internal::MultiChoiceBounds b = internal::MultiChoiceNodeBounds(p, allowed);
-        SCOPED_TRACE(::testing::Message() << "family " << family << " seed " << seed
-                                          << " trial " << trial);
+        SCOPED_TRACE(::testing::Message()
+                     << "family " << family << " seed " << seed << " trial " << trial);
         if (best == std::numeric_limits<double>::infinity()) {
           // No choice of the node fits: the split bound's knapsack must say so.
           EXPECT_EQ(b.split, best);
@@ -152,8 +156,8 @@ TEST(MultiChoiceTest, BinaryWidthsGiveTheBinarySolversOptimum) {
           ASSERT_TRUE(mc.ok()) << mc.status();
           auto r = SolveMultiChoiceExact(*mc);
           ASSERT_TRUE(r.ok()) << r.status();
-          SCOPED_TRACE(::testing::Message() << "family " << family << " n " << n << " seed "
-                                          << seed << " bits " << bits);
+          SCOPED_TRACE(::testing::Message() << "family " << family << " n " << n << " seed " << seed
+                                            << " bits " << bits);
           ASSERT_TRUE(b->proven_optimal && r->proven_optimal);
           EXPECT_NEAR(r->objective, b->objective, Tolerance(*mc));
           // The same point has the same value in both programs.

@@ -14,8 +14,7 @@ namespace impq::solver::testing {
 
 // Storage like RandomPlayerBytes (solver/test_games.h) at every width: attention-sized and
 // MLP-sized players, params·bits/8 bytes of codes plus 16 of scales/zeros.
-inline std::vector<int64_t> RandomWidthBytes(int n, const std::vector<int>& widths,
-                                             uint64_t seed) {
+inline std::vector<int64_t> RandomWidthBytes(int n, const std::vector<int>& widths, uint64_t seed) {
   Rng rng(seed);
   std::vector<int64_t> bytes;
   for (int i = 0; i < n; ++i) {
