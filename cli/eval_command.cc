@@ -36,14 +36,7 @@ int EvalCommand(const std::vector<std::string>& args) {
   flags.Int("threads", &threads, "worker threads");
   flags.Bool("json", &json, "print one JSON object instead of text");
   flags.Bool("progress", &progress, "show progress on stderr");
-  if (absl::Status s = flags.Parse(args); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommand(args)) return *exit_code;
   auto mode = eval::ParseEvalMode(mode_name);
   if (!mode.ok()) {
     std::cerr << mode.status().message() << "\n";

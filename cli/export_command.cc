@@ -169,14 +169,7 @@ int ExportCommand(const std::vector<std::string>& args) {
   flags.String("tokenizer", &tokenizer_flag,
                "safetensors: the tokenizer to ship (default: the run's)");
   flags.Int("threads", &threads, "safetensors: threads for quantization");
-  if (absl::Status s = flags.Parse(args); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommand(args)) return *exit_code;
   auto bad_input = [](const absl::Status& s) {
     std::cerr << "impq export: " << s.message() << "\n";
     return 2;

@@ -226,14 +226,7 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
     std::cerr << "impq quantize-eval: " << message << "\n\n" << flags.Usage();
     return 2;
   };
-  if (absl::Status s = flags.Parse(args); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommand(args)) return *exit_code;
 
   // Usage checks first: they need no file.
   auto quantizer = quant::MakeQuantizer(backend);

@@ -28,14 +28,7 @@ int ReportCommand(const std::vector<std::string>& args) {
   flags.String("from", &from, "the file `impq run --json FILE` wrote", /*required=*/true);
   flags.String("out", &out, "the HTML page to write", /*required=*/true);
   flags.Bool("quiet", &quiet, "do not print where the page was written");
-  if (absl::Status s = flags.Parse(args); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommand(args)) return *exit_code;
   // Every message names the file; nothing has been written when one is printed.
   auto bad_input = [&](const std::string& what) {
     std::cerr << "impq report: " << what << " (nothing written)\n";

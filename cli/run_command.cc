@@ -128,14 +128,7 @@ int RunCommand(const std::vector<std::string>& args) {
   flags.Bool("in-process", &in_process,
              "estimate with solver::RunSpqe directly instead of through the coordinator code "
              "(same results)");
-  if (absl::Status s = flags.Parse(args); !s.ok()) {
-    std::cerr << s.message() << "\n\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommand(args)) return *exit_code;
   auto in_data = [&](const std::string& f) {
     return f.find('/') == std::string::npos ? data + "/" + f : f;
   };

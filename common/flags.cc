@@ -80,7 +80,11 @@ bool FlagSet::WasSet(const std::string& name) const {
 }
 
 std::optional<int> FlagSet::ParseMain(int argc, char** argv) {
-  if (absl::Status s = Parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+  return ParseCommand(std::vector<std::string>(argv + 1, argv + argc));
+}
+
+std::optional<int> FlagSet::ParseCommand(const std::vector<std::string>& args) {
+  if (absl::Status s = Parse(args); !s.ok()) {
     std::cerr << s.message() << "\n\n" << Usage();
     return 2;
   }

@@ -42,6 +42,8 @@ class FlagSet {
   // and returns 2; on --help prints the usage to stdout and returns 0; otherwise returns
   // nullopt (go on).
   std::optional<int> ParseMain(int argc, char** argv);
+  // The same for a subcommand's arguments (those after `impq <command>`).
+  std::optional<int> ParseCommand(const std::vector<std::string>& args);
 
  private:
   struct Flag {
