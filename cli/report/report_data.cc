@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
+#include "worker/engine/method_title.h"
 
 namespace impq::cli::report {
 namespace {
@@ -334,26 +335,9 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
 }
 
 std::string MethodTitle(const RunReport& report, const std::string& method) {
-  static const auto* const kTitles =
-      new std::map<std::string, std::string>{{"isolated", "isolated Δ"},
-                                             {"lim", "LIM"},
-                                             {"zscore", "Z-score"},
-                                             {"actnorm", "act. norm"},
-                                             {"uniform", "uniform"},
-                                             {"impq_covariance", "IMPQ (covariance)"},
-                                             {"impq_surrogate", "IMPQ (surrogate)"},
-                                             {"impq_window", "IMPQ (window)"},
-                                             {"impq_window_top", "IMPQ (top window)"},
-                                             {"impq_local", "IMPQ (local surrogate)"},
-                                             {"impq_search", "IMPQ (measured search)"}};
-  if (method == "impq") return absl::StrCat("IMPQ (", report.interaction_estimator, ")");
-  if (method == "random") {
-    return report.header.random_draws.has_value()
-               ? absl::StrCat("random (mean of ", *report.header.random_draws, ")")
-               : "random (mean)";
-  }
-  auto it = kTitles->find(method);
-  return it != kTitles->end() ? it->second : method;
+  if (method == "random" && !report.header.random_draws.has_value()) return "random (mean)";
+  return engine::MethodTitle(method, report.interaction_estimator,
+                             report.header.random_draws.value_or(0));
 }
 
 }  // namespace impq::cli::report

@@ -23,6 +23,7 @@
 #include "worker/engine/baselines.h"
 #include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
+#include "worker/engine/method_title.h"
 #include "worker/engine/sequence_evaluator.h"
 #include "worker/forward/llama_forward.h"
 
@@ -850,22 +851,11 @@ std::string JobResultToMarkdown(const JobResult& r) {
                         "fp32 %.3f, all-4-bit %.3f, all-2-bit %.3f.\n\n",
                         r.heldout_ppl_fp32, r.heldout_ppl_all4, r.heldout_ppl_all2);
   if (r.budgets.empty()) return out;
-  std::map<std::string, std::string> title = {
-      {"impq", absl::StrCat("IMPQ (", r.allocation_estimator, ")")},
-      {"isolated", "isolated Δ"},
-      {"lim", "LIM"},
-      {"zscore", "Z-score"},
-      {"actnorm", "act. norm"},
-      {"random", absl::StrCat("random (mean of ", o.random_draws, ")")},
-      {"uniform", "uniform"},
-      {"impq_covariance", "IMPQ (covariance)"},
-      {"impq_surrogate", "IMPQ (surrogate)"},
-      {"impq_window", "IMPQ (window)"},
-      {"impq_window_top", "IMPQ (top window)"},
-      {"impq_local", "IMPQ (local surrogate)"},
-      {"impq_search", "IMPQ (measured search)"}};
+  auto title_of = [&](const std::string& method) {
+    return MethodTitle(method, r.allocation_estimator, o.random_draws);
+  };
   out += "| b_avg | budget (bytes) | **chosen** |";
-  for (const auto& m : r.budgets[0].allocations) out += " " + title[m.method] + " |";
+  for (const auto& m : r.budgets[0].allocations) out += " " + title_of(m.method) + " |";
   out += "\n|---:|---:|---:|";
   for (size_t k = 0; k < r.budgets[0].allocations.size(); ++k) out += "---:|";
   out += "\n";
@@ -873,7 +863,7 @@ std::string JobResultToMarkdown(const JobResult& r) {
     double best = 1e300;
     for (const auto& m : b.allocations) best = std::min(best, m.heldout_ppl);
     absl::StrAppendFormat(&out, "| %.2f | %d | %.3f (%s) |", b.average_bits, b.budget_bytes,
-                          b.Chosen().heldout_ppl, title[b.chosen]);
+                          b.Chosen().heldout_ppl, title_of(b.chosen));
     for (const auto& m : b.allocations) {
       const std::string v = absl::StrFormat("%.3f", m.heldout_ppl);
       out += m.heldout_ppl == best ? " **" + v + "** |" : " " + v + " |";
@@ -895,7 +885,7 @@ std::string JobResultToMarkdown(const JobResult& r) {
       absl::StrJoin(r.search_evaluations, " + "), 100 * r.selection_ratio,
       r.coalitions_evaluated);
   for (const auto& m : r.budgets[0].allocations) {
-    if (m.candidate) out += " " + title[m.method] + " |";
+    if (m.candidate) out += " " + title_of(m.method) + " |";
   }
   out += "\n|---:|---:|---|---:|---:|";
   for (const auto& m : r.budgets[0].allocations) {
@@ -904,9 +894,9 @@ std::string JobResultToMarkdown(const JobResult& r) {
   out += "\n";
   for (const BudgetResult& b : r.budgets) {
     absl::StrAppendFormat(&out, "| %.2f | %.1f | %s | %.2f%% vs %s | %+.4f ± %.4f (%s) |",
-                          b.average_bits, b.target_size, title[b.chosen], 100 * b.chosen_margin,
-                          b.runner_up.empty() ? "-" : title[b.runner_up], b.chosen_vs_simpler,
-                          b.chosen_vs_simpler_se, title[b.simpler]);
+                          b.average_bits, b.target_size, title_of(b.chosen), 100 * b.chosen_margin,
+                          b.runner_up.empty() ? "-" : title_of(b.runner_up), b.chosen_vs_simpler,
+                          b.chosen_vs_simpler_se, title_of(b.simpler));
     for (const auto& m : b.allocations) {
       if (!m.candidate) continue;
       absl::StrAppendFormat(&out, " %s%.3f → %.3f |", m.method == b.chosen ? "*" : "",
@@ -920,7 +910,7 @@ std::string JobResultToMarkdown(const JobResult& r) {
     std::string bits;
     for (int x : m.bits) bits += static_cast<char>('0' + x);
     absl::StrAppendFormat(&out, "- b_avg %.2f: `%s` (%.3f bits, %s)\n", b.average_bits, bits,
-                          m.average_bits, title[m.method]);
+                          m.average_bits, title_of(m.method));
   }
   absl::StrAppendFormat(
       &out,
