@@ -33,9 +33,10 @@ int Main(int argc, char** argv) {
   int64_t seeds = 10;
   FlagSet flags("solver_bench");
   bool multi_choice_only = false;
-  int64_t mc_max_nodes = 5000;
+  int64_t mc_max_nodes = 5000, mc_players = 35;
   flags.Int("seeds", &seeds, "instances per (family, n, budget)");
   flags.Bool("multi-choice-only", &multi_choice_only, "only the multiple-choice table");
+  flags.Int("mc-players", &mc_players, "multiple choice: number of players");
   flags.Int("mc-max-nodes", &mc_max_nodes,
             "multiple choice: node limit per instance (then reported as not proven)");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
@@ -92,14 +93,15 @@ int Main(int argc, char** argv) {
     }
   }
   }
-  // The multiple-choice program (multi_choice.h, issue 14): 35 players choosing among
-  // {2, 3, 4} or {2, 3, 4, 8} bits, budgets at average widths between the extremes.
+  // The multiple-choice program (multi_choice.h, issue 14): 35 players (--mc-players)
+  // choosing among {2, 3, 4} or {2, 3, 4, 8} bits, budgets at average widths between the
+  // extremes.
   std::printf("\n| family | players x widths | instances | exact median ms | exact mean ms | exact worst ms | mean nodes | proven optimal |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
   const std::vector<std::vector<int>> width_sets = {{2, 3, 4}, {2, 3, 4, 8}};
   for (int family : {0, 1}) {
     for (const std::vector<int>& widths : width_sets) {
-      const int n = 35;
+      const int n = static_cast<int>(mc_players);
       std::vector<double> ms;
       double nodes = 0;
       int proven = 0;
