@@ -23,6 +23,7 @@
 #include "worker/model/fingerprint.h"
 #include "worker/model/gguf_file.h"
 #include "worker/model/model_reader.h"
+#include "tests/shell.h"
 
 namespace impq {
 namespace {
@@ -31,22 +32,10 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using nlohmann::json;
 
-struct Result {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
+using Result = tests::ShellResult;
 
 Result RunImpq(const std::string& args) {
-  std::string cmd = std::string(IMPQ_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return {code, out};
+  return tests::Shell(std::string(IMPQ_BINARY) + " " + args);
 }
 
 // The JSON object in a command's output (stderr notes may precede it).
