@@ -9,30 +9,6 @@
 namespace impq::forward {
 namespace {
 
-IMPQ_KERNEL_INLINE float ExpFma1(float x) {
-  x = x < -87.33654f ? -87.33654f : x;
-  x = x > 88.72283f ? 88.72283f : x;
-  const float n = __builtin_fmaf(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;
-  float r = __builtin_fmaf(n, -0.693359375f, x);
-  r = __builtin_fmaf(n, 2.12194440e-4f, r);
-  const float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = __builtin_fmaf(y, r, 1.3981999507e-3f);
-  y = __builtin_fmaf(y, r, 8.3334519073e-3f);
-  y = __builtin_fmaf(y, r, 4.1665795894e-2f);
-  y = __builtin_fmaf(y, r, 1.6666665459e-1f);
-  y = __builtin_fmaf(y, r, 5.0000001201e-1f);
-  y = __builtin_fmaf(y, z, r) + 1.0f;
-  const int ni = static_cast<int>(n);
-  const int half = ni >> 1;
-  const unsigned a = static_cast<unsigned>(half + 127) << 23;
-  const unsigned b = static_cast<unsigned>(ni - half + 127) << 23;
-  float fa, fb;
-  __builtin_memcpy(&fa, &a, 4);
-  __builtin_memcpy(&fb, &b, 4);
-  return y * fa * fb;
-}
-
 // The kernel, on 16 lanes of representation L (simd::Wide16 or simd::Halves16: the same
 // arithmetic lane by lane).
 template <class L>
@@ -173,7 +149,11 @@ void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const fl
 
 }  // namespace
 
-float FastExpFma(float x) { return ExpFma1(x); }
+float FastExpFma(float x) {
+  typedef float F4 __attribute__((vector_size(16)));
+  typedef int32_t I4 __attribute__((vector_size(16)));
+  return simd::ExpFmaVec<F4, I4>(F4{x, x, x, x})[0];
+}
 
 void CausalAttentionHead(const float* q, int64_t ldq, const float* kt, const float* vt,
                          int64_t ld, int64_t T, int64_t head_dim, float scale, float softcap,

@@ -11,21 +11,29 @@ namespace impq::forward {
 // x = n·ln2 + r, |r| <= ln2/2, and Cephes' degree-7 polynomial for e^r, scaled by 2^n through
 // the exponent bits. Relative error <= 2 ulp over [-87, 88] (kernels_test checks it against
 // std::exp in double); inputs below -87.3 return ~1e-38, above 88.7 are clamped.
+// FastExp's constants: the clamp, the rounding shift, ln 2 split in two (Cody-Waite), and the
+// polynomial's coefficients from the highest degree down. FastExpFma and the vector kernels
+// (simd_lanes.h) use the same ones.
+namespace fast_exp {
+inline constexpr float kMin = -87.33654f, kMax = 88.72283f;
+inline constexpr float kLog2e = 1.44269504088896341f, kRound = 12582912.0f;  // 1.5 · 2^23
+inline constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+inline constexpr float kPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                   4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+}  // namespace fast_exp
+
 inline float FastExp(float x) {
-  x = x < -87.33654f ? -87.33654f : x;
-  x = x > 88.72283f ? 88.72283f : x;
+  using namespace fast_exp;
+  x = x < kMin ? kMin : x;
+  x = x > kMax ? kMax : x;
   // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick (no libm call).
-  const float shifted = x * 1.44269504088896341f + 12582912.0f;
-  const float n = shifted - 12582912.0f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
+  const float shifted = x * kLog2e + kRound;
+  const float n = shifted - kRound;
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
   const float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
+  float y = kPoly[0];
+  for (int i = 1; i < 6; ++i) y = y * r + kPoly[i];
   y = y * z + r + 1.0f;
   // 2^n: n is in [-126, 128]; build the float with exponent n + 127 (n = 128 only at the
   // clamp, handled by splitting into two factors).

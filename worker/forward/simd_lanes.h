@@ -24,6 +24,8 @@
 
 #include <cstdint>
 
+#include "worker/forward/kernels.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define IMPQ_KERNEL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define IMPQ_FMA_VERSION(v) __attribute__((target(v)))
@@ -77,20 +79,17 @@ IMPQ_KERNEL_INLINE F FirstLanesVec(F a, F b, int64_t count, int offset) {
 // FastExp (kernels.h) with its multiply-adds fused, lane by lane (FastExpFma's arithmetic).
 template <class F, class I>
 IMPQ_KERNEL_INLINE F ExpFmaVec(F x) {
-  const F lo = SplatVec<F>(-87.33654f), hi = SplatVec<F>(88.72283f);
+  using namespace fast_exp;
+  const F lo = SplatVec<F>(kMin), hi = SplatVec<F>(kMax);
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
-  const F magic = SplatVec<F>(12582912.0f);
-  const F n = FmaVec(x, SplatVec<F>(1.44269504088896341f), magic) - magic;
-  F r = FmaVec(n, SplatVec<F>(-0.693359375f), x);
-  r = FmaVec(n, SplatVec<F>(2.12194440e-4f), r);
+  const F round = SplatVec<F>(kRound);
+  const F n = FmaVec(x, SplatVec<F>(kLog2e), round) - round;
+  F r = FmaVec(n, SplatVec<F>(-kLn2Hi), x);
+  r = FmaVec(n, SplatVec<F>(-kLn2Lo), r);
   const F z = r * r;
-  F y = SplatVec<F>(1.9875691500e-4f);
-  y = FmaVec(y, r, SplatVec<F>(1.3981999507e-3f));
-  y = FmaVec(y, r, SplatVec<F>(8.3334519073e-3f));
-  y = FmaVec(y, r, SplatVec<F>(4.1665795894e-2f));
-  y = FmaVec(y, r, SplatVec<F>(1.6666665459e-1f));
-  y = FmaVec(y, r, SplatVec<F>(5.0000001201e-1f));
+  F y = SplatVec<F>(kPoly[0]);
+  for (int i = 1; i < 6; ++i) y = FmaVec(y, r, SplatVec<F>(kPoly[i]));
   y = FmaVec(y, z, r) + SplatVec<F>(1.0f);
   // 2^n as two factors (n = 128 only at the clamp), built in the exponent bits.
   const I ni = __builtin_convertvector(n, I);
