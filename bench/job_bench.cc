@@ -89,13 +89,14 @@ std::optional<RunOutcome> RunJob(const std::string& impq, const std::string& arg
                                  const std::string& json_path) {
   RunOutcome out;
   out.load_before = LoadAverage();
-  const std::string cmd = ShellQuote(impq) + " run --quiet --json " + ShellQuote(json_path) +
-                          " " + args + " > /dev/null";
+  const std::string cmd = ShellQuote(impq) + " run --quiet --json " + ShellQuote(json_path) + " " +
+                          args + " > /dev/null";
   std::cerr << "job_bench: " << cmd << "\n";
   const double cpu0 = ChildrenCpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   const int status = std::system(cmd.c_str());
-  out.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   out.cpu_seconds = ChildrenCpuSeconds() - cpu0;
   out.load_after = LoadAverage();
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -154,7 +155,8 @@ int Main(int argc, char** argv) {
 
   if (!configs.empty()) {
     std::string table =
-        "| permutations M (walks run) | extra fraction F | stable batches S | SPQE evaluations | choice evaluations | "
+        "| permutations M (walks run) | extra fraction F | stable batches S | SPQE evaluations | "
+        "choice evaluations | "
         "calibration evaluations | wall s | chosen held-out PPL per budget | load avg before / "
         "after |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
@@ -178,12 +180,13 @@ int Main(int argc, char** argv) {
       const json& r = o->result;
       if (budgets.empty()) {
         std::vector<std::string> b;
-        for (const json& x : r.at("budgets")) b.push_back(absl::StrFormat("%.2f", x.at("average_bits").get<double>()));
+        for (const json& x : r.at("budgets"))
+          b.push_back(absl::StrFormat("%.2f", x.at("average_bits").get<double>()));
         budgets = absl::StrJoin(b, " / ");
       }
       const json& cost = r.at("cost");
-      absl::StrAppendFormat(&table, "| %d (%d) | %s | %d | %d | %d | %d | %.1f | %s | %s / %s |\n", m,
-                            r.at("spqe").at("permutations").get<int64_t>(), mf[1], stable,
+      absl::StrAppendFormat(&table, "| %d (%d) | %s | %d | %d | %d | %d | %.1f | %s | %s / %s |\n",
+                            m, r.at("spqe").at("permutations").get<int64_t>(), mf[1], stable,
                             r.at("spqe").at("coalitions_evaluated").get<int64_t>(),
                             cost.at("selection_evaluations").get<int64_t>(),
                             cost.at("calibration_evaluations").get<int64_t>(), o->wall_seconds,
@@ -195,12 +198,14 @@ int Main(int argc, char** argv) {
   }
 
   std::string table =
-      "| threads | wall s (process) | CPU s (process) | load | quantize | baselines | SPQE | solve | select | "
+      "| threads | wall s (process) | CPU s (process) | load | quantize | baselines | SPQE | solve "
+      "| select | "
       "measure | job total | SPQE eval/s | select eval/s | held-out eval/s | chosen held-out PPL "
       "per budget | load avg before / after |\n"
       "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
   for (int64_t t : threads) {
-    std::optional<RunOutcome> o = RunJob(impq, absl::StrFormat(" --threads %d", t) + extra_args, tmp);
+    std::optional<RunOutcome> o =
+        RunJob(impq, absl::StrFormat(" --threads %d", t) + extra_args, tmp);
     if (!o) return 1;
     const json& r = o->result;
     const json& ti = r.at("timings");
@@ -208,16 +213,18 @@ int Main(int argc, char** argv) {
     const double spqe_evals = r.at("spqe").at("coalitions_evaluated").get<double>();
     const double select_evals = cost.at("selection_evaluations").get<double>();
     const double heldout_evals = cost.at("heldout_evaluations").get<double>();
-    absl::StrAppendFormat(
-        &table, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %s | %s / %s |\n",
-        t, o->wall_seconds, o->cpu_seconds, ti.at("load_s").get<double>(), ti.at("quantize_s").get<double>(),
-        ti.at("baselines_s").get<double>(), ti.at("spqe_s").get<double>(),
-        ti.at("solve_s").get<double>(), ti.at("select_s").get<double>(),
-        ti.at("measure_s").get<double>(), ti.at("total_s").get<double>(),
-        Rate(spqe_evals, ti.at("spqe_s").get<double>()),
-        Rate(select_evals, ti.at("select_s").get<double>()),
-        Rate(heldout_evals, ti.at("measure_s").get<double>()), ChosenPpl(r), o->load_before,
-        o->load_after);
+    absl::StrAppendFormat(&table,
+                          "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
+                          "%.1f | %.2f | %.2f | %.2f | %s | %s / %s |\n",
+                          t, o->wall_seconds, o->cpu_seconds, ti.at("load_s").get<double>(),
+                          ti.at("quantize_s").get<double>(), ti.at("baselines_s").get<double>(),
+                          ti.at("spqe_s").get<double>(), ti.at("solve_s").get<double>(),
+                          ti.at("select_s").get<double>(), ti.at("measure_s").get<double>(),
+                          ti.at("total_s").get<double>(),
+                          Rate(spqe_evals, ti.at("spqe_s").get<double>()),
+                          Rate(select_evals, ti.at("select_s").get<double>()),
+                          Rate(heldout_evals, ti.at("measure_s").get<double>()), ChosenPpl(r),
+                          o->load_before, o->load_after);
   }
   std::remove(tmp.c_str());
   std::cout << table;

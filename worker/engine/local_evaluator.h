@@ -19,9 +19,9 @@
 //
 // Memory: the cache holds 2 · L · T_s · dim floats per cached sequence s, i.e.
 // 8 · L · dim · processed_tokens bytes in all (stories260K, the first 50 stories of
-// tinystories_v2_valid_100.txt, 18,630 tokens: 8 · 5 · 64 · 18,630 = 47.7 MB).
-// (times cache_slots). `max_cache_bytes` caps it: sequences are admitted to the cache in EvalSet order while the
-// running total fits; the others are evaluated in full every time (still bit-identical, only
+// tinystories_v2_valid_100.txt, 18,630 tokens: 8 · 5 · 64 · 18,630 = 47.7 MB), times
+// cache_slots. `max_cache_bytes` caps it: sequences are admitted to the cache in EvalSet order
+// while the running total fits; the others are evaluated in full every time (still bit-identical, only
 // slower). 0 disables reuse altogether.
 //
 // Saved work: a walk step changes one module player, of a block l uniform over 0..L−1. With

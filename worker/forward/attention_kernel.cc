@@ -87,10 +87,10 @@ struct Attention {
   }
 
   template <int HD>
-  static IMPQ_KERNEL_INLINE void Rows(const float* q, int64_t ldq, const float* kt,
-                                      const float* vt, int64_t ld, int64_t T, int64_t hd,
-                                      float scale, float softcap, int64_t window, float* out,
-                                      int64_t ldo, float* __restrict s) {
+  static IMPQ_KERNEL_INLINE void Rows(const float* q, int64_t ldq, const float* kt, const float* vt,
+                                      int64_t ld, int64_t T, int64_t hd, float scale, float softcap,
+                                      int64_t window, float* out, int64_t ldo,
+                                      float* __restrict s) {
     float qs[kAttentionMaxHeadDim];  // scale·q of one row
     for (int64_t t = 0; t < T; ++t) {
       const int64_t first = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
@@ -110,10 +110,9 @@ struct Attention {
     }
   }
 
-  static IMPQ_KERNEL_INLINE void Head(const float* q, int64_t ldq, const float* kt,
-                                      const float* vt, int64_t ld, int64_t T, int64_t hd,
-                                      float scale, float softcap, int64_t window, float* out,
-                                      int64_t ldo, float* s) {
+  static IMPQ_KERNEL_INLINE void Head(const float* q, int64_t ldq, const float* kt, const float* vt,
+                                      int64_t ld, int64_t T, int64_t hd, float scale, float softcap,
+                                      int64_t window, float* out, int64_t ldo, float* s) {
     switch (hd) {
       case 8:
         return Rows<8>(q, ldq, kt, vt, ld, T, hd, scale, softcap, window, out, ldo, s);
@@ -127,22 +126,22 @@ struct Attention {
 
 // The versions (simd_lanes.h): the same arithmetic, the lane representation each runs best.
 IMPQ_FMA_VERSION("default")
-void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt,
-                          int64_t ld, int64_t T, int64_t hd, float scale, float softcap,
-                          int64_t window, float* out, int64_t ldo, float* s) {
+void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt, int64_t ld,
+                          int64_t T, int64_t hd, float scale, float softcap, int64_t window,
+                          float* out, int64_t ldo, float* s) {
   Attention<simd::Halves16>::Head(q, ldq, kt, vt, ld, T, hd, scale, softcap, window, out, ldo, s);
 }
 #if IMPQ_HAVE_FMA_VERSIONS
 IMPQ_FMA_VERSION("avx2,fma")
-void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt,
-                          int64_t ld, int64_t T, int64_t hd, float scale, float softcap,
-                          int64_t window, float* out, int64_t ldo, float* s) {
+void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt, int64_t ld,
+                          int64_t T, int64_t hd, float scale, float softcap, int64_t window,
+                          float* out, int64_t ldo, float* s) {
   Attention<simd::Halves16>::Head(q, ldq, kt, vt, ld, T, hd, scale, softcap, window, out, ldo, s);
 }
 IMPQ_FMA_VERSION("avx512f")
-void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt,
-                          int64_t ld, int64_t T, int64_t hd, float scale, float softcap,
-                          int64_t window, float* out, int64_t ldo, float* s) {
+void AttentionHeadVersion(const float* q, int64_t ldq, const float* kt, const float* vt, int64_t ld,
+                          int64_t T, int64_t hd, float scale, float softcap, int64_t window,
+                          float* out, int64_t ldo, float* s) {
   Attention<simd::Wide16>::Head(q, ldq, kt, vt, ld, T, hd, scale, softcap, window, out, ldo, s);
 }
 #endif
@@ -155,13 +154,12 @@ float FastExpFma(float x) {
   return simd::ExpFmaVec<F4, I4>(F4{x, x, x, x})[0];
 }
 
-void CausalAttentionHead(const float* q, int64_t ldq, const float* kt, const float* vt,
-                         int64_t ld, int64_t T, int64_t head_dim, float scale, float softcap,
-                         int64_t window, float* out, int64_t ldo, float* scratch) {
+void CausalAttentionHead(const float* q, int64_t ldq, const float* kt, const float* vt, int64_t ld,
+                         int64_t T, int64_t head_dim, float scale, float softcap, int64_t window,
+                         float* out, int64_t ldo, float* scratch) {
   IMPQ_CHECK(head_dim >= 1 && head_dim <= kAttentionMaxHeadDim) << "head_dim " << head_dim;
   IMPQ_CHECK(ld >= T + 15) << "ld " << ld << " for T " << T;
-  AttentionHeadVersion(q, ldq, kt, vt, ld, T, head_dim, scale, softcap, window, out, ldo,
-                       scratch);
+  AttentionHeadVersion(q, ldq, kt, vt, ld, T, head_dim, scale, softcap, window, out, ldo, scratch);
 }
 
 }  // namespace impq::forward

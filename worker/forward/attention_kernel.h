@@ -30,9 +30,9 @@ float FastExpFma(float x);
 // scratch: >= T + 15 floats.
 // REQUIRES: 1 <= head_dim <= kAttentionMaxHeadDim.
 inline constexpr int64_t kAttentionMaxHeadDim = 64;
-void CausalAttentionHead(const float* q, int64_t ldq, const float* kt, const float* vt,
-                         int64_t ld, int64_t T, int64_t head_dim, float scale, float softcap,
-                         int64_t window, float* out, int64_t ldo, float* scratch);
+void CausalAttentionHead(const float* q, int64_t ldq, const float* kt, const float* vt, int64_t ld,
+                         int64_t T, int64_t head_dim, float scale, float softcap, int64_t window,
+                         float* out, int64_t ldo, float* scratch);
 
 }  // namespace impq::forward
 

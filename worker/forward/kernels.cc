@@ -32,7 +32,6 @@ void RopeHead(float* v, int64_t head_dim, const float* cos, const float* sin, bo
   }
 }
 
-
 IMPQ_KERNEL_CLONES
 void SoftmaxPrefixRow(float* row, int64_t valid, int64_t n) {
   const float mx = simd::MaxOf(row, valid);

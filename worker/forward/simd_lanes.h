@@ -14,7 +14,9 @@
 //                       __builtin_fmaf): one rounding per multiply-add in every version. v is
 //                       "avx512f", "avx2,fma" (every AVX2-era Intel and AMD CPU) or "default"
 //                       (libm's fmaf: slow, but only pre-2013 CPUs lack FMA). Each version
-//                       instantiates its template with the lane representation it runs best:
+//                       instantiates its template with the lane representation it runs best
+//                       (below).
+//
 // Fixed lanes. Sums are taken in 16 lanes — term j goes to lane j mod 16 — combined at the end
 // in a fixed order, so a sum is the same at any vector width. The 16 lanes are one 64-byte
 // vector (Wide16, for AVX-512) or two 32-byte ones (Halves16, for AVX2: GCC splits a 64-byte
@@ -106,7 +108,8 @@ IMPQ_KERNEL_INLINE F ExpFmaVec(F x) {
 // k + k+2, then 0 + 1.
 IMPQ_KERNEL_INLINE float ReduceEight(F8 a) {
   typedef float F4 __attribute__((vector_size(16)));
-  const F4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  const F4 b =
+      __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
   const float c0 = b[0] + b[2], c1 = b[1] + b[3];
   return c0 + c1;
 }
@@ -129,7 +132,9 @@ struct Wide16 {
   friend IMPQ_KERNEL_INLINE Wide16 operator+(Wide16 a, Wide16 b) { return {a.v + b.v}; }
   friend IMPQ_KERNEL_INLINE Wide16 operator-(Wide16 a, Wide16 b) { return {a.v - b.v}; }
   friend IMPQ_KERNEL_INLINE Wide16 operator*(Wide16 a, Wide16 b) { return {a.v * b.v}; }
-  friend IMPQ_KERNEL_INLINE Wide16 Fma(Wide16 a, Wide16 b, Wide16 c) { return {FmaVec(a.v, b.v, c.v)}; }
+  friend IMPQ_KERNEL_INLINE Wide16 Fma(Wide16 a, Wide16 b, Wide16 c) {
+    return {FmaVec(a.v, b.v, c.v)};
+  }
   friend IMPQ_KERNEL_INLINE Wide16 Max(Wide16 a, Wide16 b) { return {MaxVec(a.v, b.v)}; }
   friend IMPQ_KERNEL_INLINE Wide16 FirstLanes(Wide16 a, Wide16 b, int64_t count) {
     return {FirstLanesVec(a.v, b.v, count, 0)};
@@ -158,9 +163,15 @@ struct Halves16 {
     __builtin_memcpy(p, &lo, sizeof(lo));
     __builtin_memcpy(p + 8, &hi, sizeof(hi));
   }
-  friend IMPQ_KERNEL_INLINE Halves16 operator+(Halves16 a, Halves16 b) { return {a.lo + b.lo, a.hi + b.hi}; }
-  friend IMPQ_KERNEL_INLINE Halves16 operator-(Halves16 a, Halves16 b) { return {a.lo - b.lo, a.hi - b.hi}; }
-  friend IMPQ_KERNEL_INLINE Halves16 operator*(Halves16 a, Halves16 b) { return {a.lo * b.lo, a.hi * b.hi}; }
+  friend IMPQ_KERNEL_INLINE Halves16 operator+(Halves16 a, Halves16 b) {
+    return {a.lo + b.lo, a.hi + b.hi};
+  }
+  friend IMPQ_KERNEL_INLINE Halves16 operator-(Halves16 a, Halves16 b) {
+    return {a.lo - b.lo, a.hi - b.hi};
+  }
+  friend IMPQ_KERNEL_INLINE Halves16 operator*(Halves16 a, Halves16 b) {
+    return {a.lo * b.lo, a.hi * b.hi};
+  }
   friend IMPQ_KERNEL_INLINE Halves16 Fma(Halves16 a, Halves16 b, Halves16 c) {
     return {FmaVec(a.lo, b.lo, c.lo), FmaVec(a.hi, b.hi, c.hi)};
   }
