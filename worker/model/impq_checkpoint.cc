@@ -236,8 +236,9 @@ absl::StatusOr<Model> ImpqCheckpointReader::Read(const std::string& path) const 
     }
     const int bits = modules[module].get<int>();
     if (bits == 16 || bits == 32) return file->ReadTensor(name);
-    if (bits != 2 && bits != 4) {
-      return bad(absl::StrCat("modules.", module, " is ", bits, " (expected 2, 4, 16 or 32)"));
+    if (!impq_bits_supported(bits)) {
+      return bad(absl::StrCat("modules.", module, " is ", bits,
+                              " (expected 2, 3, 4, 8, or 16/32 for full precision)"));
     }
     const auto lk = static_cast<LinearKind>(kind);
     const int64_t rows = c.LinearRows(lk), cols = c.LinearCols(lk);

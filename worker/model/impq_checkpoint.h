@@ -1,5 +1,5 @@
 // impq's quantized checkpoint: a Hugging Face style directory whose linear weights are stored
-// in impq's packed 2/4-bit format (worker/quant/block_format.h), written by `impq export
+// in impq's packed 2-, 3-, 4- or 8-bit format (worker/quant/block_format.h), written by `impq export
 // --format safetensors` (worker/quant/quantized_checkpoint.h) and read back by LoadModel like
 // any other model, dequantized exactly as QuantizedModel dequantizes (quant::Dequantize), so
 // `impq eval` on it gives the loss `impq quantize-eval` gives for the same allocation.
@@ -13,14 +13,17 @@
 //                      here, not from the HF fields, so nothing is lost in translation (the
 //                      rotary layout of Q/K included: "rope_style" "interleaved" | "half")
 //     group_size       columns per quantization group
-//     modules          HF module name ("model.layers.3.mlp.down_proj") -> width: 2 or 4 for a
-//                      packed module, 16 or 32 for one kept in full precision; every linear
+//     modules          HF module name ("model.layers.3.mlp.down_proj") -> width: 2, 3, 4 or 8
+//                      for a packed module, 16 or 32 for one kept in full precision; every
+//                      linear
 //     backend, players, bits, allocation: provenance (ignored by the reader)
 //   model.safetensors  every non-linear tensor as F32 under its HF name (Q/K rows as the source
 //                      model stored them, in the layout model_config says); per linear module
 //                      NAME (HF name without ".weight"):
 //                        packed:         NAME.qweight U8 [rows, ceil(cols*bits/8)] (codes,
-//                                        block_format.h layout), NAME.scales F32
+//                                        block_format.h layout: each row one little-endian
+//                                        bit stream, so 3-bit codes straddle bytes and a row
+//                                        ends in zero padding bits), NAME.scales F32
 //                                        [rows, ceil(cols/group_size)], NAME.zeros F32 [same]
 //                        full precision: NAME.weight F32 [rows, cols]
 //   tokenizer.*        the tokenizer the run used, when it is a file (tokenizer.model,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "worker/model/impq_checkpoint.h"
 #include "worker/model/model_arch.h"
@@ -54,10 +55,11 @@ absl::StatusOr<std::map<std::string, std::string>> BuildQuantizedCheckpoint(
   std::vector<int> width(static_cast<size_t>(c.n_layers) * model::kNumLinear, 0);
   for (int p = 0; p < qm.num_players(); ++p) {
     const int b = bits[p];
-    if (b != 2 && b != 4 && b != 16 && b != 32) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint: player ", p, " (",
-                                                     qm.players()[p].name, ") has width ", b,
-                                                     "; expected 2, 4, 16 or 32"));
+    if (!qm.HasWidth(b) && b != 16 && b != 32) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint: player ", p, " (", qm.players()[p].name, ") has width ", b,
+          "; expected one of the quantized model's widths (", absl::StrJoin(qm.widths(), ", "),
+          ") or 16/32 for full precision"));
     }
     for (const LinearRef& r : qm.players()[p].linears) {
       width[static_cast<size_t>(r.layer) * model::kNumLinear + static_cast<int>(r.kind)] = b;
@@ -89,7 +91,7 @@ absl::StatusOr<std::map<std::string, std::string>> BuildQuantizedCheckpoint(
       const std::string module = Module(name);
       const int b = width[static_cast<size_t>(l) * model::kNumLinear + k];
       modules[module] = b;
-      if (b > 4) {
+      if (b == 16 || b == 32) {
         RETURN_IF_ERROR(add(kLinearRoles[k], l, lw[kind]));
         continue;
       }

@@ -18,9 +18,11 @@ namespace impq::quant {
 
 // The checkpoint's files, name -> contents: "config.json" and "model.safetensors" (the caller
 // adds the tokenizer and writes them; nothing touches the disk here). `bits` has one width per
-// player of `qm` (2, 4, or 16/32 for full precision); `provenance` is stored as
+// player of `qm`: one of qm.widths() (2, 3, 4 or 8; stored as the packed bit streams of
+// block_format.h), or 16/32 for full precision; `provenance` is stored as
 // quantization_config.allocation (e.g. the run file, method, budget). InvalidArgument for a
-// wrong-length `bits` or an unsupported width, or an architecture impq cannot name.
+// wrong-length `bits`, a width `qm` was not built with (names the player and qm's widths), or
+// an architecture impq cannot name.
 absl::StatusOr<std::map<std::string, std::string>> BuildQuantizedCheckpoint(
     const QuantizedModel& qm, std::span<const int> bits, const nlohmann::json& provenance);
 

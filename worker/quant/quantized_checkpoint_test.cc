@@ -3,9 +3,11 @@
 // full-precision ones as the model's; corrupt checkpoints are errors naming the tensor.
 #include "worker/quant/quantized_checkpoint.h"
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/test_paths.h"
 #include "gmock/gmock.h"
@@ -74,7 +76,10 @@ std::string WriteFiles(const std::map<std::string, std::string>& files, const st
   return dir;
 }
 
-TEST(QuantizedCheckpointTest, EveryArchitectureReloadsBitForBit) {
+// Builds every architecture's checkpoint with player p at bits_of(p) from a QuantizedModel
+// prepared at `widths`, reloads it and compares every tensor bit for bit.
+void ExpectEveryArchitectureReloadsBitForBit(std::span<const int> widths,
+                                             int (*bits_of)(int player), const char* tag) {
   auto rtn = MakeQuantizer("rtn");
   ASSERT_TRUE(rtn.ok());
   QuantConfig qcfg;
@@ -82,14 +87,14 @@ TEST(QuantizedCheckpointTest, EveryArchitectureReloadsBitForBit) {
   for (const model::ModelConfig& c : Configs()) {
     SCOPED_TRACE(c.arch);
     const model::Model m = model::MakeRandomModel(c, 7);
-    auto qm = QuantizedModel::Build(m, **rtn, qcfg, PlayerGranularity::kModule, nullptr);
+    auto qm = QuantizedModel::Build(m, **rtn, qcfg, PlayerGranularity::kModule, nullptr, nullptr,
+                                    widths);
     ASSERT_TRUE(qm.ok()) << qm.status();
-    // 2, 4 and full precision, spread over the modules.
     std::vector<int> bits;
-    for (int p = 0; p < (*qm)->num_players(); ++p) bits.push_back(p % 3 == 0 ? 2 : p % 3 == 1 ? 4 : 32);
+    for (int p = 0; p < (*qm)->num_players(); ++p) bits.push_back(bits_of(p));
     auto files = BuildQuantizedCheckpoint(**qm, bits, {{"method", "test"}});
     ASSERT_TRUE(files.ok()) << files.status();
-    const std::string dir = WriteFiles(*files, "ckpt_" + c.arch);
+    const std::string dir = WriteFiles(*files, absl::StrCat("ckpt_", tag, "_", c.arch));
     auto back = model::LoadModel(dir);
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(back->config.ToString(), c.ToString());
@@ -108,12 +113,27 @@ TEST(QuantizedCheckpointTest, EveryArchitectureReloadsBitForBit) {
         const auto kind = static_cast<LinearKind>(k);
         const int w = bits[l * model::kNumLinear + k];
         const std::span<const float> want =
-            w <= 4 ? std::span<const float>((*qm)->Dequantized(l, kind, w)) : b[kind].values();
+            w <= 8 ? std::span<const float>((*qm)->Dequantized(l, kind, w)) : b[kind].values();
         EXPECT_TRUE(SameBits(a[kind].values(), want)) << "layer " << l << " kind " << k;
       }
     }
     fs::remove_all(dir);
   }
+}
+
+TEST(QuantizedCheckpointTest, EveryArchitectureReloadsBitForBit) {
+  // 2, 4 and full precision, spread over the modules.
+  ExpectEveryArchitectureReloadsBitForBit(
+      QuantizedModel::kDefaultWidths, [](int p) { return p % 3 == 0 ? 2 : p % 3 == 1 ? 4 : 32; },
+      "24");
+}
+
+// 3- and 8-bit modules (3-bit rows of 48 and 100 columns: codes straddle bytes, and 100 * 3
+// bits end mid-byte) next to 2, 4 and full precision.
+TEST(QuantizedCheckpointTest, ThreeAndEightBitModulesReloadBitForBit) {
+  static constexpr int kWidths[] = {2, 3, 4, 8};
+  ExpectEveryArchitectureReloadsBitForBit(
+      kWidths, [](int p) { return std::array<int, 5>{3, 8, 2, 32, 4}[p % 5]; }, "2348");
 }
 
 TEST(QuantizedCheckpointTest, CorruptCheckpointsAreNamedErrors) {
@@ -127,7 +147,12 @@ TEST(QuantizedCheckpointTest, CorruptCheckpointsAreNamedErrors) {
   auto files = BuildQuantizedCheckpoint(**qm, std::vector<int>{2, 4}, {});
   ASSERT_TRUE(files.ok()) << files.status();
   EXPECT_FALSE(BuildQuantizedCheckpoint(**qm, std::vector<int>{2}, {}).ok());
-  EXPECT_FALSE(BuildQuantizedCheckpoint(**qm, std::vector<int>{2, 3}, {}).ok());
+  // 3 bits: a width this model was not built with.
+  auto not_built = BuildQuantizedCheckpoint(**qm, std::vector<int>{2, 3}, {});
+  ASSERT_FALSE(not_built.ok());
+  EXPECT_THAT(std::string(not_built.status().message()),
+              HasSubstr("player 1 (block1) has width 3; expected one of the quantized model's "
+                        "widths (2, 4)"));
 
   // The config says 4 bits where 2-bit codes are stored: the shape check names the tensor.
   auto wrong_width = *files;
@@ -166,6 +191,35 @@ TEST(QuantizedCheckpointTest, CorruptCheckpointsAreNamedErrors) {
   r = model::LoadModel(dir);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("model.layers.1.self_attn.q_proj"));
+  fs::remove_all(dir);
+
+  // A width no packed format has.
+  auto five = *files;
+  {
+    auto j = nlohmann::json::parse(five["config.json"]);
+    j["quantization_config"]["modules"]["model.layers.1.mlp.up_proj"] = 5;
+    five["config.json"] = j.dump();
+  }
+  dir = WriteFiles(five, "ckpt_five");
+  r = model::LoadModel(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("modules.model.layers.1.mlp.up_proj is 5 (expected 2, 3, 4, 8"));
+  fs::remove_all(dir);
+
+  // 2-bit codes read as 3-bit ones: the shape check names the tensor and the width.
+  auto three = *files;
+  {
+    auto j = nlohmann::json::parse(three["config.json"]);
+    j["quantization_config"]["modules"]["model.layers.0.self_attn.q_proj"] = 3;
+    three["config.json"] = j.dump();
+  }
+  dir = WriteFiles(three, "ckpt_three");
+  r = model::LoadModel(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("model.layers.0.self_attn.q_proj.qweight is U8 of shape [48, 12], "
+                        "expected U8 [48, 18] for 3-bit"));
   fs::remove_all(dir);
 
   // An unknown format version.
