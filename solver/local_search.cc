@@ -47,8 +47,29 @@ absl::StatusOr<std::vector<Coalition>> BudgetNeighbours(const Coalition& q,
         "neighbourhood: max_raised ", o.max_raised, ", max_dropped ", o.max_dropped,
         ", max_changed ", o.max_changed, "; expected >= 1, >= 0, >= 1"));
   }
-  std::vector<int> in, out;  // players at 2 bits (raisable) and at 4 bits (droppable)
-  for (int i = 0; i < n; ++i) (q[i] != 0 ? in : out).push_back(i);
+  const int k = o.steps_per_player;
+  if (k < 1 || n % k != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("neighbourhood: steps_per_player ", k,
+                                                   " does not divide the ", n, " entries"));
+  }
+  std::vector<int> in, out;  // entries that can be raised (to 0) and dropped (to 1)
+  if (k == 1) {
+    for (int i = 0; i < n; ++i) (q[i] != 0 ? in : out).push_back(i);
+  } else {
+    for (int p = 0; p < n / k; ++p) {
+      int taken = 0;
+      while (taken < k && q[p * k + taken] != 0) ++taken;
+      for (int r = taken; r < k; ++r) {
+        if (q[p * k + r] != 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("neighbourhood: coalition ", CoalitionToString(q),
+                           " is not closed (player ", p, ", step ", r, ")"));
+        }
+      }
+      if (taken > 0) in.push_back(p * k + taken - 1);
+      if (taken < k) out.push_back(p * k + taken);
+    }
+  }
   const int64_t footprint = Footprint(bytes, q);
   auto saving = [&](int i) { return bytes.bytes4[i] - bytes.bytes2[i]; };
   std::vector<Coalition> result;
@@ -70,6 +91,13 @@ absl::StatusOr<std::vector<Coalition>> BudgetNeighbours(const Coalition& q,
           // Minimal: without its least-saving drop the move would not fit (else a smaller move,
           // also generated, dominates it in a monotone game).
           if (d > 0 && after + smallest_drop <= budget_bytes) return;
+          if (k > 1) {  // one rung per player and move
+            for (int i : raised) {
+              for (int j : dropped) {
+                if (i / k == j / k) return;
+              }
+            }
+          }
           Coalition next = q;
           for (int i : raised) next[i] = 0;
           for (int j : dropped) next[j] = 1;

@@ -47,6 +47,11 @@ struct NeighbourhoodOptions {
   int max_raised = 2;   // players of q raised to 4 bits per move (>= 1)
   int max_dropped = 2;  // players outside q dropped to 2 bits per move (>= 0)
   int max_changed = 3;  // raised + dropped (>= 1)
+  // The game of a width ladder (solver/width_ladder.h): entries [i·k, i·k + k) are player i's
+  // k steps. With k > 1, q must be closed and every neighbour is: a raised entry is a
+  // player's last step taken (one rung wider), a dropped one its next step (one rung
+  // narrower), and no player is both raised and dropped. 1: the binary game (every entry free).
+  int steps_per_player = 1;
 };
 
 // Every budget-feasible neighbour of q (see the file comment), in generation order: by number

@@ -9,6 +9,7 @@
 #include "solver/allocation_solver.h"
 #include "solver/baselines.h"
 #include "solver/test_games.h"
+#include "solver/width_ladder.h"
 
 namespace impq::solver {
 namespace {
@@ -76,6 +77,79 @@ TEST(LocalSearchTest, NeighboursAreExactlyTheFeasibleMinimalMoves) {
   EXPECT_FALSE(BudgetNeighbours(Coalition{1, 0}, testing::RandomPlayerBytes(2, 0), 1 << 20,
                                 NeighbourhoodOptions{0, 1, 1})
                    .ok());
+}
+
+// On a width ladder the neighbours are, independently defined on choice vectors: every
+// feasible choice whose players each moved at most one rung, 1..max_raised of them wider,
+// at most max_dropped narrower, at most max_changed in all, minimal as above.
+TEST(LocalSearchTest, LadderNeighboursMoveEachPlayerOneRung) {
+  const int n = 4;
+  auto ladder = WidthLadder::Create(n, {2, 3, 4, 8});
+  ASSERT_TRUE(ladder.ok());
+  const int m = ladder->num_widths();
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    Rng rng(seed);
+    std::vector<int64_t> wb;
+    for (int i = 0; i < n; ++i) {
+      const int64_t weights = 64 * (1 + static_cast<int64_t>(rng.Below(6)));
+      for (int b : ladder->widths()) wb.push_back(weights * b / 8 + 8);
+    }
+    const PlayerBytes sb = ladder->StepBytes(wb);
+    std::vector<int> start(n);
+    for (int& c : start) c = static_cast<int>(rng.Below(m));
+    const Coalition q = ladder->CoalitionOfChoice(start);
+    const int64_t budget = Footprint(sb, q) + static_cast<int64_t>(rng.Below(40));
+    for (const NeighbourhoodOptions base :
+         {NeighbourhoodOptions{}, NeighbourhoodOptions{1, 1, 2}, NeighbourhoodOptions{2, 2, 4}}) {
+      NeighbourhoodOptions o = base;
+      o.steps_per_player = m - 1;
+      auto got = BudgetNeighbours(q, sb, budget, o);
+      ASSERT_TRUE(got.ok()) << got.status();
+      std::set<std::vector<int>> got_choices;
+      for (const Coalition& c : *got) {
+        ASSERT_TRUE(ladder->ValidateClosed(c).ok());
+        EXPECT_TRUE(got_choices.insert(ladder->ChoiceOf(c)).second);
+      }
+      std::set<std::vector<int>> want;
+      std::vector<int> c(n, 0);
+      for (int code = 0; code < 256; ++code) {
+        for (int i = 0, x = code; i < n; ++i, x /= m) c[i] = x % m;
+        int raised = 0, dropped = 0;
+        bool one_rung = true;
+        for (int i = 0; i < n; ++i) {
+          if (c[i] == start[i] + 1) ++raised;
+          else if (c[i] == start[i] - 1) ++dropped;
+          else if (c[i] != start[i]) one_rung = false;
+        }
+        if (!one_rung || raised < 1 || raised > o.max_raised || dropped > o.max_dropped ||
+            raised + dropped > o.max_changed) {
+          continue;
+        }
+        auto bytes_of = [&](const std::vector<int>& x) {
+          int64_t t = 0;
+          for (int i = 0; i < n; ++i) t += wb[static_cast<size_t>(i) * m + x[i]];
+          return t;
+        };
+        if (bytes_of(c) > budget + ladder->NarrowestBytes(wb)) continue;
+        bool minimal = true;
+        for (int i = 0; i < n; ++i) {
+          if (c[i] != start[i] - 1) continue;
+          std::vector<int> undo = c;
+          undo[i] = start[i];
+          if (bytes_of(undo) <= budget + ladder->NarrowestBytes(wb)) minimal = false;
+        }
+        if (minimal) want.insert(c);
+      }
+      EXPECT_EQ(got_choices, want) << "seed " << seed;
+    }
+  }
+  NeighbourhoodOptions o;
+  o.steps_per_player = 3;
+  const PlayerBytes sb = ladder->StepBytes(std::vector<int64_t>(16, 10));
+  const auto open = BudgetNeighbours(Coalition{0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, sb, 100, o);
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("is not closed (player 0, step 1)"), std::string::npos)
+      << open.status();
 }
 
 TEST(LocalSearchTest, WithThePerfectModelTheFirstMoveIsTheBestNeighbour) {
