@@ -1,5 +1,6 @@
 #include "cli/run_file.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -76,8 +77,104 @@ class Fields {
   const std::string& path_;
 };
 
-bool KnownWidth(int64_t b) {
-  return b == 2 || b == 3 || b == 4 || b == 8 || b == 16 || b == 32;
+bool FullPrecision(int64_t b) { return b == 16 || b == 32; }
+
+// "widths", "width_bytes" and "steps" (issue 14), after model.players has given the number of
+// players `n`. Absent widths are [2, 4]; absent width_bytes come from bytes2/bytes4 when the
+// widths are [2, 4]; steps are always the ladder's order, checked against the file's.
+absl::Status ReadWidths(const json& j, const Fields& f, size_t n, RunFile* run) {
+  if (j.contains("widths")) {
+    ASSIGN_OR_RETURN(const json* widths, f.Array(j, "", "widths"));
+    run->widths.clear();
+    for (size_t k = 0; k < widths->size(); ++k) {
+      const json& v = (*widths)[k];
+      if (!v.is_number_integer() || !impq_bits_supported(static_cast<int>(v.get<int64_t>()))) {
+        return f.Error(absl::StrCat("widths[", k, "]"),
+                       absl::StrCat("is ", Fields::Shown(v), " (expected 2, 3, 4 or 8)"));
+      }
+      const int w = static_cast<int>(v.get<int64_t>());
+      if (!run->widths.empty() && w <= run->widths.back()) {
+        return f.Error(absl::StrCat("widths[", k, "]"),
+                       absl::StrCat("is ", w, " after ", run->widths.back(),
+                                    " (expected ascending widths, each once)"));
+      }
+      run->widths.push_back(w);
+    }
+    if (run->widths.size() < 2) {
+      return f.Error("widths", absl::StrCat("is ", Fields::Shown(*widths),
+                                            " (expected at least two widths)"));
+    }
+  }
+  const size_t m = run->widths.size();
+  const std::string widths_text = absl::StrCat("[", absl::StrJoin(run->widths, ", "), "]");
+
+  if (j.contains("width_bytes")) {
+    ASSIGN_OR_RETURN(const json* rows, f.Array(j, "", "width_bytes"));
+    if (rows->size() != n) {
+      return f.Error("width_bytes",
+                     absl::StrCat("has ", rows->size(), " entries for ", n, " players"));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const json& row = (*rows)[i];
+      const std::string rp = absl::StrCat("width_bytes[", i, "]");
+      if (!row.is_array() || row.size() != m) {
+        return f.Error(rp, absl::StrCat("is ", Fields::Shown(row), " (expected ", m,
+                                        " byte counts, one per width of ", widths_text, ")"));
+      }
+      std::vector<int64_t> bytes;
+      for (size_t w = 0; w < m; ++w) {
+        if (!row[w].is_number_integer() || row[w].get<int64_t>() < 0) {
+          return f.Error(absl::StrCat(rp, "[", w, "]"),
+                         absl::StrCat("is ", Fields::Shown(row[w]), " (expected bytes >= 0)"));
+        }
+        bytes.push_back(row[w].get<int64_t>());
+      }
+      run->width_bytes.push_back(std::move(bytes));
+    }
+  } else if (run->binary()) {
+    const json& players = j["model"]["players"];  // read before: an array of n objects
+    std::vector<std::vector<int64_t>> bytes;
+    for (size_t i = 0; i < n; ++i) {
+      const json& p = players[i];
+      if (!p.contains("bytes2") || !p["bytes2"].is_number_integer() || !p.contains("bytes4") ||
+          !p["bytes4"].is_number_integer()) {
+        break;
+      }
+      bytes.push_back({p["bytes2"].get<int64_t>(), p["bytes4"].get<int64_t>()});
+    }
+    if (bytes.size() == n) run->width_bytes = std::move(bytes);
+  }
+
+  // Step s = i·(m−1) + r moves player i from widths[m−1−r] to widths[m−2−r].
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t r = 0; r + 1 < m; ++r) {
+      run->steps.push_back(
+          {static_cast<int>(i), run->widths[m - 1 - r], run->widths[m - 2 - r]});
+    }
+  }
+  if (j.contains("steps")) {
+    ASSIGN_OR_RETURN(const json* steps, f.Array(j, "", "steps"));
+    if (steps->size() != run->steps.size()) {
+      return f.Error("steps", absl::StrCat("has ", steps->size(), " entries (expected ",
+                                           run->steps.size(), ": ", n, " players × ", m - 1,
+                                           " steps down ", widths_text, ")"));
+    }
+    for (size_t k = 0; k < steps->size(); ++k) {
+      const std::string sp = absl::StrCat("steps[", k, "]");
+      const RunStep& want = run->steps[k];
+      ASSIGN_OR_RETURN(int64_t player, f.Int((*steps)[k], sp, "player"));
+      ASSIGN_OR_RETURN(int64_t from, f.Int((*steps)[k], sp, "from_bits"));
+      ASSIGN_OR_RETURN(int64_t to, f.Int((*steps)[k], sp, "to_bits"));
+      if (player != want.player || from != want.from_bits || to != want.to_bits) {
+        return f.Error(sp, absl::StrCat("is player ", player, " from ", from, " to ", to,
+                                        " bits (expected player ", want.player, " from ",
+                                        want.from_bits, " to ", want.to_bits,
+                                        ": step i·(m−1) + r takes player i from widths[m−1−r] "
+                                        "to widths[m−2−r])"));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 // "llama dim=64 hidden=172 layers=5 heads=8 kv_heads=4 head_dim=8 ..." -> arch and sizes.
@@ -173,6 +270,8 @@ absl::StatusOr<RunFile> ParseRunJson(const json& j, const std::string& path) {
                    absl::StrCat("has ", num_players, " entries, but ", run.model.n_layers,
                                 " layers at ", players, " granularity make ", expected));
   }
+  RETURN_IF_ERROR(ReadWidths(j, f, num_players, &run));
+  const std::string width_list = absl::StrJoin(run.widths, ", ");
   if (model->contains("identity")) {
     const json& id = (*model)["identity"];
     ASSIGN_OR_RETURN(run.model.absolute_path, f.String(id, "model.identity", "absolute_path"));
@@ -211,10 +310,13 @@ absl::StatusOr<RunFile> ParseRunJson(const json& j, const std::string& path) {
       }
       for (size_t k = 0; k < bits->size(); ++k) {
         const json& v = (*bits)[k];
-        if (!v.is_number_integer() || !KnownWidth(v.get<int64_t>())) {
+        if (!v.is_number_integer() ||
+            (!FullPrecision(v.get<int64_t>()) &&
+             std::find(run.widths.begin(), run.widths.end(), v.get<int64_t>()) ==
+                 run.widths.end())) {
           return f.Error(absl::StrCat(ap, ".bits[", k, "]"),
-                         absl::StrCat("is ", Fields::Shown(v),
-                                      " (expected a width in 2, 3, 4, 8, or 16/32 for full "
+                         absl::StrCat("is ", Fields::Shown(v), " (expected a width in ",
+                                      width_list, " (the run's widths), or 16/32 for full "
                                       "precision)"));
         }
         alloc.bits.push_back(static_cast<int>(v.get<int64_t>()));

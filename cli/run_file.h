@@ -12,8 +12,17 @@
 //             absolute_calibration_text, fingerprint, ...}
 //   budgets[]: average_bits, budget_bytes, chosen.method, allocations[] {method, bits[],
 //             heldout_ppl}
-// Every other key is ignored. Widths are integers in {2, 3, 4, 8, 16, 32} (16 and 32 keep a
-// player in full precision); which of them a consumer supports is the consumer's check.
+//   widths:   the run's quantized widths, ascending, each in {2, 3, 4, 8} (issue 14; absent in
+//             older files: [2, 4])
+//   width_bytes: optional, one array per player of its exact bytes at each width of `widths`
+//             (absent: taken from model.players[].bytes2/bytes4 when widths is [2, 4])
+//   steps:    optional, one {player, from_bits, to_bits} per player of the SPQE step game, in
+//             the order step s = i·(m−1) + r moves player i from widths[m−1−r] to
+//             widths[m−2−r] (solver/width_ladder.h); checked against that order, and derived
+//             from it when absent. spqe.phi, standard_error, baseline_scores.isolated_delta
+//             and the interaction matrices are indexed by step (for [2, 4], steps == players).
+// Every other key is ignored. An allocation's widths are the run's widths or 16/32 (full
+// precision); which of them a consumer supports is the consumer's check.
 #ifndef IMPQ_CLI_RUN_FILE_H_
 #define IMPQ_CLI_RUN_FILE_H_
 
@@ -59,8 +68,19 @@ struct RunModel {
   std::string fingerprint;    // model::WeightsFingerprint of the run's model
 };
 
+// One player of the SPQE step game: player `player` going from `from_bits` down to `to_bits`.
+struct RunStep {
+  int player = 0;
+  int from_bits = 0;
+  int to_bits = 0;
+};
+
 struct RunFile {
   std::string path;  // the file read (labels every error)
+  std::vector<int> widths = {2, 4};  // ascending; [2, 4] for files older than issue 14
+  // [player][w]: bytes of the player at widths[w]; empty when the file gives no bytes.
+  std::vector<std::vector<int64_t>> width_bytes;
+  std::vector<RunStep> steps;  // n·(widths.size() − 1), in step order; never empty
   quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
   std::string backend;  // rtn | hqq | gptq
   int group_size = 0;
@@ -74,6 +94,8 @@ struct RunFile {
 
   // "average bits 2.5, 3" for messages.
   std::string BudgetList() const;
+  // True for the binary game of widths {2, 4}: one step per player, from 4 to 2 bits.
+  bool binary() const { return widths == std::vector<int>{2, 4}; }
 };
 
 // True for the object a run file holds (it has "budgets"); plain assignment files do not.
@@ -81,8 +103,9 @@ bool IsRunJson(const nlohmann::json& j);
 
 // Reads a parsed run file. InvalidArgument naming `path`, the field (as a JSON path, e.g.
 // budgets[1].allocations[0].bits[7]) and what is there when a field this reader uses is
-// missing, of the wrong type or out of range, or a bit list's length differs from the number
-// of players.
+// missing, of the wrong type or out of range, a bit list's length differs from the number of
+// players, a bit is neither one of `widths` nor 16/32, or width_bytes / steps disagree with
+// the widths and players.
 absl::StatusOr<RunFile> ParseRunJson(const nlohmann::json& j, const std::string& path);
 // Reads and parses `path`: NotFound (or the errno's code) for a missing or unreadable file,
 // InvalidArgument for text that is not JSON or not a run file, else as ParseRunJson.
