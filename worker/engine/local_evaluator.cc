@@ -90,12 +90,31 @@ absl::StatusOr<std::unique_ptr<LocalEvaluator>> LocalEvaluator::Create(
         absl::StrCat("LocalEvaluatorOptions.threads = ", options.threads, "; expected >= 1"));
   }
   RETURN_IF_ERROR(eval::ValidateEvalSet(forward.config(), set, "LocalEvaluator"));
-  return std::unique_ptr<LocalEvaluator>(new LocalEvaluator(qmodel, forward, set, options));
+  absl::StatusOr<solver::WidthLadder> ladder =
+      solver::WidthLadder::Create(qmodel.num_players(), options.widths);
+  if (!ladder.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LocalEvaluatorOptions.widths: ", ladder.status().message()));
+  }
+  for (int b : options.widths) {
+    if (!qmodel.HasWidth(b)) {
+      return absl::InvalidArgumentError(absl::StrCat("LocalEvaluatorOptions.widths: ", b,
+                                                     " bits is not prepared by the model"));
+    }
+  }
+  return std::unique_ptr<LocalEvaluator>(
+      new LocalEvaluator(qmodel, forward, set, options, *std::move(ladder)));
 }
 
 LocalEvaluator::LocalEvaluator(const quant::QuantizedModel& qmodel, const LlamaForward& forward,
-                               const eval::EvalSet& set, const LocalEvaluatorOptions& options)
-    : qmodel_(qmodel), forward_(forward), set_(set), options_(options), pool_(options.threads) {
+                               const eval::EvalSet& set, const LocalEvaluatorOptions& options,
+                               solver::WidthLadder ladder)
+    : qmodel_(qmodel),
+      forward_(forward),
+      set_(set),
+      options_(options),
+      ladder_(std::move(ladder)),
+      pool_(options.threads) {
   const auto& c = forward_.config();
   int64_t used = 0;
   for (const auto& seq : set_.sequences) {
@@ -265,18 +284,27 @@ std::vector<double> LocalEvaluator::Run(std::span<const WeightSet> weights) {
 
 absl::StatusOr<std::vector<double>> LocalEvaluator::Evaluate(
     std::span<const solver::Coalition> coalitions) {
-  const int n = num_players();
   std::vector<WeightSet> weights;
   weights.reserve(coalitions.size());
-  std::vector<int> bits(static_cast<size_t>(n));
   for (const solver::Coalition& q : coalitions) {
-    RETURN_IF_ERROR(solver::ValidateCoalition(q, n));
-    for (int i = 0; i < n; ++i) bits[i] = q[i] != 0 ? 2 : 4;
+    ASSIGN_OR_RETURN(const std::vector<int> bits, BitsOf(q));
     ASSIGN_OR_RETURN(WeightSet w, qmodel_.Apply(bits));
     weights.push_back(std::move(w));
   }
   if (weights.empty()) return std::vector<double>{};
   return Run(weights);
+}
+
+absl::Status LocalEvaluator::ValidateCoalition(const solver::Coalition& q) const {
+  if (ladder_.binary()) return solver::ValidateCoalition(q, num_players());
+  return ladder_.ValidateClosed(q);
+}
+
+absl::StatusOr<std::vector<int>> LocalEvaluator::BitsOf(const solver::Coalition& q) const {
+  RETURN_IF_ERROR(ValidateCoalition(q));
+  std::vector<int> bits = ladder_.ChoiceOf(q);
+  for (int& b : bits) b = ladder_.widths()[b];
+  return bits;
 }
 
 double LocalEvaluator::NllOf(const WeightSet& weights) {

@@ -53,6 +53,7 @@
 #include "common/thread_pool.h"
 #include "solver/coalition.h"
 #include "solver/coalition_evaluator.h"
+#include "solver/width_ladder.h"
 #include "worker/eval/eval_set.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/forward/weight_set.h"
@@ -70,6 +71,10 @@ struct LocalEvaluatorOptions {
   // others are compared with (a local search's incumbent) stay while its neighbours pass
   // through. A walk, whose steps each differ from the previous one only, needs 1.
   int cache_slots = 1;
+  // The game's widths (solver/width_ladder.h), each prepared by the QuantizedModel. {2, 4}:
+  // q_i = 1 puts player i at 2 bits, 0 at 4 (IMPQ's binary game). More widths: coalitions
+  // range over the ladder's n·(m−1) steps and must be closed; q picks each player's width.
+  std::vector<int> widths = {2, 4};
 };
 
 // Work counters, per sequence. A "block evaluation" is one decoder block run (entirely or
@@ -108,8 +113,9 @@ class LocalEvaluator : public solver::CoalitionEvaluator {
       const eval::EvalSet& set, const LocalEvaluatorOptions& options);
   ~LocalEvaluator() override;
 
-  // v(q) for each coalition (q_i = 1: player i at 2 bits). InvalidArgument when a coalition
-  // does not have num_players() entries of 0/1 (naming it); nothing is evaluated then.
+  // v(q) for each coalition (q_i = 1: player i at 2 bits; with more widths, q over the
+  // ladder's steps). InvalidArgument when a coalition is not valid (ValidateCoalition, naming
+  // it); nothing is evaluated then.
   absl::StatusOr<std::vector<double>> Evaluate(
       std::span<const solver::Coalition> coalitions) override;
 
@@ -119,13 +125,21 @@ class LocalEvaluator : public solver::CoalitionEvaluator {
   double NllOf(const forward::WeightSet& weights);
 
   int num_players() const { return qmodel_.num_players(); }
+  // Entries of a coalition: num_players() with widths {2, 4}, the ladder's steps otherwise.
+  int num_steps() const { return ladder_.num_steps(); }
+  const solver::WidthLadder& ladder() const { return ladder_; }
+  // OK iff q has num_steps() entries of 0/1 and (more than two widths) is closed.
+  absl::Status ValidateCoalition(const solver::Coalition& q) const;
+  // Bits per player of a valid coalition. Errors as ValidateCoalition.
+  absl::StatusOr<std::vector<int>> BitsOf(const solver::Coalition& q) const;
   const LocalEvaluatorStats& stats() const { return stats_; }
   const eval::EvalSet& set() const { return set_; }
 
  private:
   struct SequenceCache;
   LocalEvaluator(const quant::QuantizedModel& qmodel, const forward::LlamaForward& forward,
-                 const eval::EvalSet& set, const LocalEvaluatorOptions& options);
+                 const eval::EvalSet& set, const LocalEvaluatorOptions& options,
+                 solver::WidthLadder ladder);
   // Losses of each WeightSet in order. Updates stats_.
   std::vector<double> Run(std::span<const forward::WeightSet> weights);
   struct Work {
@@ -145,6 +159,7 @@ class LocalEvaluator : public solver::CoalitionEvaluator {
   const forward::LlamaForward& forward_;
   const eval::EvalSet& set_;
   const LocalEvaluatorOptions options_;
+  const solver::WidthLadder ladder_;
   ThreadPool pool_;
   std::vector<std::unique_ptr<SequenceCache>> caches_;     // one per sequence
   std::vector<std::unique_ptr<forward::Workspace>> workspaces_;  // one per thread

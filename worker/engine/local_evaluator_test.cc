@@ -279,5 +279,48 @@ TEST(LocalEvaluatorTest, SpqeConvergesToExactShapleyOnTheRealBlockGame) {
   EXPECT_LE(r->coalitions_evaluated, 32);
 }
 
+// More than two widths: the evaluator takes the ladder's step coalitions (width_ladder.h);
+// along two ladder walks (prefix reuse on) every loss equals the full evaluation at the
+// coalition's bits, and a coalition that is not closed is refused by name.
+TEST(LocalEvaluatorTest, LadderWalksEqualFullEvaluationsAtTheirBits) {
+  RealModel& m = RealModel::Get();
+  const std::vector<int> widths = {2, 3, 4, 8};
+  fixtures::StoriesFixture stories(64, 3);
+  const auto qm = stories.Quantize(quant::PlayerGranularity::kBlock, widths);
+  LocalEvaluatorOptions o;
+  o.widths = widths;
+  auto ev = LocalEvaluator::Create(*qm, stories.fwd(), stories.set(), o);
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  const solver::WidthLadder& ladder = (*ev)->ladder();
+  EXPECT_EQ((*ev)->num_steps(), qm->num_players() * 3);
+  solver::LadderPermutationSampler sampler(ladder, 5, /*antithetic=*/true);
+  std::vector<Coalition> walk;
+  for (int k = 0; k < 2; ++k) {
+    for (auto& q : solver::WalkCoalitions(sampler.Get(k))) walk.push_back(std::move(q));
+  }
+  auto losses = (*ev)->Evaluate(walk);
+  ASSERT_TRUE(losses.ok()) << losses.status();
+  eval::Evaluator full(stories.fwd(), 1);
+  for (size_t t = 0; t < walk.size(); t += 5) {
+    auto bits = ladder.BitsOf(walk[t]);
+    ASSERT_TRUE(bits.ok());
+    auto w = qm->Apply(*bits);
+    ASSERT_TRUE(w.ok());
+    auto nll = full.Nll(*w, stories.set());
+    ASSERT_TRUE(nll.ok());
+    EXPECT_EQ((*losses)[t], nll->nll) << "step " << t;
+  }
+  EXPECT_GT((*losses).back(), (*losses).front());  // all 2-bit vs all 8-bit
+  Coalition open(static_cast<size_t>(ladder.num_steps()), 0);
+  open[1] = 1;  // player 0's second step without its first
+  auto refused = (*ev)->Evaluate(std::span(&open, 1));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("not closed"), std::string::npos);
+  // A width the model does not have is refused at creation.
+  o.widths = {2, 3, 5};
+  EXPECT_FALSE(LocalEvaluator::Create(*qm, stories.fwd(), stories.set(), o).ok());
+  (void)m;
+}
+
 }  // namespace
 }  // namespace impq::engine

@@ -13,7 +13,8 @@ SequenceEvaluator::~SequenceEvaluator() = default;
 
 absl::StatusOr<std::unique_ptr<SequenceEvaluator>> SequenceEvaluator::Create(
     const quant::QuantizedModel& qmodel, const forward::LlamaForward& forward,
-    const eval::EvalSet& set, int threads, int64_t max_cache_bytes) {
+    const eval::EvalSet& set, int threads, int64_t max_cache_bytes,
+    const std::vector<int>& widths) {
   if (threads < 1) {
     return absl::InvalidArgumentError(absl::StrCat("sequence evaluator: threads = ", threads,
                                                    "; expected >= 1"));
@@ -36,6 +37,7 @@ absl::StatusOr<std::unique_ptr<SequenceEvaluator>> SequenceEvaluator::Create(
     // Two evaluations' states per sequence: the per-budget choice's local search compares
     // many neighbours with one incumbent, which then stays as their base (local_evaluator.h).
     o.cache_slots = 2;
+    o.widths = widths;
     // Each sequence's share of the cap, in proportion to its positions (the cache is
     // linear in them), so the caches together stay within max_cache_bytes.
     o.max_cache_bytes = processed > 0 ? static_cast<int64_t>(
@@ -55,9 +57,8 @@ absl::StatusOr<std::unique_ptr<SequenceEvaluator>> SequenceEvaluator::Create(
 
 absl::StatusOr<std::vector<double>> SequenceEvaluator::Evaluate(
     std::span<const solver::Coalition> coalitions) {
-  const int n = evaluators_.front()->num_players();
   for (const solver::Coalition& q : coalitions) {
-    RETURN_IF_ERROR(solver::ValidateCoalition(q, n));
+    RETURN_IF_ERROR(evaluators_.front()->ValidateCoalition(q));
   }
   // The coalitions not in memory, first occurrence only, in batch order.
   std::vector<solver::Coalition> fresh;

@@ -43,11 +43,13 @@ class SequenceEvaluator : public solver::CoalitionEvaluator {
  public:
   // REQUIRES: `qmodel` and `forward` (built on qmodel.model()) outlive the evaluator; `set` is
   // copied. `max_cache_bytes` bounds the prefix caches together (shared in proportion to the
-  // sequences' lengths); 0 disables prefix reuse. InvalidArgument: threads < 1 and what
+  // sequences' lengths); 0 disables prefix reuse. `widths`: the game's (LocalEvaluatorOptions::
+  // widths; coalitions over the ladder's steps when more than two). InvalidArgument: threads < 1 and what
   // LocalEvaluator::Create refuses (empty set, a token outside the vocabulary, ...).
   static absl::StatusOr<std::unique_ptr<SequenceEvaluator>> Create(
       const quant::QuantizedModel& qmodel, const forward::LlamaForward& forward,
-      const eval::EvalSet& set, int threads, int64_t max_cache_bytes);
+      const eval::EvalSet& set, int threads, int64_t max_cache_bytes,
+      const std::vector<int>& widths = {2, 4});
   ~SequenceEvaluator() override;
 
   // v(q) for each coalition; remembers every sequence's NLL sum. A coalition evaluated before

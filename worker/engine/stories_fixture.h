@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <utility>
 
 #include "common/file_util.h"
@@ -48,13 +49,16 @@ class StoriesFixture {
   const forward::LlamaForward& fwd() const { return *fwd_; }
   const eval::EvalSet& set() const { return set_; }
 
-  // RTN at group 64 with the given players.
-  std::unique_ptr<quant::QuantizedModel> Quantize(quant::PlayerGranularity players) const {
+  // RTN at group 64 with the given players, at the given widths.
+  std::unique_ptr<quant::QuantizedModel> Quantize(
+      quant::PlayerGranularity players,
+      std::span<const int> widths = quant::QuantizedModel::kDefaultWidths) const {
     auto rtn = quant::MakeQuantizer("rtn");
     IMPQ_CHECK(rtn.ok());
     quant::QuantConfig cfg;
     cfg.group_size = 64;
-    auto q = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg, players, nullptr);
+    auto q = quant::QuantizedModel::Build(loaded_.model, **rtn, cfg, players, nullptr, nullptr,
+                                          widths);
     IMPQ_CHECK(q.ok()) << q.status();
     return std::move(*q);
   }
