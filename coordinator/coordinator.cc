@@ -5,14 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "solver/allocation_problem.h"
 #include "solver/allocation_solver.h"
 #include "solver/interactions.h"
+#include "solver/multi_choice.h"
 #include "solver/permutation_sampler.h"
 #include "solver/shapley_estimate.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 
 namespace impq::coordinator {
 
@@ -79,6 +82,63 @@ namespace {
 
 std::string Repeat(char c, int n) { return std::string(static_cast<size_t>(n), c); }
 
+// The measurement unit's coalitions: all-4 (all-widest), all-2 (all-narrowest), then every
+// allocation's; with a width set, closed step coalitions of the ladder.
+absl::StatusOr<std::vector<std::string>> MeasureCoalitions(const v1::JobSpec& spec,
+                                                           const v1::JobResult& result) {
+  const int n = result.model().num_players();
+  const int players = JobGamePlayers(spec, n);
+  std::vector<std::string> out = {Repeat('0', players), Repeat('1', players)};
+  if (BinaryWidths(spec)) {
+    for (const v1::Allocation& a : result.allocations()) {
+      std::string q;
+      for (int b : a.bits()) q += b == 2 ? '1' : '0';
+      out.push_back(q);
+    }
+    return out;
+  }
+  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, n));
+  for (const v1::Allocation& a : result.allocations()) {
+    const std::vector<int> bits(a.bits().begin(), a.bits().end());
+    ASSIGN_OR_RETURN(solver::Coalition q, ladder.CoalitionOfBits(bits));
+    std::string s;
+    for (uint8_t x : q) s += x != 0 ? '1' : '0';
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// A walk result's ModelInfo.width_bytes for a width set: n·m valid entries (WidthLadder::
+// ValidateWidthBytes) that agree with bytes2/bytes4 where the set has 2 or 4 bits.
+absl::Status ValidateWidthBytes(const v1::JobSpec& spec, const v1::ModelInfo& m) {
+  const int n = m.num_players();
+  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, n));
+  const int w = ladder.num_widths();
+  if (m.width_bytes_size() != n * w) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("result.model.width_bytes has ", m.width_bytes_size(), " entries; ", n,
+                     " players at widths [", absl::StrJoin(ladder.widths(), ","), "] need ",
+                     n * w));
+  }
+  const std::vector<int64_t> bytes(m.width_bytes().begin(), m.width_bytes().end());
+  if (absl::Status st = ladder.ValidateWidthBytes(bytes); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("result.model.width_bytes: ", st.message()));
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int v = 0; v < w; ++v) {
+      const int bits = ladder.widths()[static_cast<size_t>(v)];
+      if (bits != 2 && bits != 4) continue;
+      const int64_t want = bits == 2 ? m.bytes2(i) : m.bytes4(i);
+      if (bytes[static_cast<size_t>(i * w + v)] != want) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "result.model.width_bytes[", i * w + v, "] = ", bytes[static_cast<size_t>(i * w + v)],
+            " (player ", i, " at ", bits, " bits) disagrees with bytes", bits, " = ", want));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 struct SolveInput {
   v1::JobSpec spec;
   v1::ModelInfo model;
@@ -87,26 +147,53 @@ struct SolveInput {
   std::string stop_reason;
 };
 
-// Estimation → objective → allocations (IMPQ §3.2–3.3). Pure function of its input.
+// The allocations of a width set (issue 14): per budget, the step objective as the
+// multiple-choice program of the ladder (WidthLadder::ToMultiChoice), solved exactly. Budgets
+// in bytes as for the binary game (BudgetForAverageBits on the 2/4-bit footprints).
+absl::Status SolveLadder(const SolveInput& in, const solver::QuadraticObjective& objective,
+                         const solver::PlayerBytes& bytes, v1::JobResult& r) {
+  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(in.spec, in.model.num_players()));
+  const std::vector<int64_t> width_bytes(in.model.width_bytes().begin(),
+                                         in.model.width_bytes().end());
+  for (double average_bits : in.spec.average_bits()) {
+    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, average_bits));
+    ASSIGN_OR_RETURN(solver::MultiChoiceProblem problem,
+                     ladder.ToMultiChoice(objective, width_bytes, budget));
+    absl::StatusOr<solver::MultiChoiceResult> sol = solver::SolveMultiChoiceExact(problem);
+    if (!sol.ok()) {
+      return absl::Status(sol.status().code(),
+                          absl::StrCat("average_bits ", average_bits, " (", budget,
+                                       " bytes) over widths [", absl::StrJoin(ladder.widths(), ","),
+                                       "]: ", sol.status().message()));
+    }
+    v1::Allocation* a = r.add_allocations();
+    a->set_average_bits(average_bits);
+    a->set_budget_bytes(budget);
+    for (int b : sol->bits) a->add_bits(b);
+    a->set_memory_bytes(sol->memory_bytes);
+    a->set_objective(sol->objective);
+    a->set_proven_optimal(sol->proven_optimal);
+  }
+  return absl::OkStatus();
+}
+
+// Estimation → objective → allocations (IMPQ §3.2–3.3). Pure function of its input. With a
+// width set the game's players are the ladder's steps: φ, SE and the objective are over them.
 absl::StatusOr<v1::JobResult> Solve(const SolveInput& in) {
-  const int n = in.model.num_players();
+  const int players = JobGamePlayers(in.spec, in.model.num_players());
   ASSIGN_OR_RETURN(solver::ShapleyEstimate est,
                    solver::AggregateMarginals(in.marginals, in.spec.antithetic()));
   solver::InteractionInput ii;
-  ii.num_players = n;
+  ii.num_players = players;
   ii.marginals = in.marginals;
   ASSIGN_OR_RETURN(solver::QuadraticObjective objective,
                    solver::CovarianceInteractionEstimator(Alpha(in.spec)).Estimate(ii));
   solver::PlayerBytes bytes;
   bytes.bytes2.assign(in.model.bytes2().begin(), in.model.bytes2().end());
   bytes.bytes4.assign(in.model.bytes4().begin(), in.model.bytes4().end());
-  const std::vector<double> budgets(in.spec.average_bits().begin(), in.spec.average_bits().end());
-  auto exact = solver::NewExactSolver();
-  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> allocs,
-                   solver::SweepAverageBits(*exact, objective, bytes, budgets));
   v1::JobResult r;
   *r.mutable_model() = in.model;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < players; ++i) {
     r.add_phi(est.phi[i]);
     r.add_standard_error(est.standard_error[i]);
   }
@@ -114,6 +201,14 @@ absl::StatusOr<v1::JobResult> Solve(const SolveInput& in) {
   r.set_stop_reason(in.stop_reason);
   r.set_loss_all4(in.loss_all4);
   r.set_loss_all2(in.loss_all2);
+  if (!BinaryWidths(in.spec)) {
+    RETURN_IF_ERROR(SolveLadder(in, objective, bytes, r));
+    return r;
+  }
+  const std::vector<double> budgets(in.spec.average_bits().begin(), in.spec.average_bits().end());
+  auto exact = solver::NewExactSolver();
+  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> allocs,
+                   solver::SweepAverageBits(*exact, objective, bytes, budgets));
   for (size_t b = 0; b < allocs.size(); ++b) {
     v1::Allocation* a = r.add_allocations();
     a->set_average_bits(budgets[b]);
@@ -176,7 +271,7 @@ v1::JobStatus Coordinator::StatusOf(const Job& job) const {
   s.set_job_id(job.rec.id);
   s.set_state(job.rec.state);
   s.set_name(job.rec.spec.name());
-  const int64_t n = job.has_model ? job.model.num_players() : 0;
+  const int64_t n = job.has_model ? JobGamePlayers(job.rec.spec, job.model.num_players()) : 0;
   const int64_t extra = job.measures() ? job.rec.spec.average_bits_size() + 2 : 0;
   int64_t total = 0;
   if (n > 0) {
@@ -311,11 +406,9 @@ absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_i
         w.set_dataset(v1::DATASET_CALIBRATION);
         w.set_permutation_index(k);
         if (n > 0) {
-          for (int p : solver::SeededPermutationSampler(n, job->rec.spec.seed(),
-                                                        job->rec.spec.antithetic())
-                           .Get(static_cast<uint64_t>(k))) {
-            w.add_permutation(p);
-          }
+          absl::StatusOr<solver::Permutation> perm = JobWalkPermutation(job->rec.spec, n, k);
+          IMPQ_CHECK(perm.ok()) << perm.status().message();  // spec and n validated
+          for (int p : *perm) w.add_permutation(p);
         }
       } else {
         w.set_kind(v1::UNIT_KIND_BATCH);
@@ -393,20 +486,26 @@ absl::Status Coordinator::ValidateResult(const Job& job, const v1::WorkResult& r
                                 "; expected in [0, bytes4 = ", m.bytes4(i), "]"));
       }
     }
+    const bool binary = BinaryWidths(job.rec.spec);
+    if (!binary) RETURN_IF_ERROR(ValidateWidthBytes(job.rec.spec, m));
     if (job.has_model &&
         (n != job.model.num_players() || m.bytes2().size() != job.model.bytes2().size() ||
          !std::equal(m.bytes2().begin(), m.bytes2().end(), job.model.bytes2().begin()) ||
-         !std::equal(m.bytes4().begin(), m.bytes4().end(), job.model.bytes4().begin()))) {
+         !std::equal(m.bytes4().begin(), m.bytes4().end(), job.model.bytes4().begin()) ||
+         (!binary && !std::equal(m.width_bytes().begin(), m.width_bytes().end(),
+                                 job.model.width_bytes().begin(),
+                                 job.model.width_bytes().end())))) {
       return bad("result.model disagrees with the model info of earlier results of this job");
     }
-    if (r.losses_size() != n + 1) {
-      return bad(absl::StrCat("result.losses has ", r.losses_size(), " entries; a walk over ", n,
-                              " players has ", n + 1));
+    const int players = JobGamePlayers(job.rec.spec, n);
+    if (r.losses_size() != players + 1) {
+      return bad(absl::StrCat("result.losses has ", r.losses_size(), " entries; a walk over ",
+                              players, binary ? " players" : " ladder steps", " has ",
+                              players + 1));
     }
-    const solver::Permutation expected =
-        solver::SeededPermutationSampler(n, job.rec.spec.seed(), job.rec.spec.antithetic())
-            .Get(static_cast<uint64_t>(k));
-    if (!std::equal(expected.begin(), expected.end(), r.permutation().begin(),
+    absl::StatusOr<solver::Permutation> expected = JobWalkPermutation(job.rec.spec, n, k);
+    if (!expected.ok()) return expected.status();
+    if (!std::equal(expected->begin(), expected->end(), r.permutation().begin(),
                     r.permutation().end())) {
       return bad(absl::StrCat("result.permutation is not permutation ", k, " of seed ",
                               job.rec.spec.seed()));
@@ -684,13 +783,14 @@ int Coordinator::SolvePending() {
       UpdateGauges();
       continue;
     }
-    const int n = job->model.num_players();
-    job->measure_coalitions = {Repeat('0', n), Repeat('1', n)};
-    for (const v1::Allocation& a : job->rec.result.allocations()) {
-      std::string q;
-      for (int b : a.bits()) q += b == 2 ? '1' : '0';
-      job->measure_coalitions.push_back(q);
+    absl::StatusOr<std::vector<std::string>> coalitions =
+        MeasureCoalitions(job->rec.spec, job->rec.result);
+    if (!coalitions.ok()) {
+      Finish(*job, v1::JOB_STATE_FAILED, absl::StrCat("solver: ", coalitions.status().message()));
+      UpdateGauges();
+      continue;
     }
+    job->measure_coalitions = *std::move(coalitions);
     job->units.emplace_back();
     job->pending.insert(job->walks());
     job->rec.state = v1::JOB_STATE_MEASURING;

@@ -14,6 +14,12 @@
 // aggregates the marginal vectors of walks 0..m-1 in unit order, where m = M or the smallest
 // admissible m meeting the SE threshold over that prefix. Hence results depend on the spec
 // (seed included) only, never on the number of workers or the order results arrive in.
+// Width sets (JobSpec.widths other than {2, 4}; messages.proto): the walks are over the
+// n·(m−1) steps of the job's solver::WidthLadder (LadderPermutationSampler), φ and SE are per
+// step, each budget's allocation is WidthLadder::ToMultiChoice of the covariance objective
+// solved by solver::SolveMultiChoiceExact (bits from the set), and the measurement batch's
+// coalitions are closed step coalitions [all-widest, all-narrowest, allocations...]. The
+// default widths run the binary code path unchanged.
 //
 // Leasing protocol: AcquireLease hands out up to `capacity` pending units of the oldest
 // runnable job with a deadline now + lease_duration; Heartbeat extends it; a lease past its

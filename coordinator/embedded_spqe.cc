@@ -7,9 +7,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "coordinator/job_spec.h"
 #include "solver/coalition_cache.h"
 #include "solver/permutation_sampler.h"
 #include "solver/shapley_estimate.h"
@@ -36,15 +38,15 @@ class WalkExecutor : public worker_service::UnitExecutor {
 
   absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit& unit) override {
     const absl::Time start = absl::Now();
-    const int n = s_->options->num_players;
+    const int n = s_->options->num_players;  // the game's players (steps with a width set)
     if (unit.kind() != v1::UNIT_KIND_WALK) {
       return absl::InvalidArgumentError(absl::StrCat(
           "embedded SPQE: unit ", unit.unit_index(), " is not a walk (no measurement unit)"));
     }
     solver::Permutation perm(unit.permutation().begin(), unit.permutation().end());
     if (perm.empty()) {
-      perm = solver::SeededPermutationSampler(n, unit.spec().seed(), unit.spec().antithetic())
-                 .Get(static_cast<uint64_t>(unit.permutation_index()));
+      ASSIGN_OR_RETURN(perm, JobWalkPermutation(unit.spec(), s_->model.num_players(),
+                                                unit.permutation_index()));
     }
     RETURN_IF_ERROR(solver::ValidatePermutation(perm, n));
     const std::vector<solver::Coalition> walk = solver::WalkCoalitions(perm);
@@ -90,23 +92,70 @@ class WalkExecutor : public worker_service::UnitExecutor {
   WalkState* const s_;
 };
 
+// Walks the sampler must agree with the coordinator on before the run (all the walks used are
+// checked after it).
+constexpr int64_t kSamplerWalksCheckedFirst = 2;
+
+absl::Status CheckSampler(const EmbeddedSpqeInput& in, int64_t walks) {
+  const solver::PermutationSampler* sampler = in.options.sampler;
+  if (sampler == nullptr) return absl::OkStatus();
+  for (int64_t k = 0; k < walks; ++k) {
+    ASSIGN_OR_RETURN(solver::Permutation want,
+                     JobWalkPermutation(in.spec, in.model.num_players(), k));
+    if (sampler->Get(static_cast<uint64_t>(k)) != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "embedded SPQE: options.sampler: permutation ", k, " is not the coordinator's walk ", k,
+          " (", BinaryWidths(in.spec) ? "SeededPermutationSampler" : "LadderPermutationSampler",
+          " over widths [", absl::StrJoin(JobWidths(in.spec), ","), "], seed ", in.spec.seed(),
+          ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckInput(const EmbeddedSpqeInput& in) {
   const solver::SpqeOptions& o = in.options;
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError("embedded SPQE: " + m); };
   if (in.evaluator == nullptr) return bad("evaluator is null");
-  if (o.sampler != nullptr) return bad("options.sampler: the coordinator draws its own walks");
   if (o.stop_callback) {
     return bad("options.stop_callback: the coordinator's stopping rule is the SE threshold only");
   }
-  if (o.num_players < 1 || o.num_players != in.model.num_players()) {
-    return bad(absl::StrCat("options.num_players = ", o.num_players,
-                            ", model.num_players = ", in.model.num_players()));
+  const int n = in.model.num_players();
+  if (absl::Status st = JobLadder(in.spec, std::max(n, 1)).status(); !st.ok()) {
+    return bad(std::string(st.message()));  // spec.widths
   }
-  if (in.model.player_names_size() != o.num_players || in.model.bytes2_size() != o.num_players ||
-      in.model.bytes4_size() != o.num_players) {
+  const bool binary = BinaryWidths(in.spec);
+  if (n < 1 || o.num_players != JobGamePlayers(in.spec, n)) {
+    return bad(absl::StrCat("options.num_players = ", o.num_players,
+                            ", model.num_players = ", n,
+                            binary ? "" : absl::StrCat(" (", JobGamePlayers(in.spec, std::max(n, 1)),
+                                                       " ladder steps over widths [",
+                                                       absl::StrJoin(JobWidths(in.spec), ","),
+                                                       "] expected)")));
+  }
+  if (in.model.player_names_size() != n || in.model.bytes2_size() != n ||
+      in.model.bytes4_size() != n) {
     return bad(absl::StrCat("model: ", in.model.player_names_size(), " names, ",
                             in.model.bytes2_size(), "/", in.model.bytes4_size(),
-                            " byte counts for ", o.num_players, " players"));
+                            " byte counts for ", n, " players"));
+  }
+  if (!binary) {
+    ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(in.spec, n));
+    const std::vector<int64_t> wb(in.model.width_bytes().begin(), in.model.width_bytes().end());
+    if (wb.size() != static_cast<size_t>(n * ladder.num_widths())) {
+      return bad(absl::StrCat("model.width_bytes has ", wb.size(), " entries; ", n,
+                              " players at widths [", absl::StrJoin(ladder.widths(), ","),
+                              "] need ", n * ladder.num_widths()));
+    }
+    if (absl::Status st = ladder.ValidateWidthBytes(wb); !st.ok()) {
+      return bad(absl::StrCat("model.width_bytes: ", st.message()));
+    }
+  }
+  if (o.sampler != nullptr &&
+      (o.sampler->num_players() != o.num_players || o.sampler->antithetic() != o.antithetic)) {
+    return bad(absl::StrCat("options.sampler: ", o.sampler->num_players(), " players, antithetic ",
+                            o.sampler->antithetic(), "; the job's walks have ", o.num_players,
+                            ", antithetic ", o.antithetic));
   }
   const int64_t spec_min = in.spec.min_permutations() != 0 ? in.spec.min_permutations()
                            : in.spec.antithetic()        ? 4
@@ -120,7 +169,7 @@ absl::Status CheckInput(const EmbeddedSpqeInput& in) {
         ", min_permutations ", spec_min, ") disagrees with options (", o.max_permutations, ", ",
         o.antithetic, ", ", o.seed, ", ", o.se_threshold, ", ", o.min_permutations, ")"));
   }
-  return absl::OkStatus();
+  return CheckSampler(in, std::min(o.max_permutations, kSamplerWalksCheckedFirst));
 }
 
 solver::SpqeStopReason StopReason(const std::string& name) {
@@ -158,9 +207,12 @@ absl::StatusOr<EmbeddedSpqeResult> RunSpqeThroughCoordinator(const EmbeddedSpqeI
                                             " walks; the worker evaluated ",
                                             state.walk_losses.size()));
   }
-  const solver::SeededPermutationSampler sampler(n, spec.seed(), spec.antithetic());
+  // The walks the coordinator issued (and the worker echoed, checked by the coordinator);
+  // a caller's sampler must agree on every one of them.
+  RETURN_IF_ERROR(CheckSampler(in, m));
   for (int64_t k = 0; k < m; ++k) {
-    solver::Permutation perm = sampler.Get(static_cast<uint64_t>(k));
+    ASSIGN_OR_RETURN(solver::Permutation perm,
+                     JobWalkPermutation(spec, in.model.num_players(), k));
     ASSIGN_OR_RETURN(std::vector<double> marginals,
                      solver::MarginalsFromWalk(perm, state.walk_losses.at(k)));
     r.marginals.push_back(std::move(marginals));

@@ -20,8 +20,21 @@
 // hold at m = M (RunSpqe then says max_permutations, the coordinator standard_error).
 // Otherwise the coordinator's rule applies (it may stop at an m RunSpqe does not check).
 //
-// Not supported (InvalidArgument naming the option): a custom sampler, a stop_callback (the
-// coordinator's stopping rule is the SE threshold only), options that disagree with `spec`.
+// Width sets (issue 14): with spec.widths other than {2, 4} the game is the ladder of
+// solver/width_ladder.h — options.num_players is its number of steps n·(m−1) (n =
+// model.num_players), the evaluator takes closed step coalitions, the coordinator walks
+// LadderPermutationSampler's permutations, and RunSpqe agrees when given that sampler
+// (options.sampler = &LadderPermutationSampler(ladder, seed, antithetic)); the guarantee
+// above holds as for the binary game (embedded_spqe_test checks it).
+//
+// options.sampler may be null (the coordinator's walks) or a sampler whose permutations are
+// the coordinator's walks: SeededPermutationSampler(n, seed, antithetic) for the default
+// widths, the ladder's sampler otherwise (permutations 0 and 1 are checked before the run,
+// every walk used after it).
+//
+// Not supported (InvalidArgument naming the option): a sampler whose walks differ from the
+// coordinator's, a stop_callback (the coordinator's stopping rule is the SE threshold only),
+// options that disagree with `spec`.
 // progress_callback is called after every walk, from the worker's compute thread (the thread
 // that calls the evaluator), with estimate and marginals set to nullptr.
 #ifndef IMPQ_COORDINATOR_EMBEDDED_SPQE_H_
@@ -45,10 +58,13 @@ struct EmbeddedSpqeInput {
   // The job as the coordinator sees it (e.g. SpecFromJobOptions): its paths name what the
   // evaluator computes (the coordinator validates them; nothing is loaded from them here).
   // permutations, antithetic, seed, se_threshold and min_permutations must agree with
-  // `options`; the evaluation text is ignored (no measurement unit).
+  // `options`; the evaluation text is ignored (no measurement unit). spec.widths: the game's
+  // width set (empty = {2, 4}; see the file comment).
   v1::JobSpec spec;
-  // What the worker reports about the model: num_players = options.num_players, the player
-  // names and their bytes at 2 and 4 bits (the coordinator solves its allocations with them).
+  // What the worker reports about the model: num_players (= options.num_players with the
+  // default widths; the ladder's players otherwise), the player names and their bytes at 2
+  // and 4 bits, and with a width set width_bytes (n·m, [i·m + w]) (the coordinator solves its
+  // allocations with them).
   v1::ModelInfo model;
 };
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 
 namespace impq::coordinator {
 namespace {
@@ -40,6 +41,27 @@ absl::StatusOr<std::string> ConfinePath(const std::string& field, const std::str
   return absl::PermissionDeniedError(
       absl::StrCat("spec.", field, ": '", path, "' is outside the data roots [",
                    absl::StrJoin(limits.data_roots, ", "), "]"));
+}
+
+// spec.widths: empty, or >= 2 distinct ascending entries of {2, 3, 4, 8}.
+absl::Status ValidateWidths(const v1::JobSpec& s) {
+  const auto& w = s.widths();
+  if (w.empty()) return absl::OkStatus();
+  if (w.size() < 2) {
+    return Bad("widths", absl::StrCat("[", absl::StrJoin(w, ","),
+                                      "]: 1 width; expected >= 2 (empty = 2,4)"));
+  }
+  for (int i = 0; i < w.size(); ++i) {
+    if (w[i] != 2 && w[i] != 3 && w[i] != 4 && w[i] != 8) {
+      return Bad(absl::StrCat("widths[", i, "]"),
+                 absl::StrCat(w[i], "; expected one of 2, 3, 4, 8"));
+    }
+    if (i > 0 && w[i] <= w[i - 1]) {
+      return Bad(absl::StrCat("widths[", i, "]"),
+                 absl::StrCat(w[i], " after ", w[i - 1], "; expected ascending and distinct"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -108,7 +130,47 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
   if (s.use_alpha() && !(s.alpha() >= 0 && s.alpha() <= 1)) {
     return Bad("alpha", absl::StrCat(s.alpha(), "; expected in [0, 1]"));
   }
+  RETURN_IF_ERROR(ValidateWidths(s));
   return s;
+}
+
+std::vector<int> JobWidths(const v1::JobSpec& spec) {
+  if (spec.widths().empty()) return {2, 4};
+  return std::vector<int>(spec.widths().begin(), spec.widths().end());
+}
+
+bool BinaryWidths(const v1::JobSpec& spec) {
+  return spec.widths().empty() ||
+         (spec.widths_size() == 2 && spec.widths(0) == 2 && spec.widths(1) == 4);
+}
+
+absl::StatusOr<solver::WidthLadder> JobLadder(const v1::JobSpec& spec, int num_players) {
+  RETURN_IF_ERROR(ValidateWidths(spec));
+  if (num_players < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("width ladder over ", num_players, " players; expected >= 1"));
+  }
+  return solver::WidthLadder::Create(num_players, JobWidths(spec));
+}
+
+int JobGamePlayers(const v1::JobSpec& spec, int num_players) {
+  if (BinaryWidths(spec)) return num_players;
+  return num_players * (spec.widths_size() - 1);
+}
+
+absl::StatusOr<solver::Permutation> JobWalkPermutation(const v1::JobSpec& spec, int num_players,
+                                                       int64_t k) {
+  if (BinaryWidths(spec)) {
+    if (num_players < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("walk over ", num_players, " players; expected >= 1"));
+    }
+    return solver::SeededPermutationSampler(num_players, spec.seed(), spec.antithetic())
+        .Get(static_cast<uint64_t>(k));
+  }
+  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, num_players));
+  return solver::LadderPermutationSampler(ladder, spec.seed(), spec.antithetic())
+      .Get(static_cast<uint64_t>(k));
 }
 
 }  // namespace impq::coordinator

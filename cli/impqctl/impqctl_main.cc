@@ -1,6 +1,7 @@
 // impqctl: the user's command line for an impq-coordinator.
 //   impqctl [--server H:P] [--token T | --token_file F] <command> [flags]
 //   submit  --model M --tokenizer T --calib C [--eval E] [--permutations 24] [--bits 2.5,3]
+//           [--widths 2,3,4,8]
 //           [--job_file spec.json (JobSpec as protobuf JSON; flags given override it)] [--watch]
 //   status --job ID     watch --job ID     result --job ID [--json]     cancel --job ID
 //   list                health
@@ -112,11 +113,16 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
   }
   std::cout << absl::StrFormat("job %s: %d permutations (%s), v(all-4) = %.6f, v(all-2) = %.6f\n\n",
                                id, r.permutations_used(), r.stop_reason(), r.loss_all4(), r.loss_all2());
+  // With a width set (JobSpec.widths) φ is per ladder step: steps_per_player rows a player.
+  const int names = r.model().player_names_size();
+  const int steps_per_player = names > 0 && r.phi_size() > names && r.phi_size() % names == 0
+                                   ? r.phi_size() / names : 1;
   std::cout << "| player | phi | SE |\n|---|---:|---:|\n";
   for (int i = 0; i < r.phi_size(); ++i) {
-    std::cout << absl::StrFormat("| %s | %.6f | %.6f |\n",
-                                 i < r.model().player_names_size() ? r.model().player_names(i) : absl::StrCat(i),
-                                 r.phi(i), r.standard_error(i));
+    const int p = i / steps_per_player;
+    std::string label = p < names ? r.model().player_names(p) : absl::StrCat(p);
+    if (steps_per_player > 1) absl::StrAppend(&label, " step ", i % steps_per_player);
+    std::cout << absl::StrFormat("| %s | %.6f | %.6f |\n", label, r.phi(i), r.standard_error(i));
   }
   std::cout << "\n| avg bits | bits | bytes | objective | measured loss |\n|---:|---|---:|---:|---:|\n";
   for (const auto& a : r.allocations()) {
@@ -179,7 +185,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<grpc::Channel> channel = *std::move(channel_or);
   auto stub = ImpqService::NewStub(channel);
 
-  std::string job, job_file, model, tok, calib, evalp, backend, players, bits, name;
+  std::string job, job_file, model, tok, calib, evalp, backend, players, bits, widths, name;
   int64_t perms = 0, seed = 0, calib_docs = 0, eval_docs = 0, context = 0, group = 0;
   double se = 0;
   bool antithetic = false, json = false, watch = false;
@@ -201,6 +207,10 @@ int main(int argc, char** argv) {
     f.Bool("antithetic", &antithetic, "antithetic pairs");
     f.Int("seed", &seed, "seed");
     f.String("bits", &bits, "comma-separated average bit-widths");
+    f.String("widths", &widths,
+             "comma-separated bit-widths a player may take, ascending, each of 2,3,4,8 "
+             "(JobSpec.widths; default 2,4): more than two make the game the width ladder's "
+             "steps and each allocation a multiple choice, e.g. 2,3,4,8");
     f.Double("se_threshold", &se, "stop when max SE < this");
     f.Bool("watch", &watch, "watch the job after submitting");
   } else if (cmd == "status" || cmd == "watch" || cmd == "result" || cmd == "cancel") {
@@ -257,6 +267,17 @@ int main(int argc, char** argv) {
           return 2;
         }
         s.add_average_bits(v);
+      }
+    }
+    if (f.WasSet("widths")) {
+      s.clear_widths();
+      for (absl::string_view w : absl::StrSplit(widths, ',', absl::SkipEmpty())) {
+        int v = 0;
+        if (!absl::SimpleAtoi(w, &v)) {
+          std::cerr << "impqctl: --widths: '" << w << "' is not an integer\n";
+          return 2;
+        }
+        s.add_widths(v);  // the coordinator validates the set (names the entry)
       }
     }
     grpc::ClientContext ctx;

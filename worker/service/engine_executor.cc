@@ -1,12 +1,17 @@
 #include <chrono>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "common/thread_pool.h"
+#include "coordinator/job_spec.h"
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/eval/eval_set.h"
 #include "worker/forward/llama_forward.h"
@@ -57,6 +62,10 @@ class EngineExecutor : public UnitExecutor {
                      Data(calib ? spec.calibration_text_path() : spec.evaluation_text_path(),
                           calib ? spec.calibration_docs() : spec.evaluation_docs(), spec, calib));
     const int n = loaded_->qmodel->num_players();
+    const bool binary = coordinator::BinaryWidths(spec);
+    // The game's players: n, or the n·(m−1) steps of the job's width ladder.
+    ASSIGN_OR_RETURN(const solver::WidthLadder ladder, coordinator::JobLadder(spec, n));
+    const int players = binary ? n : ladder.num_steps();
     v1::WorkResult r;
     r.set_job_id(unit.job_id());
     r.set_unit_index(unit.unit_index());
@@ -66,17 +75,17 @@ class EngineExecutor : public UnitExecutor {
     if (unit.kind() == v1::UNIT_KIND_WALK) {
       solver::Permutation perm(unit.permutation().begin(), unit.permutation().end());
       if (perm.empty()) {
-        perm = solver::SeededPermutationSampler(n, spec.seed(), spec.antithetic())
-                   .Get(static_cast<uint64_t>(unit.permutation_index()));
+        ASSIGN_OR_RETURN(perm,
+                         coordinator::JobWalkPermutation(spec, n, unit.permutation_index()));
       }
-      RETURN_IF_ERROR(solver::ValidatePermutation(perm, n));
+      RETURN_IF_ERROR(solver::ValidatePermutation(perm, players));
       for (int p : perm) r.add_permutation(p);
       coalitions = solver::WalkCoalitions(perm);
     } else {
       for (const std::string& s : unit.coalitions()) {
         solver::Coalition q;
         for (char c : s) q.push_back(c == '1' ? 1 : 0);
-        RETURN_IF_ERROR(solver::ValidateCoalition(q, n));
+        RETURN_IF_ERROR(binary ? solver::ValidateCoalition(q, n) : ladder.ValidateClosed(q));
         coalitions.push_back(std::move(q));
       }
     }
@@ -98,7 +107,8 @@ class EngineExecutor : public UnitExecutor {
     const std::string key = absl::StrCat(spec.model_path(), "\n", spec.tokenizer_path(), "\n",
                                          spec.backend(), "\n", spec.group_size(), "\n",
                                          spec.players(), "\n", spec.calibration_text_path(), "\n",
-                                         spec.calibration_docs(), "\n", spec.context());
+                                         spec.calibration_docs(), "\n", spec.context(), "\n",
+                                         absl::StrJoin(coordinator::JobWidths(spec), ","));
     if (loaded_ != nullptr && loaded_->key == key) return absl::OkStatus();
     calib_.reset();
     eval_.reset();
@@ -122,9 +132,19 @@ class EngineExecutor : public UnitExecutor {
       qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
       calib_.reset();
     }
+    // The job's widths, and 2 and 4 bits always (ModelInfo.bytes2/bytes4, the budgets).
+    const bool binary = coordinator::BinaryWidths(spec);
+    std::vector<int> widths = coordinator::JobWidths(spec);
+    for (int b : {2, 4}) {
+      if (std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
+    }
+    std::sort(widths.begin(), widths.end());
     ThreadPool pool(threads_);
-    absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> qm = quant::QuantizedModel::Build(
-        loaded_->model.model, *q, cfg, g, qcalib.get(), &pool);
+    absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> qm =
+        binary ? quant::QuantizedModel::Build(loaded_->model.model, *q, cfg, g, qcalib.get(),
+                                              &pool)
+               : quant::QuantizedModel::Build(loaded_->model.model, *q, cfg, g, qcalib.get(),
+                                              &pool, widths);
     if (!qm.ok()) {
       loaded_.reset();
       return qm.status();
@@ -137,6 +157,13 @@ class EngineExecutor : public UnitExecutor {
       info.add_bytes2(loaded_->qmodel->PlayerBytes(i, 2));
       info.add_bytes4(loaded_->qmodel->PlayerBytes(i, 4));
     }
+    if (!binary) {
+      for (int i = 0; i < loaded_->qmodel->num_players(); ++i) {
+        for (int b : coordinator::JobWidths(spec)) {
+          info.add_width_bytes(loaded_->qmodel->PlayerBytes(i, b));
+        }
+      }
+    }
     info.set_model_config(loaded_->model.model.config.ToString());
     return absl::OkStatus();
   }
@@ -144,7 +171,10 @@ class EngineExecutor : public UnitExecutor {
   absl::StatusOr<Dataset*> Data(const std::string& path, int64_t docs, const v1::JobSpec& spec,
                                 bool calib, bool with_evaluator = true) {
     std::unique_ptr<Dataset>& slot = calib ? calib_ : eval_;
-    const std::string key = absl::StrCat(path, "\n", docs, "\n", spec.context());
+    // The evaluator's game depends on the widths (its coalitions are steps of their ladder).
+    const std::vector<int> widths = coordinator::JobWidths(spec);
+    const std::string key = absl::StrCat(path, "\n", docs, "\n", spec.context(), "\n",
+                                         absl::StrJoin(widths, ","));
     if (slot != nullptr && slot->key == key && (slot->evaluator != nullptr || !with_evaluator)) {
       return slot.get();
     }
@@ -169,6 +199,13 @@ class EngineExecutor : public UnitExecutor {
     if (with_evaluator) {
       const int64_t cache_bytes = calib ? int64_t{1} << 30 : 0;
 #ifdef IMPQ_WORKER_WITH_GPU
+      if (runtime_ != nullptr && !coordinator::BinaryWidths(spec)) {
+        // Not a device failure: this job needs CPU workers.
+        return absl::UnimplementedError(absl::StrCat(
+            "GPU engine: spec.widths [", absl::StrJoin(widths, ","),
+            "]: the GPU evaluator's kernels run 2 and 4 bits only; run this job on CPU workers "
+            "(--device cpu)"));
+      }
       if (runtime_ != nullptr) {
         gpu::GpuEvaluatorOptions go;
         go.max_cache_bytes = cache_bytes;
@@ -193,6 +230,7 @@ class EngineExecutor : public UnitExecutor {
         engine::LocalEvaluatorOptions eo;
         eo.threads = threads_;
         eo.max_cache_bytes = cache_bytes;
+        eo.widths = widths;
         ASSIGN_OR_RETURN(d->evaluator, engine::LocalEvaluator::Create(
                                            *loaded_->qmodel, *loaded_->forward, d->set, eo));
       }
