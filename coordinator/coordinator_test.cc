@@ -7,10 +7,15 @@
 #include <thread>
 
 #include "common/test_paths.h"
+#include "coordinator/ladder_test_game.h"
 #include "coordinator/test_game.h"
 #include "gtest/gtest.h"
+#include "solver/allocation_problem.h"
 #include "solver/coalition_evaluator.h"
+#include "solver/interactions.h"
+#include "solver/multi_choice.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 
 namespace impq::coordinator {
 namespace {
@@ -405,6 +410,230 @@ TEST_F(CoordinatorTest, FailedCommitIsNotAcceptedAndTheRetryIs) {
   sqlite3_close(db);
   EXPECT_EQ(*c->ReportResult(g->lease_id, r), v1::REPORT_OUTCOME_ACCEPTED);
   EXPECT_EQ(c->GetJob(id)->status.evaluations_done(), 7);
+}
+
+TEST_F(CoordinatorTest, RejectsBadWidthsNamingTheEntry) {
+  auto c = Open();
+  struct Case {
+    std::vector<int> widths;
+    std::string field, value;
+  } cases[] = {
+      {{4}, "spec.widths", "[4]"},
+      {{2, 5}, "spec.widths[1]", "5"},
+      {{0, 2}, "spec.widths[0]", "0"},
+      {{16, 32}, "spec.widths[0]", "16"},
+      {{4, 2}, "spec.widths[1]", "2 after 4"},
+      {{2, 3, 3}, "spec.widths[2]", "3 after 3"},
+  };
+  for (const auto& k : cases) {
+    v1::JobSpec s = Spec();
+    for (int w : k.widths) s.add_widths(w);
+    auto st = c->SubmitJob(s);
+    ASSERT_FALSE(st.ok()) << k.field;
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument) << st.status();
+    EXPECT_NE(st.status().message().find(k.field + ": " + k.value), std::string::npos)
+        << st.status();
+  }
+  EXPECT_TRUE(c->ListJobs().empty());
+  for (const std::vector<int>& ok : {std::vector<int>{2, 4}, {2, 3, 4, 8}, {3, 8}, {2, 3}}) {
+    v1::JobSpec s = Spec();
+    for (int w : ok) s.add_widths(w);
+    auto st = c->SubmitJob(s);
+    ASSERT_TRUE(st.ok()) << st.status();
+    // Persisted with the spec (the store keeps the serialized JobSpec).
+    auto v = c->GetJob(st->job_id());
+    EXPECT_EQ(std::vector<int>(v->spec.widths().begin(), v->spec.widths().end()), ok);
+  }
+}
+
+// Width sets (issue 14) on a synthetic game over the steps of {2, 3, 4, 8}: the walks are the
+// ladder sampler's, φ and SE equal solver::RunSpqe with that sampler bit for bit, the result
+// does not depend on capacity or arrival order, every allocation is feasible, uses widths of
+// the set and is SolveMultiChoiceExact's optimum of the ladder's multiple-choice program (the
+// brute force agrees), and the measurement unit evaluates the allocations' closed coalitions.
+TEST_F(CoordinatorTest, WidthLadderJobIsDeterministicAndSolvesTheMultiChoiceProgram) {
+  const std::vector<int> widths = {2, 3, 4, 8};
+  const LadderTestGame game(4, widths);
+  const int steps = game.steps();  // 4 players × 3 steps
+  ASSERT_EQ(steps, 12);
+  auto c = Open();
+  v1::JobSpec spec = Spec(16);
+  for (int w : widths) spec.add_widths(w);
+  spec.clear_average_bits();
+  for (double b : {2.25, 3.0, 3.75}) spec.add_average_bits(b);
+  spec.set_evaluation_text_path("/data/e.txt");
+  auto run = [&](int capacity, bool reverse) {
+    const std::string id = c->SubmitJob(spec)->job_id();
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto grant = c->AcquireLease("w", capacity);
+      EXPECT_TRUE(grant.ok());
+      if (!grant->has_lease) {
+        if (c->SolvePending() == 0) break;
+        continue;
+      }
+      std::vector<v1::WorkUnit> units = grant->units;
+      if (reverse) std::reverse(units.begin(), units.end());
+      for (const auto& u : units) {
+        if (u.kind() == v1::UNIT_KIND_WALK && u.permutation_size() > 0) {
+          // Once n is known the coordinator sends the ladder walk itself.
+          EXPECT_EQ(solver::Permutation(u.permutation().begin(), u.permutation().end()),
+                    solver::LadderPermutationSampler(game.ladder(), 7, true)
+                        .Get(static_cast<uint64_t>(u.permutation_index())));
+        }
+        EXPECT_EQ(*c->ReportResult(grant->lease_id, game.Evaluate(u, "w")),
+                  v1::REPORT_OUTCOME_ACCEPTED);
+      }
+    }
+    auto v = c->GetJob(id);
+    EXPECT_EQ(v->status.state(), v1::JOB_STATE_DONE) << v->status.error();
+    EXPECT_EQ(v->status.evaluations_done(), 16 * (steps + 1) + 2 + 3);
+    EXPECT_EQ(v->status.evaluations_total(), 16 * (steps + 1) + 2 + 3);
+    return v->result;
+  };
+  const v1::JobResult ra = run(1, false);
+  v1::JobResult rb = run(4, true);
+  rb.set_job_id(ra.job_id());
+  EXPECT_EQ(ra.SerializeAsString(), rb.SerializeAsString());
+
+  // The reference: RunSpqe over the steps with the ladder's sampler.
+  solver::FunctionEvaluator fe([&](const solver::Coalition& q) { return game.Value(q); });
+  const solver::LadderPermutationSampler sampler(game.ladder(), 7, true);
+  solver::SpqeOptions so;
+  so.num_players = steps;
+  so.max_permutations = 16;
+  so.antithetic = true;
+  so.seed = 7;
+  so.sampler = &sampler;
+  auto ref = solver::RunSpqe(fe, so);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  ASSERT_EQ(ra.phi_size(), steps);
+  for (int s = 0; s < steps; ++s) {
+    EXPECT_EQ(ra.phi(s), ref->estimate.phi[s]) << s;
+    EXPECT_EQ(ra.standard_error(s), ref->estimate.standard_error[s]) << s;
+  }
+  EXPECT_EQ(ra.loss_all4(), game.ValueOfBits({8, 8, 8, 8}));
+  EXPECT_EQ(ra.loss_all2(), game.ValueOfBits({2, 2, 2, 2}));
+  EXPECT_EQ(ra.evaluation_loss_all4(), game.ValueOfBits({8, 8, 8, 8}) + 0.25);
+
+  // Allocations: the multiple-choice program of the covariance objective, per budget.
+  solver::InteractionInput ii;
+  ii.num_players = steps;
+  ii.marginals = ref->marginals;
+  auto objective = solver::CovarianceInteractionEstimator(0.5).Estimate(ii);
+  ASSERT_TRUE(objective.ok()) << objective.status();
+  const v1::ModelInfo model = game.Model();
+  solver::PlayerBytes bytes;
+  bytes.bytes2.assign(model.bytes2().begin(), model.bytes2().end());
+  bytes.bytes4.assign(model.bytes4().begin(), model.bytes4().end());
+  ASSERT_EQ(ra.allocations_size(), 3);
+  std::set<std::vector<int>> distinct;
+  for (const v1::Allocation& a : ra.allocations()) {
+    SCOPED_TRACE(testing::Message() << "average bits " << a.average_bits());
+    auto budget = solver::BudgetForAverageBits(bytes, a.average_bits());
+    ASSERT_TRUE(budget.ok());
+    EXPECT_EQ(a.budget_bytes(), *budget);
+    const std::vector<int> bits(a.bits().begin(), a.bits().end());
+    ASSERT_EQ(bits.size(), 4u);
+    int64_t memory = 0;
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_NE(std::find(widths.begin(), widths.end(), bits[i]), widths.end()) << bits[i];
+      memory += LadderTestGame::Bytes(i, bits[i]);
+    }
+    EXPECT_EQ(a.memory_bytes(), memory);
+    EXPECT_LE(a.memory_bytes(), a.budget_bytes());
+    auto problem = game.ladder().ToMultiChoice(*objective, game.WidthBytes(), *budget);
+    ASSERT_TRUE(problem.ok()) << problem.status();
+    auto exact = solver::SolveMultiChoiceExact(*problem);
+    auto brute = solver::SolveMultiChoiceBruteForce(*problem);
+    ASSERT_TRUE(exact.ok() && brute.ok());
+    EXPECT_EQ(bits, exact->bits);
+    EXPECT_EQ(a.objective(), exact->objective);
+    EXPECT_TRUE(a.proven_optimal());
+    EXPECT_NEAR(a.objective(), brute->objective, 1e-9);
+    // The measured loss is that of the allocation's closed coalition.
+    EXPECT_TRUE(a.measured());
+    EXPECT_DOUBLE_EQ(a.measured_loss(), game.ValueOfBits(bits) + 0.25);
+    distinct.insert(bits);
+  }
+  EXPECT_EQ(distinct.size(), 3u) << "the budgets should pick different allocations";
+}
+
+// Width-set results must carry consistent width_bytes and a walk over the steps.
+TEST_F(CoordinatorTest, WidthLadderResultsAreValidatedNamingTheField) {
+  const LadderTestGame game(3, {2, 3, 4});
+  auto c = Open();
+  v1::JobSpec spec = Spec(2);
+  for (int w : {2, 3, 4}) spec.add_widths(w);
+  ASSERT_TRUE(c->SubmitJob(spec).ok());
+  auto g = c->AcquireLease("a", 2);
+  ASSERT_TRUE(g.ok() && g->has_lease);
+  auto message = [&](const v1::WorkResult& r) {
+    return std::string(c->ReportResult(g->lease_id, r).status().message());
+  };
+  v1::WorkResult r = game.Evaluate(g->units[0], "a");
+  r.mutable_model()->clear_width_bytes();
+  EXPECT_NE(message(r).find("result.model.width_bytes has 0 entries"), std::string::npos)
+      << message(r);
+  r = game.Evaluate(g->units[0], "a");
+  r.mutable_model()->set_width_bytes(1, r.model().width_bytes(1) + 1);  // player 0 at 3 bits
+  r.mutable_model()->set_width_bytes(0, r.model().width_bytes(0) + 1);  // ... and at 2 bits
+  EXPECT_NE(message(r).find("disagrees with bytes2"), std::string::npos) << message(r);
+  r = game.Evaluate(g->units[0], "a");
+  r.mutable_losses()->RemoveLast();
+  EXPECT_NE(message(r).find("a walk over 6 ladder steps has 7"), std::string::npos) << message(r);
+  r = game.Evaluate(g->units[0], "a");
+  // A permutation of the steps that is not closed: player 0's second step first.
+  std::swap(*r.mutable_permutation()->Mutable(0), *r.mutable_permutation()->Mutable(5));
+  EXPECT_NE(message(r).find("result.permutation"), std::string::npos) << message(r);
+  EXPECT_EQ(*c->ReportResult(g->lease_id, game.Evaluate(g->units[0], "a")),
+            v1::REPORT_OUTCOME_ACCEPTED);
+}
+
+// A width-set job survives a restart: the spec (widths included) and its results are
+// restored, and the result equals an uninterrupted run's.
+TEST_F(CoordinatorTest, WidthLadderJobSurvivesARestart) {
+  const LadderTestGame game(3, {2, 3, 4, 8});
+  v1::JobSpec spec = Spec(6);
+  for (int w : {2, 3, 4, 8}) spec.add_widths(w);
+  auto run_to_end = [&](Coordinator& c, const std::string& id) {
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto grant = c.AcquireLease("w", 2);
+      if (!grant->has_lease) {
+        if (c.SolvePending() == 0) break;
+        continue;
+      }
+      for (const auto& u : grant->units) {
+        EXPECT_TRUE(c.ReportResult(grant->lease_id, game.Evaluate(u, "w")).ok());
+      }
+    }
+    auto v = c.GetJob(id);
+    EXPECT_EQ(v->status.state(), v1::JOB_STATE_DONE) << v->status.error();
+    return v->result;
+  };
+  v1::JobResult uninterrupted;
+  {
+    auto c = Open();
+    uninterrupted = run_to_end(*c, c->SubmitJob(spec)->job_id());
+  }
+  const std::string path = TempFilePath("ladder_restart.db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  std::string id;
+  {
+    auto c = Open(path);
+    id = c->SubmitJob(spec)->job_id();
+    auto g = c->AcquireLease("w", 3);
+    for (const auto& u : g->units) {
+      ASSERT_TRUE(c->ReportResult(g->lease_id, game.Evaluate(u, "w")).ok());
+    }
+  }
+  auto c = Open(path);
+  auto v = c->GetJob(id);
+  EXPECT_EQ(v->status.state(), v1::JOB_STATE_ESTIMATING);
+  EXPECT_EQ(v->status.evaluations_done(), 3 * (9 + 1));
+  EXPECT_EQ(v->spec.widths_size(), 4);
+  v1::JobResult resumed = run_to_end(*c, id);
+  resumed.set_job_id(uninterrupted.job_id());
+  EXPECT_EQ(resumed.SerializeAsString(), uninterrupted.SerializeAsString());
 }
 
 TEST_F(CoordinatorTest, ShutdownStopsIntakeButDrains) {
