@@ -9,8 +9,10 @@
 #include "common/file_util.h"
 #include "common/test_paths.h"
 #include "coordinator/embedded.h"
+#include "coordinator/ladder_test_game.h"
 #include "gtest/gtest.h"
 #include "solver/test_games.h"
+#include "solver/width_ladder.h"
 #include "worker/engine/job.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/eval/eval_set.h"
@@ -159,6 +161,98 @@ TEST(EmbeddedSpqeTest, RejectsWhatTheCoordinatorCannotRun) {
   in.model = Info(3);
   in.evaluator = &failing;
   EXPECT_EQ(RunSpqeThroughCoordinator(in).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Width sets (issue 14): a game over the steps of the ladder {2, 3, 4, 8} (m = 4) through the
+// coordinator equals RunSpqe with the LadderPermutationSampler, bit for bit, with the sampler
+// passed or left to the coordinator.
+TEST(EmbeddedSpqeTest, EqualsRunSpqeOnALadderGame) {
+  const LadderTestGame game(5, {2, 3, 4, 8});
+  const int steps = game.steps();
+  for (const Case& c : {Case{true, 16, 2, 0}, Case{false, 9, 8, 0}, Case{true, 60, 2, 0.03}}) {
+    SCOPED_TRACE(testing::Message() << "antithetic " << c.antithetic << ", M " << c.permutations
+                                    << ", threshold " << c.se_threshold);
+    const solver::LadderPermutationSampler sampler(game.ladder(), 5, c.antithetic);
+    solver::SpqeOptions o;
+    o.num_players = steps;
+    o.max_permutations = c.permutations;
+    o.antithetic = c.antithetic;
+    o.seed = 5;
+    o.permutations_per_batch = c.batch;
+    o.se_threshold = c.se_threshold;
+    o.min_permutations = c.antithetic ? 4 : 2;
+    o.sampler = &sampler;
+    auto value = [&](const solver::Coalition& q) { return game.Value(q); };
+    solver::FunctionEvaluator direct_fn(value), embedded_fn(value);
+    RecordingEvaluator direct(&direct_fn);
+    absl::StatusOr<solver::SpqeResult> want = solver::RunSpqe(direct, o);
+    ASSERT_TRUE(want.ok()) << want.status();
+    for (const solver::Coalition& q : direct.sequence) {
+      ASSERT_TRUE(game.ladder().ValidateClosed(q).ok());  // the walks stay closed
+    }
+    if (c.se_threshold > 0) {
+      EXPECT_EQ(want->stop_reason, solver::SpqeStopReason::kStandardError) << "case too easy";
+    }
+    for (bool pass_sampler : {true, false}) {
+      SCOPED_TRACE(pass_sampler ? "sampler passed" : "no sampler");
+      RecordingEvaluator fresh(&embedded_fn);
+      EmbeddedSpqeInput in;
+      in.evaluator = &fresh;
+      in.options = o;
+      if (!pass_sampler) in.options.sampler = nullptr;
+      in.spec = SpecFor(o);
+      for (int w : game.ladder().widths()) in.spec.add_widths(w);
+      in.model = game.Model();
+      absl::StatusOr<EmbeddedSpqeResult> got = RunSpqeThroughCoordinator(in);
+      ASSERT_TRUE(got.ok()) << got.status();
+      ExpectSame(got->spqe, *want);
+      EXPECT_EQ(fresh.sequence, direct.sequence);
+      ASSERT_EQ(got->job.phi_size(), steps);
+      ASSERT_EQ(got->job.allocations_size(), 1);
+      for (int b : got->job.allocations(0).bits()) {
+        EXPECT_TRUE(b == 2 || b == 3 || b == 4 || b == 8) << b;
+      }
+      EXPECT_LE(got->job.allocations(0).memory_bytes(), got->job.allocations(0).budget_bytes());
+    }
+  }
+}
+
+TEST(EmbeddedSpqeTest, RejectsALadderThatDisagreesWithTheSpec) {
+  const LadderTestGame game(3, {2, 3, 4});
+  solver::FunctionEvaluator fn([&](const solver::Coalition& q) { return game.Value(q); });
+  solver::SpqeOptions o;
+  o.num_players = game.steps();
+  o.max_permutations = 4;
+  o.antithetic = true;
+  o.seed = 1;
+  EmbeddedSpqeInput in;
+  in.evaluator = &fn;
+  in.options = o;
+  in.spec = SpecFor(o);
+  for (int w : {2, 3, 4}) in.spec.add_widths(w);
+  in.model = game.Model();
+  // A uniform sampler over the steps draws walks that are not closed.
+  const solver::SeededPermutationSampler uniform(game.steps(), 1, true);
+  in.options.sampler = &uniform;
+  absl::Status st = RunSpqeThroughCoordinator(in).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("options.sampler"), std::string::npos) << st;
+  in.options.sampler = nullptr;
+  // Options over the players instead of the steps.
+  in.options.num_players = 3;
+  st = RunSpqeThroughCoordinator(in).status();
+  EXPECT_NE(st.message().find("ladder steps"), std::string::npos) << st;
+  in.options.num_players = game.steps();
+  // No width_bytes.
+  in.model.clear_width_bytes();
+  st = RunSpqeThroughCoordinator(in).status();
+  EXPECT_NE(st.message().find("width_bytes"), std::string::npos) << st;
+  in.model = game.Model();
+  in.spec.add_widths(5);
+  st = RunSpqeThroughCoordinator(in).status();
+  EXPECT_NE(st.message().find("spec.widths[3]"), std::string::npos) << st;
+  in.spec.mutable_widths()->RemoveLast();
+  EXPECT_TRUE(RunSpqeThroughCoordinator(in).ok());
 }
 
 // The real engine: LocalEvaluator (prefix reuse) on stories260K, module players. The
