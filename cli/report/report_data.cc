@@ -67,18 +67,19 @@ class Fields {
     return v.get<bool>();
   }
 
-  // A required array of one number per player.
+  // A required array of one number per `unit` ("player", "step").
   absl::StatusOr<std::vector<double>> Numbers(const json& parent, const std::string& parent_path,
-                                              const std::string& key, size_t size) const {
+                                              const std::string& key, size_t size,
+                                              const std::string& unit) const {
     ASSIGN_OR_RETURN(const json* a, Member(parent, parent_path, key));
-    return NumberArray(a, Join(parent_path, key), size);
+    return NumberArray(a, Join(parent_path, key), size, unit);
   }
   absl::StatusOr<std::vector<double>> NumberArray(const json* a, const std::string& path,
-                                                  size_t size) const {
+                                                  size_t size, const std::string& unit) const {
     if (!a->is_array()) return Wrong(path, *a, "an array");
     if (a->size() != size) {
-      return Error(
-          path, absl::StrFormat("has %d entries (expected %d, one per player)", a->size(), size));
+      return Error(path, absl::StrFormat("has %d entries (expected %d, one per %s)", a->size(),
+                                         size, unit));
     }
     std::vector<double> out;
     for (size_t i = 0; i < a->size(); ++i) {
@@ -283,6 +284,7 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
     p.name = file.model.player_names[i];
     RETURN_IF_ERROR(f.OptionalInteger(players[i], At("model.players", i), "bytes2", &p.bytes2));
     RETURN_IF_ERROR(f.OptionalInteger(players[i], At("model.players", i), "bytes4", &p.bytes4));
+    if (!file.width_bytes.empty()) p.width_bytes = file.width_bytes[i];
     Place(p, static_cast<int>(i), file.players == quant::PlayerGranularity::kModule);
     r.num_layers = std::max(r.num_layers, p.layer + 1);
     r.players.push_back(std::move(p));
@@ -297,19 +299,32 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
     }
   }
 
+  // The SPQE game's players: the steps (one per player on {2, 4}).
+  r.widths = file.widths;
+  const size_t num_steps = file.steps.size();
+  const std::string unit = r.binary() ? "player" : "step";
   ASSIGN_OR_RETURN(const json* spqe, f.Member(run, "", "spqe"));
-  ASSIGN_OR_RETURN(std::vector<double> phi, f.Numbers(*spqe, "spqe", "phi", n));
-  ASSIGN_OR_RETURN(std::vector<double> se, f.Numbers(*spqe, "spqe", "standard_error", n));
+  ASSIGN_OR_RETURN(std::vector<double> phi, f.Numbers(*spqe, "spqe", "phi", num_steps, unit));
+  ASSIGN_OR_RETURN(std::vector<double> se,
+                   f.Numbers(*spqe, "spqe", "standard_error", num_steps, unit));
   ASSIGN_OR_RETURN(const json* scores, f.Member(run, "", "baseline_scores"));
   ASSIGN_OR_RETURN(std::vector<double> iso,
-                   f.Numbers(*scores, "baseline_scores", "isolated_delta", n));
-  for (size_t i = 0; i < n; ++i) {
-    if (se[i] < 0) {
-      return f.Wrong(At("spqe.standard_error", i), (*spqe)["standard_error"][i], "a number >= 0");
+                   f.Numbers(*scores, "baseline_scores", "isolated_delta", num_steps, unit));
+  for (size_t s = 0; s < num_steps; ++s) {
+    if (se[s] < 0) {
+      return f.Wrong(At("spqe.standard_error", s), (*spqe)["standard_error"][s], "a number >= 0");
     }
-    r.players[i].phi = phi[i];
-    r.players[i].phi_se = se[i];
-    r.players[i].isolated_delta = iso[i];
+    const RunStep& in = file.steps[s];
+    ReportStep step;
+    step.player = in.player;
+    step.from_bits = in.from_bits;
+    step.to_bits = in.to_bits;
+    step.label = r.players[in.player].label;
+    if (!r.binary()) absl::StrAppend(&step.label, " ", in.from_bits, "→", in.to_bits);
+    step.phi = phi[s];
+    step.phi_se = se[s];
+    step.isolated_delta = iso[s];
+    r.steps.push_back(std::move(step));
   }
 
   ASSIGN_OR_RETURN(const json* inter, f.Member(run, "", "interactions"));
@@ -320,12 +335,13 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
   ASSIGN_OR_RETURN(const json* k_rows, f.Member(*est_obj, est_path, "K"));
   const std::string k_path = Join(est_path, "K");
   if (!k_rows->is_array()) return f.Wrong(k_path, *k_rows, "an array of rows");
-  if (k_rows->size() != n) {
-    return f.Error(k_path,
-                   absl::StrFormat("has %d rows (expected %d, one per player)", k_rows->size(), n));
+  if (k_rows->size() != num_steps) {
+    return f.Error(k_path, absl::StrFormat("has %d rows (expected %d, one per %s)",
+                                           k_rows->size(), num_steps, unit));
   }
-  for (size_t i = 0; i < n; ++i) {
-    ASSIGN_OR_RETURN(std::vector<double> row, f.NumberArray(&(*k_rows)[i], At(k_path, i), n));
+  for (size_t i = 0; i < num_steps; ++i) {
+    ASSIGN_OR_RETURN(std::vector<double> row,
+                     f.NumberArray(&(*k_rows)[i], At(k_path, i), num_steps, unit));
     r.interaction.push_back(std::move(row));
   }
 

@@ -8,12 +8,14 @@
 // hand-edited file is rejected before anything is drawn.
 //
 // Required beyond ParseRunJson's fields: spqe.phi and spqe.standard_error (>= 0);
-// baseline_scores.isolated_delta (each one number per player);
-// interactions.allocation_estimator and that estimator's K (players × players);
+// baseline_scores.isolated_delta (each one number per step of the SPQE game: per player for
+// widths {2, 4}, n·(m−1) for m widths, cli/run_file.h);
+// interactions.allocation_estimator and that estimator's K (steps × steps);
 // budgets[].chosen.method (one of the budget's allocations); allocations[].average_bits and
 // heldout_ppl (> 0: the figure has a log axis).
 // Optional (drawn or listed when present): settings.seed/permutations/antithetic/estimator/
-// random_draws, model.players[].bytes2/bytes4, spqe.permutations/stop_reason, references.*,
+// random_draws, widths/width_bytes/steps (ParseRunJson's), model.players[].bytes2/bytes4,
+// spqe.permutations/stop_reason, references.*,
 // data.*, cost.*, timings.total_s/threads, allocations[].calibration_ppl/memory_bytes; when
 // present they must have the right type.
 #ifndef IMPQ_CLI_REPORT_REPORT_DATA_H_
@@ -43,10 +45,19 @@ struct ReportPlayer {
   std::string label;          // for people: "L3.ffn_down" or "L3" (the name when unrecognised)
   int layer = 0;              // decoder layer
   int module = -1;            // ModuleName's index; -1: every module (block players)
+  std::optional<int64_t> bytes2, bytes4;
+  std::vector<int64_t> width_bytes;  // bytes at each of RunReport::widths; empty: unknown
+};
+
+// One player of the SPQE game: a player going one width down (for widths {2, 4}: the player
+// itself, from 4 to 2 bits).
+struct ReportStep {
+  int player = 0;             // index into RunReport::players
+  int from_bits = 4, to_bits = 2;
+  std::string label;          // the player's label; with more widths plus " 8→4"
   double phi = 0;             // Shapley value (ΔNLL, nats/token)
   double phi_se = 0;          // its standard error
-  double isolated_delta = 0;  // ΔNLL of this player alone at 2 bits
-  std::optional<int64_t> bytes2, bytes4;
+  double isolated_delta = 0;  // ΔNLL of this step alone (the player alone at 2 bits on {2, 4})
 };
 
 struct ReportAllocation {
@@ -81,12 +92,17 @@ struct ReportHeader {
 struct RunReport {
   ReportHeader header;
   std::string granularity;  // "module" | "block"
+  std::vector<int> widths = {2, 4};  // the run's quantized widths, ascending
   std::vector<ReportPlayer> players;
+  std::vector<ReportStep> steps;  // the SPQE game's players, in step order (file order)
   int num_layers = 0;                                  // 1 + the largest player layer
   std::string interaction_estimator;                   // "covariance" | "surrogate" | ...
-  std::vector<std::vector<double>> interaction;        // K, players × players
+  std::vector<std::vector<double>> interaction;        // K, steps × steps
   std::optional<double> ppl_fp32, ppl_all4, ppl_all2;  // held-out references
   std::vector<ReportBudget> budgets;
+
+  // True for widths {2, 4}: one step per player, and the report of issue 13 unchanged.
+  bool binary() const { return widths == std::vector<int>{2, 4}; }
 };
 
 // Reads the report's part of an `impq run --json` document; `source` names it in errors.

@@ -66,11 +66,12 @@ std::string BudgetLabel(double average_bits) { return Fixed(average_bits, 2); }
 
 // --- Figure 1: Shapley values ± SE next to isolated Δ --------------------------------------
 
+// One row per step of the SPQE game (per player on widths {2, 4}).
 std::string ShapleyFigure(const RunReport& r) {
   constexpr double kPlotW = 560, kRowH = 20, kTop = 34, kBottom = 44, kFont = 11;
   double label_w = 0;
   double lo = 0, hi = 0;
-  for (const ReportPlayer& p : r.players) {
+  for (const ReportStep& p : r.steps) {
     label_w = std::max(label_w, TextWidth(p.label, kFont));
     lo = std::min({lo, p.phi - p.phi_se, p.isolated_delta});
     hi = std::max({hi, p.phi + p.phi_se, p.isolated_delta});
@@ -80,17 +81,21 @@ std::string ShapleyFigure(const RunReport& r) {
   const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : 1;
   const double x0 = ticks.front(), x1 = ticks.back();
   auto X = [&](double v) { return label_w + (v - x0) / (x1 - x0) * kPlotW; };
-  const double rows_h = kRowH * static_cast<double>(r.players.size());
+  const double rows_h = kRowH * static_cast<double>(r.steps.size());
   const double width = label_w + kPlotW + 24, height = kTop + rows_h + kBottom;
 
-  std::string s = SvgOpen("shapley-svg", width, height,
-                          "Shapley values with standard errors and isolated deltas per player");
+  std::string s = SvgOpen(
+      "shapley-svg", width, height,
+      r.binary() ? "Shapley values with standard errors and isolated deltas per player"
+                 : "Shapley values with standard errors and isolated deltas per step down a width");
   // Legend.
   s += Rect(label_w, 8, 12, 10, "fill=\"#4e79a7\"");
   s += Text(label_w + 16, 17, "Shapley value φ ± SE");
   s += Rect(label_w + 170, 8, 12, 10, "fill=\"#f28e2b\"");
-  s += Text(label_w + 186, 17, "isolated Δ (player alone at 2 bits)");
-  for (size_t i = 0; i < r.players.size(); ++i) {
+  s += Text(label_w + 186, 17,
+            r.binary() ? "isolated Δ (player alone at 2 bits)"
+                       : "isolated Δ (the step alone, every other player at its widest)");
+  for (size_t i = 0; i < r.steps.size(); ++i) {
     if (i % 2 == 1) {
       s += Rect(0, kTop + kRowH * static_cast<double>(i), width, kRowH, "fill=\"#f4f4f4\"");
     }
@@ -101,10 +106,12 @@ std::string ShapleyFigure(const RunReport& r) {
     s += Text(X(t), kTop + rows_h + 15, TickLabel(t, step), "text-anchor=\"middle\"");
   }
   s += Text(label_w + kPlotW / 2, kTop + rows_h + 34,
-            "ΔNLL on the calibration text when the player goes from 4 to 2 bits (nats/token)",
+            r.binary()
+                ? "ΔNLL on the calibration text when the player goes from 4 to 2 bits (nats/token)"
+                : "ΔNLL on the calibration text when the player goes one width down (nats/token)",
             "text-anchor=\"middle\"");
-  for (size_t i = 0; i < r.players.size(); ++i) {
-    const ReportPlayer& p = r.players[i];
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const ReportStep& p = r.steps[i];
     const double top = kTop + kRowH * static_cast<double>(i);
     s += Text(label_w - 6, top + 14, p.label, "text-anchor=\"end\"");
     const double zero = X(0);
@@ -125,14 +132,15 @@ std::string ShapleyFigure(const RunReport& r) {
 
 // --- Figure 2: the interaction matrix ------------------------------------------------------
 
+// K over the steps of the SPQE game (the players on widths {2, 4}).
 std::string InteractionFigure(const RunReport& r) {
-  const int n = static_cast<int>(r.players.size());
+  const int n = static_cast<int>(r.steps.size());
   const double cell = std::clamp(std::floor(560.0 / n), 4.0, 18.0);
   const bool labels = cell >= 8;
   const double font = std::min(10.0, cell - 1);
   double label_w = 8;
   if (labels) {
-    for (const ReportPlayer& p : r.players) label_w = std::max(label_w, TextWidth(p.label, font));
+    for (const ReportStep& p : r.steps) label_w = std::max(label_w, TextWidth(p.label, font));
     label_w += 8;
   }
   // The diagonal (each player's own term, a variance for the covariance estimator) is usually
@@ -167,12 +175,13 @@ std::string InteractionFigure(const RunReport& r) {
       if (i == j && !diagonal_only) attrs += " stroke=\"#555\" stroke-width=\"0.6\"";
       s += Rect(
           left + cell * j, top + cell * i, cell, cell, attrs,
-          absl::StrCat("K[", r.players[i].label, ", ", r.players[j].label, "] = ", Short(v, 4)));
+          absl::StrCat("K[", r.steps[i].label, ", ", r.steps[j].label, "] = ", Short(v, 4)));
     }
   }
   // Layer boundaries make 35 module players readable as 5 × 7.
+  auto layer = [&](int i) { return r.players[r.steps[i].player].layer; };
   for (int i = 1; i < n; ++i) {
-    if (r.players[i].layer == r.players[i - 1].layer) continue;
+    if (layer(i) == layer(i - 1)) continue;
     const double at = cell * i;
     s += Line(left + at, top, left + at, top + side, "stroke=\"#333\" stroke-width=\"0.8\"");
     s += Line(left, top + at, left + side, top + at, "stroke=\"#333\" stroke-width=\"0.8\"");
@@ -182,9 +191,9 @@ std::string InteractionFigure(const RunReport& r) {
     const std::string fs = absl::StrCat("font-size=\"", Fixed(font, 1), "\"");
     for (int i = 0; i < n; ++i) {
       const double c = cell * i + cell / 2 + font * 0.35;
-      s += Text(left - 4, top + c, r.players[i].label, "text-anchor=\"end\" " + fs);
+      s += Text(left - 4, top + c, r.steps[i].label, "text-anchor=\"end\" " + fs);
       s += absl::StrCat("<text transform=\"translate(", C(left + c), ",", C(top - 4),
-                        ") rotate(-90)\" ", fs, ">", Escape(r.players[i].label), "</text>\n");
+                        ") rotate(-90)\" ", fs, ">", Escape(r.steps[i].label), "</text>\n");
     }
   }
   // Legend: the gradient with its values.
@@ -470,6 +479,11 @@ std::string Header(const RunReport& r, const std::string& source) {
   }
   Fact(out, "players",
        absl::StrCat(r.players.size(), " ", r.granularity, " players, ", r.num_layers, " layers"));
+  if (!r.binary()) {
+    Fact(out, "widths",
+         absl::StrCat(absl::StrJoin(r.widths, ", "), " bits: ", r.steps.size(),
+                      " steps in the Shapley game"));
+  }
   if (h.permutations_done.has_value() || h.permutations_requested.has_value()) {
     std::string v = h.permutations_done.has_value() ? absl::StrCat(*h.permutations_done) : "?";
     if (h.permutations_requested.has_value() && h.permutations_requested != h.permutations_done) {
@@ -591,6 +605,8 @@ std::string PplTable(const RunReport& r) {
   return out;
 }
 
+// Widths {2, 4}: one row per player with its φ, SE, isolated Δ, the bytes 2 bits save and the
+// chosen bits per budget.
 std::string PlayerTable(const RunReport& r) {
   std::string out =
       "<table id=\"table-players\" class=\"numbers\">\n<tr><th>player</th><th>φ</th><th>SE</th>"
@@ -601,11 +617,63 @@ std::string PlayerTable(const RunReport& r) {
   out += "</tr>\n";
   for (size_t i = 0; i < r.players.size(); ++i) {
     const ReportPlayer& p = r.players[i];
+    const ReportStep& step = r.steps[i];  // binary: step i is player i
     absl::StrAppend(&out, "<tr data-player=\"", Escape(p.name), "\"><td>", Escape(p.label),
-                    "</td><td class=\"num\">", Fixed(p.phi, 4), "</td><td class=\"num\">",
-                    Fixed(p.phi_se, 4), "</td><td class=\"num\">", Fixed(p.isolated_delta, 4),
-                    "</td><td class=\"num\">",
+                    "</td><td class=\"num\">", Fixed(step.phi, 4), "</td><td class=\"num\">",
+                    Fixed(step.phi_se, 4), "</td><td class=\"num\">",
+                    Fixed(step.isolated_delta, 4), "</td><td class=\"num\">",
                     p.bytes2 && p.bytes4 ? absl::StrCat(*p.bytes4 - *p.bytes2) : "–", "</td>");
+    for (const ReportBudget& b : r.budgets) {
+      absl::StrAppend(&out, "<td class=\"num\">", b.Chosen().bits[i], "</td>");
+    }
+    out += "</tr>\n";
+  }
+  out += "</table>\n";
+  return out;
+}
+
+// More widths: one row per step (φ, SE, isolated Δ, the bytes the step saves)...
+std::string StepTable(const RunReport& r) {
+  std::string out =
+      "<table id=\"table-steps\" class=\"numbers\">\n<tr><th>step</th><th>φ</th><th>SE</th>"
+      "<th>isolated Δ</th><th>bytes saved</th></tr>\n";
+  auto index = [&](int bits) {
+    return static_cast<size_t>(std::find(r.widths.begin(), r.widths.end(), bits) -
+                               r.widths.begin());
+  };
+  for (size_t s = 0; s < r.steps.size(); ++s) {
+    const ReportStep& step = r.steps[s];
+    const ReportPlayer& p = r.players[step.player];
+    const std::string saved =
+        p.width_bytes.empty()
+            ? "–"
+            : absl::StrCat(p.width_bytes[index(step.from_bits)] - p.width_bytes[index(step.to_bits)]);
+    absl::StrAppend(&out, "<tr data-step=\"", s, "\" data-player=\"", Escape(p.name), "\"><td>",
+                    Escape(step.label), "</td><td class=\"num\">", Fixed(step.phi, 4),
+                    "</td><td class=\"num\">", Fixed(step.phi_se, 4), "</td><td class=\"num\">",
+                    Fixed(step.isolated_delta, 4), "</td><td class=\"num\">", saved,
+                    "</td></tr>\n");
+  }
+  out += "</table>\n";
+  return out;
+}
+
+// ... and one row per player with its bytes at every width and the chosen bits per budget.
+std::string WidthPlayerTable(const RunReport& r) {
+  std::string out = "<table id=\"table-players\" class=\"numbers\">\n<tr><th>player</th>";
+  for (int w : r.widths) absl::StrAppend(&out, "<th>bytes at ", w, " bits</th>");
+  for (const ReportBudget& b : r.budgets) {
+    absl::StrAppend(&out, "<th>bits at ", BudgetLabel(b.average_bits), "</th>");
+  }
+  out += "</tr>\n";
+  for (size_t i = 0; i < r.players.size(); ++i) {
+    const ReportPlayer& p = r.players[i];
+    absl::StrAppend(&out, "<tr data-player=\"", Escape(p.name), "\"><td>", Escape(p.label),
+                    "</td>");
+    for (size_t w = 0; w < r.widths.size(); ++w) {
+      absl::StrAppend(&out, "<td class=\"num\">",
+                      p.width_bytes.empty() ? "–" : absl::StrCat(p.width_bytes[w]), "</td>");
+    }
     for (const ReportBudget& b : r.budgets) {
       absl::StrAppend(&out, "<td class=\"num\">", b.Chosen().bits[i], "</td>");
     }
@@ -650,19 +718,35 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
   out += Header(r, source);
 
   out += "<h2 id=\"shapley\">1. Shapley values and isolated Δ</h2>\n";
-  out +=
-      "<p class=\"caption\">Each player's Shapley value φ (its average loss increase over "
-      "random orders of quantizing the players to 2 bits, IMPQ §3.2) with ± one standard "
-      "error, next to its isolated Δ (the loss increase when it alone goes to 2 bits). A "
-      "player whose φ and isolated Δ differ interacts with the others.</p>\n";
+  if (r.binary()) {
+    out +=
+        "<p class=\"caption\">Each player's Shapley value φ (its average loss increase over "
+        "random orders of quantizing the players to 2 bits, IMPQ §3.2) with ± one standard "
+        "error, next to its isolated Δ (the loss increase when it alone goes to 2 bits). A "
+        "player whose φ and isolated Δ differ interacts with the others.</p>\n";
+  } else {
+    absl::StrAppend(
+        &out, "<p class=\"caption\">The run chose among ", r.widths.size(), " widths (",
+        absl::StrJoin(r.widths, ", "),
+        " bits), so the players of the Shapley game are steps: a player going one width down "
+        "(“L0.attn_q 8→4”), each player's steps taken in order from its widest width to its "
+        "narrowest. Each step's Shapley value φ (its average loss increase over random orders "
+        "of the steps, IMPQ §3.2) with ± one standard error, next to its isolated Δ (the loss "
+        "increase of that step alone). A step whose φ and isolated Δ differ interacts with the "
+        "others.</p>\n");
+  }
   out += "<figure id=\"fig-shapley\">\n" + ShapleyFigure(r) + "</figure>\n";
 
   out += "<h2 id=\"interactions\">2. Interaction matrix</h2>\n";
   absl::StrAppend(
       &out, "<p class=\"caption\">K of the ", Escape(r.interaction_estimator),
       " estimator (IMPQ §3.3), the quadratic part of the objective aᵀq + qᵀKq the allocation "
-      "minimises (q<sub>i</sub> = 1: player i at 2 bits). Red: quantizing both players costs "
-      "more than the sum of their parts; blue: less. The color scale spans the largest "
+      "minimises ",
+      r.binary() ? "(q<sub>i</sub> = 1: player i at 2 bits). Red: quantizing both players costs "
+                   "more than the sum of their parts; blue: less."
+                 : "(q<sub>s</sub> = 1: step s taken; one row and column per step). Red: taking "
+                   "both steps costs more than the sum of their parts; blue: less.",
+      " The color scale spans the largest "
       "off-diagonal magnitude; the diagonal entries (outlined), which act as linear terms, are "
       "drawn on the same scale and saturate when larger. Hover a cell for its value.</p>\n");
   out += "<figure id=\"fig-interactions\">\n" + InteractionFigure(r) + "</figure>\n";
@@ -676,10 +760,12 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
   out += "<figure id=\"fig-ppl\">\n" + PplFigure(r) + "</figure>\n";
 
   out += "<h2 id=\"allocation\">4. Chosen allocation per budget</h2>\n";
+  // The legend: every width drawn, and with more than two widths every width of the run.
   std::set<int> widths;
   for (const ReportBudget& b : r.budgets) {
     for (int bits : b.Chosen().bits) widths.insert(bits);
   }
+  if (!r.binary()) widths.insert(r.widths.begin(), r.widths.end());
   out +=
       "<p class=\"caption\">Rows are decoder layers, columns the seven linear modules; the "
       "color and the number give the bits of each module.";
@@ -702,10 +788,21 @@ std::string RenderReportHtml(const RunReport& r, const std::string& source) {
 
   out += "<h2 id=\"numbers\">Numbers</h2>\n";
   out += PplTable(r);
-  out +=
-      "<h3>Players</h3>\n<p class=\"caption\">φ, SE and isolated Δ in nats/token on the "
-      "calibration text; the last columns are the chosen allocation's bits per budget.</p>\n";
-  out += PlayerTable(r);
+  if (r.binary()) {
+    out +=
+        "<h3>Players</h3>\n<p class=\"caption\">φ, SE and isolated Δ in nats/token on the "
+        "calibration text; the last columns are the chosen allocation's bits per budget.</p>\n";
+    out += PlayerTable(r);
+  } else {
+    out +=
+        "<h3>Steps</h3>\n<p class=\"caption\">φ, SE and isolated Δ in nats/token on the "
+        "calibration text, and the bytes each step saves.</p>\n";
+    out += StepTable(r);
+    out +=
+        "<h3>Players</h3>\n<p class=\"caption\">Each player's bytes at every width; the last "
+        "columns are the chosen allocation's bits per budget.</p>\n";
+    out += WidthPlayerTable(r);
+  }
   out += "</body>\n</html>\n";
   return out;
 }
