@@ -1,7 +1,8 @@
 // End to end on 127.0.0.1: impq-coordinator + 2 impq-worker processes on stories260K. One
 // worker is SIGKILLed mid-job; the job still finishes with a result identical to the embedded
 // (in-process coordinator + worker loop) run. Also: auth, validation, health, reflection and
-// the Prometheus endpoint.
+// the Prometheus endpoint; and a width-set job (issue 14: `impqctl submit --widths 2,3,4`)
+// through two workers, equal to its embedded run.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -11,12 +12,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "common/test_paths.h"
 #include "coordinator/embedded.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -31,6 +36,9 @@ namespace {
 using service_test::HttpGet;
 using service_test::SharedModelSpec;
 using service_test::Spawn;
+using service_test::StartCoordinator;
+using service_test::StartWorker;
+using service_test::Stop;
 
 v1::JobSpec Spec() { return SharedModelSpec("integration", 20, 10, 256, 24, 2025); }
 
@@ -183,6 +191,65 @@ TEST(ServiceIntegrationTest, KilledWorkerDoesNotChangeTheResult) {
   EXPECT_EQ(job.result().SerializeAsString(), embedded.SerializeAsString());
   EXPECT_EQ(job.result().phi_size(), 5);
   EXPECT_TRUE(job.result().allocations(1).measured());
+}
+
+// Width sets through the cluster (issue 14): `impqctl submit --widths 2,3,4` on stories260K
+// (5 block players, so walks over 10 ladder steps), two impq-worker processes: the job ends
+// DONE with a result identical, bit for bit, to the embedded run of the same spec, with φ per
+// step and allocations from the set that fit their budgets.
+TEST(ServiceIntegrationTest, WidthSetJobThroughImpqctlEqualsTheEmbeddedRun) {
+  const std::string dir = service_test::FreshDir("svc_widths");
+  ASSERT_FALSE(dir.empty());
+  const service_test::CoordinatorProcess coord =
+      StartCoordinator(dir, "127.0.0.1:0", {"--units_per_lease", "1"});
+  ASSERT_GT(coord.grpc_port, 0) << "coordinator did not start; see " << dir << "/coordinator.log";
+  std::vector<pid_t> workers = {StartWorker(dir, coord.target(), "w1"),
+                                StartWorker(dir, coord.target(), "w2")};
+  v1::JobSpec spec = SharedModelSpec("widths", 10, 10, 256, 8, 2026);
+  // The spec without widths as impqctl's --job_file; --widths sets them.
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(spec, &json).ok());
+  std::ofstream(dir + "/job.json") << json;
+  const std::string cmd = std::string(IMPQCTL_BINARY) + " --server " + coord.target() +
+                          " --token " + service_test::kToken + " submit --job_file " + dir +
+                          "/job.json --widths 2,3,4 2>" + dir + "/impqctl.log";
+  FILE* out = popen(cmd.c_str(), "r");
+  ASSERT_NE(out, nullptr);
+  char line[256] = {0};
+  const bool got_line = fgets(line, sizeof(line), out) != nullptr;
+  ASSERT_EQ(pclose(out), 0) << "see " << dir << "/impqctl.log";
+  ASSERT_TRUE(got_line);
+  const std::string job_id = std::string(absl::StripAsciiWhitespace(line));
+  ASSERT_FALSE(job_id.empty());
+
+  auto channel = grpc::CreateChannel(coord.target(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ImpqService::NewStub(channel);
+  const v1::GetJobResponse job = service_test::WaitTerminal(*stub, job_id, 120);
+  ASSERT_EQ(job.status().state(), v1::JOB_STATE_DONE) << job.status().error();
+  EXPECT_EQ(std::vector<int>(job.spec().widths().begin(), job.spec().widths().end()),
+            (std::vector<int>{2, 3, 4}));
+  stub.reset();
+  channel.reset();
+  for (pid_t w : workers) Stop(w, SIGTERM);
+  const int status = Stop(coord.pid, SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  const v1::JobResult& r = job.result();
+  EXPECT_EQ(r.phi_size(), 5 * 2);
+  EXPECT_EQ(r.model().width_bytes_size(), 5 * 3);
+  ASSERT_EQ(r.allocations_size(), 2);
+  for (const v1::Allocation& a : r.allocations()) {
+    for (int b : a.bits()) EXPECT_TRUE(b == 2 || b == 3 || b == 4) << b;
+    EXPECT_LE(a.memory_bytes(), a.budget_bytes());
+    EXPECT_TRUE(a.measured());
+  }
+  // Deterministic: the embedded run of the same spec (in-process coordinator, one worker
+  // loop, the CPU engine) gives the same result.
+  v1::JobSpec with_widths = spec;
+  for (int w : {2, 3, 4}) with_widths.add_widths(w);
+  v1::JobResult embedded = Embedded(with_widths);
+  embedded.set_job_id(r.job_id());
+  EXPECT_EQ(r.SerializeAsString(), embedded.SerializeAsString());
 }
 
 }  // namespace
