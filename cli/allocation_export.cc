@@ -100,6 +100,19 @@ absl::StatusOr<std::vector<ModuleWidth>> ModuleWidths(const RunFile& run,
   return out;
 }
 
+// One row per width impq packs, the llama.cpp type closest to it:
+//   2 -> q2_k, 3 -> q3_k, 4 -> q4_k: the k-quants of that width (super-blocks of 256 weights
+//     with per-block scales, like impq's groups). There is no legacy type below 4 bits (q4_0
+//     is the smallest), so 2 and 3 bits can only be k-quants; 4 bits is q4_k, not q4_0, to
+//     stay in one family with them (and it is Q4_K_M's own type).
+//   8 -> q8_0: llama.cpp has no 8-bit k-quant; q8_0 (blocks of 32, one scale each) is its
+//     8-bit type.
+//   16 / 32 (full precision) -> f16 / f32.
+// Row widths: the k-quants need rows that are multiples of 256 weights, q8_0 of 32. But
+// llama-quantize applies a --tensor-type only where the command's base type (Q4_K_M, whose
+// types are k-quants) needs no fallback, i.e. on rows of multiples of 256; on narrower rows it
+// keeps the base type's fallback whatever was asked. So one rule holds for every width, and
+// LlamaCppExport notes every quantized module whose rows are not multiples of 256.
 absl::StatusOr<std::string> LlamaCppType(int bits) {
   switch (bits) {
     case 2: return std::string("q2_k");
@@ -122,6 +135,7 @@ absl::StatusOr<std::string> LlamaCppExport(const RunFile& run, const PickedAlloc
     ASSIGN_OR_RETURN(std::string type, LlamaCppType(m.bits));
     lines.push_back(absl::StrCat(m.gguf_name, "=", type));
     absl::StrAppend(&flags, " --tensor-type ", lines.back());
+    // The row rule of LlamaCppType's comment: any width, 256 weights.
     if (!FullPrecision(m.bits) && Cols(run.model, m.kind) % 256 != 0) {
       short_rows.push_back(absl::StrCat(model::LinearKindName(m.kind), " (",
                                         Cols(run.model, m.kind), ")"));

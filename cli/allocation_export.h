@@ -1,14 +1,17 @@
 // An allocation of an `impq run --json` file written in the form another quantizer reads, so
 // a person can apply it without translating it by hand (`impq export`, cli/export_command.cc).
 //
-//   llama.cpp  per-tensor type lines `blk.3.ffn_down=q2_k`, the arguments `llama-quantize
+//   llama.cpp  per-tensor type lines `blk.3.ffn_down=q2_k` (2 -> q2_k, 3 -> q3_k, 4 -> q4_k,
+//              8 -> q8_0; LlamaCppType), the arguments `llama-quantize
 //              --tensor-type` takes (GGUF tensor names), after `#` comment lines with the full
 //              llama-quantize command line.
 //   gptqmodel  a GPTQModel QuantizeConfig as JSON: base bits and group size plus a "dynamic"
 //              entry per module, `+:model\.layers\.3\.mlp\.down_proj$` -> {"bits": 2,
-//              "group_size": 64} (full-precision modules: `-:...` -> {}, not quantized).
+//              "group_size": 64}, bits 2, 3, 4 or 8 as GPTQModel takes them (full-precision
+//              modules: `-:...` -> {}, not quantized).
 //   hqq        HQQ's per-module quantization config as JSON: Hugging Face module name ->
-//              BaseQuantizeConfig arguments {"nbits", "group_size", "axis"} (null: keep).
+//              BaseQuantizeConfig arguments {"nbits", "group_size", "axis"}, nbits 2, 3, 4 or 8
+//              (null: keep).
 // Every module of a player gets the player's width; block players give all seven linears of
 // the layer one width. Pure functions of the run file and the allocation; thread-safe.
 #ifndef IMPQ_CLI_ALLOCATION_EXPORT_H_
@@ -38,8 +41,9 @@ struct ModuleWidth {
 absl::StatusOr<std::vector<ModuleWidth>> ModuleWidths(const RunFile& run,
                                                       const std::vector<int>& bits);
 
-// The llama-quantize type of a width: q2_k, q3_k, q4_k, q8_0, f16 (16) or f32 (32).
-// InvalidArgument for any other width.
+// The llama-quantize type of a width: q2_k, q3_k, q4_k (k-quants, rows of 256 weights), q8_0
+// (llama.cpp's 8-bit type; there is no 8-bit k-quant), f16 (16) or f32 (32); the .cc says why
+// each. InvalidArgument for any other width.
 absl::StatusOr<std::string> LlamaCppType(int bits);
 
 struct LlamaCppOptions {

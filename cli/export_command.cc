@@ -287,7 +287,8 @@ int ExportCommand(const std::vector<std::string>& args) {
     qcfg.group_size = run->group_size;
     auto qm = quant::QuantizedModel::Build(m, **quantizer, qcfg, run->players,
                                            calib ? &*calib : nullptr,
-                                           threads > 1 ? &pool : nullptr);
+                                           threads > 1 ? &pool : nullptr,
+                                           quant::CheckpointWidths(picked->allocation->bits));
     if (!qm.ok()) return fail(qm.status());
     const nlohmann::json provenance = {
         {"run_file", from},

@@ -8,12 +8,14 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/test_paths.h"
@@ -248,6 +250,102 @@ TEST_F(ExportTest, SafetensorsUsesTheRunsBackendAndCalibration) {
                                                  other["settings"]["calibration_docs"].dump())
                                   : "";
     ExpectCheckpointMatchesQuantizeEval(path, *dir_ + "/ckpt_" + backend, 2.5, backend, calib);
+  }
+}
+
+// --- Widths beyond {2, 4} (issue 14) --------------------------------------------------------
+
+// The run file with widths [2, 3, 4, 8] and the chosen allocation at b_avg 3 replaced by one
+// using every width (player p at kMixed[p % 4]), under `backend`; its path. The bits are made
+// by hand (not by a run over four widths): the exports only read them.
+constexpr int kMixed[4] = {3, 8, 2, 4};
+
+std::string WriteMixedRun(const json& run, const std::string& dir, const std::string& backend) {
+  json mixed = run;
+  mixed["widths"] = {2, 3, 4, 8};
+  mixed.erase("width_bytes");  // a run over [2, 4] has them for two widths
+  mixed.erase("steps");
+  mixed["settings"]["backend"] = backend;
+  std::vector<int> bits;
+  for (int p = 0; p < 35; ++p) bits.push_back(kMixed[p % 4]);
+  for (json& budget : mixed["budgets"]) {
+    if (budget["average_bits"].get<double>() != 3.0) continue;
+    for (json& a : budget["allocations"]) {
+      if (a["method"] == budget["chosen"]["method"]) a["bits"] = bits;
+    }
+  }
+  const std::string path = dir + "/run_mixed_" + backend + ".json";
+  EXPECT_TRUE(WriteFileAtomically(path, mixed.dump()).ok());
+  return path;
+}
+
+TEST_F(ExportTest, ThreeAndEightBitPlayersInEveryFormat) {
+  const std::string from = WriteMixedRun(*run_, *dir_, "rtn");
+  auto export_mixed = [&](const std::string& flags, const std::string& out) {
+    const Result r = RunImpq("export --from " + from + " --budget 3 " + flags + " --out " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return *ReadFileToString(out);
+  };
+  // llama.cpp: 3 -> q3_k, 8 -> q8_0 next to q2_k / q4_k, every name a tensor of the GGUF file.
+  const std::string gguf = SharedDataPath("stories260K.gguf");
+  const std::string types =
+      export_mixed("--format llama.cpp --model " + gguf, *dir_ + "/mixed_types.txt");
+  std::vector<std::string> lines;
+  for (absl::string_view l : absl::StrSplit(types, '\n', absl::SkipEmpty())) {
+    if (l[0] != '#') lines.emplace_back(l);
+  }
+  ASSERT_EQ(lines.size(), 35u);
+  const std::map<int, std::string> type_of = {{2, "q2_k"}, {3, "q3_k"}, {4, "q4_k"}, {8, "q8_0"}};
+  for (int layer = 0, p = 0; layer < 5; ++layer) {
+    for (int k = 0; k < 7; ++k, ++p) {
+      EXPECT_EQ(lines[p], absl::StrCat("blk.", layer, ".", kGgufModules[k], "=",
+                                       type_of.at(kMixed[p % 4])));
+    }
+  }
+  // Every quantized module of stories260K has rows narrower than 256: all are noted.
+  EXPECT_THAT(types, HasSubstr("# Note: k-quants need rows that are multiples of 256 weights"));
+  EXPECT_THAT(types, HasSubstr("ffn_down (172)"));
+
+  // GPTQModel: "dynamic" bits 3 and 8; the base bits are the most frequent width (ties: wider).
+  const json gptq =
+      json::parse(export_mixed("--format gptqmodel", *dir_ + "/mixed_gptq.json"));
+  EXPECT_EQ(gptq["bits"], 8);  // 9 players each at 3, 8, 2; 8 at 4
+  // HQQ: nbits 3 and 8.
+  const json hqq = json::parse(export_mixed("--format hqq", *dir_ + "/mixed_hqq.json"));
+  ASSERT_EQ(gptq["dynamic"].size(), 35u);
+  ASSERT_EQ(hqq.size(), 35u);
+  for (int layer = 0, p = 0; layer < 5; ++layer) {
+    for (int k = 0; k < 7; ++k, ++p) {
+      const std::string module = absl::StrCat("model.layers.", layer, ".", kHfModules[k]);
+      const std::string key = "+:" + absl::StrReplaceAll(module, {{".", "\\."}}) + "$";
+      ASSERT_TRUE(gptq["dynamic"].contains(key)) << key;
+      EXPECT_EQ(gptq["dynamic"][key]["bits"], kMixed[p % 4]) << module;
+      EXPECT_EQ(hqq[module]["nbits"], kMixed[p % 4]) << module;
+      EXPECT_EQ(hqq[module]["group_size"], 64);
+    }
+  }
+}
+
+// The checkpoint packs 3- and 8-bit modules as block_format.h's bit streams; `impq eval` on it
+// gives quantize-eval's loss bit for bit, under RTN and under GPTQ (3-bit codes straddle bytes,
+// and GPTQ's error feedback at 3 and 8 bits is another code path than at 2 and 4).
+TEST_F(ExportTest, SafetensorsWithThreeAndEightBitPlayersReloadsWithQuantizeEvalsLoss) {
+  for (const std::string backend : {"rtn", "gptq"}) {
+    SCOPED_TRACE(backend);
+    const std::string path = WriteMixedRun(*run_, *dir_, backend);
+    const std::string calib =
+        backend == "gptq"
+            ? absl::StrCat("--calib ", (*run_)["settings"]["calibration_text"].get<std::string>(),
+                           " --calib-docs ", (*run_)["settings"]["calibration_docs"].dump())
+            : "";
+    const std::string out = *dir_ + "/ckpt_mixed_" + backend;
+    ExpectCheckpointMatchesQuantizeEval(path, out, 3.0, backend, calib);
+    const json config = json::parse(*ReadFileToString(out + "/config.json"));
+    std::set<int> widths;
+    for (const auto& [module, bits] : config["quantization_config"]["modules"].items()) {
+      widths.insert(bits.get<int>());
+    }
+    EXPECT_EQ(widths, (std::set<int>{2, 3, 4, 8}));
   }
 }
 

@@ -1,5 +1,6 @@
 #include "worker/quant/quantized_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -34,6 +35,20 @@ std::string Bytes(std::span<const float> v) {
 }
 
 }  // namespace
+
+std::vector<int> CheckpointWidths(std::span<const int> bits) {
+  std::vector<int> widths;
+  for (int b : bits) {
+    if (b != 16 && b != 32) widths.push_back(b);
+  }
+  std::sort(widths.begin(), widths.end());
+  widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
+  if (widths.empty()) {
+    widths.assign(std::begin(QuantizedModel::kDefaultWidths),
+                  std::end(QuantizedModel::kDefaultWidths));
+  }
+  return widths;
+}
 
 absl::StatusOr<std::map<std::string, std::string>> BuildQuantizedCheckpoint(
     const QuantizedModel& qm, std::span<const int> bits, const nlohmann::json& provenance) {

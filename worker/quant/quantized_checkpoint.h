@@ -9,6 +9,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -23,6 +24,13 @@ namespace impq::quant {
 // quantization_config.allocation (e.g. the run file, method, budget). InvalidArgument for a
 // wrong-length `bits`, a width `qm` was not built with (names the player and qm's widths), or
 // an architecture impq cannot name.
+// The quantized widths `bits` uses (ascending, each once; 16 and 32 are not widths): the set
+// a QuantizedModel needs for BuildQuantizedCheckpoint(qm, bits). A module's version at a
+// width does not depend on the other widths prepared, so building with just these gives the
+// checkpoint a larger set would. QuantizedModel::kDefaultWidths when every player is full
+// precision (Build needs a width; none is used).
+std::vector<int> CheckpointWidths(std::span<const int> bits);
+
 absl::StatusOr<std::map<std::string, std::string>> BuildQuantizedCheckpoint(
     const QuantizedModel& qm, std::span<const int> bits, const nlohmann::json& provenance);
 
