@@ -111,8 +111,12 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
     std::cout << out;
     return 0;
   }
-  std::cout << absl::StrFormat("job %s: %d permutations (%s), v(all-4) = %.6f, v(all-2) = %.6f\n\n",
-                               id, r.permutations_used(), r.stop_reason(), r.loss_all4(), r.loss_all2());
+  // With a width set (ModelInfo.width_bytes) v(∅) and v(N) are all-widest and all-narrowest.
+  const bool ladder = r.model().width_bytes_size() > 0;
+  std::cout << absl::StrFormat("job %s: %d permutations (%s), v(%s) = %.6f, v(%s) = %.6f\n\n",
+                               id, r.permutations_used(), r.stop_reason(),
+                               ladder ? "all-widest" : "all-4", r.loss_all4(),
+                               ladder ? "all-narrowest" : "all-2", r.loss_all2());
   // With a width set (JobSpec.widths) φ is per ladder step: steps_per_player rows a player.
   const int names = r.model().player_names_size();
   const int steps_per_player = names > 0 && r.phi_size() > names && r.phi_size() % names == 0
