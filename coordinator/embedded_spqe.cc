@@ -126,12 +126,12 @@ absl::Status CheckInput(const EmbeddedSpqeInput& in) {
   }
   const bool binary = BinaryWidths(in.spec);
   if (n < 1 || o.num_players != JobGamePlayers(in.spec, n)) {
+    const std::string steps =
+        binary ? "" : absl::StrCat(" (", JobGamePlayers(in.spec, std::max(n, 1)),
+                                   " ladder steps over widths [",
+                                   absl::StrJoin(JobWidths(in.spec), ","), "] expected)");
     return bad(absl::StrCat("options.num_players = ", o.num_players,
-                            ", model.num_players = ", n,
-                            binary ? "" : absl::StrCat(" (", JobGamePlayers(in.spec, std::max(n, 1)),
-                                                       " ladder steps over widths [",
-                                                       absl::StrJoin(JobWidths(in.spec), ","),
-                                                       "] expected)")));
+                            ", model.num_players = ", n, steps));
   }
   if (in.model.player_names_size() != n || in.model.bytes2_size() != n ||
       in.model.bytes4_size() != n) {
