@@ -53,6 +53,19 @@ absl::StatusOr<std::vector<double>> ParseBudgets(const std::string& text) {
   return out;
 }
 
+absl::StatusOr<std::vector<int>> ParseWidths(const std::string& text) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int v;
+    if (!absl::SimpleAtoi(part, &v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--widths: '", std::string(part), "' is not a whole number of bits"));
+    }
+    out.push_back(v);
+  }
+  return out;  // ValidateJobOptions checks the set
+}
+
 std::string FormatSeconds(double s) {
   const int t = static_cast<int>(s + 0.5);
   return absl::StrFormat("%d:%02d", t / 60, t % 60);
@@ -85,7 +98,7 @@ int RunCommand(const std::vector<std::string>& args) {
   std::string calib_text = "tinystories_v2_valid_100.txt";
   std::string heldout_text = "tinystories_valid_a.txt";
   std::string players = "module", backend = "rtn", budgets_text = "2.25,2.5,3.0,3.5";
-  std::string estimator = "covariance", json_path, mode = "document";
+  std::string estimator = "covariance", json_path, mode = "document", widths_text = "2,4";
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
   // 12 walks, not more: by bench/job_bench --configs (README, "The main job, phase by phase"),
   // 24 walks chose the same allocations at 2.25, 2.5 and 3.0 bits and a worse one at 3.5 bits
@@ -119,6 +132,10 @@ int RunCommand(const std::vector<std::string>& args) {
             "stop SPQE early once the allocation has not changed for this many batches of 2 walks (0: never)");
   flags.String("estimator", &estimator, "objective of the IMPQ allocation: covariance (paper) | surrogate");
   flags.String("budgets", &budgets_text, "target average bit-widths, comma-separated, each in [2, 4]");
+  flags.String("widths", &widths_text,
+               "bit-widths a player may take, comma-separated, of 2, 3, 4, 8 (more than two: "
+               "SPQE walks a ladder of steps, the allocation is multiple-choice; budgets keep "
+               "the 2/4-bit scale)");
   flags.Int("random-draws", &random_draws, "random baseline: allocations averaged");
   flags.Int("threads", &threads, "worker threads (results do not depend on it)");
   flags.String("json", &json_path, "also write every result to this JSON file");
@@ -166,6 +183,9 @@ int RunCommand(const std::vector<std::string>& args) {
   auto b = ParseBudgets(budgets_text);
   if (!b.ok()) return usage_error(b.status());
   o.average_bits = *b;
+  auto w = ParseWidths(widths_text);
+  if (!w.ok()) return usage_error(w.status());
+  o.widths = *w;
   if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
   if (!in_process && o.stable_batches == 0 && o.mode == eval::EvalMode::kDocument) {
     // The coordinator's own allocation objective is the paper's; RunJob allocates from

@@ -49,25 +49,26 @@ absl::StatusOr<double> TargetCoalitionSize(const PlayerBytes& bytes, int64_t bud
 
 absl::StatusOr<std::vector<SizedMarginal>> SizedMarginalsFromObservations(
     int n, std::span<const Observation> observations) {
-  if (n < 1 || n > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sized marginals: ", n, " players; expected 1..64 (coalitions as masks)"));
+  if (n < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("sized marginals: ", n, " players"));
   }
-  absl::flat_hash_map<uint64_t, double> loss;
-  std::vector<uint64_t> order;  // distinct masks in input order
+  absl::flat_hash_map<Coalition, double> loss;
+  std::vector<const Coalition*> order;  // distinct coalitions in input order
   for (const Observation& obs : observations) {
     RETURN_IF_ERROR(CheckObservation(obs, n));
-    const uint64_t mask = CoalitionToMask(obs.coalition);
-    if (loss.emplace(mask, obs.loss).second) order.push_back(mask);
+    if (loss.emplace(obs.coalition, obs.loss).second) order.push_back(&obs.coalition);
   }
   std::vector<SizedMarginal> out;
-  for (uint64_t mask : order) {
-    const double base = loss.at(mask);
-    const int size = std::popcount(mask);
+  Coalition with;
+  for (const Coalition* q : order) {
+    const double base = loss.at(*q);
+    const int size = CoalitionSize(*q);
+    with = *q;
     for (int i = 0; i < n; ++i) {
-      const uint64_t bit = uint64_t{1} << i;
-      if ((mask & bit) != 0) continue;
-      auto it = loss.find(mask | bit);
+      if (with[i] != 0) continue;
+      with[i] = 1;
+      auto it = loss.find(with);
+      with[i] = 0;
       if (it == loss.end()) continue;
       out.push_back({.player = i, .size = size, .value = it->second - base});
     }

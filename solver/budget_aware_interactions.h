@@ -61,7 +61,7 @@ struct SizedMarginal {
 // loss wins for duplicates), in input order, and each player i ∉ S in ascending order, one
 // SizedMarginal when S ∪ {i} is observed too. A permutation walk contributes its n marginals;
 // the empty coalition with the singletons contributes the isolated Δ. InvalidArgument when
-// n is outside [1, 64], a coalition is malformed or a loss is not finite.
+// n < 1, a coalition is malformed or a loss is not finite.
 absl::StatusOr<std::vector<SizedMarginal>> SizedMarginalsFromObservations(
     int num_players, std::span<const Observation> observations);
 

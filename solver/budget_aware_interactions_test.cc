@@ -101,6 +101,24 @@ TEST(SizedMarginalsTest, WalkGivesOneMarginalPerStep) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// More players than a mask holds (a width ladder's 105 steps): one marginal per walk step.
+TEST(SizedMarginalsTest, WalkOverMoreThan64Players) {
+  const int n = 105;
+  Permutation perm(n);
+  for (int t = 0; t < n; ++t) perm[t] = (t * 37) % n;  // 37 is coprime to 105
+  std::vector<Observation> obs;
+  double loss = 0;
+  for (const Coalition& q : WalkCoalitions(perm)) obs.push_back({q, loss += 0.5 + CoalitionSize(q)});
+  auto m = SizedMarginalsFromObservations(n, obs);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->size(), static_cast<size_t>(n));
+  for (int t = 0; t < n; ++t) {
+    EXPECT_EQ((*m)[t].player, perm[t]);
+    EXPECT_EQ((*m)[t].size, t);
+    EXPECT_DOUBLE_EQ((*m)[t].value, obs[t + 1].loss - obs[t].loss);
+  }
+}
+
 // The defining property: with all weight at one size k and every coalition observed, the
 // estimate is exactly the mean marginal over coalitions of size k.
 TEST(SemivalueEstimatorTest, PointMassReproducesExactSizeMarginals) {

@@ -61,11 +61,20 @@ std::vector<double> ZScoreScores(const model::Model& model,
                                  const std::vector<quant::Player>& players);
 
 struct IsolatedDelta {
-  double base_loss = 0;        // v(∅): all players at 4 bits
-  std::vector<double> scores;  // v({i}) − v(∅)
-  int64_t evaluations = 0;     // n + 1
+  double base_loss = 0;        // v(∅): all players at the widest width (4 bits)
+  // Per step of the evaluator's ladder (per player with widths {2, 4}: v({i}) − v(∅)): the
+  // loss increase of that step with every other player at the widest width, i.e. of player
+  // i alone one rung below where its previous step left it.
+  std::vector<double> scores;
+  // Per (player, width) [i·m + w]: v(player i alone at widths[w]) − v(∅); 0 at the widest.
+  std::vector<double> width_delta;
+  // Every coalition evaluated, with its loss: ∅ first, then each player alone at each
+  // narrower width (widest first).
+  std::vector<solver::Observation> observations;
+  int64_t evaluations = 0;     // n·(m−1) + 1
 };
-// Evaluates the empty coalition and every singleton with `evaluator`.
+// Evaluates the empty coalition and every player alone at every narrower width of the
+// evaluator's ladder (the singletons with widths {2, 4}), in one batch.
 absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(LocalEvaluator& evaluator);
 
 }  // namespace impq::engine

@@ -19,7 +19,10 @@
 #include "solver/budget_aware_interactions.h"
 #include "solver/interactions.h"
 #include "solver/local_search.h"
+#include "solver/multi_choice.h"
+#include "solver/multi_choice_baselines.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 #include "worker/engine/baselines.h"
 #include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
@@ -45,11 +48,6 @@ const char* StopReasonName(solver::SpqeStopReason r) {
   return "unknown";
 }
 
-std::vector<int> BitsOf(const solver::Coalition& q) {
-  std::vector<int> bits;
-  for (uint8_t x : q) bits.push_back(x != 0 ? 2 : 4);
-  return bits;
-}
 
 }  // namespace
 
@@ -157,12 +155,30 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
     return bad(absl::StrCat("job: local_bandwidth = ", o.local_bandwidth, "; expected >= 0 (0 = auto)"));
   }
   if (!(o.local_ridge > 0)) return bad(absl::StrCat("job: local_ridge = ", o.local_ridge, "; expected > 0"));
+  if (o.widths.size() < 2 || !std::is_sorted(o.widths.begin(), o.widths.end()) ||
+      std::adjacent_find(o.widths.begin(), o.widths.end()) != o.widths.end() ||
+      std::any_of(o.widths.begin(), o.widths.end(),
+                  [](int b) { return b != 2 && b != 3 && b != 4 && b != 8; })) {
+    return bad(absl::StrCat("job: widths ", absl::StrJoin(o.widths, ","),
+                            "; expected at least two of 2, 3, 4, 8, ascending, each once"));
+  }
+  if (o.widths.size() > 2 && o.estimator != "covariance") {
+    return bad(absl::StrCat(
+        "job: estimator '", o.estimator, "' with widths ", absl::StrJoin(o.widths, ","),
+        ": a quadratic fit over the ladder's n·(m−1) steps has ~(n·(m−1))²/2 coefficients, "
+        "more than the walks' coalitions determine; use covariance"));
+  }
+  if (o.widths.size() > 2 && o.search_model != "first_order") {
+    return bad(absl::StrCat("job: search_model '", o.search_model, "' with widths ",
+                            absl::StrJoin(o.widths, ","),
+                            " (a quadratic fit over the ladder's steps); use first_order"));
+  }
   if (o.average_bits.empty()) return bad("job: no target average bit-width");
   for (double b : o.average_bits) {
     if (!(b >= 2.0 && b <= 4.0)) {
       return bad(absl::StrCat("job: average bit-width ", b,
-                              " is infeasible: players are quantized to 2 or 4 bits, so the "
-                              "average must lie in [2, 4]"));
+                              " is outside [2, 4]: budgets are set on the scale of the 2- and "
+                              "4-bit footprints"));
     }
   }
   if (o.random_draws < 1) return bad(absl::StrCat("job: random_draws = ", o.random_draws, "; expected >= 1"));
@@ -228,6 +244,28 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   const solver::PlayerBytes& bytes = in->bytes;
   const std::vector<int64_t>& budgets = in->budgets;
   const int n = qm->num_players();
+  // The game: players with widths {2, 4}; with more widths the ladder's steps
+  // (solver/width_ladder.h), whose bytes and budgets are the savings below the narrowest.
+  ASSIGN_OR_RETURN(const solver::WidthLadder ladder, solver::WidthLadder::Create(n, o.widths));
+  const int ns = ladder.num_steps();
+  // IMPQ's own game ({2, 4}) runs the binary code it always ran (bit for bit); any other set,
+  // two widths included, the ladder's.
+  const bool classic = o.widths == std::vector<int>{2, 4};
+  const std::vector<int64_t>& width_bytes = in->width_bytes;
+  const solver::PlayerBytes game_bytes = classic ? bytes : ladder.StepBytes(width_bytes);
+  std::vector<int64_t> game_budgets = budgets;
+  if (!classic) {
+    const int64_t narrowest = ladder.NarrowestBytes(width_bytes);
+    for (size_t b = 0; b < budgets.size(); ++b) {
+      if (budgets[b] < narrowest) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "job: average bit-width ", o.average_bits[b], " (", budgets[b],
+            " bytes) is below the narrowest allocation of widths ", absl::StrJoin(o.widths, ","),
+            " (", narrowest, " bytes)"));
+      }
+      game_budgets[b] = budgets[b] - narrowest;
+    }
+  }
   r.model_config = model.config.ToString();
   r.select_on_calibration = in->select_on_calibration;
   r.calib_sequences = static_cast<int64_t>(calib.sequences.size());
@@ -240,16 +278,19 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   r.bytes2 = bytes.bytes2;
   r.bytes4 = bytes.bytes4;
   for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
+  r.widths = o.widths;
+  r.width_bytes = width_bytes;
   r.load_seconds = in->load_seconds;
   r.quantize_seconds = in->quantize_seconds;
-  plan_of_work = JobWorkPlan(o, n, calib.processed_tokens, heldout.processed_tokens);
+  plan_of_work = JobWorkPlan(o, ns, calib.processed_tokens, heldout.processed_tokens);
 
   auto t0 = Clock::now();
-  // Baselines' scores (isolated Δ costs n + 1 game evaluations).
+  // Baselines' scores (isolated Δ costs n·(m−1) + 1 game evaluations).
   t0 = Clock::now();
   LocalEvaluatorOptions eo;
   eo.threads = o.threads;
   eo.max_cache_bytes = o.max_cache_bytes;
+  eo.widths = o.widths;
   ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> calib_eval,
                    LocalEvaluator::Create(*qm, fwd, calib, eo));
   calib_eval_ptr = calib_eval.get();
@@ -271,7 +312,9 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   // SPQE (IMPQ §3.2).
   t0 = Clock::now();
   solver::SpqeOptions so;
-  so.num_players = n;
+  so.num_players = ns;
+  const solver::LadderPermutationSampler ladder_sampler(ladder, o.seed, o.antithetic);
+  if (!ladder.binary()) so.sampler = &ladder_sampler;
   so.max_permutations = o.permutations;
   so.antithetic = o.antithetic;
   so.seed = o.seed;
@@ -281,6 +324,40 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   so.progress_callback = [&](const solver::SpqeProgress& p) {
     report("spqe", p.permutations_done, o.permutations, t0);
   };
+  // The exact allocation of an objective over the game's players for every budget: the
+  // binary program (certified branch and bound) with two widths, the multiple-choice one
+  // (solver/multi_choice.h) with more.
+  auto exact = solver::NewExactSolver();
+  auto solve_budget = [&](const solver::QuadraticObjective& obj,
+                          size_t b) -> absl::StatusOr<solver::AllocationResult> {
+    if (classic) {
+      ASSIGN_OR_RETURN(solver::AllocationProblem p,
+                       solver::MakeAllocationProblem(obj, bytes, budgets[b]));
+      return exact->Solve(p);
+    }
+    ASSIGN_OR_RETURN(solver::MultiChoiceProblem p,
+                     ladder.ToMultiChoice(obj, width_bytes, budgets[b]));
+    ASSIGN_OR_RETURN(solver::MultiChoiceResult mc, solver::SolveMultiChoiceExact(p));
+    solver::AllocationResult a;
+    a.solver = "multi_choice_exact";
+    a.assignment = ladder.CoalitionOfChoice(mc.choice);
+    a.objective = mc.objective;
+    a.lower_bound = mc.lower_bound;
+    a.proven_optimal = mc.proven_optimal;
+    a.nodes = mc.nodes;
+    a.memory_bytes = mc.memory_bytes;
+    return a;
+  };
+  auto solve_all = [&](const solver::QuadraticObjective& obj)
+      -> absl::StatusOr<std::vector<solver::AllocationResult>> {
+    if (classic) return solver::SweepAverageBits(*exact, obj, bytes, o.average_bits);
+    std::vector<solver::AllocationResult> out;
+    for (size_t b = 0; b < budgets.size(); ++b) {
+      ASSIGN_OR_RETURN(solver::AllocationResult a, solve_budget(obj, b));
+      out.push_back(std::move(a));
+    }
+    return out;
+  };
   // "The allocation stops changing": re-solve every budget from the running estimate after
   // each batch and stop after `stable_batches` batches without a change.
   std::vector<solver::Coalition> last_allocation;
@@ -289,13 +366,13 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     so.stop_callback = [&](const solver::SpqeProgress& p) {
       if (p.marginals == nullptr || p.marginals->size() < 2) return false;
       solver::InteractionInput in;
-      in.num_players = n;
+      in.num_players = ns;
       in.marginals = *p.marginals;
       // The paper's covariance objective: it needs only the walks' marginals.
       absl::StatusOr<solver::QuadraticObjective> obj =
           solver::CovarianceInteractionEstimator(o.alpha).Estimate(in);
       if (!obj.ok()) return false;
-      auto sweep = solver::SweepAverageBits(*solver::NewExactSolver(), *obj, bytes, o.average_bits);
+      auto sweep = solve_all(*obj);
       if (!sweep.ok()) return false;
       std::vector<solver::Coalition> now;
       for (const auto& a : *sweep) now.push_back(a.assignment);
@@ -314,6 +391,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     run.player_names = r.player_names;
     run.bytes2 = r.bytes2;
     run.bytes4 = r.bytes4;
+    run.widths = o.widths;
+    run.width_bytes = width_bytes;
     ASSIGN_OR_RETURN(spqe, o.spqe_runner(run));
   } else {
     ASSIGN_OR_RETURN(spqe, solver::RunSpqe(*calib_eval, so));
@@ -326,7 +405,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   r.coalitions_evaluated = spqe.coalitions_evaluated;
   r.cache_hits = spqe.cache_hits;
   for (const auto& ob : spqe.observations) {
-    if (solver::CoalitionSize(ob.coalition) == n) r.calib_loss_all2 = ob.loss;
+    if (solver::CoalitionSize(ob.coalition) == ns) r.calib_loss_all2 = ob.loss;  // narrowest
   }
   r.spqe_seconds = Since(t0);
 
@@ -337,60 +416,59 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   t0 = Clock::now();
   const int64_t num_budgets = static_cast<int64_t>(budgets.size());
   report("solve", 0, 1 + num_budgets, t0);
-  const solver::InteractionInput input = solver::InputFromSpqe(spqe, n);
+  const solver::InteractionInput input = solver::InputFromSpqe(spqe, ns);
+  // The second-order surrogates (global and local) are fitted only in the binary game: over
+  // the ladder's n·(m−1) steps they have ~(n·(m−1))²/2 coefficients, more than the walks'
+  // coalitions determine (ValidateJobOptions refuses them as the allocation's estimator).
+  const bool fit_surrogates = ladder.binary();  // two widths
   ASSIGN_OR_RETURN(solver::QuadraticObjective cov,
                    solver::CovarianceInteractionEstimator(o.alpha).Estimate(input));
-  ASSIGN_OR_RETURN(solver::QuadraticObjective sur,
-                   solver::SurrogateInteractionEstimator(o.ridge).Estimate(input));
   r.cov_linear = cov.linear;
   r.cov_quadratic = cov.quadratic;
-  r.sur_linear = sur.linear;
-  r.sur_quadratic = sur.quadratic;
-  r.sur_constant = sur.constant;
   r.allocation_estimator = o.estimator;
+  solver::QuadraticObjective sur;
+  if (fit_surrogates) {
+    ASSIGN_OR_RETURN(sur, solver::SurrogateInteractionEstimator(o.ridge).Estimate(input));
+    r.sur_linear = sur.linear;
+    r.sur_quadratic = sur.quadratic;
+    r.sur_constant = sur.constant;
+  }
   const solver::QuadraticObjective& chosen = o.estimator == "covariance" ? cov : sur;
   const solver::QuadraticObjective& other = o.estimator == "covariance" ? sur : cov;
-  auto exact = solver::NewExactSolver();
-  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> impq_alloc,
-                   solver::SweepAverageBits(*exact, chosen, bytes, o.average_bits));
-  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> other_alloc,
-                   solver::SweepAverageBits(*exact, other, bytes, o.average_bits));
+  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> impq_alloc, solve_all(chosen));
+  std::vector<solver::AllocationResult> other_alloc;
+  if (fit_surrogates) {
+    ASSIGN_OR_RETURN(other_alloc, solve_all(other));
+  }
   report("solve", 1, 1 + num_budgets, t0);
   std::vector<solver::Observation> all_obs = spqe.observations;
-  {
-    solver::Coalition q = solver::EmptyCoalition(n);
-    all_obs.push_back({q, iso.base_loss});
-    for (int i = 0; i < n; ++i) {
-      q[i] = 1;
-      all_obs.push_back({q, iso.base_loss + iso.scores[i]});
-      q[i] = 0;
-    }
+  // The isolated-Δ coalitions, their losses as v(∅) + Δ (no new evaluation).
+  for (size_t k = 0; k < iso.observations.size(); ++k) {
+    const double loss = iso.observations[k].loss;
+    all_obs.push_back({iso.observations[k].coalition,
+                       k == 0 ? iso.base_loss : iso.base_loss + (loss - iso.base_loss)});
   }
   solver::InteractionInput aware_input = input;
   aware_input.observations = all_obs;
-  const double bandwidth = o.local_bandwidth > 0 ? o.local_bandwidth : std::max(2.0, n / 8.0);
+  const double bandwidth = o.local_bandwidth > 0 ? o.local_bandwidth : std::max(2.0, ns / 8.0);
   std::vector<solver::AllocationResult> window_alloc, top_alloc, local_alloc;
   for (int64_t b = 0; b < num_budgets; ++b) {
-    ASSIGN_OR_RETURN(double k, solver::TargetCoalitionSize(bytes, budgets[b]));
+    ASSIGN_OR_RETURN(double k, solver::TargetCoalitionSize(game_bytes, game_budgets[b]));
     ASSIGN_OR_RETURN(solver::QuadraticObjective win,
-                     solver::NewWindowSemivalueEstimator(n, k)->Estimate(aware_input));
+                     solver::NewWindowSemivalueEstimator(ns, k)->Estimate(aware_input));
     ASSIGN_OR_RETURN(solver::QuadraticObjective top,
-                     solver::NewTopWindowSemivalueEstimator(n, k)->Estimate(aware_input));
-    ASSIGN_OR_RETURN(solver::QuadraticObjective loc,
-                     solver::LocalSurrogateEstimator(k, bandwidth, o.local_ridge)
-                         .Estimate(aware_input));
-    ASSIGN_OR_RETURN(solver::AllocationProblem pw,
-                     solver::MakeAllocationProblem(win, bytes, budgets[b]));
-    ASSIGN_OR_RETURN(solver::AllocationResult aw, exact->Solve(pw));
-    ASSIGN_OR_RETURN(solver::AllocationProblem pt,
-                     solver::MakeAllocationProblem(top, bytes, budgets[b]));
-    ASSIGN_OR_RETURN(solver::AllocationResult at, exact->Solve(pt));
-    ASSIGN_OR_RETURN(solver::AllocationProblem pl,
-                     solver::MakeAllocationProblem(loc, bytes, budgets[b]));
-    ASSIGN_OR_RETURN(solver::AllocationResult al, exact->Solve(pl));
+                     solver::NewTopWindowSemivalueEstimator(ns, k)->Estimate(aware_input));
+    ASSIGN_OR_RETURN(solver::AllocationResult aw, solve_budget(win, b));
+    ASSIGN_OR_RETURN(solver::AllocationResult at, solve_budget(top, b));
+    if (fit_surrogates) {
+      ASSIGN_OR_RETURN(solver::QuadraticObjective loc,
+                       solver::LocalSurrogateEstimator(k, bandwidth, o.local_ridge)
+                           .Estimate(aware_input));
+      ASSIGN_OR_RETURN(solver::AllocationResult al, solve_budget(loc, b));
+      local_alloc.push_back(std::move(al));
+    }
     window_alloc.push_back(std::move(aw));
     top_alloc.push_back(std::move(at));
-    local_alloc.push_back(std::move(al));
     r.target_sizes.push_back(k);
     r.window_linear.push_back(win.linear);
     r.window_top_linear.push_back(top.linear);
@@ -412,11 +490,15 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   for (size_t b = 0; b < budgets.size(); ++b) {
     auto& p = plan[b];
     p.push_back({"impq", impq_alloc[b].assignment, &impq_alloc[b], 1});
-    p.push_back({absl::StrCat("impq_", other.estimator), other_alloc[b].assignment,
-                 &other_alloc[b], 1});
+    if (fit_surrogates) {
+      p.push_back({absl::StrCat("impq_", other.estimator), other_alloc[b].assignment,
+                   &other_alloc[b], 1});
+    }
     p.push_back({"impq_window", window_alloc[b].assignment, &window_alloc[b], 1});
     p.push_back({"impq_window_top", top_alloc[b].assignment, &top_alloc[b], 1});
-    p.push_back({"impq_local", local_alloc[b].assignment, &local_alloc[b], 1});
+    if (fit_surrogates) {
+      p.push_back({"impq_local", local_alloc[b].assignment, &local_alloc[b], 1});
+    }
     const struct {
       const char* method;
       const std::vector<double>* scores;
@@ -425,17 +507,54 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
                   {"zscore", &r.zscore},
                   {"actnorm", &r.actnorm}};
     for (const auto& g : greedy) {
-      ASSIGN_OR_RETURN(solver::Coalition q,
-                       solver::GreedyImportanceAllocation(*g.scores, bytes, budgets[b]));
-      p.push_back({g.method, std::move(q)});
+      if (classic) {
+        ASSIGN_OR_RETURN(solver::Coalition q,
+                         solver::GreedyImportanceAllocation(*g.scores, bytes, budgets[b]));
+        p.push_back({g.method, std::move(q)});
+        continue;
+      }
+      // More widths: greedy by loss per byte over the widths. Isolated Δ has a measured loss
+      // per (player, width); a per-player score s_i (LIM, Z-score, act. norm: sensitivities to
+      // weight noise) is spread over the widths as s_i · e(b), e(b) = 1/(2^b − 1)² the
+      // relative noise power of a b-bit uniform quantizer (its step size squared). With two
+      // widths this ranks by s_i per byte saved, the binary rule.
+      std::vector<double> delta = iso.width_delta;
+      if (g.scores != &r.isolated_delta) {
+        const int m = ladder.num_widths();
+        auto noise = [](int bits) {
+          const double levels = std::ldexp(1.0, bits) - 1.0;
+          return 1.0 / (levels * levels);
+        };
+        for (int i = 0; i < n; ++i) {
+          for (int w = 0; w < m; ++w) {
+            delta[static_cast<size_t>(i) * m + w] =
+                (*g.scores)[i] * (noise(o.widths[w]) - noise(o.widths[m - 1]));
+          }
+        }
+      }
+      ASSIGN_OR_RETURN(std::vector<int> choice,
+                       solver::GreedyDeltaPerByteAllocation(delta, o.widths, width_bytes,
+                                                            budgets[b]));
+      p.push_back({g.method, ladder.CoalitionOfChoice(choice)});
     }
-    ASSIGN_OR_RETURN(solver::Coalition uq, solver::UniformAllocation(bytes, budgets[b]));
-    p.push_back({"uniform", std::move(uq)});
+    if (classic) {
+      ASSIGN_OR_RETURN(solver::Coalition uq, solver::UniformAllocation(bytes, budgets[b]));
+      p.push_back({"uniform", std::move(uq)});
+    } else {
+      ASSIGN_OR_RETURN(std::vector<int> choice,
+                       solver::UniformWidthAllocation(o.widths, width_bytes, budgets[b]));
+      p.push_back({"uniform", ladder.CoalitionOfChoice(choice)});
+    }
     for (int d = 0; d < o.random_draws; ++d) {
-      ASSIGN_OR_RETURN(solver::Coalition q,
-                       solver::RandomAllocation(bytes, budgets[b],
-                                                DeriveSeed(o.seed, 1000003 * (b + 1) + d)));
-      p.push_back({"random", std::move(q), nullptr, /*tier=*/-1});
+      const uint64_t seed = DeriveSeed(o.seed, 1000003 * (b + 1) + d);
+      if (classic) {
+        ASSIGN_OR_RETURN(solver::Coalition q, solver::RandomAllocation(bytes, budgets[b], seed));
+        p.push_back({"random", std::move(q), nullptr, /*tier=*/-1});
+      } else {
+        ASSIGN_OR_RETURN(std::vector<int> choice,
+                         solver::RandomWidthAllocation(o.widths, width_bytes, budgets[b], seed));
+        p.push_back({"random", ladder.CoalitionOfChoice(choice), nullptr, /*tier=*/-1});
+      }
     }
   }
 
@@ -449,12 +568,13 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   t0 = Clock::now();
   report("select", 0, num_budgets, t0);
   ASSIGN_OR_RETURN(std::unique_ptr<SequenceEvaluator> choice_eval,
-                   SequenceEvaluator::Create(*qm, fwd, select, o.threads, o.max_cache_bytes));
+                   SequenceEvaluator::Create(*qm, fwd, select, o.threads, o.max_cache_bytes,
+                                             o.widths));
   const int64_t allowance = static_cast<int64_t>(
       std::floor(o.extra_evaluation_fraction * static_cast<double>(r.coalitions_evaluated)));
   std::vector<solver::Observation> choice_obs;  // every coalition measured by choice_eval
   ASSIGN_OR_RETURN(const std::vector<solver::SizedMarginal> walk_marginals,
-                   solver::SizedMarginalsFromObservations(n, all_obs));
+                   solver::SizedMarginalsFromObservations(ns, all_obs));
   std::vector<std::vector<double>> calib_loss(budgets.size());
   std::vector<int> chosen_index(budgets.size(), -1), simpler_index(budgets.size(), -1);
   std::vector<PairedDifference> chosen_vs_simpler(budgets.size());
@@ -492,10 +612,11 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     so.neighbourhood.max_raised = o.search_max_changed;
     so.neighbourhood.max_dropped = o.search_max_changed - 1;
     so.neighbourhood.max_changed = o.search_max_changed;
+    so.neighbourhood.steps_per_player = ladder.steps_per_player();
     solver::NeighbourRanker ranker;
     if (o.search_model == "first_order") {
       ASSIGN_OR_RETURN(solver::MarginalPrior prior,
-                       solver::MarginalsNearSize(n, walk_marginals, k_star, bandwidth));
+                       solver::MarginalsNearSize(ns, walk_marginals, k_star, bandwidth));
       ranker = solver::FirstOrderRanker(std::move(prior), 2 * o.search_max_changed);
     } else {
       ranker = solver::QuadraticModelRanker(
@@ -504,18 +625,21 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
             std::vector<solver::Observation> data = all_obs;
             data.insert(data.end(), measured.begin(), measured.end());
             solver::InteractionInput in;
-            in.num_players = n;
+            in.num_players = ns;
             in.observations = data;
             return solver::LocalSurrogateEstimator(k_star, bandwidth, o.local_ridge).Estimate(in);
           });
     }
     ASSIGN_OR_RETURN(solver::LocalSearchResult search,
-                     solver::MeasuredLocalSearch(*choice_eval, bytes, budgets[b], start,
-                                                 choice_obs, ranker, so));
+                     solver::MeasuredLocalSearch(*choice_eval, game_bytes, game_budgets[b],
+                                                 start, choice_obs, ranker, so));
     for (const auto& ob : search.evaluated) choice_obs.push_back(ob);
     r.search_evaluations[b] = static_cast<int64_t>(search.evaluated.size());
     r.search_moves[b] = search.moves;
-    plan[b].insert(plan[b].begin() + 5, Planned{"impq_search", search.best.coalition, nullptr, 2});
+    // After the estimators' allocations (tier 1), before the baselines'.
+    const auto after_estimators = std::find_if(plan[b].begin(), plan[b].end(),
+                                               [](const Planned& p) { return p.tier != 1; });
+    plan[b].insert(after_estimators, Planned{"impq_search", search.best.coalition, nullptr, 2});
     for (const Planned& p : plan[b]) {
       if (p.tier < 0) {
         calib_loss[b].push_back(0.0);
@@ -572,12 +696,16 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   LocalEvaluatorOptions ho;
   ho.threads = o.threads;
   ho.max_cache_bytes = o.max_cache_bytes;
+  ho.widths = o.widths;
   ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
                    LocalEvaluator::Create(*qm, fwd, heldout, ho));
   HeldoutMeter meter(*qm, *heldout_eval);
   std::vector<std::vector<int>> assignments = {std::vector<int>(n, 4), std::vector<int>(n, 2)};
   for (const auto& p : plan) {
-    for (const Planned& x : p) assignments.push_back(BitsOf(x.q));
+    for (const Planned& x : p) {
+      ASSIGN_OR_RETURN(std::vector<int> bits, ladder.BitsOf(x.q));
+      assignments.push_back(std::move(bits));
+    }
   }
   std::sort(assignments.begin(), assignments.end());
   assignments.erase(std::unique(assignments.begin(), assignments.end()), assignments.end());
@@ -608,8 +736,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
       const Planned& p = plan[b][k];
       MeasuredAllocation m;
       m.method = p.method;
-      m.bits = BitsOf(p.q);
-      m.memory_bytes = solver::Footprint(bytes, p.q);
+      ASSIGN_OR_RETURN(m.bits, ladder.BitsOf(p.q));
+      ASSIGN_OR_RETURN(m.memory_bytes, qm->AssignmentBytes(m.bits));
       m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
                                  static_cast<double>(r.all4_bytes - r.all2_bytes);
       ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));  // measured above: the memo
@@ -701,6 +829,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   using nlohmann::json;
   const JobOptions& o = r.options;
   const int n = static_cast<int>(r.player_names.size());
+  const int m = static_cast<int>(r.widths.size());
+  const int ns = n * (m - 1);  // the game's players: the ladder's steps (n with {2, 4})
   json j;
   j["settings"] = {
       {"model", o.model_path},
@@ -729,7 +859,24 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
       {"extra_evaluation_fraction", o.extra_evaluation_fraction},
       {"search_batch", o.search_batch},
       {"choice_z", o.choice_z},
+      {"widths", o.widths},
   };
+  // The widths and the step game (solver/width_ladder.h): step s = i·(m−1) + r moves player i
+  // from widths[m−1−r] to widths[m−2−r]; spqe, interactions and isolated_delta are per step.
+  j["widths"] = r.widths;
+  json width_bytes = json::array(), steps = json::array();
+  for (int i = 0; i < n; ++i) {
+    width_bytes.push_back(std::vector<int64_t>(
+        r.width_bytes.begin() + static_cast<size_t>(i) * m,
+        r.width_bytes.begin() + static_cast<size_t>(i + 1) * m));
+    for (int step = 0; step < m - 1; ++step) {
+      steps.push_back({{"player", i},
+                       {"from_bits", r.widths[m - 1 - step]},
+                       {"to_bits", r.widths[m - 2 - step]}});
+    }
+  }
+  j["width_bytes"] = std::move(width_bytes);
+  j["steps"] = std::move(steps);
   json players = json::array();
   for (int i = 0; i < n; ++i) {
     players.push_back({{"name", r.player_names[i]}, {"bytes2", r.bytes2[i]}, {"bytes4", r.bytes4[i]}});
@@ -755,12 +902,15 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
                {"calibration_loss_all2", r.calib_loss_all2}};
   j["interactions"] = {
       {"allocation_estimator", r.allocation_estimator},
-      {"covariance", {{"alpha", o.alpha}, {"linear", r.cov_linear}, {"K", Matrix(r.cov_quadratic, n)}}},
-      {"surrogate",
-       {{"ridge", o.ridge}, {"constant", r.sur_constant}, {"linear", r.sur_linear},
-        {"K", Matrix(r.sur_quadratic, n)}}},
+      {"covariance", {{"alpha", o.alpha}, {"linear", r.cov_linear}, {"K", Matrix(r.cov_quadratic, ns)}}},
       {"window", {{"target_sizes", r.target_sizes}, {"linear_per_budget", r.window_linear}}},
       {"window_top", {{"linear_per_budget", r.window_top_linear}}}};
+  if (!r.sur_linear.empty()) {  // fitted in the binary game only
+    j["interactions"]["surrogate"] = {{"ridge", o.ridge},
+                                      {"constant", r.sur_constant},
+                                      {"linear", r.sur_linear},
+                                      {"K", Matrix(r.sur_quadratic, ns)}};
+  }
   j["baseline_scores"] = {{"isolated_delta", r.isolated_delta},
                           {"lim", r.lim},
                           {"zscore", r.zscore},
@@ -846,6 +996,14 @@ std::string JobResultToMarkdown(const JobResult& r) {
       o.antithetic ? " (antithetic)" : "", o.seed, r.calib_sequences, r.calib_tokens,
       r.select_on_calibration ? "the same " : "the calibration text's next ", r.select_sequences,
       r.select_tokens, r.heldout_sequences, r.heldout_tokens);
+  const int m = static_cast<int>(r.widths.size());
+  if (m > 2) {
+    absl::StrAppendFormat(&out,
+                          "Widths %s bits: the SPQE game's players are the %d steps of the "
+                          "ladder (each player one rung down), the allocations multiple-choice.\n\n",
+                          absl::StrJoin(r.widths, ", "),
+                          static_cast<int>(r.player_names.size()) * (m - 1));
+  }
   absl::StrAppendFormat(&out,
                         "Held-out perplexity (lower is better; best per row in bold). References: "
                         "fp32 %.3f, all-4-bit %.3f, all-2-bit %.3f.\n\n",
@@ -874,14 +1032,15 @@ std::string JobResultToMarkdown(const JobResult& r) {
       &out,
       "\nThe per-budget choice: every candidate allocation's calibration PPL (on the choice's "
       "sequences) → held-out PPL "
-      "(chosen marked *). Candidates come in tiers: isolated metrics and uniform, the five "
+      "(chosen marked *). Candidates come in tiers: isolated metrics and uniform, the %s "
       "estimators, the measured local search; a more elaborate tier replaces the best simpler "
       "candidate only when its calibration NLL is lower by more than %.2f paired standard "
-      "errors. k* = players at 2 bits the budget implies; margin = runner-up's calibration PPL "
+      "errors. k* = %s the budget implies; margin = runner-up's calibration PPL "
       "/ chosen's − 1; vs simpler = chosen's calibration NLL − the best tier-0 candidate's ± SE. "
       "%d extra calibration evaluations (%s by the search) = %.1f%% of SPQE's %d.\n\n"
       "| b_avg | k* | chosen | margin | vs simpler |",
-      o.choice_z, r.selection_evaluations,
+      m > 2 ? "three" : "five", o.choice_z, m > 2 ? "ladder steps taken" : "players at 2 bits",
+      r.selection_evaluations,
       absl::StrJoin(r.search_evaluations, " + "), 100 * r.selection_ratio,
       r.coalitions_evaluated);
   for (const auto& m : r.budgets[0].allocations) {
@@ -914,13 +1073,20 @@ std::string JobResultToMarkdown(const JobResult& r) {
   }
   absl::StrAppendFormat(
       &out,
-      "\nShapley values φ (ΔNLL on calibration, nats/token; all-4-bit loss %.4f, all-2-bit "
-      "%.4f) with standard errors, next to the isolated Δ:\n\n"
+      "\nShapley values φ (ΔNLL on calibration, nats/token; all-%d-bit loss %.4f, all-%d-bit "
+      "%.4f) with standard errors, next to the isolated Δ%s:\n\n"
       "| player | φ | SE | isolated Δ | bytes saved |\n|---|---:|---:|---:|---:|\n",
-      r.calib_loss_all4, r.calib_loss_all2);
-  for (size_t i = 0; i < r.player_names.size(); ++i) {
-    absl::StrAppendFormat(&out, "| %s | %.4f | %.4f | %.4f | %d |\n", r.player_names[i], r.phi[i],
-                          r.phi_se[i], r.isolated_delta[i], r.bytes4[i] - r.bytes2[i]);
+      r.widths.back(), r.calib_loss_all4, r.widths.front(), r.calib_loss_all2,
+      m > 2 ? ", per step of the ladder" : "");
+  for (size_t s = 0; s < r.phi.size(); ++s) {
+    const size_t i = s / (m - 1), step = s % (m - 1);
+    const int from = m - 1 - static_cast<int>(step);
+    const std::string name =
+        m > 2 ? absl::StrFormat("%s %d→%d", r.player_names[i], r.widths[from], r.widths[from - 1])
+              : r.player_names[i];
+    absl::StrAppendFormat(&out, "| %s | %.4f | %.4f | %.4f | %d |\n", name, r.phi[s],
+                          r.phi_se[s], r.isolated_delta[s],
+                          r.width_bytes[i * m + from] - r.width_bytes[i * m + from - 1]);
   }
   absl::StrAppendFormat(
       &out,

@@ -71,6 +71,11 @@ struct SpqeRunContext {
   std::string model_config;
   std::vector<std::string> player_names;
   std::vector<int64_t> bytes2, bytes4;  // per player
+  // The game's widths (JobOptions::widths) and each player's bytes at them ([i·m + w]). With
+  // more than two widths the players of options (and of the evaluator's coalitions) are the
+  // ladder's steps and options.sampler is a solver::LadderPermutationSampler.
+  std::vector<int> widths;
+  std::vector<int64_t> width_bytes;
 };
 // Must return what solver::RunSpqe(*context.evaluator, context.options) would.
 using SpqeRunner = std::function<absl::StatusOr<solver::SpqeResult>(const SpqeRunContext&)>;
@@ -98,6 +103,15 @@ struct JobOptions {
   int64_t ctx = 512;              // tokens per sequence (<= the model's seq_len)
 
   quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
+  // The widths a player may take (issue 14), ascending, each of 2, 3, 4, 8. {2, 4}: IMPQ's
+  // binary game. More: the game of solver/width_ladder.h — SPQE walks every player down the
+  // ladder one rung at a time (its players are the n·(m−1) steps: φ, SE, the isolated Δ and
+  // the interaction objectives are per step), the allocations are multiple-choice
+  // (solver/multi_choice.h), the baselines choose among the widths
+  // (solver/multi_choice_baselines.h), and the local search moves players one rung. The
+  // budgets stay in the 2/4-bit scale (BudgetForAverageBits), so runs with different width
+  // sets compare at the same bytes.
+  std::vector<int> widths = {2, 4};
   std::string backend = "rtn";    // rtn | hqq | gptq
   int group_size = 64;
 
@@ -174,7 +188,7 @@ struct MeasuredAllocation {
   std::string method;       // "impq", "impq_surrogate" (or "impq_covariance"), "impq_window",
                             // "impq_window_top", "impq_local", "impq_search", "isolated",
                             // "lim", "zscore", "actnorm", "uniform", "random"
-  std::vector<int> bits;    // per player, 2 or 4 (random: first draw's)
+  std::vector<int> bits;    // per player, one of the widths (random: first draw's)
   int64_t memory_bytes = 0; // exact footprint of the linear weights (random: first draw's)
   double average_bits = 0;  // 2 + 2·(memory − all2)/(all4 − all2)
   double heldout_nll = 0;   // random: mean over draws
@@ -225,17 +239,20 @@ struct JobResult {
   std::vector<std::string> player_names;
   std::vector<int64_t> bytes2, bytes4;      // per player
   int64_t all2_bytes = 0, all4_bytes = 0;
+  std::vector<int> widths;                  // the game's (options.widths)
+  std::vector<int64_t> width_bytes;         // [i·m + w]: player i at widths[w]
   int64_t calib_sequences = 0, calib_tokens = 0;      // scored tokens
   int64_t select_sequences = 0, select_tokens = 0;    // the choice's set
   bool select_on_calibration = false;                 // the choice reused the calibration set
   int64_t heldout_sequences = 0, heldout_tokens = 0;
 
-  // SPQE.
+  // SPQE. With more than two widths, per step of the ladder (solver/width_ladder.h): φ, SE,
+  // isolated_delta and the objectives' a and K; lim, zscore and actnorm stay per player.
   std::vector<double> phi, phi_se;
   int64_t permutations_done = 0;
   std::string stop_reason;
   int64_t coalitions_requested = 0, coalitions_evaluated = 0, cache_hits = 0;
-  double calib_loss_all4 = 0, calib_loss_all2 = 0;  // v(∅), v(N)
+  double calib_loss_all4 = 0, calib_loss_all2 = 0;  // v(∅), v(N): all widest, all narrowest
 
   // Interactions: both estimators' objectives (a, K row-major).
   std::string allocation_estimator;  // which one "impq" used

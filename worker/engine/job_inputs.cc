@@ -91,7 +91,8 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   in->load_seconds = Since(t0);
   report("load", 1, 1, t0);
 
-  // Quantize every linear at 2 and 4 bits.
+  // Quantize every linear at every width of the game, and at 2 and 4 bits (the budgets'
+  // scale and the references) if the game lacks them.
   t0 = Clock::now();
   report("quantize", 0, 1, t0);
   ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> quantizer, quant::MakeQuantizer(o.backend));
@@ -104,11 +105,17 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   quant::QuantConfig qcfg;
   qcfg.group_size = o.group_size;
   ThreadPool quant_pool(o.threads);
+  std::vector<int> widths = o.widths;
+  for (int b : {2, 4}) {
+    if (std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
+  }
+  std::sort(widths.begin(), widths.end());
   ASSIGN_OR_RETURN(in->qmodel, quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players,
-                                                            qcalib.get(), &quant_pool));
+                                                            qcalib.get(), &quant_pool, widths));
   for (int i = 0; i < in->qmodel->num_players(); ++i) {
     in->bytes.bytes2.push_back(in->qmodel->PlayerBytes(i, 2));
     in->bytes.bytes4.push_back(in->qmodel->PlayerBytes(i, 4));
+    for (int b : o.widths) in->width_bytes.push_back(in->qmodel->PlayerBytes(i, b));
   }
   for (double b : o.average_bits) {
     ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(in->bytes, b));

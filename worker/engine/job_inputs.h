@@ -35,6 +35,7 @@ struct JobInputs {
   eval::EvalSet heldout;  // first heldout_docs documents of the held-out text
   std::unique_ptr<quant::QuantizedModel> qmodel;
   solver::PlayerBytes bytes;     // per player at 2 and 4 bits
+  std::vector<int64_t> width_bytes;  // [i·m + w]: player i at JobOptions::widths[w]
   std::vector<int64_t> budgets;  // bytes, one per JobOptions::average_bits
   double load_seconds = 0, quantize_seconds = 0;
 };

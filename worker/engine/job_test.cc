@@ -1,5 +1,6 @@
 #include "worker/engine/job.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -163,6 +164,102 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
                           "\"calibration_ppl\"", "\"selection_ratio\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key;
   }
+}
+
+// More widths (issue 14): the ladder game end to end on the 35 module players with widths
+// {2, 3, 4, 8}: deterministic across thread counts; every allocation one width from the set
+// per player, its bytes the model's at those widths, within the budget; the estimators'
+// allocations certified; the walks over the 105 steps; the surrogates (not fitted over
+// steps) absent; a per-player score spread over the widths ranks as in the binary game.
+TEST(JobTest, MoreWidthsRunTheLadderGameDeterministically) {
+  JobOptions o = SmallJob(1);
+  o.players = quant::PlayerGranularity::kModule;
+  o.widths = {2, 3, 4, 8};
+  o.permutations = 2;
+  auto r1 = RunJob(o);
+  o.threads = 2;
+  auto r2 = RunJob(o);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(JobResultToJson(*r1, /*include_timings=*/false),
+            JobResultToJson(*r2, /*include_timings=*/false));
+  const JobResult& r = *r2;
+  const size_t n = r.player_names.size(), m = 4;
+  ASSERT_EQ(n, 35u);
+  EXPECT_EQ(r.widths, o.widths);
+  ASSERT_EQ(r.width_bytes.size(), n * m);
+  EXPECT_EQ(r.phi.size(), n * (m - 1));
+  EXPECT_EQ(r.isolated_delta.size(), n * (m - 1));
+  EXPECT_EQ(r.cov_linear.size(), n * (m - 1));
+  EXPECT_TRUE(r.sur_linear.empty());
+  EXPECT_EQ(r.isolated_evaluations, static_cast<int64_t>(n * (m - 1) + 1));
+  EXPECT_EQ(r.coalitions_requested, 2 * static_cast<int64_t>(n * (m - 1) + 1));
+  const std::set<std::string> expected = {"impq",     "impq_window", "impq_window_top",
+                                          "impq_search", "isolated", "lim",
+                                          "zscore",   "actnorm",     "uniform",
+                                          "random"};
+  std::set<int> used;
+  for (const BudgetResult& b : r.budgets) {
+    std::set<std::string> methods;
+    for (const MeasuredAllocation& a : b.allocations) {
+      methods.insert(a.method);
+      ASSERT_EQ(a.bits.size(), n) << a.method;
+      int64_t mem = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const auto w = std::find(o.widths.begin(), o.widths.end(), a.bits[i]);
+        ASSERT_NE(w, o.widths.end()) << a.method << " player " << i << ": " << a.bits[i];
+        mem += r.width_bytes[i * m + static_cast<size_t>(w - o.widths.begin())];
+        used.insert(a.bits[i]);
+      }
+      EXPECT_EQ(mem, a.memory_bytes) << a.method;
+      EXPECT_LE(a.memory_bytes, b.budget_bytes) << a.method << " at " << b.average_bits;
+      EXPECT_TRUE(std::isfinite(a.heldout_ppl) && a.heldout_ppl > 1) << a.method;
+      if (a.method == "impq" || a.method == "impq_window") {
+        EXPECT_TRUE(a.proven_optimal) << a.method;
+      }
+    }
+    EXPECT_EQ(methods, expected);
+  }
+  EXPECT_TRUE(used.count(3) == 1) << "no allocation used 3 bits";
+  // Uniform is the widest single width that fits.
+  for (const BudgetResult& b : r.budgets) {
+    int widest = 0;
+    for (size_t w = 0; w < m; ++w) {
+      int64_t all = 0;
+      for (size_t i = 0; i < n; ++i) all += r.width_bytes[i * m + w];
+      if (all <= b.budget_bytes) widest = o.widths[w];
+    }
+    for (const MeasuredAllocation& a : b.allocations) {
+      if (a.method == "uniform") EXPECT_EQ(a.bits, std::vector<int>(n, widest)) << b.average_bits;
+    }
+  }
+  EXPECT_NE(JobResultToMarkdown(r).find("layers.0.attn_q 8→4"), std::string::npos);
+}
+
+TEST(JobTest, WidthOptionsAreChecked) {
+  JobOptions o = SmallJob(1);
+  for (const std::vector<int>& bad :
+       std::vector<std::vector<int>>{{4}, {4, 2}, {2, 5}, {2, 2, 4}}) {
+    o.widths = bad;
+    const absl::Status s = ValidateJobOptions(o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("widths"), std::string::npos) << s;
+  }
+  o.widths = {2, 3, 4};
+  o.estimator = "surrogate";
+  EXPECT_NE(ValidateJobOptions(o).message().find("use covariance"), std::string::npos);
+  o.estimator = "covariance";
+  o.search_model = "local";
+  EXPECT_NE(ValidateJobOptions(o).message().find("use first_order"), std::string::npos);
+  // A budget below the narrowest allocation of the widths names both.
+  o.search_model = "first_order";
+  o.widths = {3, 4};
+  o.average_bits = {2.25};
+  auto r = RunJob(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("below the narrowest allocation of widths 3,4"),
+            std::string::npos)
+      << r.status();
 }
 
 TEST(JobTest, AnUnreachableMarginKeepsTheSimplestCandidate) {
