@@ -84,6 +84,9 @@ engine::SpqeRunner CoordinatorSpqe(v1::JobSpec spec) {
     for (const std::string& name : ctx.player_names) in.model.add_player_names(name);
     for (int64_t b : ctx.bytes2) in.model.add_bytes2(b);
     for (int64_t b : ctx.bytes4) in.model.add_bytes4(b);
+    if (ctx.widths != std::vector<int>{2, 4}) {
+      for (int64_t b : ctx.width_bytes) in.model.add_width_bytes(b);
+    }
     in.model.set_model_config(ctx.model_config);
     ASSIGN_OR_RETURN(coordinator::EmbeddedSpqeResult r, coordinator::RunSpqeThroughCoordinator(in));
     return std::move(r.spqe);

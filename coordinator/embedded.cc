@@ -162,6 +162,9 @@ absl::StatusOr<v1::JobSpec> SpecFromJobOptions(const engine::JobOptions& o) {
   s.set_antithetic(o.antithetic);
   s.set_seed(o.seed);
   for (double b : o.average_bits) s.add_average_bits(b);
+  if (o.widths != std::vector<int>{2, 4}) {  // {2, 4}: the field stays empty, as before
+    for (int w : o.widths) s.add_widths(w);
+  }
   s.set_se_threshold(o.se_threshold);
   // min_permutations stays 0: the default (4 antithetic, else 2) is RunJob's SPQE setting.
   s.set_alpha(o.alpha);

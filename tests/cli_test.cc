@@ -144,6 +144,33 @@ TEST(CliTest, RunThroughTheCoordinatorEqualsInProcess) {
   EXPECT_THAT(progress.out, HasSubstr("measure: "));
 }
 
+// The same with a width set (issue 14): the ladder's walks through the coordinator equal
+// RunSpqe's with the ladder sampler, so the whole run does.
+TEST(CliTest, RunWithWidthsThroughTheCoordinatorEqualsInProcess) {
+  const std::string dir = TempFilePath("cli_run_widths");
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  const std::string args = " --threads 2 --data " + SharedDataPath("") +
+                           " --players block --widths 2,3,4,8 --permutations 4 --calib-docs 6"
+                           " --heldout-docs 8 --budgets 2.5,3.0 --json ";
+  Result via = RunImpq("run --quiet" + args + dir + "/via.json");
+  Result direct = RunImpq("run --quiet" + args + dir + "/direct.json --in-process");
+  ASSERT_EQ(via.exit_code, 0) << via.out;
+  ASSERT_EQ(direct.exit_code, 0) << direct.out;
+  auto table = [](const std::string& out) { return out.substr(0, out.find("\nWall time")); };
+  EXPECT_EQ(table(via.out), table(direct.out));
+  EXPECT_THAT(via.out, HasSubstr("Widths 2, 3, 4, 8 bits"));
+  auto a = nlohmann::json::parse(*ReadFileToString(dir + "/via.json"));
+  auto b = nlohmann::json::parse(*ReadFileToString(dir + "/direct.json"));
+  a.erase("timings");
+  b.erase("timings");
+  EXPECT_EQ(a, b) << a.dump(1).substr(0, 2000);
+  EXPECT_EQ(a["widths"], nlohmann::json::parse("[2, 3, 4, 8]"));
+  EXPECT_EQ(a["steps"].size(), 15u);
+  const Result bad = RunImpq("run --widths 2,5 --data " + SharedDataPath(""));
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_THAT(bad.out, HasSubstr("widths 2,5"));
+}
+
 // `impq <args>` exits with `code` and its output names `text`.
 void ExpectExit(const std::string& args, int code, const std::string& text) {
   const Result r = RunImpq(args);
