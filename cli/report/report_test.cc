@@ -59,11 +59,14 @@ engine::JobResult FakeJob(int layers, bool module_players) {
   r.model_config = absl::StrCat("llama dim=64 hidden=172 layers=", layers,
                                 " heads=8 kv_heads=4 head_dim=8 vocab=512 seq_len=512 tied");
   const int n = module_players ? 7 * layers : layers;
+  r.widths = {2, 4};
   for (int i = 0; i < n; ++i) {
     r.player_names.push_back(module_players ? absl::StrCat("layers.", i / 7, ".", kKinds[i % 7])
                                             : absl::StrCat("block", i));
     r.bytes2.push_back(100 + 10 * i);
     r.bytes4.push_back(180 + 17 * i);
+    r.width_bytes.push_back(r.bytes2.back());
+    r.width_bytes.push_back(r.bytes4.back());
     r.phi.push_back(0.01 * (i + 1) + 0.003 * (i % 3) - (i == 3 ? 0.05 : 0));  // one negative
     r.phi_se.push_back(0.002 * (i % 4));
     r.isolated_delta.push_back(0.8 * r.phi.back() - 0.0011 * i);
@@ -435,6 +438,154 @@ TEST(ReportTest, MissingOrBadFieldsAreNamed) {
   j["references"]["heldout_ppl_fp32"] = -1;
   expect_error(j, "references.heldout_ppl_fp32 is -1 (expected a perplexity > 0)");
   expect_error(nlohmann::json::array(), "not an `impq run --json` file");
+}
+
+// A run over widths {2, 3, 4, 8} as RunJob fills it: φ, SE, isolated Δ and K per step of the
+// ladder (3 per player), the allocations' bits from the four widths.
+engine::JobResult FakeFourWidthJob(int layers) {
+  engine::JobResult r = FakeJob(layers, /*module_players=*/true);
+  const std::vector<int> widths = {2, 3, 4, 8};
+  const int n = 7 * layers, ns = 3 * n;
+  r.widths = widths;
+  r.width_bytes.clear();
+  for (int i = 0; i < n; ++i) {
+    for (int bits : widths) r.width_bytes.push_back((10 + i) * (bits + 1));
+  }
+  r.phi.clear();
+  r.phi_se.clear();
+  r.isolated_delta.clear();
+  for (int s = 0; s < ns; ++s) {
+    // Deeper steps (to fewer bits) cost more.
+    r.phi.push_back(0.002 * (s % 3 + 1) * (s % 3 + 1) + 0.0003 * (s / 3));
+    r.phi_se.push_back(0.0004 * (s % 5));
+    r.isolated_delta.push_back(0.9 * r.phi.back());
+  }
+  r.cov_linear = r.phi;
+  r.sur_linear.clear();  // fitted in the binary game only
+  r.sur_quadratic.clear();
+  r.cov_quadratic.assign(static_cast<size_t>(ns) * ns, 0);
+  for (int i = 0; i < ns; ++i) {
+    for (int j = 0; j < ns; ++j) {
+      r.cov_quadratic[static_cast<size_t>(i) * ns + j] =
+          i == j ? 0.003 : 0.0002 * std::sin(0.3 * (i + 2 * j));
+    }
+  }
+  for (engine::BudgetResult& b : r.budgets) {
+    for (size_t k = 0; k < b.allocations.size(); ++k) {
+      std::vector<int>& bits = b.allocations[k].bits;
+      for (int i = 0; i < n; ++i) bits[i] = widths[(i + k + (b.average_bits > 2.7)) % 4];
+    }
+  }
+  return r;
+}
+
+TEST(ReportTest, FourWidthsDrawEveryStepAndEveryWidth) {
+  const nlohmann::json run =
+      nlohmann::json::parse(engine::JobResultToJson(FakeFourWidthJob(/*layers=*/2)));
+  ASSERT_EQ(run["steps"].size(), 42u);
+  const std::string html = Render(run);
+  auto doc = Parse(html);  // well-formed XML
+  ASSERT_EQ(doc->name, "html");
+  for (const char* id : {"fig-shapley", "fig-interactions", "fig-ppl", "fig-allocation",
+                         "table-ppl", "table-bits", "table-players", "table-steps", "facts"}) {
+    EXPECT_NE(doc->FindById(id), nullptr) << id;
+  }
+  // Figure 1 and the step table: every step, labelled with its player and its two widths.
+  const std::string shapley = doc->FindById("fig-shapley")->TextContent();
+  EXPECT_THAT(shapley, HasSubstr("when the player goes one width down"));
+  const auto step_rows = doc->FindById("table-steps")->FindAll("tr");
+  int steps = 0;
+  for (const XmlElement* tr : step_rows) {
+    const std::string step = tr->Attribute("data-step");
+    if (step.empty()) continue;
+    const int s = std::stoi(step);
+    ASSERT_EQ(s, steps);
+    ++steps;
+    const int i = s / 3;
+    const nlohmann::json& want = run["steps"][s];
+    const std::string label = absl::StrCat("L", i / 7, ".", kKinds[i % 7], " ",
+                                           want["from_bits"].get<int>(), "→",
+                                           want["to_bits"].get<int>());
+    EXPECT_THAT(shapley, HasSubstr(label + ": φ = "));
+    EXPECT_THAT(shapley, HasSubstr(label + ": isolated Δ = "));
+    EXPECT_EQ(tr->Attribute("data-player"), run["model"]["players"][i]["name"]);
+    const auto cells = tr->FindAll("td");
+    ASSERT_EQ(cells.size(), 5u);
+    EXPECT_EQ(std::string(absl::StripAsciiWhitespace(cells[0]->TextContent())), label);
+    ExpectCellEquals(cells[1]->TextContent(), run["spqe"]["phi"][s].get<double>(), label);
+    ExpectCellEquals(cells[2]->TextContent(), run["spqe"]["standard_error"][s].get<double>(),
+                     label);
+    ExpectCellEquals(cells[3]->TextContent(),
+                     run["baseline_scores"]["isolated_delta"][s].get<double>(), label);
+    // The bytes the step saves: the player's bytes at the two widths.
+    const nlohmann::json& wb = run["width_bytes"][i];
+    auto at = [&](int bits) { return wb[bits == 2 ? 0 : bits == 3 ? 1 : bits == 4 ? 2 : 3]; };
+    ExpectCellEquals(cells[4]->TextContent(),
+                     at(want["from_bits"]).get<double>() - at(want["to_bits"]).get<double>(),
+                     label);
+  }
+  EXPECT_EQ(steps, 42);
+  // Step 0 of player 0 goes from 8 to 4 bits, step 2 from 3 to 2.
+  EXPECT_THAT(shapley, HasSubstr("L0.attn_q 8→4"));
+  EXPECT_THAT(shapley, HasSubstr("L0.attn_q 4→3"));
+  EXPECT_THAT(shapley, HasSubstr("L0.attn_q 3→2"));
+  // The interaction matrix is steps × steps.
+  EXPECT_EQ(doc->FindById("interactions-svg")->FindAll("rect").size(), 42u * 42u + 2u);
+
+  // Figure 4: every width in the legend with its own color, every cell as the chosen bits.
+  const std::string page_text = doc->TextContent();
+  std::set<std::string> colors;
+  for (const XmlElement* span : doc->FindAll("span")) {
+    if (span->Attribute("class") == "swatch") colors.insert(span->Attribute("style"));
+  }
+  EXPECT_EQ(colors.size(), 4u);
+  for (int bits : {2, 3, 4, 8}) {
+    EXPECT_THAT(html, HasSubstr(absl::StrCat("</span>", bits, " bits")));
+  }
+  for (size_t b = 0; b < 2; ++b) {
+    const XmlElement* grid = doc->FindById(absl::StrCat("alloc-grid-", b));
+    ASSERT_NE(grid, nullptr);
+    std::set<std::string> fills;
+    for (const XmlElement* rect : grid->FindAll("rect")) {
+      const std::string title = rect->TextContent();  // "L1.ffn_up: 8 bits"
+      const int i =
+          std::stoi(title.substr(1, 1)) * 7 +
+          static_cast<int>(std::find(std::begin(kKinds), std::end(kKinds),
+                                     title.substr(3, title.find(':') - 3)) -
+                           std::begin(kKinds));
+      EXPECT_EQ(title.substr(title.find(": ") + 2),
+                absl::StrCat(run["budgets"][b]["chosen"]["bits"][i].get<int>(), " bits"));
+      fills.insert(rect->Attribute("fill"));
+    }
+    EXPECT_EQ(fills.size(), 4u) << "one color per width";
+  }
+  // The players table: bytes at every width and the chosen bits.
+  int players = 0;
+  for (const XmlElement* tr : doc->FindById("table-players")->FindAll("tr")) {
+    if (tr->Attribute("data-player").empty()) continue;
+    const auto cells = tr->FindAll("td");
+    ASSERT_EQ(cells.size(), 1u + 4u + 2u);
+    for (int w = 0; w < 4; ++w) {
+      ExpectCellEquals(cells[1 + w]->TextContent(),
+                       run["width_bytes"][players][w].get<double>(), "bytes");
+    }
+    for (int b = 0; b < 2; ++b) {
+      ExpectCellEquals(cells[5 + b]->TextContent(),
+                       run["budgets"][b]["chosen"]["bits"][players].get<double>(), "bits");
+    }
+    ++players;
+  }
+  EXPECT_EQ(players, 14);
+  EXPECT_THAT(doc->FindById("facts")->TextContent(), HasSubstr("2, 3, 4, 8 bits: 42 steps"));
+  EXPECT_THAT(page_text, HasSubstr("held-out PPL"));
+  EXPECT_EQ(html, Render(run)) << "not deterministic";
+
+  // Step-indexed arrays of the wrong length are named with the step count.
+  nlohmann::json j = run;
+  j["spqe"]["phi"].erase(0);
+  absl::StatusOr<RunReport> r = ReadRunReport(j, "run.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("spqe.phi has 41 entries (expected 42, one per step)"));
 }
 
 TEST(ReportTest, MethodTitlesFollowTheRunTable) {
