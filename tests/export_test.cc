@@ -349,6 +349,20 @@ TEST_F(ExportTest, SafetensorsWithThreeAndEightBitPlayersReloadsWithQuantizeEval
   }
 }
 
+// A real run over widths {2, 3, 4}: its file reads back (widths, width_bytes, steps) and its
+// chosen allocation exports and reloads with quantize-eval's loss.
+TEST_F(ExportTest, RunOverThreeWidthsExportsAndReloads) {
+  const std::string path = *dir_ + "/run_234.json";
+  const Result r = RunImpq("run --quiet --threads 2 --data " + SharedDataPath("") +
+                           " --permutations 2 --calib-docs 4 --heldout-docs 5 --widths 2,3,4"
+                           " --budgets 3.0 --json " + path);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json run = json::parse(*ReadFileToString(path));
+  EXPECT_EQ(run["widths"], json({2, 3, 4}));
+  EXPECT_EQ(run["steps"].size(), 70u);
+  ExpectCheckpointMatchesQuantizeEval(path, *dir_ + "/ckpt_234", 3.0, "rtn", "");
+}
+
 // Bad input: exit 2, a message naming the problem, and no output file.
 TEST_F(ExportTest, BadInputExitsTwoAndWritesNothing) {
   const std::string out = *dir_ + "/never";
