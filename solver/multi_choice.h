@@ -86,12 +86,22 @@ struct MultiChoiceResult {
   double gap() const { return objective - lower_bound; }
 };
 
+// Which node bound SolveMultiChoiceExact uses (multi_choice_solver.cc's file comment).
+enum class MultiChoiceBounding {
+  kAuto,        // by the root: the relaxation when it closes at least half the root gap
+                // that the pairwise dual leaves, the pairwise dual otherwise
+  kPairwise,    // the pairwise dual with reduced-cost fixing (indefinite, surrogate-like K)
+  kRelaxation,  // the split bound and the convexified relaxation (covariance-like K)
+};
+
 struct MultiChoiceSolverOptions {
   // Give up certifying after this many nodes: the result is then the best choice found with
   // proven_optimal = false and the smallest bound of the unexplored nodes.
   int64_t max_nodes = 10'000'000;
   // Pruning tolerance relative to the scale Σ|a| + Σ_{i<j}|K| of the objective.
   double relative_tolerance = 1e-9;
+  // Every choice gives the same optimum; only the time differs (and the bound at max_nodes).
+  MultiChoiceBounding bounding = MultiChoiceBounding::kAuto;
 };
 
 // Certified branch and bound (multi_choice_solver.cc). InvalidArgument for an invalid problem
@@ -105,15 +115,20 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceBruteForce(const MultiChoicePr
 
 namespace internal {
 
-// The two lower bounds SolveMultiChoiceExact computes at a node (multi_choice_solver.cc),
+// The lower bounds SolveMultiChoiceExact computes at a node (multi_choice_solver.cc),
 // constant included, over the choices with choice[i] in the bit mask allowed[i] that fit the
-// budget: `split` (pair terms split into per-player minima, then the knapsack LP) and
-// `relaxation` (the convexified continuous relaxation after max_iters iterations). Each is
-// +inf when no allowed choice fits. Exposed for the tests of their validity.
+// budget: `split` (pair terms split into per-player minima, then the knapsack LP),
+// `relaxation` (the convexified continuous relaxation after max_iters iterations) and
+// `pairwise` (the pairwise dual after max_iters sweeps from the split's messages), with
+// `pairwise_fixing`: for each variable i·m + w allowed at a free player, the bound the
+// solver's reduced-cost fixing gives the node with player i fixed to width w (+inf elsewhere).
+// Each is +inf when no allowed choice fits. Exposed for the tests of their validity.
 // REQUIRES: valid problem, allowed.size() == n, every mask nonzero within the m widths.
 struct MultiChoiceBounds {
   double split = 0.0;
   double relaxation = 0.0;
+  double pairwise = 0.0;
+  std::vector<double> pairwise_fixing;
 };
 MultiChoiceBounds MultiChoiceNodeBounds(const MultiChoiceProblem& problem,
                                         std::span<const uint32_t> allowed, int max_iters = 200);

@@ -3,6 +3,7 @@
 #include "solver/multi_choice.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -36,15 +37,23 @@ MultiChoiceProblem Instance(int family, int n, const std::vector<int>& widths, u
       return testing::RandomCovarianceMultiChoice(n, widths, seed);
     case 1:
       return testing::RandomIndefiniteMultiChoice(n, widths, seed);
-    default:
+    case 2:
       return testing::RandomIndefiniteMultiChoice(n, widths, seed, /*scaled=*/false);
+    case 3:
+      return testing::RandomSurrogateLadderMultiChoice(n, widths, seed);
+    default:  // interactions ~60% of the linear terms
+      return testing::RandomSurrogateLadderMultiChoice(n, widths, seed, /*interaction=*/0.3);
   }
 }
+constexpr int kFamilies = 5;
+
+constexpr MultiChoiceBounding kBoundings[] = {
+    MultiChoiceBounding::kAuto, MultiChoiceBounding::kPairwise, MultiChoiceBounding::kRelaxation};
 
 TEST(MultiChoiceTest, ExactMatchesBruteForceOnSmallInstances) {
   const std::vector<std::vector<int>> width_sets = {{2, 3, 4}, {2, 3, 4, 8}, {2, 4, 8}};
   int instances = 0, tight_unique = 0;
-  for (int family : {0, 1, 2}) {
+  for (int family = 0; family < kFamilies; ++family) {
     for (int n : {1, 2, 4, 7}) {
       for (const auto& widths : width_sets) {
         for (uint64_t seed = 1; seed <= 3; ++seed) {
@@ -53,22 +62,27 @@ TEST(MultiChoiceTest, ExactMatchesBruteForceOnSmallInstances) {
           // Tight (exactly the smallest footprint), in between, and loose (everything fits).
           for (double frac : {0.0, 0.05, 0.3, 0.6, 0.9, 1.0}) {
             p.budget_bytes = lo + static_cast<int64_t>(frac * static_cast<double>(hi - lo));
-            auto exact = SolveMultiChoiceExact(p);
             auto brute = SolveMultiChoiceBruteForce(p);
-            ASSERT_TRUE(exact.ok()) << exact.status();
             ASSERT_TRUE(brute.ok()) << brute.status();
-            SCOPED_TRACE(::testing::Message()
-                         << "family " << family << " n " << n << " m " << widths.size() << " seed "
-                         << seed << " frac " << frac);
-            const double tol = Tolerance(p);
-            EXPECT_TRUE(exact->proven_optimal);
-            EXPECT_NEAR(exact->objective, brute->objective, tol);
-            EXPECT_LE(exact->lower_bound, brute->objective + tol);
-            EXPECT_GE(exact->lower_bound, exact->objective - tol);
-            EXPECT_LE(exact->memory_bytes, p.budget_bytes);
-            EXPECT_EQ(exact->memory_bytes, p.Footprint(exact->choice));
-            EXPECT_DOUBLE_EQ(exact->objective, p.Evaluate(exact->choice));
-            for (int i = 0; i < n; ++i) EXPECT_EQ(exact->bits[i], widths[exact->choice[i]]);
+            for (MultiChoiceBounding bounding : kBoundings) {
+              MultiChoiceSolverOptions options;
+              options.bounding = bounding;
+              auto exact = SolveMultiChoiceExact(p, options);
+              ASSERT_TRUE(exact.ok()) << exact.status();
+              SCOPED_TRACE(::testing::Message()
+                           << "family " << family << " n " << n << " m " << widths.size()
+                           << " seed " << seed << " frac " << frac << " bounding "
+                           << static_cast<int>(bounding));
+              const double tol = Tolerance(p);
+              EXPECT_TRUE(exact->proven_optimal);
+              EXPECT_NEAR(exact->objective, brute->objective, tol);
+              EXPECT_LE(exact->lower_bound, brute->objective + tol);
+              EXPECT_GE(exact->lower_bound, exact->objective - tol);
+              EXPECT_LE(exact->memory_bytes, p.budget_bytes);
+              EXPECT_EQ(exact->memory_bytes, p.Footprint(exact->choice));
+              EXPECT_DOUBLE_EQ(exact->objective, p.Evaluate(exact->choice));
+              for (int i = 0; i < n; ++i) EXPECT_EQ(exact->bits[i], widths[exact->choice[i]]);
+            }
             tight_unique += frac == 0.0;
             ++instances;
           }
@@ -76,7 +90,7 @@ TEST(MultiChoiceTest, ExactMatchesBruteForceOnSmallInstances) {
       }
     }
   }
-  EXPECT_EQ(instances, 3 * 4 * 3 * 3 * 6);
+  EXPECT_EQ(instances, kFamilies * 4 * 3 * 3 * 6);
   EXPECT_GT(tight_unique, 0);
 }
 
@@ -85,8 +99,8 @@ TEST(MultiChoiceTest, ExactMatchesBruteForceOnSmallInstances) {
 // over the node's choices (by enumeration), and at a leaf both equal its value.
 TEST(MultiChoiceTest, NodeBoundsAreValidAndExactAtLeaves) {
   Rng rng(17);
-  int checked = 0;
-  for (int family : {0, 1, 2}) {
+  int checked = 0, fixings = 0;
+  for (int family = 0; family < kFamilies; ++family) {
     for (uint64_t seed = 1; seed <= 6; ++seed) {
       const std::vector<int> widths =
           seed % 2 ? std::vector<int>{2, 3, 4, 8} : std::vector<int>{2, 3, 4};
@@ -120,10 +134,40 @@ TEST(MultiChoiceTest, NodeBoundsAreValidAndExactAtLeaves) {
         if (best == std::numeric_limits<double>::infinity()) {
           // No choice of the node fits: the split bound's knapsack must say so.
           EXPECT_EQ(b.split, best);
+          EXPECT_EQ(b.pairwise, best);
           continue;
         }
         EXPECT_LE(b.split, best + Tolerance(p));
         EXPECT_LE(b.relaxation, best + Tolerance(p));
+        EXPECT_LE(b.pairwise, best + Tolerance(p));
+        // Reduced-cost fixing: the bound for player i fixed to width w is at most the true
+        // minimum over the node's choices with c[i] = w.
+        ASSERT_EQ(b.pairwise_fixing.size(), static_cast<size_t>(n * m));
+        for (int i = 0; i < n; ++i) {
+          if (std::has_single_bit(allowed[i])) continue;
+          for (int w = 0; w < m; ++w) {
+            if (!(allowed[i] >> w & 1u)) continue;
+            std::vector<uint32_t> child = allowed;
+            child[i] = 1u << w;
+            double child_best = std::numeric_limits<double>::infinity();
+            std::fill(c.begin(), c.end(), 0);
+            while (true) {
+              bool ok = true;
+              for (int j = 0; j < n; ++j) ok = ok && (child[j] >> c[j] & 1u);
+              if (ok && p.Footprint(c) <= p.budget_bytes) {
+                child_best = std::min(child_best, p.Evaluate(c));
+              }
+              int j = 0;
+              while (j < n && ++c[j] == m) c[j++] = 0;
+              if (j == n) break;
+            }
+            if (child_best < std::numeric_limits<double>::infinity()) {
+              EXPECT_LE(b.pairwise_fixing[i * m + w], child_best + Tolerance(p))
+                  << "player " << i << " width " << w;
+              ++fixings;
+            }
+          }
+        }
         ++checked;
       }
       // A leaf: one width per player, within the budget.
@@ -133,9 +177,11 @@ TEST(MultiChoiceTest, NodeBoundsAreValidAndExactAtLeaves) {
       const internal::MultiChoiceBounds b = internal::MultiChoiceNodeBounds(p, leaf);
       EXPECT_NEAR(b.split, r.objective, Tolerance(p));
       EXPECT_NEAR(b.relaxation, r.objective, Tolerance(p));
+      EXPECT_NEAR(b.pairwise, r.objective, Tolerance(p));
     }
   }
-  EXPECT_GT(checked, 100);
+  EXPECT_GT(checked, 150);
+  EXPECT_GT(fixings, 1000);
 }
 
 TEST(MultiChoiceTest, BinaryWidthsGiveTheBinarySolversOptimum) {
@@ -200,15 +246,44 @@ TEST(MultiChoiceTest, NodeLimitGivesACertifiedBoundWithoutTheClaim) {
   p.budget_bytes = testing::BudgetAtAverageBits(p, 3.5);
   auto brute = SolveMultiChoiceBruteForce(p);
   ASSERT_TRUE(brute.ok());
+  for (MultiChoiceBounding bounding : kBoundings) {
+    SCOPED_TRACE(static_cast<int>(bounding));
+    MultiChoiceSolverOptions options;
+    options.max_nodes = 2;
+    options.bounding = bounding;
+    auto r = SolveMultiChoiceExact(p, options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->proven_optimal);
+    EXPECT_LE(r->nodes, 2);
+    EXPECT_LE(r->lower_bound, brute->objective + Tolerance(p));
+    EXPECT_GE(r->objective, brute->objective - Tolerance(p));
+    EXPECT_LE(r->memory_bytes, p.budget_bytes);
+  }
+}
+
+// Issue 14's size with the objectives the job builds from a fitted surrogate (indefinite K
+// over the ladder's steps, mapped by WidthLadder::ToMultiChoice): certified within a node
+// limit far below what the relaxation alone needs, and the same optimum with either bound.
+TEST(MultiChoiceTest, SurrogateLadderAt35PlayersIsCertified) {
+  MultiChoiceProblem p = testing::RandomSurrogateLadderMultiChoice(35, {2, 3, 4, 8}, 7003);
+  p.budget_bytes = testing::BudgetAtAverageBits(p, 3.0);
   MultiChoiceSolverOptions options;
-  options.max_nodes = 2;
+  options.max_nodes = 50'000;
   auto r = SolveMultiChoiceExact(p, options);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_FALSE(r->proven_optimal);
-  EXPECT_LE(r->nodes, 2);
-  EXPECT_LE(r->lower_bound, brute->objective + Tolerance(p));
-  EXPECT_GE(r->objective, brute->objective - Tolerance(p));
+  EXPECT_TRUE(r->proven_optimal);
+  EXPECT_NEAR(r->lower_bound, r->objective, Tolerance(p));
   EXPECT_LE(r->memory_bytes, p.budget_bytes);
+  // Deterministic: the same call, the same answer.
+  auto again = SolveMultiChoiceExact(p, options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->choice, r->choice);
+  EXPECT_EQ(again->nodes, r->nodes);
+  options.bounding = MultiChoiceBounding::kPairwise;
+  auto pairwise = SolveMultiChoiceExact(p, options);
+  ASSERT_TRUE(pairwise.ok());
+  EXPECT_TRUE(pairwise->proven_optimal);
+  EXPECT_NEAR(pairwise->objective, r->objective, Tolerance(p));
 }
 
 TEST(MultiChoiceTest, InfeasibleBudgetIsAClearError) {

@@ -9,6 +9,8 @@
 
 #include "common/rng.h"
 #include "solver/multi_choice.h"
+#include "solver/quadratic_objective.h"
+#include "solver/width_ladder.h"
 
 namespace impq::solver::testing {
 
@@ -108,6 +110,52 @@ inline MultiChoiceProblem RandomIndefiniteMultiChoice(int n, const std::vector<i
   p.bytes = RandomWidthBytes(n, widths, seed + 4000);
   p.budget_bytes = p.MinFootprint();
   return p;
+}
+
+// Like a second-order surrogate fitted to a model's losses (stories260K's magnitudes) over the
+// steps of a width ladder (solver/width_ladder.h), mapped to the multiple-choice program by
+// WidthLadder::ToMultiChoice, as the job does: a step costs the player's sensitivity
+// (log-uniform in [0.01, 1.3] nats) times the drop of WidthFactor between its two widths,
+// ×exp(0.3·N(0, 1)), so steps cost ~1e-3..1 nats (steps down from 8 bits the least); a pair of
+// steps s ≠ t interacts by 2·K_st = 2·`interaction`·sqrt(a_s·a_t)·z_st with
+// z_st = 0.6·(shared factor: loadings N(0, 1/4) over 4 latent directions) + 0.8·N(0, 1): of
+// both signs, indefinite; `interaction` = 0.05 makes them ~10% of the linear terms. K_ss = 0.
+// Budget: the smallest footprint. REQUIRES: widths ascending, 2..16 of them.
+inline MultiChoiceProblem RandomSurrogateLadderMultiChoice(int n, const std::vector<int>& widths,
+                                                           uint64_t seed,
+                                                           double interaction = 0.05) {
+  Rng rng(seed);
+  const int m = static_cast<int>(widths.size()), r = m - 1, ns = n * r, f = 4;
+  QuadraticObjective o;
+  o.estimator = "surrogate";
+  o.num_players = ns;
+  o.linear.resize(ns);
+  o.quadratic.assign(static_cast<size_t>(ns) * ns, 0.0);
+  std::vector<double> load(static_cast<size_t>(ns) * f);
+  for (int i = 0; i < n; ++i) {
+    const double sens = 0.01 * std::pow(130.0, rng.Uniform());
+    for (int t = 0; t < r; ++t) {  // step t: width index m−1−t to m−2−t
+      const double drop = WidthFactor(widths[m - 2 - t]) - WidthFactor(widths[m - 1 - t]);
+      o.linear[i * r + t] = sens * drop * std::exp(0.3 * rng.Normal());
+      for (int k = 0; k < f; ++k) load[static_cast<size_t>(i * r + t) * f + k] = 0.5 * rng.Normal();
+    }
+  }
+  for (int s = 0; s < ns; ++s) {
+    for (int t = s + 1; t < ns; ++t) {
+      double shared = 0.0;
+      for (int k = 0; k < f; ++k) {
+        shared += load[static_cast<size_t>(s) * f + k] * load[static_cast<size_t>(t) * f + k];
+      }
+      const double z = 0.6 * shared + 0.8 * rng.Normal();
+      const double v = interaction * std::sqrt(o.linear[s] * o.linear[t]) * z;
+      o.quadratic[static_cast<size_t>(s) * ns + t] = v;
+      o.quadratic[static_cast<size_t>(t) * ns + s] = v;
+    }
+  }
+  const std::vector<int64_t> bytes = RandomWidthBytes(n, widths, seed + 4000);
+  int64_t narrowest = 0;
+  for (int i = 0; i < n; ++i) narrowest += bytes[static_cast<size_t>(i) * m];
+  return *(*WidthLadder::Create(n, widths)).ToMultiChoice(o, bytes, narrowest);
 }
 
 // Σ_i max_w bytes_{i,w}: every player at its largest footprint.
