@@ -12,7 +12,7 @@
 // surrogate (an indefinite K over the ladder's steps, interactions ~10% of the linear terms,
 // mapped by WidthLadder::ToMultiChoice; multi_choice_test_games.h).
 //
-//   build/bench/solver_bench [--seeds 10] [--multi-choice-only] [--mc-family 0|1|2]
+//   build/bench/solver_bench [--seeds 10] [--multi-choice-only] [--mc-family 0|1|2|3]
 //     [--mc-players 35] [--mc-max-nodes 5000] [--mc-verbose]
 #include <algorithm>
 #include <chrono>
@@ -39,6 +39,7 @@ int Main(int argc, char** argv) {
   bool multi_choice_only = false;
   int64_t mc_max_nodes = 5000, mc_players = 35, mc_family = -1;
   bool mc_verbose = false;
+  double mc_interaction = 0.05;
   flags.Int("seeds", &seeds, "instances per (family, n, budget)");
   flags.Bool("multi-choice-only", &multi_choice_only, "only the multiple-choice table");
   flags.Int("mc-players", &mc_players, "multiple choice: number of players");
@@ -46,8 +47,11 @@ int Main(int argc, char** argv) {
             "multiple choice: node limit per instance (then reported as not proven)");
   flags.Int("mc-family", &mc_family,
             "multiple choice: only this family (0 covariance-like, 1 indefinite, 2 surrogate "
-            "ladder); -1 all");
+            "ladder, 3 covariance ladder); -1 all");
   flags.Bool("mc-verbose", &mc_verbose, "multiple choice: one line per instance");
+  flags.Double("mc-interaction", &mc_interaction,
+               "multiple choice, surrogate ladder: pair terms 2·K_st = 2·this·sqrt(a_s·a_t)·z "
+               "(0.05: ~10% of the linear terms)");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   auto exact = NewExactSolver();
   auto heuristic = NewHeuristicSolver();
@@ -108,8 +112,9 @@ int Main(int argc, char** argv) {
   std::printf("\n| family | players x widths | instances | exact median ms | exact mean ms | exact worst ms | mean nodes | proven optimal |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
   const std::vector<std::vector<int>> width_sets = {{2, 3, 4}, {2, 3, 4, 8}};
-  const char* family_names[] = {"covariance-like", "indefinite", "surrogate ladder (indefinite)"};
-  for (int family : {0, 1, 2}) {
+  const char* family_names[] = {"covariance-like", "indefinite", "surrogate ladder (indefinite)",
+                                "covariance ladder (PSD)"};
+  for (int family : {0, 1, 2, 3}) {
     if (mc_family >= 0 && family != mc_family) continue;
     for (const std::vector<int>& widths : width_sets) {
       const int n = static_cast<int>(mc_players);
@@ -120,7 +125,9 @@ int Main(int argc, char** argv) {
         MultiChoiceProblem p =
             family == 0   ? testing::RandomCovarianceMultiChoice(n, widths, 7000 + seed)
             : family == 1 ? testing::RandomIndefiniteMultiChoice(n, widths, 7000 + seed)
-                          : testing::RandomSurrogateLadderMultiChoice(n, widths, 7000 + seed);
+            : family == 2 ? testing::RandomSurrogateLadderMultiChoice(n, widths, 7000 + seed,
+                                                                       mc_interaction)
+                          : testing::RandomCovarianceLadderMultiChoice(n, widths, 7000 + seed);
         for (double bits : {2.5, 3.0, 3.5, 4.5, 6.0}) {
           if (bits >= widths.back()) continue;
           p.budget_bytes = testing::BudgetAtAverageBits(p, bits);

@@ -41,11 +41,13 @@ MultiChoiceProblem Instance(int family, int n, const std::vector<int>& widths, u
       return testing::RandomIndefiniteMultiChoice(n, widths, seed, /*scaled=*/false);
     case 3:
       return testing::RandomSurrogateLadderMultiChoice(n, widths, seed);
+    case 4:
+      return testing::RandomCovarianceLadderMultiChoice(n, widths, seed);
     default:  // interactions ~60% of the linear terms
       return testing::RandomSurrogateLadderMultiChoice(n, widths, seed, /*interaction=*/0.3);
   }
 }
-constexpr int kFamilies = 5;
+constexpr int kFamilies = 6;
 
 constexpr MultiChoiceBounding kBoundings[] = {
     MultiChoiceBounding::kAuto, MultiChoiceBounding::kPairwise, MultiChoiceBounding::kRelaxation};

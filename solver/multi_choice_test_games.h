@@ -158,6 +158,67 @@ inline MultiChoiceProblem RandomSurrogateLadderMultiChoice(int n, const std::vec
   return *(*WidthLadder::Create(n, widths)).ToMultiChoice(o, bytes, narrowest);
 }
 
+// The job's other kind: the paper's covariance objective over the steps of a width ladder
+// (as RandomCovarianceObjective in solver/test_games.h: 64 simulated marginal vectors from 4
+// latent factors, K = (1−α)·C + α·diag(C), α = 0.5, a_s = φ_s − Σ_{t≠s} K_st; K is PSD), the
+// marginals of step s scaled by its player's sensitivity times the drop of WidthFactor as in
+// RandomSurrogateLadderMultiChoice, mapped by WidthLadder::ToMultiChoice. Budget: the
+// smallest footprint. REQUIRES: widths ascending, 2..16 of them.
+inline MultiChoiceProblem RandomCovarianceLadderMultiChoice(int n, const std::vector<int>& widths,
+                                                            uint64_t seed) {
+  Rng rng(seed);
+  const int m = static_cast<int>(widths.size()), r = m - 1, ns = n * r, samples = 64, f = 4;
+  std::vector<double> scale(ns), mean(ns), sd(ns), load(static_cast<size_t>(ns) * f);
+  for (int i = 0; i < n; ++i) {
+    const double sens = 0.01 * std::pow(130.0, rng.Uniform());
+    for (int t = 0; t < r; ++t) {
+      const int s = i * r + t;
+      scale[s] = sens * (WidthFactor(widths[m - 2 - t]) - WidthFactor(widths[m - 1 - t]));
+      mean[s] = 0.5 + rng.Uniform();
+      sd[s] = 0.2 + 0.8 * rng.Uniform();
+      for (int k = 0; k < f; ++k) load[static_cast<size_t>(s) * f + k] = 0.5 * rng.Normal();
+    }
+  }
+  std::vector<std::vector<double>> rows(samples, std::vector<double>(ns));
+  for (auto& row : rows) {
+    double z[f];
+    for (double& zk : z) zk = rng.Normal();
+    for (int s = 0; s < ns; ++s) {
+      double v = mean[s] + sd[s] * rng.Normal();
+      for (int k = 0; k < f; ++k) v += load[static_cast<size_t>(s) * f + k] * z[k];
+      row[s] = scale[s] * v;
+    }
+  }
+  std::vector<double> phi(ns, 0.0);
+  for (const auto& row : rows) {
+    for (int s = 0; s < ns; ++s) phi[s] += row[s] / samples;
+  }
+  QuadraticObjective o;
+  o.estimator = "covariance";
+  o.num_players = ns;
+  o.quadratic.assign(static_cast<size_t>(ns) * ns, 0.0);
+  for (int s = 0; s < ns; ++s) {
+    for (int t = s; t < ns; ++t) {
+      double acc = 0.0;
+      for (const auto& row : rows) acc += (row[s] - phi[s]) * (row[t] - phi[t]);
+      const double c = acc / (samples - 1);
+      const double k = s == t ? c : 0.5 * c;
+      o.quadratic[static_cast<size_t>(s) * ns + t] = k;
+      o.quadratic[static_cast<size_t>(t) * ns + s] = k;
+    }
+  }
+  o.linear.resize(ns);
+  for (int s = 0; s < ns; ++s) {
+    double off = 0.0;
+    for (int t = 0; t < ns; ++t) off += t == s ? 0.0 : o.K(s, t);
+    o.linear[s] = phi[s] - off;
+  }
+  const std::vector<int64_t> bytes = RandomWidthBytes(n, widths, seed + 4000);
+  int64_t narrowest = 0;
+  for (int i = 0; i < n; ++i) narrowest += bytes[static_cast<size_t>(i) * m];
+  return *(*WidthLadder::Create(n, widths)).ToMultiChoice(o, bytes, narrowest);
+}
+
 // Σ_i max_w bytes_{i,w}: every player at its largest footprint.
 inline int64_t MaxFootprint(const MultiChoiceProblem& p) {
   const int m = p.num_widths();
