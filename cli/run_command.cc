@@ -39,31 +39,32 @@
 namespace impq::cli {
 namespace {
 
-absl::StatusOr<std::vector<double>> ParseBudgets(const std::string& text) {
-  std::vector<double> out;
+// A comma-separated list of `flag`, each item parsed by `parse` (false: not `what`).
+template <typename T, typename Parse>
+absl::StatusOr<std::vector<T>> ParseList(const std::string& flag, const std::string& text,
+                                         const char* what, Parse parse) {
+  std::vector<T> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    double v;
-    if (!absl::SimpleAtod(part, &v)) {
+    T v;
+    if (!parse(part, &v)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--budgets: '", std::string(part), "' is not a number"));
+          absl::StrCat("--", flag, ": '", std::string(part), "' is not ", what));
     }
     out.push_back(v);
   }
-  if (out.empty()) return absl::InvalidArgumentError("--budgets: empty list");
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": empty list"));
   return out;
 }
 
+absl::StatusOr<std::vector<double>> ParseBudgets(const std::string& text) {
+  return ParseList<double>("budgets", text, "a number",
+                           [](absl::string_view p, double* v) { return absl::SimpleAtod(p, v); });
+}
+
+// ValidateJobOptions checks the set.
 absl::StatusOr<std::vector<int>> ParseWidths(const std::string& text) {
-  std::vector<int> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    int v;
-    if (!absl::SimpleAtoi(part, &v)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--widths: '", std::string(part), "' is not a whole number of bits"));
-    }
-    out.push_back(v);
-  }
-  return out;  // ValidateJobOptions checks the set
+  return ParseList<int>("widths", text, "a whole number of bits",
+                        [](absl::string_view p, int* v) { return absl::SimpleAtoi(p, v); });
 }
 
 std::string FormatSeconds(double s) {

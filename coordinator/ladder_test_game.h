@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/test_game.h"
 #include "impq/v1/messages.pb.h"
 #include "solver/coalition.h"
 #include "solver/permutation_sampler.h"
@@ -64,28 +65,10 @@ class LadderTestGame {
 
   // The correct result of unit u (the permutation derived as a worker would).
   v1::WorkResult Evaluate(const v1::WorkUnit& u, const std::string& worker) const {
-    v1::WorkResult r;
-    r.set_job_id(u.job_id());
-    r.set_unit_index(u.unit_index());
-    r.set_worker_id(worker);
-    r.set_attempt(u.attempt());
-    *r.mutable_model() = Model();
-    if (u.kind() == v1::UNIT_KIND_WALK) {
-      solver::Permutation perm(u.permutation().begin(), u.permutation().end());
-      if (perm.empty()) {
-        perm = solver::LadderPermutationSampler(ladder_, u.spec().seed(), u.spec().antithetic())
-                   .Get(static_cast<uint64_t>(u.permutation_index()));
-      }
-      for (int p : perm) r.add_permutation(p);
-      for (const auto& q : solver::WalkCoalitions(perm)) r.add_losses(Value(q));
-    } else {
-      for (const std::string& s : u.coalitions()) {
-        solver::Coalition q;
-        for (char c : s) q.push_back(c == '1' ? 1 : 0);
-        r.add_losses(Value(q) + 0.25);
-      }
-    }
-    return r;
+    return EvaluateGameUnit(
+        u, worker, Model(),
+        solver::LadderPermutationSampler(ladder_, u.spec().seed(), u.spec().antithetic()),
+        [this](const solver::Coalition& q) { return Value(q); });
   }
 
  private:

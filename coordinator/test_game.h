@@ -14,6 +14,34 @@
 
 namespace impq::coordinator {
 
+// The correct result of unit u of a synthetic game: a walk's losses along its permutation
+// (from `walks`, as a worker derives it, when the unit does not carry one), or a batch's
+// losses + 0.25 (the evaluation text).
+template <typename ValueFn>
+v1::WorkResult EvaluateGameUnit(const v1::WorkUnit& u, const std::string& worker,
+                                const v1::ModelInfo& model,
+                                const solver::PermutationSampler& walks, const ValueFn& value) {
+  v1::WorkResult r;
+  r.set_job_id(u.job_id());
+  r.set_unit_index(u.unit_index());
+  r.set_worker_id(worker);
+  r.set_attempt(u.attempt());
+  *r.mutable_model() = model;
+  if (u.kind() == v1::UNIT_KIND_WALK) {
+    solver::Permutation perm(u.permutation().begin(), u.permutation().end());
+    if (perm.empty()) perm = walks.Get(static_cast<uint64_t>(u.permutation_index()));
+    for (int p : perm) r.add_permutation(p);
+    for (const auto& q : solver::WalkCoalitions(perm)) r.add_losses(value(q));
+  } else {
+    for (const std::string& s : u.coalitions()) {
+      solver::Coalition q;
+      for (char c : s) q.push_back(c == '1' ? 1 : 0);
+      r.add_losses(value(q) + 0.25);
+    }
+  }
+  return r;
+}
+
 class TestGame {
  public:
   explicit TestGame(int n) : n_(n) {}
@@ -39,28 +67,10 @@ class TestGame {
   }
   // The correct result of unit u (the permutation derived as a worker would).
   v1::WorkResult Evaluate(const v1::WorkUnit& u, const std::string& worker) const {
-    v1::WorkResult r;
-    r.set_job_id(u.job_id());
-    r.set_unit_index(u.unit_index());
-    r.set_worker_id(worker);
-    r.set_attempt(u.attempt());
-    *r.mutable_model() = Model();
-    if (u.kind() == v1::UNIT_KIND_WALK) {
-      solver::Permutation perm(u.permutation().begin(), u.permutation().end());
-      if (perm.empty()) {
-        perm = solver::SeededPermutationSampler(n_, u.spec().seed(), u.spec().antithetic())
-                   .Get(static_cast<uint64_t>(u.permutation_index()));
-      }
-      for (int p : perm) r.add_permutation(p);
-      for (const auto& q : solver::WalkCoalitions(perm)) r.add_losses(Value(q));
-    } else {
-      for (const std::string& s : u.coalitions()) {
-        solver::Coalition q;
-        for (char c : s) q.push_back(c == '1' ? 1 : 0);
-        r.add_losses(Value(q) + 0.25);
-      }
-    }
-    return r;
+    return EvaluateGameUnit(
+        u, worker, Model(),
+        solver::SeededPermutationSampler(n_, u.spec().seed(), u.spec().antithetic()),
+        [this](const solver::Coalition& q) { return Value(q); });
   }
 
  private:
