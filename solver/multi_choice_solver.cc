@@ -179,6 +179,7 @@ constexpr int kRootSweeps = 100;
 constexpr int kNodeSweeps = 40;
 constexpr int kRefixSweeps = 10;
 constexpr int kFixPasses = 3;
+constexpr size_t kMaxStackMessages = size_t{1} << 22;  // 32 MiB of doubles
 
 using Mask = uint32_t;
 
@@ -1027,7 +1028,12 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem
       root.delta.clear();
     }
   }
-  stack.push_back(std::move(root));
+  size_t stack_messages = 0;  // doubles of messages held by the stack's nodes
+  auto push = [&](Node&& node) {
+    stack_messages += node.delta.size();
+    stack.push_back(std::move(node));
+  };
+  push(std::move(root));
   MessageOut mo;
   while (!stack.empty()) {
     if (nodes >= options.max_nodes) {
@@ -1036,6 +1042,7 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem
     }
     Node node = std::move(stack.back());
     stack.pop_back();
+    stack_messages -= node.delta.size();
     ++nodes;
     const double cutoff = inc_value - d.tolerance;
     if (node.bound >= cutoff) {
@@ -1134,15 +1141,20 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem
     }
     if (branch < 0) {  // the fixing left one width per player: a leaf
       node.bound = bound;
-      stack.push_back(std::move(node));
+      push(std::move(node));
       continue;
     }
-    Node rest{node.allowed, rest_bound, node.x, node.delta};
+    // The waiting sibling keeps a copy of the messages while the stack's copies stay within
+    // kMaxStackMessages doubles (n²·m each: large for many players); beyond, it starts again
+    // from the split's messages (a valid, looser start).
+    std::vector<double> rest_delta;
+    if (stack_messages + 2 * node.delta.size() <= kMaxStackMessages) rest_delta = node.delta;
+    Node rest{node.allowed, rest_bound, node.x, std::move(rest_delta)};
     rest.allowed[branch] &= ~(Mask{1} << branch_w);
-    stack.push_back(std::move(rest));
+    push(std::move(rest));
     node.allowed[branch] = Mask{1} << branch_w;
     node.bound = bound;
-    stack.push_back(std::move(node));
+    push(std::move(node));
   }
   double lower = std::min(pruned_min, inc_value);
   for (const Node& open : stack) lower = std::min(lower, open.bound);
