@@ -40,8 +40,10 @@
 // locally improved (moves of one player's width, then of two players' together).
 // Branching: with (2), the free player whose relaxed weights are most spread, fixed first to
 // its heaviest width, then that width removed; with (3), the free player whose best width
-// leads its second best by the most reduced cost, fixed first to the best (the other child
-// starts with the bound of that lead).
+// leads its second best by the least reduced cost (the most undecided), fixed first to the
+// best (the other child starts with the bound of that lead). Measured on solver_bench's
+// surrogate ladder: half the nodes of the largest lead first, and more instances certified
+// with interactions twice as large.
 //
 // Certificate (as exact_solver.cc): every discarded node had bound ≥ incumbent − tol; the
 // reported lower bound is the minimum over discarded nodes and leaves (and open nodes when
@@ -1117,10 +1119,8 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem
       pruned_min = std::min(pruned_min, bound);
       continue;
     }
-    // Branching. Relaxation: the free player whose relaxed weights are most spread, fixed to
-    // its heaviest width. Pairwise dual: the free player whose best width is the most ahead of
-    // its second best in reduced cost, fixed to the best (the other child, that width
-    // removed, starts with the bound of that lead).
+    // Branching (the file comment): the most spread relaxed weights, or the smallest lead in
+    // reduced cost of the best width over the second best.
     int branch = -1, branch_w = -1;
     double score = -kInf, rest_bound = bound;
     for (int i = 0; i < n; ++i) {
@@ -1129,8 +1129,8 @@ absl::StatusOr<MultiChoiceResult> SolveMultiChoiceExact(const MultiChoiceProblem
         const int best = ArgMinReduced(mo, node.allowed[i], i, m);
         const double lead =
             MinReduced(mo, node.allowed[i] & ~(Mask{1} << best), i, m) - mo.reduced[i * m + best];
-        if (branch < 0 || lead > score) {
-          score = lead, branch = i, branch_w = best;
+        if (branch < 0 || -lead > score) {
+          score = -lead, branch = i, branch_w = best;
           rest_bound = std::max(bound, mo.lagrangian + lead);
         }
       } else {
