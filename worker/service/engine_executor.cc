@@ -200,13 +200,13 @@ class EngineExecutor : public UnitExecutor {
       const int64_t cache_bytes = calib ? int64_t{1} << 30 : 0;
 #ifdef IMPQ_WORKER_WITH_GPU
       if (runtime_ != nullptr && !coordinator::BinaryWidths(spec)) {
-        // Not a device failure: this job needs CPU workers.
-        return absl::UnimplementedError(absl::StrCat(
-            "GPU engine: spec.widths [", absl::StrJoin(widths, ","),
-            "]: the GPU evaluator's kernels run 2 and 4 bits only; run this job on CPU workers "
-            "(--device cpu)"));
-      }
-      if (runtime_ != nullptr) {
+        // The CUDA kernels are 2/4-bit: a width-set job runs on this node's CPU, as a model
+        // that does not fit the device does — slower, but every worker serves every job (a
+        // GPU-only fleet would otherwise never finish it).
+        IMPQ_LOG(WARNING) << "GPU evaluator: widths [" << absl::StrJoin(widths, ",")
+                          << "] of " << path
+                          << " run on the CPU (the CUDA kernels are 2- and 4-bit)";
+      } else if (runtime_ != nullptr) {
         gpu::GpuEvaluatorOptions go;
         go.max_cache_bytes = cache_bytes;
         absl::StatusOr<std::unique_ptr<gpu::GpuEvaluator>> g =

@@ -40,7 +40,8 @@ absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name);
 // the evaluation sets once per (text, docs, context, widths); keeps the most recent one of
 // each. With a width set the units' coalitions and walks are over the steps of the job's
 // ladder (messages.proto), mapped to bits per player by the evaluator; the GPU evaluator runs
-// 2 and 4 bits only, so on the GPU such a unit fails (Unimplemented, naming the widths). Losses come from engine::LocalEvaluator (CPU)
+// 2 and 4 bits only, so a GPU worker evaluates such a job on its CPU (with a warning).
+// Losses come from engine::LocalEvaluator (CPU)
 // or gpu::GpuEvaluator (GPU, bf16 numerics: close to but not bit-identical with the CPU's),
 // both with prefix reuse. On the GPU, a model that does not fit the device runs on the CPU,
 // and a CUDA failure makes Health() fail: the device is unusable afterwards (gpu_api.h), so
