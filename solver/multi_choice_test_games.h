@@ -10,6 +10,7 @@
 #include "common/rng.h"
 #include "solver/multi_choice.h"
 #include "solver/quadratic_objective.h"
+#include "solver/test_games.h"
 #include "solver/width_ladder.h"
 
 namespace impq::solver::testing {
@@ -189,30 +190,7 @@ inline MultiChoiceProblem RandomCovarianceLadderMultiChoice(int n, const std::ve
       row[s] = scale[s] * v;
     }
   }
-  std::vector<double> phi(ns, 0.0);
-  for (const auto& row : rows) {
-    for (int s = 0; s < ns; ++s) phi[s] += row[s] / samples;
-  }
-  QuadraticObjective o;
-  o.estimator = "covariance";
-  o.num_players = ns;
-  o.quadratic.assign(static_cast<size_t>(ns) * ns, 0.0);
-  for (int s = 0; s < ns; ++s) {
-    for (int t = s; t < ns; ++t) {
-      double acc = 0.0;
-      for (const auto& row : rows) acc += (row[s] - phi[s]) * (row[t] - phi[t]);
-      const double c = acc / (samples - 1);
-      const double k = s == t ? c : 0.5 * c;
-      o.quadratic[static_cast<size_t>(s) * ns + t] = k;
-      o.quadratic[static_cast<size_t>(t) * ns + s] = k;
-    }
-  }
-  o.linear.resize(ns);
-  for (int s = 0; s < ns; ++s) {
-    double off = 0.0;
-    for (int t = 0; t < ns; ++t) off += t == s ? 0.0 : o.K(s, t);
-    o.linear[s] = phi[s] - off;
-  }
+  const QuadraticObjective o = CovarianceObjectiveOfSamples(rows);
   const std::vector<int64_t> bytes = RandomWidthBytes(n, widths, seed + 4000);
   int64_t narrowest = 0;
   for (int i = 0; i < n; ++i) narrowest += bytes[static_cast<size_t>(i) * m];

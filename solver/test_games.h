@@ -59,6 +59,39 @@ inline QuadraticGame RandomQuadraticGame(int n, uint64_t seed, double interactio
   return g;
 }
 
+// The paper's covariance objective of sampled marginal vectors (one row per walk): φ = their
+// mean, K_ii = Var_i, K_ij = Cov_ij / 2, a_i = φ_i − Σ_{j≠i} K_ij.
+inline QuadraticObjective CovarianceObjectiveOfSamples(
+    const std::vector<std::vector<double>>& samples) {
+  const int m = static_cast<int>(samples.size());
+  const int n = static_cast<int>(samples.front().size());
+  QuadraticObjective o;
+  o.estimator = "covariance";
+  o.num_players = n;
+  o.quadratic.assign(static_cast<size_t>(n) * n, 0.0);
+  std::vector<double> phi(n, 0.0);
+  for (const auto& row : samples) {
+    for (int i = 0; i < n; ++i) phi[i] += row[i] / m;
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int j = i; j < n; ++j) {
+      double s = 0.0;
+      for (const auto& row : samples) s += (row[i] - phi[i]) * (row[j] - phi[j]);
+      const double c = s / (m - 1);
+      const double k = i == j ? c : 0.5 * c;
+      o.quadratic[static_cast<size_t>(i) * n + j] = k;
+      o.quadratic[static_cast<size_t>(j) * n + i] = k;
+    }
+  }
+  o.linear.resize(n);
+  for (int i = 0; i < n; ++i) {
+    double off = 0.0;
+    for (int j = 0; j < n; ++j) off += j == i ? 0.0 : o.K(i, j);
+    o.linear[i] = phi[i] - off;
+  }
+  return o;
+}
+
 // A quadratic game plus a third-order term and coalition-specific noise (a deterministic hash
 // of the coalition): no low-order structure for the estimators to exploit.
 struct RandomGame {
@@ -94,31 +127,7 @@ inline QuadraticObjective RandomCovarianceObjective(int n, uint64_t seed) {
       row[i] = v;
     }
   }
-  QuadraticObjective o;
-  o.estimator = "covariance";
-  o.num_players = n;
-  o.quadratic.assign(static_cast<size_t>(n) * n, 0.0);
-  std::vector<double> phi(n, 0.0);
-  for (const auto& row : samples) {
-    for (int i = 0; i < n; ++i) phi[i] += row[i] / m;
-  }
-  for (int i = 0; i < n; ++i) {
-    for (int j = i; j < n; ++j) {
-      double s = 0.0;
-      for (const auto& row : samples) s += (row[i] - phi[i]) * (row[j] - phi[j]);
-      const double c = s / (m - 1);
-      const double k = i == j ? c : 0.5 * c;
-      o.quadratic[static_cast<size_t>(i) * n + j] = k;
-      o.quadratic[static_cast<size_t>(j) * n + i] = k;
-    }
-  }
-  o.linear.resize(n);
-  for (int i = 0; i < n; ++i) {
-    double off = 0.0;
-    for (int j = 0; j < n; ++j) off += j == i ? 0.0 : o.K(i, j);
-    o.linear[i] = phi[i] - off;
-  }
-  return o;
+  return CovarianceObjectiveOfSamples(samples);
 }
 
 // Symmetric K with independent N(0, 1) entries (indefinite) and a ~ N(0.5, 1): a harder,
