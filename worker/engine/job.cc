@@ -48,7 +48,6 @@ const char* StopReasonName(solver::SpqeStopReason r) {
   return "unknown";
 }
 
-
 }  // namespace
 
 JobWorkPlan::JobWorkPlan(const JobOptions& o, int players, int64_t calib_tokens,
@@ -442,7 +441,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   }
   report("solve", 1, 1 + num_budgets, t0);
   std::vector<solver::Observation> all_obs = spqe.observations;
-  // The isolated-Δ coalitions, their losses as v(∅) + Δ (no new evaluation).
+  // The isolated-Δ coalitions (no new evaluation), their losses written v(∅) + Δ as the
+  // binary job always wrote them (the sum can differ from the measured loss in the last bit).
   for (size_t k = 0; k < iso.observations.size(); ++k) {
     const double loss = iso.observations[k].loss;
     all_obs.push_back({iso.observations[k].coalition,
