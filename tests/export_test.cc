@@ -327,10 +327,11 @@ TEST_F(ExportTest, ThreeAndEightBitPlayersInEveryFormat) {
 }
 
 // The checkpoint packs 3- and 8-bit modules as block_format.h's bit streams; `impq eval` on it
-// gives quantize-eval's loss bit for bit, under RTN and under GPTQ (3-bit codes straddle bytes,
-// and GPTQ's error feedback at 3 and 8 bits is another code path than at 2 and 4).
+// gives quantize-eval's loss bit for bit, under RTN, HQQ and GPTQ (3-bit codes straddle
+// bytes, HQQ's solver and GPTQ's error feedback at 3 and 8 bits are other code paths than at
+// 2 and 4).
 TEST_F(ExportTest, SafetensorsWithThreeAndEightBitPlayersReloadsWithQuantizeEvalsLoss) {
-  for (const std::string backend : {"rtn", "gptq"}) {
+  for (const std::string backend : {"rtn", "hqq", "gptq"}) {
     SCOPED_TRACE(backend);
     const std::string path = WriteMixedRun(*run_, *dir_, backend);
     const std::string calib =
