@@ -59,7 +59,7 @@ engine::JobResult FakeJob(int layers, bool module_players) {
   r.model_config = absl::StrCat("llama dim=64 hidden=172 layers=", layers,
                                 " heads=8 kv_heads=4 head_dim=8 vocab=512 seq_len=512 tied");
   const int n = module_players ? 7 * layers : layers;
-  r.widths = {2, 4};
+  r.options.widths = {2, 4};
   for (int i = 0; i < n; ++i) {
     r.player_names.push_back(module_players ? absl::StrCat("layers.", i / 7, ".", kKinds[i % 7])
                                             : absl::StrCat("block", i));
@@ -446,7 +446,7 @@ engine::JobResult FakeFourWidthJob(int layers) {
   engine::JobResult r = FakeJob(layers, /*module_players=*/true);
   const std::vector<int> widths = {2, 3, 4, 8};
   const int n = 7 * layers, ns = 3 * n;
-  r.widths = widths;
+  r.options.widths = widths;
   r.width_bytes.clear();
   for (int i = 0; i < n; ++i) {
     for (int bits : widths) r.width_bytes.push_back((10 + i) * (bits + 1));

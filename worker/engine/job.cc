@@ -277,7 +277,6 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   r.bytes2 = bytes.bytes2;
   r.bytes4 = bytes.bytes4;
   for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
-  r.widths = o.widths;
   r.width_bytes = width_bytes;
   r.load_seconds = in->load_seconds;
   r.quantize_seconds = in->quantize_seconds;
@@ -829,7 +828,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   using nlohmann::json;
   const JobOptions& o = r.options;
   const int n = static_cast<int>(r.player_names.size());
-  const int m = static_cast<int>(r.widths.size());
+  const std::vector<int>& widths = o.widths;
+  const int m = static_cast<int>(widths.size());
   const int ns = n * (m - 1);  // the game's players: the ladder's steps (n with {2, 4})
   json j;
   j["settings"] = {
@@ -863,7 +863,7 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   };
   // The widths and the step game (solver/width_ladder.h): step s = i·(m−1) + r moves player i
   // from widths[m−1−r] to widths[m−2−r]; spqe, interactions and isolated_delta are per step.
-  j["widths"] = r.widths;
+  j["widths"] = widths;
   json width_bytes = json::array(), steps = json::array();
   for (int i = 0; i < n; ++i) {
     width_bytes.push_back(std::vector<int64_t>(
@@ -871,8 +871,8 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
         r.width_bytes.begin() + static_cast<size_t>(i + 1) * m));
     for (int step = 0; step < m - 1; ++step) {
       steps.push_back({{"player", i},
-                       {"from_bits", r.widths[m - 1 - step]},
-                       {"to_bits", r.widths[m - 2 - step]}});
+                       {"from_bits", widths[m - 1 - step]},
+                       {"to_bits", widths[m - 2 - step]}});
     }
   }
   j["width_bytes"] = std::move(width_bytes);
@@ -996,12 +996,13 @@ std::string JobResultToMarkdown(const JobResult& r) {
       o.antithetic ? " (antithetic)" : "", o.seed, r.calib_sequences, r.calib_tokens,
       r.select_on_calibration ? "the same " : "the calibration text's next ", r.select_sequences,
       r.select_tokens, r.heldout_sequences, r.heldout_tokens);
-  const int m = static_cast<int>(r.widths.size());
+  const std::vector<int>& widths = o.widths;
+  const int m = static_cast<int>(widths.size());
   if (m > 2) {
     absl::StrAppendFormat(&out,
                           "Widths %s bits: the SPQE game's players are the %d steps of the "
                           "ladder (each player one rung down), the allocations multiple-choice.\n\n",
-                          absl::StrJoin(r.widths, ", "),
+                          absl::StrJoin(widths, ", "),
                           static_cast<int>(r.player_names.size()) * (m - 1));
   }
   absl::StrAppendFormat(&out,
@@ -1076,13 +1077,13 @@ std::string JobResultToMarkdown(const JobResult& r) {
       "\nShapley values φ (ΔNLL on calibration, nats/token; all-%d-bit loss %.4f, all-%d-bit "
       "%.4f) with standard errors, next to the isolated Δ%s:\n\n"
       "| player | φ | SE | isolated Δ | bytes saved |\n|---|---:|---:|---:|---:|\n",
-      r.widths.back(), r.calib_loss_all4, r.widths.front(), r.calib_loss_all2,
+      widths.back(), r.calib_loss_all4, widths.front(), r.calib_loss_all2,
       m > 2 ? ", per step of the ladder" : "");
   for (size_t s = 0; s < r.phi.size(); ++s) {
     const size_t i = s / (m - 1), step = s % (m - 1);
     const int from = m - 1 - static_cast<int>(step);
     const std::string name =
-        m > 2 ? absl::StrFormat("%s %d→%d", r.player_names[i], r.widths[from], r.widths[from - 1])
+        m > 2 ? absl::StrFormat("%s %d→%d", r.player_names[i], widths[from], widths[from - 1])
               : r.player_names[i];
     absl::StrAppendFormat(&out, "| %s | %.4f | %.4f | %.4f | %d |\n", name, r.phi[s],
                           r.phi_se[s], r.isolated_delta[s],

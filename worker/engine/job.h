@@ -239,8 +239,7 @@ struct JobResult {
   std::vector<std::string> player_names;
   std::vector<int64_t> bytes2, bytes4;      // per player
   int64_t all2_bytes = 0, all4_bytes = 0;
-  std::vector<int> widths;                  // the game's (options.widths)
-  std::vector<int64_t> width_bytes;         // [i·m + w]: player i at widths[w]
+  std::vector<int64_t> width_bytes;         // [i·m + w]: player i at options.widths[w]
   int64_t calib_sequences = 0, calib_tokens = 0;      // scored tokens
   int64_t select_sequences = 0, select_tokens = 0;    // the choice's set
   bool select_on_calibration = false;                 // the choice reused the calibration set

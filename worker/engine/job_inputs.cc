@@ -59,6 +59,15 @@ absl::StatusOr<eval::EvalSet> LoadSet(const model::Tokenizer& tok, const std::st
 
 }  // namespace
 
+std::vector<int> PreparedWidths(const std::vector<int>& game_widths) {
+  std::vector<int> widths = game_widths;
+  for (int b : {2, 4}) {
+    if (std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
+  }
+  std::sort(widths.begin(), widths.end());
+  return widths;
+}
+
 absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
                                                          const PhaseReport& report_or_null) {
   const PhaseReport report =
@@ -105,13 +114,9 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   quant::QuantConfig qcfg;
   qcfg.group_size = o.group_size;
   ThreadPool quant_pool(o.threads);
-  std::vector<int> widths = o.widths;
-  for (int b : {2, 4}) {
-    if (std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
-  }
-  std::sort(widths.begin(), widths.end());
-  ASSIGN_OR_RETURN(in->qmodel, quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players,
-                                                            qcalib.get(), &quant_pool, widths));
+  ASSIGN_OR_RETURN(in->qmodel,
+                   quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players, qcalib.get(),
+                                                &quant_pool, PreparedWidths(o.widths)));
   for (int i = 0; i < in->qmodel->num_players(); ++i) {
     in->bytes.bytes2.push_back(in->qmodel->PlayerBytes(i, 2));
     in->bytes.bytes4.push_back(in->qmodel->PlayerBytes(i, 4));

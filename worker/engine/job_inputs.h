@@ -40,6 +40,11 @@ struct JobInputs {
   double load_seconds = 0, quantize_seconds = 0;
 };
 
+// The widths a job's QuantizedModel prepares, ascending: the game's (JobOptions::widths),
+// plus 2 and 4 bits — the budgets' scale and the held-out references — when it lacks them.
+// The worker's engine prepares the same for a coordinator job.
+std::vector<int> PreparedWidths(const std::vector<int>& game_widths);
+
 // Called at the start and end of the "load" and "quantize" phases: (phase, done, total, the
 // phase's start).
 using PhaseReport = std::function<void(const std::string& phase, int64_t done, int64_t total,

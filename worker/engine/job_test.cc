@@ -186,7 +186,7 @@ TEST(JobTest, MoreWidthsRunTheLadderGameDeterministically) {
   const JobResult& r = *r2;
   const size_t n = r.player_names.size(), m = 4;
   ASSERT_EQ(n, 35u);
-  EXPECT_EQ(r.widths, o.widths);
+  EXPECT_EQ(r.options.widths, o.widths);
   ASSERT_EQ(r.width_bytes.size(), n * m);
   EXPECT_EQ(r.phi.size(), n * (m - 1));
   EXPECT_EQ(r.isolated_delta.size(), n * (m - 1));

@@ -1,7 +1,5 @@
 #include <chrono>
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
@@ -12,6 +10,7 @@
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
 #include "solver/width_ladder.h"
+#include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/eval/eval_set.h"
 #include "worker/forward/llama_forward.h"
@@ -62,10 +61,9 @@ class EngineExecutor : public UnitExecutor {
                      Data(calib ? spec.calibration_text_path() : spec.evaluation_text_path(),
                           calib ? spec.calibration_docs() : spec.evaluation_docs(), spec, calib));
     const int n = loaded_->qmodel->num_players();
-    const bool binary = coordinator::BinaryWidths(spec);
-    // The game's players: n, or the n·(m−1) steps of the job's width ladder.
+    // The game's players: n with widths {2, 4}, else the n·(m−1) steps of the job's ladder.
     ASSIGN_OR_RETURN(const solver::WidthLadder ladder, coordinator::JobLadder(spec, n));
-    const int players = binary ? n : ladder.num_steps();
+    const int players = ladder.num_steps();
     v1::WorkResult r;
     r.set_job_id(unit.job_id());
     r.set_unit_index(unit.unit_index());
@@ -85,7 +83,7 @@ class EngineExecutor : public UnitExecutor {
       for (const std::string& s : unit.coalitions()) {
         solver::Coalition q;
         for (char c : s) q.push_back(c == '1' ? 1 : 0);
-        RETURN_IF_ERROR(binary ? solver::ValidateCoalition(q, n) : ladder.ValidateClosed(q));
+        RETURN_IF_ERROR(ladder.ValidateClosed(q));  // any 0/1 string of n with {2, 4}
         coalitions.push_back(std::move(q));
       }
     }
@@ -132,19 +130,12 @@ class EngineExecutor : public UnitExecutor {
       qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
       calib_.reset();
     }
-    // The job's widths, and 2 and 4 bits always (ModelInfo.bytes2/bytes4, the budgets).
-    const bool binary = coordinator::BinaryWidths(spec);
-    std::vector<int> widths = coordinator::JobWidths(spec);
-    for (int b : {2, 4}) {
-      if (std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
-    }
-    std::sort(widths.begin(), widths.end());
+    // The job's widths, and 2 and 4 bits always (ModelInfo.bytes2/bytes4, the budgets), as
+    // impq run prepares them.
     ThreadPool pool(threads_);
-    absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> qm =
-        binary ? quant::QuantizedModel::Build(loaded_->model.model, *q, cfg, g, qcalib.get(),
-                                              &pool)
-               : quant::QuantizedModel::Build(loaded_->model.model, *q, cfg, g, qcalib.get(),
-                                              &pool, widths);
+    absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> qm = quant::QuantizedModel::Build(
+        loaded_->model.model, *q, cfg, g, qcalib.get(), &pool,
+        engine::PreparedWidths(coordinator::JobWidths(spec)));
     if (!qm.ok()) {
       loaded_.reset();
       return qm.status();
@@ -157,7 +148,7 @@ class EngineExecutor : public UnitExecutor {
       info.add_bytes2(loaded_->qmodel->PlayerBytes(i, 2));
       info.add_bytes4(loaded_->qmodel->PlayerBytes(i, 4));
     }
-    if (!binary) {
+    if (!coordinator::BinaryWidths(spec)) {
       for (int i = 0; i < loaded_->qmodel->num_players(); ++i) {
         for (int b : coordinator::JobWidths(spec)) {
           info.add_width_bytes(loaded_->qmodel->PlayerBytes(i, b));
