@@ -20,6 +20,7 @@
 // Defaults are chosen to finish in under 2 minutes on 2 cores (bench/job_bench; see README).
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -32,7 +33,7 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "coordinator/embedded.h"
-#include "coordinator/embedded_spqe.h"
+#include "worker/engine/spec_options.h"
 #include "worker/engine/choice_flags.h"
 #include "worker/engine/job.h"
 
@@ -72,26 +73,31 @@ std::string FormatSeconds(double s) {
   return absl::StrFormat("%d:%02d", t / 60, t % 60);
 }
 
-// SPQE through the coordinator (see the file comment). `spec` describes the job to the
-// coordinator (SpecFromJobOptions); the context supplies the evaluator and the model facts.
-engine::SpqeRunner CoordinatorSpqe(v1::JobSpec spec) {
-  return [spec = std::move(spec)](
-             const engine::SpqeRunContext& ctx) -> absl::StatusOr<solver::SpqeResult> {
-    coordinator::EmbeddedSpqeInput in;
-    in.evaluator = ctx.evaluator;
-    in.options = ctx.options;
-    in.spec = spec;
-    in.model.set_num_players(static_cast<int>(ctx.player_names.size()));
-    for (const std::string& name : ctx.player_names) in.model.add_player_names(name);
-    for (int64_t b : ctx.bytes2) in.model.add_bytes2(b);
-    for (int64_t b : ctx.bytes4) in.model.add_bytes4(b);
-    if (ctx.widths != std::vector<int>{2, 4}) {
-      for (int64_t b : ctx.width_bytes) in.model.add_width_bytes(b);
+// One progress line (the in-process pipeline's JobProgress and the coordinator's JobStatus
+// both end up here).
+void PrintProgress(const std::string& phase, int64_t done, int64_t total, int64_t evaluations,
+                   double phase_seconds, double eta_seconds, double elapsed_seconds,
+                   double job_eta_seconds) {
+  std::string line;
+  if (phase == "spqe") {
+    line = absl::StrFormat("spqe: %d/%d permutations, %d evaluations", done, total, evaluations);
+    if (phase_seconds > 0 && done > 0) {
+      absl::StrAppendFormat(&line, ", %.2f permutations/min, ETA %s",
+                            60.0 * done / phase_seconds, FormatSeconds(eta_seconds));
     }
-    in.model.set_model_config(ctx.model_config);
-    ASSIGN_OR_RETURN(coordinator::EmbeddedSpqeResult r, coordinator::RunSpqeThroughCoordinator(in));
-    return std::move(r.spqe);
-  };
+  } else {
+    line = absl::StrFormat("%s: %d/%d", phase, done, total);
+    if (done > 0 && done < total) {
+      absl::StrAppendFormat(&line, ", ETA %s", FormatSeconds(eta_seconds));
+    }
+  }
+  absl::StrAppendFormat(&line, "  [%s elapsed", FormatSeconds(elapsed_seconds));
+  if (job_eta_seconds > 0) {
+    absl::StrAppendFormat(&line, ", job ~%s left", FormatSeconds(job_eta_seconds));
+  }
+  line += "]";
+  std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), done == total ? "\n" : "");
+  std::fflush(stderr);
 }
 
 }  // namespace
@@ -155,11 +161,20 @@ int RunCommand(const std::vector<std::string>& args) {
   };
   engine::JobOptions o;
   o.model_path = model_path.empty() ? data + "/stories260K.bin" : model_path;
+  // Paths as the job runs them: absolute (the coordinator's spec needs them so, and the two
+  // modes write the same settings).
   o.tokenizer_path = !tokenizer_path.empty() ? tokenizer_path
                      : model_path.empty()    ? data + "/tok512.bin"
                                              : "";
   o.calib_text_path = in_data(calib_text);
   o.heldout_text_path = in_data(heldout_text);
+  for (std::string* p : {&o.model_path, &o.tokenizer_path, &o.calib_text_path,
+                         &o.heldout_text_path}) {
+    if (p->empty()) continue;
+    std::error_code ec;
+    const std::filesystem::path a = std::filesystem::absolute(*p, ec);
+    if (!ec) *p = a.lexically_normal().string();
+  }
   o.calib_docs = calib_docs;
   o.heldout_docs = heldout_docs;
   o.ctx = ctx;
@@ -191,42 +206,45 @@ int RunCommand(const std::vector<std::string>& args) {
   if (!w.ok()) return usage_error(w.status());
   o.widths = *w;
   if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
-  if (!in_process && o.stable_batches == 0 && o.mode == eval::EvalMode::kDocument) {
-    // The coordinator's own allocation objective is the paper's; RunJob allocates from
-    // --estimator itself, so the spec says covariance whatever was asked.
-    engine::JobOptions described = o;
-    described.estimator = "covariance";
-    absl::StatusOr<v1::JobSpec> spec = coordinator::SpecFromJobOptions(described);
-    if (!spec.ok()) return usage_error(spec.status());
-    o.spqe_runner = CoordinatorSpqe(*std::move(spec));
+  absl::StatusOr<engine::JobResult> r;
+  if (in_process) {
+    // The same pipeline on a LocalGame in this thread (no coordinator, no work units).
+    if (!quiet) {
+      o.progress = [](const engine::JobProgress& p) {
+        PrintProgress(p.phase, p.done, p.total, p.evaluations, p.phase_seconds, p.eta_seconds,
+                      p.elapsed_seconds, p.job_eta_seconds);
+      };
+    }
+    r = engine::RunJob(o);
+  } else {
+    // The embedded coordinator drives the pipeline; an in-process worker loop executes its
+    // units — the code impq-coordinator and impq-worker run.
+    v1::JobSpec spec = engine::SpecFromJobOptions(o);
+    spec.set_name("impq run");
+    coordinator::EmbeddedOptions eo;
+    eo.workers = 1;
+    eo.threads_per_worker = o.threads;
+    if (!quiet) {
+      eo.progress = [last = std::string()](const v1::JobStatus& st) mutable {
+        if (st.phase().empty() || st.phase() == "done") return;
+        // One line per unit of pipeline work (statuses also change per lease and report).
+        const std::string key = absl::StrCat(st.phase(), "/", st.phase_done(), "/", st.phase_total());
+        if (key == last) return;
+        last = key;
+        PrintProgress(st.phase(), st.phase_done(), st.phase_total(), st.evaluations_done(),
+                      st.phase_seconds(), st.phase_eta_seconds(), st.elapsed_seconds(),
+                      st.job_eta_seconds());
+      };
+    }
+    absl::StatusOr<coordinator::EmbeddedResult> er = coordinator::RunEmbedded(spec, eo);
+    if (!er.ok()) {
+      r = er.status();
+    } else if (er->pipeline == nullptr) {
+      r = absl::InternalError("the embedded coordinator kept no pipeline result");
+    } else {
+      r = *er->pipeline;
+    }
   }
-
-  if (!quiet) {
-    o.progress = [](const engine::JobProgress& p) {
-      std::string line;
-      if (p.phase == "spqe") {
-        line = absl::StrFormat("spqe: %d/%d permutations, %d evaluations", p.done, p.total,
-                               p.evaluations);
-        if (p.phase_seconds > 0 && p.done > 0) {
-          absl::StrAppendFormat(&line, ", %.2f permutations/min, ETA %s",
-                                60.0 * p.done / p.phase_seconds, FormatSeconds(p.eta_seconds));
-        }
-      } else {
-        line = absl::StrFormat("%s: %d/%d", p.phase, p.done, p.total);
-        if (p.done > 0 && p.done < p.total) {
-          absl::StrAppendFormat(&line, ", ETA %s", FormatSeconds(p.eta_seconds));
-        }
-      }
-      absl::StrAppendFormat(&line, "  [%s elapsed", FormatSeconds(p.elapsed_seconds));
-      if (p.job_eta_seconds > 0) {
-        absl::StrAppendFormat(&line, ", job ~%s left", FormatSeconds(p.job_eta_seconds));
-      }
-      line += "]";
-      std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), p.done == p.total ? "\n" : "");
-      std::fflush(stderr);
-    };
-  }
-  auto r = engine::RunJob(o);
   if (!r.ok()) {
     std::cerr << "\nimpq run: " << r.status().message() << "\n";
     return 1;
@@ -238,10 +256,8 @@ int RunCommand(const std::vector<std::string>& args) {
       r->total_seconds, r->load_seconds, r->quantize_seconds, r->baselines_seconds,
       r->spqe_seconds, r->solve_seconds, r->select_seconds, r->measure_seconds, o.threads);
   if (!json_path.empty()) {
-    // The model's identity (path, fingerprint) lets `impq export` refuse another model.
-    absl::StatusOr<std::string> text = AddModelIdentity(engine::JobResultToJson(*r), o.model_path,
-                                                          o.tokenizer_path);
-    absl::Status s = text.ok() ? WriteFileAtomically(json_path, *text) : text.status();
+    // The one result document (the coordinator's v1::JobResult.document is the same text).
+    absl::Status s = WriteFileAtomically(json_path, engine::JobResultToJson(*r));
     if (!s.ok()) {
       std::cerr << "impq run: " << s.message() << "\n";
       return 1;

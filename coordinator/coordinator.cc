@@ -2,20 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status.h"
-#include "solver/allocation_problem.h"
-#include "solver/allocation_solver.h"
-#include "solver/interactions.h"
-#include "solver/multi_choice.h"
-#include "solver/permutation_sampler.h"
-#include "solver/shapley_estimate.h"
-#include "solver/spqe.h"
-#include "solver/width_ladder.h"
+#include "coordinator/unit_game.h"
+#include "worker/engine/spec_options.h"
 
 namespace impq::coordinator {
 
@@ -26,37 +21,31 @@ struct Coordinator::Unit {
   State state = State::kPending;
   std::string lease_id;
   int attempt = 0;
-  std::vector<double> losses;
-  std::vector<double> marginals;  // walks: indexed by player
+  int failures = 0;
+  UnitRequest request;
+  std::string digest;
+  v1::WorkResult result;  // kDone
 };
 
 struct Coordinator::Job {
   StoredJob rec;
-  bool has_model = false;
-  v1::ModelInfo model;
-  std::vector<Unit> units;           // M walks, then the measurement unit once MEASURING
+  std::vector<Unit> units;           // in the order the pipeline asked for them
   std::set<int64_t> pending;         // unit indexes waiting for a lease, ascending
-  std::vector<std::string> measure_coalitions;
-  int64_t prefix_done = 0;           // walks [0, prefix_done) are done
-  int64_t checked_m = 0;             // stopping rule evaluated for every m <= checked_m
-  int64_t walks_used = 0;            // m, once estimation ended
+  std::map<int64_t, v1::WorkResult> stored;  // restored results, answered on replay
+  bool has_facts = false;            // the PREPARE unit's answer, for checking later ones
+  v1::GameFacts facts;
   int64_t evaluations_done = 0;
-  int64_t evaluations_at_stop = 0;
   int64_t units_done = 0;
   int64_t version = 1;
-  bool solving = false;              // SolvePending is working on it outside the mutex
-  bool has_stored_measure = false;   // restored measurement result, applied after re-solving
-  v1::WorkResult stored_measure;
+  std::string phase;
+  int64_t phase_done = 0, phase_total = 0;
+  engine::JobProgress progress;      // the driver's latest
+  bool driving = false;              // a driver thread runs its pipeline
+  std::shared_ptr<const engine::JobResult> pipeline_result;
 
-  int64_t walks() const { return rec.spec.permutations(); }
-  bool measures() const { return !rec.spec.evaluation_text_path().empty(); }
   bool terminal() const {
     return rec.state == v1::JOB_STATE_DONE || rec.state == v1::JOB_STATE_FAILED ||
            rec.state == v1::JOB_STATE_CANCELLED;
-  }
-  bool runnable() const {
-    return rec.state == v1::JOB_STATE_QUEUED || rec.state == v1::JOB_STATE_ESTIMATING ||
-           rec.state == v1::JOB_STATE_MEASURING;
   }
 };
 
@@ -72,155 +61,49 @@ struct Coordinator::PendingCommit {
   Job* job = nullptr;
   int64_t unit = 0;
   std::string lease_id;
-  const v1::WorkResult* result = nullptr;
+  v1::WorkResult result;  // with unit_digest set
   bool done = false;
-  absl::Status status;                                   // the store's error, if any
+  absl::Status status;    // the store's error, if any
   v1::ReportOutcome outcome = v1::REPORT_OUTCOME_UNSPECIFIED;
 };
 
 namespace {
 
-std::string Repeat(char c, int n) { return std::string(static_cast<size_t>(n), c); }
-
-// The measurement unit's coalitions: all-4 (all-widest), all-2 (all-narrowest), then every
-// allocation's; with a width set, closed step coalitions of the ladder.
-absl::StatusOr<std::vector<std::string>> MeasureCoalitions(const v1::JobSpec& spec,
-                                                           const v1::JobResult& result) {
-  const int n = result.model().num_players();
-  const int players = JobGamePlayers(spec, n);
-  std::vector<std::string> out = {Repeat('0', players), Repeat('1', players)};
-  if (BinaryWidths(spec)) {
-    for (const v1::Allocation& a : result.allocations()) {
-      std::string q;
-      for (int b : a.bits()) q += b == 2 ? '1' : '0';
-      out.push_back(q);
-    }
-    return out;
-  }
-  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, n));
-  for (const v1::Allocation& a : result.allocations()) {
-    const std::vector<int> bits(a.bits().begin(), a.bits().end());
-    ASSIGN_OR_RETURN(solver::Coalition q, ladder.CoalitionOfBits(bits));
-    std::string s;
-    for (uint8_t x : q) s += x != 0 ? '1' : '0';
-    out.push_back(std::move(s));
-  }
-  return out;
+// What a unit asks, as a string: equal digests ⇔ equal units (a replay reuses a stored result
+// only for the very unit it answered).
+std::string Digest(const UnitRequest& u) {
+  return absl::StrCat(static_cast<int>(u.kind), ":", static_cast<int>(u.dataset), ":",
+                      absl::StrJoin(u.coalitions, ","), ":", absl::StrJoin(u.assignments, ","));
 }
 
-// A walk result's ModelInfo.width_bytes for a width set: n·m valid entries (WidthLadder::
-// ValidateWidthBytes) that agree with bytes2/bytes4 where the set has 2 or 4 bits.
-absl::Status ValidateWidthBytes(const v1::JobSpec& spec, const v1::ModelInfo& m) {
-  const int n = m.num_players();
-  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, n));
-  const int w = ladder.num_widths();
-  if (m.width_bytes_size() != n * w) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("result.model.width_bytes has ", m.width_bytes_size(), " entries; ", n,
-                     " players at widths [", absl::StrJoin(ladder.widths(), ","), "] need ",
-                     n * w));
-  }
-  const std::vector<int64_t> bytes(m.width_bytes().begin(), m.width_bytes().end());
-  if (absl::Status st = ladder.ValidateWidthBytes(bytes); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("result.model.width_bytes: ", st.message()));
-  }
-  for (int i = 0; i < n; ++i) {
-    for (int v = 0; v < w; ++v) {
-      const int bits = ladder.widths()[static_cast<size_t>(v)];
-      if (bits != 2 && bits != 4) continue;
-      const int64_t want = bits == 2 ? m.bytes2(i) : m.bytes4(i);
-      if (bytes[static_cast<size_t>(i * w + v)] != want) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "result.model.width_bytes[", i * w + v, "] = ", bytes[static_cast<size_t>(i * w + v)],
-            " (player ", i, " at ", bits, " bits) disagrees with bytes", bits, " = ", want));
-      }
-    }
-  }
-  return absl::OkStatus();
+// Unguessable lease ids: 128 bits from the OS's random source.
+std::string NewLeaseId() {
+  std::random_device rd;
+  uint64_t a = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  uint64_t b = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return absl::StrFormat("L%016x%016x", a, b);
 }
 
-struct SolveInput {
-  v1::JobSpec spec;
-  v1::ModelInfo model;
-  std::vector<std::vector<double>> marginals;
-  double loss_all4 = 0, loss_all2 = 0;
-  std::string stop_reason;
-};
-
-// The allocations of a width set (issue 14): per budget, the step objective as the
-// multiple-choice program of the ladder (WidthLadder::ToMultiChoice), solved exactly. Budgets
-// in bytes as for the binary game (BudgetForAverageBits on the 2/4-bit footprints).
-absl::Status SolveLadder(const SolveInput& in, const solver::QuadraticObjective& objective,
-                         const solver::PlayerBytes& bytes, v1::JobResult& r) {
-  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(in.spec, in.model.num_players()));
-  const std::vector<int64_t> width_bytes(in.model.width_bytes().begin(),
-                                         in.model.width_bytes().end());
-  for (double average_bits : in.spec.average_bits()) {
-    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, average_bits));
-    ASSIGN_OR_RETURN(solver::MultiChoiceProblem problem,
-                     ladder.ToMultiChoice(objective, width_bytes, budget));
-    absl::StatusOr<solver::MultiChoiceResult> sol = solver::SolveMultiChoiceExact(problem);
-    if (!sol.ok()) {
-      return absl::Status(sol.status().code(),
-                          absl::StrCat("average_bits ", average_bits, " (", budget,
-                                       " bytes) over widths [", absl::StrJoin(ladder.widths(), ","),
-                                       "]: ", sol.status().message()));
-    }
-    v1::Allocation* a = r.add_allocations();
-    a->set_average_bits(average_bits);
-    a->set_budget_bytes(budget);
-    for (int b : sol->bits) a->add_bits(b);
-    a->set_memory_bytes(sol->memory_bytes);
-    a->set_objective(sol->objective);
-    a->set_proven_optimal(sol->proven_optimal);
-  }
-  return absl::OkStatus();
+int64_t Evaluations(const v1::WorkResult& r) {
+  return r.losses_size() + r.sequence_sums_size();
 }
 
-// Estimation → objective → allocations (IMPQ §3.2–3.3). Pure function of its input. With a
-// width set the game's players are the ladder's steps: φ, SE and the objective are over them.
-absl::StatusOr<v1::JobResult> Solve(const SolveInput& in) {
-  const int players = JobGamePlayers(in.spec, in.model.num_players());
-  ASSIGN_OR_RETURN(solver::ShapleyEstimate est,
-                   solver::AggregateMarginals(in.marginals, in.spec.antithetic()));
-  solver::InteractionInput ii;
-  ii.num_players = players;
-  ii.marginals = in.marginals;
-  ASSIGN_OR_RETURN(solver::QuadraticObjective objective,
-                   solver::CovarianceInteractionEstimator(Alpha(in.spec)).Estimate(ii));
-  solver::PlayerBytes bytes;
-  bytes.bytes2.assign(in.model.bytes2().begin(), in.model.bytes2().end());
-  bytes.bytes4.assign(in.model.bytes4().begin(), in.model.bytes4().end());
-  v1::JobResult r;
-  *r.mutable_model() = in.model;
-  for (int i = 0; i < players; ++i) {
-    r.add_phi(est.phi[i]);
-    r.add_standard_error(est.standard_error[i]);
+bool AllFinite(const google::protobuf::RepeatedField<double>& v) {
+  for (double x : v) {
+    if (!std::isfinite(x)) return false;
   }
-  r.set_permutations_used(static_cast<int64_t>(in.marginals.size()));
-  r.set_stop_reason(in.stop_reason);
-  r.set_loss_all4(in.loss_all4);
-  r.set_loss_all2(in.loss_all2);
-  if (!BinaryWidths(in.spec)) {
-    RETURN_IF_ERROR(SolveLadder(in, objective, bytes, r));
-    return r;
-  }
-  const std::vector<double> budgets(in.spec.average_bits().begin(), in.spec.average_bits().end());
-  auto exact = solver::NewExactSolver();
-  ASSIGN_OR_RETURN(std::vector<solver::AllocationResult> allocs,
-                   solver::SweepAverageBits(*exact, objective, bytes, budgets));
-  for (size_t b = 0; b < allocs.size(); ++b) {
-    v1::Allocation* a = r.add_allocations();
-    a->set_average_bits(budgets[b]);
-    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, budgets[b]));
-    a->set_budget_bytes(budget);
-    for (uint8_t q : allocs[b].assignment) a->add_bits(q != 0 ? 2 : 4);
-    a->set_memory_bytes(allocs[b].memory_bytes);
-    a->set_objective(allocs[b].objective);
-    a->set_proven_optimal(allocs[b].proven_optimal);
-  }
-  return r;
+  return true;
 }
+
+// The phase's job state (coordinator.h).
+v1::JobState StateOfPhase(const std::string& phase) {
+  if (phase == "solve") return v1::JOB_STATE_SOLVING;
+  if (phase == "select" || phase == "measure") return v1::JOB_STATE_MEASURING;
+  return v1::JOB_STATE_ESTIMATING;
+}
+
+constexpr size_t kMaxExpiredLeases = 4096;  // remembered to answer EXPIRED, oldest evicted
+constexpr size_t kMaxWorkersSeen = 4096;
 
 }  // namespace
 
@@ -232,17 +115,22 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(const CoordinatorOptions& options) {
   if (options.store_path.empty()) return absl::InvalidArgumentError("coordinator: store_path is required");
-  if (options.lease_duration <= absl::ZeroDuration() || options.max_units_per_lease < 1) {
-    return absl::InvalidArgumentError("coordinator: lease_duration and max_units_per_lease must be positive");
+  if (options.lease_duration <= absl::ZeroDuration() || options.max_units_per_lease < 1 ||
+      options.max_running_jobs < 1 || options.max_unit_failures < 1 || options.batch_split < 1) {
+    return absl::InvalidArgumentError(
+        "coordinator: lease_duration, max_units_per_lease, max_running_jobs, "
+        "max_unit_failures and batch_split must be positive");
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(options.store_path));
   ASSIGN_OR_RETURN(StoreContents contents, store->Load());
-  c->incarnation_ = store->incarnation();
-  absl::MutexLock lock(&c->mu_);
   c->store_ = std::move(store);
-  RETURN_IF_ERROR(c->Restore(std::move(contents)));
-  c->UpdateGauges();
+  c->incarnation_ = contents.incarnation;
+  {
+    absl::MutexLock lock(&c->mu_);
+    RETURN_IF_ERROR(c->Restore(std::move(contents)));
+    c->StartDriversLocked();
+  }
   return c;
 }
 
@@ -260,32 +148,34 @@ void Coordinator::Touch(Job& job) {
 
 absl::Status Coordinator::Persist(Job& job) { return store_->PutJob(job.rec); }
 
-void Coordinator::BuildUnits(Job& job) {
-  job.units.assign(static_cast<size_t>(job.walks()), Unit{});
-  job.pending.clear();
-  for (int64_t k = 0; k < job.walks(); ++k) job.pending.insert(job.pending.end(), k);
-}
-
 v1::JobStatus Coordinator::StatusOf(const Job& job) const {
   v1::JobStatus s;
   s.set_job_id(job.rec.id);
   s.set_state(job.rec.state);
   s.set_name(job.rec.spec.name());
-  const int64_t n = job.has_model ? JobGamePlayers(job.rec.spec, job.model.num_players()) : 0;
-  const int64_t extra = job.measures() ? job.rec.spec.average_bits_size() + 2 : 0;
-  int64_t total = 0;
-  if (n > 0) {
-    total = (job.walks_used > 0 ? job.evaluations_at_stop : job.walks() * (n + 1)) + extra;
-  }
   s.set_evaluations_done(job.evaluations_done);
-  s.set_evaluations_total(std::max(total, job.evaluations_done));
+  int64_t pending_evals = 0;
+  for (const Unit& u : job.units) {
+    if (u.state != Unit::State::kDone && u.state != Unit::State::kCancelled) {
+      pending_evals += static_cast<int64_t>(u.request.coalitions.size() +
+                                            u.request.assignments.size());
+    }
+  }
+  s.set_evaluations_total(job.evaluations_done + pending_evals);
   s.set_units_done(job.units_done);
-  s.set_units_total((job.walks_used > 0 ? job.walks_used : job.walks()) + (job.measures() ? 1 : 0));
+  s.set_units_total(static_cast<int64_t>(job.units.size()));
   s.set_submitted_ms(job.rec.submitted_ms);
   s.set_started_ms(job.rec.started_ms);
   s.set_finished_ms(job.rec.finished_ms);
   s.set_error(job.rec.error);
   s.set_version(job.version);
+  s.set_phase(job.phase);
+  s.set_phase_done(job.phase_done);
+  s.set_phase_total(job.phase_total);
+  s.set_phase_seconds(job.progress.phase_seconds);
+  s.set_phase_eta_seconds(job.progress.eta_seconds);
+  s.set_elapsed_seconds(job.progress.elapsed_seconds);
+  s.set_job_eta_seconds(job.progress.job_eta_seconds);
   return s;
 }
 
@@ -295,24 +185,43 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   {
     absl::MutexLock lock(&mu_);
     if (!accepting_) return absl::UnavailableError("coordinator is shutting down");
+    // Idempotent submission: a retried request (same request_id) gets the first job.
+    if (!normalized.request_id().empty()) {
+      if (auto it = request_ids_.find(normalized.request_id()); it != request_ids_.end()) {
+        return StatusOf(*FindJob(it->second));
+      }
+    }
+    if (static_cast<int64_t>(jobs_.size()) >= options_.max_jobs) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "coordinator holds ", jobs_.size(), " jobs (max_jobs); retry once jobs are removed"));
+    }
     job->rec.seq = next_seq_++;  // a failed write below leaves a gap, nothing else
   }
   job->rec.id = absl::StrFormat("job-%06d", job->rec.seq);
   job->rec.spec = std::move(normalized);
   job->rec.state = v1::JOB_STATE_QUEUED;
   job->rec.submitted_ms = NowMs();
-  // Accepted only once durable. Written outside the mutex (the store serializes itself), so
-  // workers' leases and reports do not wait for a submission's fsync.
+  // Accepted only once durable. Written outside the mutex (the store serializes itself).
   RETURN_IF_ERROR(store_->PutJob(job->rec));
   absl::MutexLock lock(&mu_);
-  BuildUnits(*job);
   Job* raw = job.get();
+  if (!raw->rec.spec.request_id().empty()) {
+    auto [it, fresh] = request_ids_.emplace(raw->rec.spec.request_id(), raw->rec.id);
+    if (!fresh) {
+      // A concurrent retry of the same request won the race: answer with its job (this
+      // record stays in the store as a cancelled duplicate).
+      raw->rec.state = v1::JOB_STATE_CANCELLED;
+      raw->rec.error = absl::StrCat("duplicate of ", it->second, " (same request_id)");
+      (void)store_->PutJob(raw->rec);
+      return StatusOf(*FindJob(it->second));
+    }
+  }
   jobs_[raw->rec.id] = std::move(job);
-  // Submission order is seq order, whatever order concurrent submissions finish writing in.
   order_.insert(std::upper_bound(order_.begin(), order_.end(), raw,
                                  [](const Job* a, const Job* b) { return a->rec.seq < b->rec.seq; }),
                 raw);
   if (options_.metrics != nullptr) options_.metrics->jobs_submitted.Increment();
+  StartDriversLocked();
   UpdateGauges();
   changed_.SignalAll();
   return StatusOf(*raw);
@@ -328,6 +237,12 @@ absl::StatusOr<JobView> Coordinator::GetJob(const std::string& job_id) {
   v.has_result = job->rec.has_result;
   if (v.has_result) v.result = job->rec.result;
   return v;
+}
+
+std::shared_ptr<const engine::JobResult> Coordinator::PipelineResult(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJob(job_id);
+  return job == nullptr ? nullptr : job->pipeline_result;
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
@@ -365,7 +280,16 @@ bool Coordinator::shutting_down() {
 }
 
 void Coordinator::SeeWorker(const std::string& worker_id) {
-  if (!worker_id.empty()) workers_seen_[worker_id] = clock_->Now();
+  if (worker_id.empty()) return;
+  workers_seen_[worker_id] = clock_->Now();
+  if (workers_seen_.size() > kMaxWorkersSeen) {
+    // Bounded: forget the worker seen longest ago.
+    auto oldest = workers_seen_.begin();
+    for (auto it = workers_seen_.begin(); it != workers_seen_.end(); ++it) {
+      if (it->second < oldest->second) oldest = it;
+    }
+    workers_seen_.erase(oldest);
+  }
 }
 
 absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_id, int capacity) {
@@ -380,14 +304,17 @@ absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_i
   SeeWorker(worker_id);
   capacity = std::min(capacity, options_.max_units_per_lease);
   LeaseGrant grant;
-  for (Job* job : order_) {
-    if (!job->runnable() || job->pending.empty()) continue;
+  // Round robin over the jobs with pending units, so that one job never starves another.
+  const size_t jobs = order_.size();
+  for (size_t step = 0; step < jobs; ++step) {
+    Job* job = order_[(next_job_rr_ + step) % jobs];
+    if (job->terminal() || job->pending.empty()) continue;
+    next_job_rr_ = (next_job_rr_ + step + 1) % jobs;
     auto lease = std::make_unique<LeaseRec>();
-    lease->id = absl::StrCat("L", incarnation_, "-", next_lease_++);
+    lease->id = NewLeaseId();
     lease->worker_id = worker_id;
     lease->job_id = job->rec.id;
     lease->deadline = clock_->Now() + options_.lease_duration;
-    const int n = job->has_model ? job->model.num_players() : 0;
     while (!job->pending.empty() && static_cast<int>(lease->units.size()) < capacity) {
       const int64_t k = *job->pending.begin();
       job->pending.erase(job->pending.begin());
@@ -401,27 +328,11 @@ absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_i
       w.set_unit_index(k);
       *w.mutable_spec() = job->rec.spec;
       w.set_attempt(u.attempt);
-      if (k < job->walks()) {
-        w.set_kind(v1::UNIT_KIND_WALK);
-        w.set_dataset(v1::DATASET_CALIBRATION);
-        w.set_permutation_index(k);
-        if (n > 0) {
-          absl::StatusOr<solver::Permutation> perm = JobWalkPermutation(job->rec.spec, n, k);
-          IMPQ_CHECK(perm.ok()) << perm.status().message();  // spec and n validated
-          for (int p : *perm) w.add_permutation(p);
-        }
-      } else {
-        w.set_kind(v1::UNIT_KIND_BATCH);
-        w.set_dataset(v1::DATASET_EVALUATION);
-        for (const auto& c : job->measure_coalitions) w.add_coalitions(c);
-      }
+      w.set_kind(u.request.kind);
+      w.set_dataset(u.request.dataset);
+      for (const std::string& c : u.request.coalitions) w.add_coalitions(c);
+      for (const std::string& a : u.request.assignments) w.add_assignments(a);
       grant.units.push_back(std::move(w));
-    }
-    if (job->rec.state == v1::JOB_STATE_QUEUED) {
-      job->rec.state = v1::JOB_STATE_ESTIMATING;
-      job->rec.started_ms = NowMs();
-      // Not fatal: the state is re-derived on restart; only started_ms would be lost.
-      if (absl::Status st = Persist(*job); !st.ok()) IMPQ_LOG(WARNING) << st.message();
     }
     Touch(*job);
     grant.has_lease = true;
@@ -440,7 +351,6 @@ absl::StatusOr<HeartbeatReply> Coordinator::Heartbeat(const std::string& lease_i
   if (lease_id.empty()) return absl::InvalidArgumentError("lease_id is required");
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
-  SeeWorker(worker_id);
   HeartbeatReply reply;
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) {
@@ -449,6 +359,11 @@ absl::StatusOr<HeartbeatReply> Coordinator::Heartbeat(const std::string& lease_i
     return reply;
   }
   LeaseRec& lease = *it->second;
+  // A lease is its holder's: another worker's heartbeat does not keep it alive.
+  if (lease.worker_id != worker_id) {
+    return absl::PermissionDeniedError("lease_id is held by another worker");
+  }
+  SeeWorker(worker_id);
   Job* job = FindJob(lease.job_id);
   bool needed = false;
   if (job != nullptr && !job->terminal()) {
@@ -470,59 +385,69 @@ absl::StatusOr<HeartbeatReply> Coordinator::Heartbeat(const std::string& lease_i
 }
 
 absl::Status Coordinator::ValidateResult(const Job& job, const v1::WorkResult& r) const {
-  const int64_t k = r.unit_index();
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError(m); };
-  if (k < job.walks()) {
-    const v1::ModelInfo& m = r.model();
-    const int n = m.num_players();
-    if (n < 1 || n > 4096) return bad(absl::StrCat("result.model.num_players = ", n, "; expected in [1, 4096]"));
-    if (m.bytes2_size() != n || m.bytes4_size() != n) {
-      return bad(absl::StrCat("result.model: ", m.bytes2_size(), "/", m.bytes4_size(),
-                              " byte counts for ", n, " players"));
-    }
-    for (int i = 0; i < n; ++i) {
-      if (m.bytes2(i) < 0 || m.bytes2(i) > m.bytes4(i)) {
-        return bad(absl::StrCat("result.model.bytes2[", i, "] = ", m.bytes2(i),
-                                "; expected in [0, bytes4 = ", m.bytes4(i), "]"));
+  const Unit& u = job.units[static_cast<size_t>(r.unit_index())];
+  const UnitRequest& q = u.request;
+  const v1::GameFacts& f = r.facts();
+  switch (q.kind) {
+    case v1::UNIT_KIND_PREPARE: {
+      const int n = f.player_names_size();
+      const int m = std::max(2, job.rec.spec.widths_size());
+      // Bounded by the job: at most 8 players per layer of at most 4096 layers.
+      if (n < 1 || n > 8 * 4096) {
+        return bad(absl::StrCat("result.facts.player_names has ", n, " entries; expected 1..",
+                                8 * 4096));
       }
+      if (f.bytes2_size() != n || f.bytes4_size() != n || f.width_bytes_size() != n * m ||
+          f.lim_size() != n || f.zscore_size() != n || f.actnorm_size() != n) {
+        return bad(absl::StrCat("result.facts: per-player fields disagree with ", n, " players"));
+      }
+      for (int i = 0; i < n; ++i) {
+        if (f.bytes2(i) < 0 || f.bytes2(i) > f.bytes4(i)) {
+          return bad(absl::StrCat("result.facts.bytes2[", i, "] = ", f.bytes2(i),
+                                  "; expected in [0, bytes4 = ", f.bytes4(i), "]"));
+        }
+      }
+      if (f.select_sequence_tokens_size() != f.select_sequences() || f.select_sequences() < 1 ||
+          f.calib_sequences() < 1 || f.heldout_sequences() < 1) {
+        return bad("result.facts: set sizes are inconsistent");
+      }
+      if (!AllFinite(f.lim()) || !AllFinite(f.zscore()) || !AllFinite(f.actnorm()) ||
+          !std::isfinite(f.heldout_nll_fp32())) {
+        return bad("result.facts: a score or the fp32 held-out loss is not finite");
+      }
+      return absl::OkStatus();
     }
-    const bool binary = BinaryWidths(job.rec.spec);
-    if (!binary) RETURN_IF_ERROR(ValidateWidthBytes(job.rec.spec, m));
-    if (job.has_model &&
-        (n != job.model.num_players() || m.bytes2().size() != job.model.bytes2().size() ||
-         !std::equal(m.bytes2().begin(), m.bytes2().end(), job.model.bytes2().begin()) ||
-         !std::equal(m.bytes4().begin(), m.bytes4().end(), job.model.bytes4().begin()) ||
-         (!binary && !std::equal(m.width_bytes().begin(), m.width_bytes().end(),
-                                 job.model.width_bytes().begin(),
-                                 job.model.width_bytes().end())))) {
-      return bad("result.model disagrees with the model info of earlier results of this job");
+    case v1::UNIT_KIND_BATCH:
+    case v1::UNIT_KIND_ASSIGNMENTS: {
+      const size_t want = q.coalitions.size() + q.assignments.size();
+      if (static_cast<size_t>(r.losses_size()) != want) {
+        return bad(absl::StrCat("result.losses has ", r.losses_size(), " entries; expected ", want));
+      }
+      for (int i = 0; i < r.losses_size(); ++i) {
+        if (!std::isfinite(r.losses(i))) return bad(absl::StrCat("result.losses[", i, "] is not finite"));
+      }
+      return absl::OkStatus();
     }
-    const int players = JobGamePlayers(job.rec.spec, n);
-    if (r.losses_size() != players + 1) {
-      return bad(absl::StrCat("result.losses has ", r.losses_size(), " entries; a walk over ",
-                              players, binary ? " players" : " ladder steps", " has ",
-                              players + 1));
+    case v1::UNIT_KIND_SEQUENCES: {
+      if (static_cast<size_t>(r.sequence_sums_size()) != q.coalitions.size()) {
+        return bad(absl::StrCat("result.sequence_sums has ", r.sequence_sums_size(),
+                                " entries; expected ", q.coalitions.size()));
+      }
+      for (int i = 0; i < r.sequence_sums_size(); ++i) {
+        const auto& sums = r.sequence_sums(i).sums();
+        if (job.has_facts && sums.size() != job.facts.select_sequences()) {
+          return bad(absl::StrCat("result.sequence_sums[", i, "] has ", sums.size(),
+                                  " sums; the choice set has ", job.facts.select_sequences(),
+                                  " sequences"));
+        }
+        if (!AllFinite(sums)) return bad(absl::StrCat("result.sequence_sums[", i, "] is not finite"));
+      }
+      return absl::OkStatus();
     }
-    absl::StatusOr<solver::Permutation> expected = JobWalkPermutation(job.rec.spec, n, k);
-    if (!expected.ok()) return expected.status();
-    if (!std::equal(expected->begin(), expected->end(), r.permutation().begin(),
-                    r.permutation().end())) {
-      return bad(absl::StrCat("result.permutation is not permutation ", k, " of seed ",
-                              job.rec.spec.seed()));
-    }
-  } else if (k == job.walks() && static_cast<int64_t>(job.units.size()) > k) {
-    if (r.losses_size() != static_cast<int>(job.measure_coalitions.size())) {
-      return bad(absl::StrCat("result.losses has ", r.losses_size(), " entries; expected ",
-                              job.measure_coalitions.size()));
-    }
-  } else {
-    return bad(absl::StrCat("result.unit_index = ", k, "; job ", job.rec.id, " has ",
-                            job.units.size(), " units"));
+    default:
+      return bad("result for a unit of unknown kind");
   }
-  for (int i = 0; i < r.losses_size(); ++i) {
-    if (!std::isfinite(r.losses(i))) return bad(absl::StrCat("result.losses[", i, "] is not finite"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& lease_id,
@@ -531,15 +456,19 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
   if (r.job_id().empty()) return absl::InvalidArgumentError("result.job_id is required");
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
-  SeeWorker(r.worker_id());
-  Job* job = FindJob(r.job_id());  // jobs are never removed: the pointer stays valid
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("result.job_id '", r.job_id(), "' is unknown"));
+  Job* job = FindJob(r.job_id());  // jobs are never removed while running: pointer stays valid
+  if (job == nullptr) return absl::NotFoundError("result.job_id is unknown");
   const int64_t k = r.unit_index();
   if (k < 0 || k >= static_cast<int64_t>(job->units.size())) {
     return absl::InvalidArgumentError(absl::StrCat("result.unit_index = ", k, "; job ",
                                                    job->rec.id, " has ", job->units.size(),
                                                    " units"));
   }
+  // Only the lease's holder may report under it.
+  if (auto it = leases_.find(lease_id); it != leases_.end() && it->second->worker_id != r.worker_id()) {
+    return absl::PermissionDeniedError("lease_id is held by another worker");
+  }
+  SeeWorker(r.worker_id());
   // Another result for this unit is being committed: its outcome decides this one's. (Units
   // are re-indexed after the wait: the vector may grow meanwhile.)
   while (job->units[static_cast<size_t>(k)].state == Unit::State::kCommitting) {
@@ -554,6 +483,10 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
     CountReport(v1::REPORT_OUTCOME_STALE);
     return v1::REPORT_OUTCOME_STALE;
   }
+  if (!r.error().empty()) {
+    ApplyFailure(*job, r);
+    return v1::REPORT_OUTCOME_ACCEPTED;
+  }
   RETURN_IF_ERROR(ValidateResult(*job, r));
   // Durable first: queue the result for the next group commit and wait until it is settled,
   // leading the commit when none is running.
@@ -562,7 +495,8 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
   c.job = job;
   c.unit = k;
   c.lease_id = lease_id;
-  c.result = &r;
+  c.result = r;
+  c.result.set_unit_digest(job->units[static_cast<size_t>(k)].digest);
   commit_queue_.push_back(&c);
   while (!c.done) {
     if (!committing_) {
@@ -573,6 +507,33 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
   }
   if (!c.status.ok()) return c.status;
   return c.outcome;
+}
+
+void Coordinator::ApplyFailure(Job& job, const v1::WorkResult& r) {
+  const int64_t k = r.unit_index();
+  Unit& u = job.units[static_cast<size_t>(k)];
+  if (auto it = leases_.find(u.lease_id); it != leases_.end()) {
+    auto& units = it->second->units;
+    units.erase(std::remove(units.begin(), units.end(), k), units.end());
+    if (units.empty()) leases_.erase(it);
+  }
+  u.lease_id.clear();
+  ++u.failures;
+  // The worker's message, bounded (it reaches clients).
+  const std::string error = r.error().substr(0, 2000);
+  IMPQ_LOG(WARNING) << "job " << job.rec.id << " unit " << k << " failed on worker "
+                    << r.worker_id() << " (" << u.failures << "/" << options_.max_unit_failures
+                    << "): " << error;
+  if (u.failures >= options_.max_unit_failures) {
+    Finish(job, v1::JOB_STATE_FAILED,
+           absl::StrCat("unit ", k, " (", v1::UnitKind_Name(u.request.kind), ") failed on ",
+                        u.failures, " attempts: ", error));
+    UpdateGauges();
+    return;
+  }
+  u.state = Unit::State::kPending;
+  job.pending.insert(k);
+  Touch(job);
 }
 
 void Coordinator::CommitQueued() {
@@ -587,7 +548,7 @@ void Coordinator::CommitQueued() {
   mu_.Unlock();
   // Outside the mutex: leases, heartbeats and other reports proceed during the fsync. The
   // results are not touched by anyone else (their reporters are waiting).
-  for (size_t i = 0; i < batch.size(); ++i) records[i].payload = batch[i]->result->SerializeAsString();
+  for (size_t i = 0; i < batch.size(); ++i) records[i].payload = batch[i]->result.SerializeAsString();
   const absl::Status stored = store_->PutResults(records);
   if (stored.ok() && options_.metrics != nullptr) options_.metrics->store_commits.Increment();
   mu_.Lock();
@@ -622,22 +583,12 @@ void Coordinator::FinishCommit(PendingCommit& c, const absl::Status& stored) {
     units.erase(std::remove(units.begin(), units.end(), c.unit), units.end());
     if (units.empty()) leases_.erase(it);
   }
-  // The result is durable, so it counts (a restart would count it too), also when the
-  // stopping rule or a cancellation dropped the unit while it was being committed.
-  if (job.terminal()) {
-    u.state = Unit::State::kDone;
-    u.lease_id.clear();
-    job.evaluations_done += c.result->losses_size();
-    ++job.units_done;
-    Touch(job);
-  } else {
-    ApplyResult(job, *c.result);
-  }
+  ApplyResult(job, c.result);
   c.outcome = v1::REPORT_OUTCOME_ACCEPTED;
   CountReport(v1::REPORT_OUTCOME_ACCEPTED);
   if (options_.metrics != nullptr) {
-    options_.metrics->evaluations.Increment(c.result->losses_size());
-    options_.metrics->evaluation_seconds.Observe(c.result->evaluation_seconds());
+    options_.metrics->evaluations.Increment(static_cast<double>(Evaluations(c.result)));
+    options_.metrics->evaluation_seconds.Observe(c.result.evaluation_seconds());
   }
 }
 
@@ -657,75 +608,84 @@ void Coordinator::ApplyResult(Job& job, const v1::WorkResult& r) {
   u.state = Unit::State::kDone;
   u.lease_id.clear();
   job.pending.erase(k);
-  u.losses.assign(r.losses().begin(), r.losses().end());
-  job.evaluations_done += r.losses_size();
-  ++job.units_done;
-  if (k < job.walks()) {
-    if (!job.has_model) {
-      job.has_model = true;
-      job.model = r.model();
-    }
-    const solver::Permutation perm(r.permutation().begin(), r.permutation().end());
-    absl::StatusOr<std::vector<double>> m = solver::MarginalsFromWalk(perm, u.losses);
-    IMPQ_CHECK(m.ok()) << m.status().message();  // validated above
-    u.marginals = *std::move(m);
-    AdvanceEstimation(job);
-  } else {
-    v1::JobResult& res = job.rec.result;
-    res.set_evaluation_loss_all4(u.losses[0]);
-    res.set_evaluation_loss_all2(u.losses[1]);
-    for (int b = 0; b < res.allocations_size(); ++b) {
-      res.mutable_allocations(b)->set_measured_loss(u.losses[static_cast<size_t>(2 + b)]);
-      res.mutable_allocations(b)->set_measured(true);
-    }
-    Finish(job, v1::JOB_STATE_DONE, "");
+  u.result = r;
+  if (u.request.kind == v1::UNIT_KIND_PREPARE && !job.has_facts) {
+    job.has_facts = true;
+    job.facts = r.facts();
   }
+  job.evaluations_done += Evaluations(r);
+  ++job.units_done;
   Touch(job);
 }
 
-void Coordinator::AdvanceEstimation(Job& job) {
-  if (job.rec.state != v1::JOB_STATE_ESTIMATING && job.rec.state != v1::JOB_STATE_QUEUED) return;
-  const int64_t M = job.walks();
-  while (job.prefix_done < M &&
-         job.units[static_cast<size_t>(job.prefix_done)].state == Unit::State::kDone) {
-    ++job.prefix_done;
-  }
-  int64_t stop_at = 0;
-  std::string reason;
-  const v1::JobSpec& spec = job.rec.spec;
-  if (spec.se_threshold() > 0) {
-    // Check every admissible m of the done prefix, in order: the smallest m meeting the
-    // threshold wins whatever order the walks arrived in.
-    std::vector<std::vector<double>> prefix;
-    for (int64_t m = job.checked_m + 1; m <= job.prefix_done && stop_at == 0; ++m) {
-      if (m < MinPermutations(spec) || (spec.antithetic() && m % 2 != 0)) continue;
-      prefix.clear();
-      for (int64_t k = 0; k < m; ++k) prefix.push_back(job.units[static_cast<size_t>(k)].marginals);
-      absl::StatusOr<solver::ShapleyEstimate> est =
-          solver::AggregateMarginals(prefix, spec.antithetic());
-      if (est.ok() && est->MaxStandardError() < spec.se_threshold()) {
-        stop_at = m;
-        reason = "standard_error";
+absl::StatusOr<std::vector<v1::WorkResult>> Coordinator::RunUnits(
+    const std::string& job_id, std::vector<UnitRequest> requests) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJob(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("job_id '", job_id, "' is unknown"));
+  const size_t base = job->units.size();
+  for (UnitRequest& q : requests) {
+    const int64_t k = static_cast<int64_t>(job->units.size());
+    Unit u;
+    u.digest = Digest(q);
+    u.request = std::move(q);
+    job->units.push_back(std::move(u));
+    // A replay: the unit answered before the restart is answered from the store.
+    if (auto it = job->stored.find(k); it != job->stored.end()) {
+      Unit& unit = job->units.back();
+      const bool same = it->second.unit_digest() == unit.digest;
+      if (same && ValidateResult(*job, it->second).ok()) {
+        ApplyResult(*job, it->second);
+        job->stored.erase(it);
+        continue;
       }
+      IMPQ_LOG(WARNING) << "job " << job_id << " unit " << k
+                        << ": the stored result answers another unit; evaluating it again";
+      job->stored.clear();  // the replay diverged: nothing later can match either
     }
+    job->pending.insert(k);
   }
-  job.checked_m = std::max(job.checked_m, job.prefix_done);
-  if (stop_at == 0 && job.prefix_done == M) {
-    stop_at = M;
-    reason = "max_permutations";
+  Touch(*job);
+  UpdateGauges();
+  auto settled = [&] {
+    if (!accepting_ || job->terminal()) return true;
+    for (size_t k = base; k < job->units.size() && k < base + requests.size(); ++k) {
+      if (job->units[k].state != Unit::State::kDone) return false;
+    }
+    return true;
+  };
+  while (!settled()) changed_.Wait(&mu_);
+  if (job->terminal()) {
+    return absl::CancelledError(absl::StrCat("job ", job_id, " ended ",
+                                             v1::JobState_Name(job->rec.state)));
   }
-  if (stop_at == 0) return;
-  job.walks_used = stop_at;
-  job.evaluations_at_stop = job.evaluations_done;
-  job.rec.result.set_stop_reason(reason);
-  for (int64_t k = stop_at; k < M; ++k) {
-    Unit& u = job.units[static_cast<size_t>(k)];
-    if (u.state != Unit::State::kDone) u.state = Unit::State::kCancelled;
-    job.pending.erase(k);
+  bool done = true;
+  for (size_t k = base; k < base + requests.size(); ++k) {
+    done &= job->units[k].state == Unit::State::kDone;
   }
-  job.rec.state = v1::JOB_STATE_SOLVING;
-  if (absl::Status st = Persist(job); !st.ok()) IMPQ_LOG(WARNING) << st.message();
-  Touch(job);
+  if (!done) return absl::UnavailableError("coordinator is shutting down");
+  std::vector<v1::WorkResult> out;
+  out.reserve(requests.size());
+  for (size_t k = base; k < base + requests.size(); ++k) out.push_back(job->units[k].result);
+  return out;
+}
+
+void Coordinator::SetPhase(const std::string& job_id, const engine::JobProgress& p) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJob(job_id);
+  if (job == nullptr || job->terminal()) return;
+  job->phase = p.phase;
+  job->phase_done = p.done;
+  job->phase_total = p.total;
+  job->progress = p;
+  const v1::JobState state = StateOfPhase(p.phase);
+  if (state != job->rec.state) {
+    job->rec.state = state;
+    // Not fatal: the state is re-derived by the replay after a restart.
+    if (absl::Status st = Persist(*job); !st.ok()) IMPQ_LOG(WARNING) << st.message();
+    UpdateGauges();
+  }
+  Touch(*job);
 }
 
 void Coordinator::DropUnitsOf(Job& job) {
@@ -742,67 +702,113 @@ void Coordinator::Finish(Job& job, v1::JobState state, const std::string& error)
   job.rec.has_result = state == v1::JOB_STATE_DONE;
   if (job.rec.has_result) job.rec.result.set_job_id(job.rec.id);
   DropUnitsOf(job);
+  job.stored.clear();
   if (absl::Status st = Persist(job); !st.ok()) IMPQ_LOG(ERROR) << st.message();
   Touch(job);
 }
 
-int Coordinator::SolvePending() {
-  std::vector<std::pair<std::string, SolveInput>> work;
+int Coordinator::StartDrivers() {
+  absl::MutexLock lock(&mu_);
+  return StartDriversLocked();
+}
+
+int Coordinator::StartDriversLocked() {
+  // Drivers that finished their job: join them (at once: they are returning), all but the
+  // calling thread's own.
+  std::vector<std::thread> keep;
+  for (std::thread& t : finished_drivers_) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      keep.push_back(std::move(t));
+    } else if (t.joinable()) {
+      t.join();
+    }
+  }
+  finished_drivers_ = std::move(keep);
+  if (!accepting_) return 0;
+  int running = 0;
+  for (const Job* j : order_) running += j->driving ? 1 : 0;
+  int started = 0;
+  for (Job* job : order_) {
+    if (running >= options_.max_running_jobs) break;
+    if (job->terminal() || job->driving) continue;
+    job->driving = true;
+    ++running;
+    ++started;
+    if (job->rec.started_ms == 0) job->rec.started_ms = NowMs();
+    if (job->rec.state == v1::JOB_STATE_QUEUED) {
+      job->rec.state = v1::JOB_STATE_ESTIMATING;
+      if (absl::Status st = Persist(*job); !st.ok()) IMPQ_LOG(WARNING) << st.message();
+    }
+    Touch(*job);
+    drivers_[job->rec.id] = std::thread([this, id = job->rec.id] { Drive(id); });
+  }
+  if (started > 0) UpdateGauges();
+  return started;
+}
+
+void Coordinator::Drive(std::string job_id) {
+  v1::JobSpec spec;
   {
     absl::MutexLock lock(&mu_);
-    for (Job* job : order_) {
-      if (job->rec.state != v1::JOB_STATE_SOLVING || job->solving) continue;
-      job->solving = true;
-      SolveInput in;
-      in.spec = job->rec.spec;
-      in.model = job->model;
-      for (int64_t k = 0; k < job->walks_used; ++k) {
-        in.marginals.push_back(job->units[static_cast<size_t>(k)].marginals);
-      }
-      const auto& l0 = job->units[0].losses;
-      in.loss_all4 = l0.front();
-      in.loss_all2 = l0.back();
-      in.stop_reason = job->rec.result.stop_reason();
-      work.emplace_back(job->rec.id, std::move(in));
-    }
+    spec = FindJob(job_id)->rec.spec;
   }
-  for (auto& [id, in] : work) {
-    absl::StatusOr<v1::JobResult> result = Solve(in);  // outside the mutex
-    absl::MutexLock lock(&mu_);
-    Job* job = FindJob(id);
-    job->solving = false;
-    if (job->rec.state != v1::JOB_STATE_SOLVING) continue;  // cancelled meanwhile
-    if (!result.ok()) {
-      Finish(*job, v1::JOB_STATE_FAILED, absl::StrCat("solver: ", result.status().message()));
-      UpdateGauges();
-      continue;
-    }
-    job->rec.result = *std::move(result);
-    if (!job->measures()) {
-      Finish(*job, v1::JOB_STATE_DONE, "");
-      UpdateGauges();
-      continue;
-    }
-    absl::StatusOr<std::vector<std::string>> coalitions =
-        MeasureCoalitions(job->rec.spec, job->rec.result);
-    if (!coalitions.ok()) {
-      Finish(*job, v1::JOB_STATE_FAILED, absl::StrCat("solver: ", coalitions.status().message()));
-      UpdateGauges();
-      continue;
-    }
-    job->measure_coalitions = *std::move(coalitions);
-    job->units.emplace_back();
-    job->pending.insert(job->walks());
-    job->rec.state = v1::JOB_STATE_MEASURING;
-    if (absl::Status st = Persist(*job); !st.ok()) IMPQ_LOG(WARNING) << st.message();
-    Touch(*job);
-    if (job->has_stored_measure) {
-      job->has_stored_measure = false;
-      if (ValidateResult(*job, job->stored_measure).ok()) ApplyResult(*job, job->stored_measure);
-    }
-    UpdateGauges();
+  absl::StatusOr<engine::JobResult> result = absl::InternalError("not run");
+  absl::StatusOr<engine::JobOptions> options = engine::JobOptionsFromSpec(spec);
+  if (!options.ok()) {
+    result = options.status();
+  } else {
+    options->progress = [this, &job_id](const engine::JobProgress& p) { SetPhase(job_id, p); };
+    UnitGame game(this, job_id, options->widths, options_.batch_split);
+    result = engine::RunPipeline(*options, game);
   }
-  return static_cast<int>(work.size());
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJob(job_id);
+  job->driving = false;
+  if (auto it = drivers_.find(job_id); it != drivers_.end()) {
+    finished_drivers_.push_back(std::move(it->second));
+    drivers_.erase(it);
+  }
+  if (job->terminal()) return;  // cancelled (or failed by a unit) meanwhile
+  if (!result.ok()) {
+    if (!accepting_) return;  // shutting down: resumed (replayed) on the next start
+    Finish(*job, v1::JOB_STATE_FAILED, std::string(result.status().message()));
+  } else {
+    v1::JobResult& res = job->rec.result;
+    res = v1::JobResult();
+    res.set_document(engine::JobResultToJson(*result));
+    v1::ModelInfo& m = *res.mutable_model();
+    m.set_num_players(static_cast<int>(result->player_names.size()));
+    for (const std::string& name : result->player_names) m.add_player_names(name);
+    for (int64_t b : result->bytes2) m.add_bytes2(b);
+    for (int64_t b : result->bytes4) m.add_bytes4(b);
+    for (int64_t b : result->width_bytes) m.add_width_bytes(b);
+    m.set_model_config(result->model_config);
+    for (double x : result->phi) res.add_phi(x);
+    for (double x : result->phi_se) res.add_standard_error(x);
+    res.set_permutations_used(result->permutations_done);
+    res.set_stop_reason(result->stop_reason);
+    res.set_loss_all4(result->calib_loss_all4);
+    res.set_loss_all2(result->calib_loss_all2);
+    res.set_evaluation_loss_all4(std::log(result->heldout_ppl_all4));
+    res.set_evaluation_loss_all2(std::log(result->heldout_ppl_all2));
+    for (const engine::BudgetResult& b : result->budgets) {
+      const engine::MeasuredAllocation& c = b.Chosen();
+      v1::Allocation* a = res.add_allocations();
+      a->set_average_bits(b.average_bits);
+      a->set_budget_bytes(b.budget_bytes);
+      for (int bits : c.bits) a->add_bits(bits);
+      a->set_memory_bytes(c.memory_bytes);
+      a->set_objective(c.objective);
+      a->set_proven_optimal(c.proven_optimal);
+      a->set_measured_loss(c.heldout_nll);
+      a->set_measured(true);
+    }
+    job->pipeline_result = std::make_shared<const engine::JobResult>(*std::move(result));
+    job->phase = "done";
+    Finish(*job, v1::JOB_STATE_DONE, "");
+  }
+  StartDriversLocked();
+  UpdateGauges();
 }
 
 int Coordinator::ExpireLeases() {
@@ -832,6 +838,11 @@ int Coordinator::ExpireLeasesLocked() {
       Touch(*job);
     }
     expired_leases_.insert(it->first);
+    expired_order_.push_back(it->first);
+    if (expired_order_.size() > kMaxExpiredLeases) {
+      expired_leases_.erase(expired_order_.front());
+      expired_order_.erase(expired_order_.begin());
+    }
     it = leases_.erase(it);
     ++expired;
     if (options_.metrics != nullptr) options_.metrics->leases_expired.Increment();
@@ -872,30 +883,15 @@ absl::Status Coordinator::Restore(StoreContents contents) {
     auto job = std::make_unique<Job>();
     job->rec = std::move(rec);
     next_seq_ = std::max(next_seq_, job->rec.seq + 1);
-    BuildUnits(*job);
-    if (job->terminal()) {
-      job->pending.clear();
-      for (const auto& r : results[job->rec.id]) job->evaluations_done += r.losses_size();
-    } else {
-      // Re-derive the state from the spec and the accepted results (see coordinator.h).
-      if (job->rec.state != v1::JOB_STATE_QUEUED) job->rec.state = v1::JOB_STATE_ESTIMATING;
-      for (const v1::WorkResult& r : results[job->rec.id]) {
-        if (r.unit_index() == job->walks()) {
-          job->has_stored_measure = true;
-          job->stored_measure = r;
-          continue;
-        }
-        if (r.unit_index() < 0 || r.unit_index() > job->walks() ||
-            job->units[static_cast<size_t>(r.unit_index())].state == Unit::State::kDone) {
-          continue;
-        }
-        if (absl::Status st = ValidateResult(*job, r); !st.ok()) {
-          IMPQ_LOG(WARNING) << "store: job " << job->rec.id << " unit " << r.unit_index()
-                            << ": dropping a stored result: " << st.message();
-          continue;
-        }
-        ApplyResult(*job, r);
-      }
+    if (!job->rec.spec.request_id().empty()) {
+      request_ids_.emplace(job->rec.spec.request_id(), job->rec.id);
+    }
+    for (v1::WorkResult& r : results[job->rec.id]) {
+      job->evaluations_done += job->terminal() ? Evaluations(r) : 0;
+      if (!job->terminal()) job->stored.emplace(r.unit_index(), std::move(r));
+    }
+    if (!job->terminal() && job->rec.state != v1::JOB_STATE_QUEUED) {
+      job->rec.state = v1::JOB_STATE_QUEUED;  // the driver replays it from the start
     }
     Job* raw = job.get();
     jobs_[raw->rec.id] = std::move(job);
@@ -913,19 +909,27 @@ void Coordinator::StartBackground(absl::Duration period) {
         if (stop_background_) return;
       }
       ExpireLeases();
-      SolvePending();
+      StartDrivers();
     }
   });
 }
 
 void Coordinator::Shutdown() {
+  std::vector<std::thread> drivers;
   {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stop_background_ = true;
-    changed_.SignalAll();  // wakes WaitForChange (watch streams end)
+    changed_.SignalAll();  // wakes WaitForChange (watch streams end) and the drivers
+    for (auto& [id, t] : drivers_) drivers.push_back(std::move(t));
+    drivers_.clear();
+    for (std::thread& t : finished_drivers_) drivers.push_back(std::move(t));
+    finished_drivers_.clear();
   }
   if (background_.joinable()) background_.join();
+  for (std::thread& t : drivers) {
+    if (t.joinable()) t.join();
+  }
 }
 
 }  // namespace impq::coordinator

@@ -1,47 +1,41 @@
-// The coordinator core: jobs, work units, leases, the durable store and the solver, with no
-// RPC in it. The gRPC services (grpc_server.h) and the in-process worker client
-// (worker/service/worker_client.h, used by the embedded mode in embedded.h) both call these
-// methods, so the cluster and the embedded mode run the very same code.
+// The coordinator core: jobs, work units, leases, the durable store and the job pipeline,
+// with no RPC in it. The gRPC services (grpc_server.h) and the in-process worker client
+// (embedded.h) both call these methods, so the cluster and the embedded mode (`impq run`) run
+// the very same code.
 //
-// Job state machine:
-//   QUEUED ──first lease──▶ ESTIMATING ──walks done / SE rule──▶ SOLVING ──solved──▶
-//   MEASURING (only with an evaluation text) ──measured──▶ DONE
-//   any non-terminal state ──CancelJob──▶ CANCELLED;  solver or validation error ──▶ FAILED.
+// A job is the pipeline of worker/engine/job.h (prepare → baselines → SPQE → solve → select →
+// measure), run by a driver thread of this coordinator per running job on a UnitGame
+// (unit_game.h): every model evaluation of every phase becomes work units that workers lease,
+// so N workers share all of it. The pipeline is deterministic given the answers, and every
+// accepted answer is durable, so:
+//   - results depend on the spec (seed included) only, never on the number of workers or the
+//     order their results arrive in;
+//   - a restarted coordinator replays each unfinished job's pipeline from the start: unit k of
+//     the replay is unit k of the first run (same content, checked by digest), answered from
+//     the store without a lease; the first unit not in the store goes out to workers. Nothing
+//     reported is evaluated again.
 //
-// Units (deterministic; IMPQ §3.2 SPQE): unit k < M is the walk along permutation k of
-// SeededPermutationSampler(n, seed, antithetic); unit M (measuring only) is the batch
-// [all-4, all-2, allocation 0, allocation 1, ...] on the evaluation text. The estimate
-// aggregates the marginal vectors of walks 0..m-1 in unit order, where m = M or the smallest
-// admissible m meeting the SE threshold over that prefix. Hence results depend on the spec
-// (seed included) only, never on the number of workers or the order results arrive in.
-// Width sets (JobSpec.widths other than {2, 4}; messages.proto): the walks are over the
-// n·(m−1) steps of the job's solver::WidthLadder (LadderPermutationSampler), φ and SE are per
-// step, each budget's allocation is WidthLadder::ToMultiChoice of the covariance objective
-// solved by solver::SolveMultiChoiceExact (bits from the set), and the measurement batch's
-// coalitions are closed step coalitions [all-widest, all-narrowest, allocations...]. The
-// default widths run the binary code path unchanged.
+// Job state machine: QUEUED ──driver starts──▶ ESTIMATING (phases prepare, baselines, spqe)
+//   ──▶ SOLVING (solve) ──▶ MEASURING (select, measure) ──▶ DONE; any non-terminal state
+//   ──CancelJob──▶ CANCELLED; a pipeline error (invalid settings, a budget the model cannot
+//   meet, a unit that failed on max_unit_failures attempts) ──▶ FAILED with the error.
+//   At most max_running_jobs drivers run at once; the rest wait QUEUED, in submission order.
 //
-// Leasing protocol: AcquireLease hands out up to `capacity` pending units of the oldest
-// runnable job with a deadline now + lease_duration; Heartbeat extends it; a lease past its
-// deadline expires (checked on every call and by Tick) and its unfinished units become
-// pending again with attempt + 1. ReportResult is idempotent: a unit's first valid result
-// under its current lease is ACCEPTED (persisted before the call returns), a result for a
-// unit already done is DUPLICATE, anything else (expired or unknown lease, cancelled job,
-// unit no longer needed) is STALE; DUPLICATE and STALE change nothing.
-//
-// Durability: jobs and accepted results are in the Store (store.h); on open every
-// non-terminal job's state is re-derived from its spec and results (a restart loses no
-// accepted job and no reported evaluation, and counts none twice). Leases are not durable:
-// after a restart the units in flight are re-issued, and reports under old leases are STALE.
+// Leasing protocol: AcquireLease hands out up to `capacity` pending units of one running job
+// (round robin over the running jobs, so one job never starves another) with a deadline
+// now + lease_duration; Heartbeat extends it; a lease past its deadline expires (checked on
+// every call and by the background thread) and its unfinished units become pending again with
+// attempt + 1. ReportResult is idempotent: a unit's first valid result under its current lease
+// is ACCEPTED (persisted before the call returns), a result for a unit already done is
+// DUPLICATE, anything else (expired or unknown lease, cancelled job) is STALE. A result with
+// `error` set is the worker's failure to compute the unit: the unit is re-issued, and after
+// max_unit_failures failures the job FAILS with that error (a poison job never loops).
 //
 // Group commit: an accepted report's result is written to the store *outside* the mutex, and
 // reports that arrive while a commit is running are written together in the next one (one
-// SQLite transaction, one fsync, however many reports). A report still returns ACCEPTED only
-// once its own result is durable; while it is being committed its unit is neither re-issued
-// nor accepted twice (a concurrent report for it waits for the outcome). Job records
-// (submission, state changes) are written under the mutex.
+// SQLite transaction, one fsync). A report returns ACCEPTED only once its result is durable.
 //
-// Thread-safe. The solver runs outside the mutex (SolvePending).
+// Thread-safe.
 #ifndef IMPQ_COORDINATOR_COORDINATOR_H_
 #define IMPQ_COORDINATOR_COORDINATOR_H_
 
@@ -61,6 +55,7 @@
 #include "coordinator/job_spec.h"
 #include "coordinator/metrics.h"
 #include "coordinator/store.h"
+#include "worker/engine/job.h"
 #include "impq/v1/messages.pb.h"
 
 namespace impq::coordinator {
@@ -72,6 +67,12 @@ struct CoordinatorOptions {
   int max_units_per_lease = 8;            // caps AcquireLease's capacity
   SpecLimits limits;                      // data roots and sizes for submitted specs
   CoordinatorMetrics* metrics = nullptr;  // optional, not owned
+  int max_running_jobs = 4;               // pipelines driven at once (the rest wait QUEUED)
+  int max_unit_failures = 3;              // reported failures of one unit before the job fails
+  // Units a pipeline batch is split into (each unit one worker's work): 2 keeps a walk's
+  // coalitions together (prefix reuse) while two workers share every batch.
+  int batch_split = 2;
+  int64_t max_jobs = 100000;              // jobs kept (queued + running + finished)
 };
 
 // What a lease grant, heartbeat or report looks like to the core (the RPC layer copies these
@@ -92,6 +93,14 @@ struct JobView {
   v1::JobSpec spec;
   bool has_result = false;
   v1::JobResult result;
+};
+
+// What a driver asks of the workers: one batch of units of its job, answered in order.
+struct UnitRequest {
+  v1::UnitKind kind = v1::UNIT_KIND_UNSPECIFIED;
+  v1::Dataset dataset = v1::DATASET_UNSPECIFIED;
+  std::vector<std::string> coalitions;   // BATCH, SEQUENCES
+  std::vector<std::string> assignments;  // ASSIGNMENTS
 };
 
 class Coordinator {
@@ -126,12 +135,23 @@ class Coordinator {
   absl::StatusOr<v1::ReportOutcome> ReportResult(const std::string& lease_id,
                                                  const v1::WorkResult& result);
 
+  // --- driver API (unit_game.h; the pipeline's evaluations) ---
+  // Appends `units` to the job, waits until each is answered (from the store when a replay
+  // reaches a stored unit, else by a worker) and returns the results in order. Cancelled when
+  // the job was cancelled or failed meanwhile; Unavailable when the coordinator shuts down
+  // (the job stays unfinished and resumes on the next start).
+  absl::StatusOr<std::vector<v1::WorkResult>> RunUnits(const std::string& job_id,
+                                                       std::vector<UnitRequest> units);
+  // The driver's progress: the job's phase and its units of work.
+  void SetPhase(const std::string& job_id, const engine::JobProgress& progress);
+
   // --- maintenance (the background thread calls these; tests call them directly) ---
   // Expires leases past their deadline. Returns how many expired.
   int ExpireLeases();
-  // Runs the solver for every job in SOLVING (outside the mutex). Returns how many it solved.
-  int SolvePending();
-  // Starts a thread calling ExpireLeases and SolvePending every `period`.
+  // Starts drivers for queued jobs while fewer than max_running_jobs run. Returns how many
+  // it started.
+  int StartDrivers();
+  // Starts a thread calling ExpireLeases and StartDrivers every `period`.
   void StartBackground(absl::Duration period);
   // Graceful shutdown: stop accepting submissions and granting leases (Unavailable), keep
   // accepting heartbeats and reports of leases in flight (drain), stop the background
@@ -140,6 +160,9 @@ class Coordinator {
 
   // True once Shutdown() was called.
   bool shutting_down();
+  // The pipeline's full result of a job this process finished (nullptr otherwise, e.g. after
+  // a restart: the document in v1::JobResult is the durable form).
+  std::shared_ptr<const engine::JobResult> PipelineResult(const std::string& job_id);
 
   int64_t incarnation() const { return incarnation_; }
   // Units waiting for a lease, over all jobs.
@@ -157,22 +180,22 @@ class Coordinator {
   v1::JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Touch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BuildUnits(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks a result against the job; OK or InvalidArgument naming the field.
+  // Checks a result against the unit and what the job already knows; OK or InvalidArgument
+  // naming the field.
   absl::Status ValidateResult(const Job& job, const v1::WorkResult& r) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records a validated result (no persistence) and advances the job.
+  // Records a validated, durable result.
   void ApplyResult(Job& job, const v1::WorkResult& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves ESTIMATING → SOLVING once the prefix rule is met.
-  void AdvanceEstimation(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker's failure report for a unit under its lease.
+  void ApplyFailure(Job& job, const v1::WorkResult& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(Job& job, v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropUnitsOf(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int ExpireLeasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int StartDriversLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Drive(std::string job_id);  // a driver thread's body
   void SeeWorker(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Group commit: writes every queued result in one store transaction with mu_ released, then
-  // settles each one (FinishCommit). Called by a reporting thread when no commit is running.
   void CommitQueued() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishCommit(PendingCommit& c, const absl::Status& stored)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -196,8 +219,12 @@ class Coordinator {
   std::vector<Job*> order_ ABSL_GUARDED_BY(mu_);  // submission order
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, std::unique_ptr<LeaseRec>> leases_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> expired_leases_ ABSL_GUARDED_BY(mu_);
-  int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1;
+  std::set<std::string> expired_leases_ ABSL_GUARDED_BY(mu_);  // bounded: oldest evicted
+  std::vector<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // → job id
+  size_t next_job_rr_ ABSL_GUARDED_BY(mu_) = 0;  // AcquireLease's round robin
+  std::map<std::string, std::thread> drivers_ ABSL_GUARDED_BY(mu_);  // by job id
+  std::vector<std::thread> finished_drivers_ ABSL_GUARDED_BY(mu_);   // to join
   std::map<std::string, absl::Time> workers_seen_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stop_background_ ABSL_GUARDED_BY(mu_) = false;

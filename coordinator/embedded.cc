@@ -8,7 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "coordinator/coordinator.h"
-#include "worker/service/worker_client.h"
+#include "coordinator/in_process_worker_client.h"
 #include "worker/service/worker_loop.h"
 
 namespace impq::coordinator {
@@ -68,13 +68,22 @@ absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
   co.lease_duration = absl::Seconds(30);
   co.max_units_per_lease = options.capacity;
   ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Open(co));
-  ASSIGN_OR_RETURN(v1::JobStatus status, coordinator->SubmitJob(spec));
-  // The background thread solves jobs in SOLVING (outside the coordinator's mutex) and would
-  // expire the leases of a stalled worker; 5 ms keeps the solve hand-off prompt.
-  coordinator->StartBackground(absl::Milliseconds(5));
+  // A job's paths are absolute (no data root here): resolve them against the cwd.
+  v1::JobSpec absolute = spec;
+  for (std::string* p : {absolute.mutable_model_path(), absolute.mutable_tokenizer_path(),
+                         absolute.mutable_calibration_text_path(),
+                         absolute.mutable_evaluation_text_path()}) {
+    if (p->empty()) continue;
+    std::error_code ec;
+    const std::filesystem::path a = std::filesystem::absolute(*p, ec);
+    if (!ec) *p = a.lexically_normal().string();
+  }
+  ASSIGN_OR_RETURN(v1::JobStatus status, coordinator->SubmitJob(absolute));
+  // The background thread expires the leases of a stalled worker.
+  coordinator->StartBackground(absl::Milliseconds(50));
 
   FirstError errors;
-  worker_service::InProcessWorkerClient client(*coordinator, co.lease_duration);
+  InProcessWorkerClient client(*coordinator, co.lease_duration);
   std::vector<std::unique_ptr<worker_service::UnitExecutor>> executors;
   std::vector<std::unique_ptr<worker_service::WorkerLoop>> loops;
   for (int w = 0; w < options.workers; ++w) {
@@ -122,54 +131,11 @@ absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
                                             view.status.error()));
   }
   EmbeddedResult out;
+  out.pipeline = coordinator->PipelineResult(view.status.job_id());
   out.status = std::move(view.status);
   out.spec = std::move(view.spec);
   out.result = std::move(view.result);
   return out;
-}
-
-absl::StatusOr<v1::JobSpec> SpecFromJobOptions(const engine::JobOptions& o) {
-  if (o.mode != eval::EvalMode::kDocument) {
-    return absl::InvalidArgumentError(
-        "job options: mode must be document for a coordinator job (workers split texts into "
-        "documents)");
-  }
-  if (o.estimator != "covariance") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "job options: estimator = '", o.estimator,
-        "'; a coordinator job allocates with the covariance estimator only"));
-  }
-  // A job's paths are absolute (or relative to a data root): resolve against the cwd here.
-  auto abs = [](const std::string& p) -> std::string {
-    if (p.empty()) return p;
-    std::error_code ec;
-    const std::filesystem::path a = std::filesystem::absolute(p, ec);
-    return ec ? p : a.lexically_normal().string();
-  };
-  v1::JobSpec s;
-  s.set_name("impq run");
-  s.set_model_path(abs(o.model_path));
-  s.set_tokenizer_path(abs(o.tokenizer_path));
-  s.set_calibration_text_path(abs(o.calib_text_path));
-  s.set_evaluation_text_path(abs(o.heldout_text_path));
-  s.set_calibration_docs(o.calib_docs);
-  s.set_evaluation_docs(o.heldout_docs);
-  s.set_context(o.ctx);
-  s.set_backend(o.backend);
-  s.set_group_size(o.group_size);
-  s.set_players(quant::PlayerGranularityName(o.players));
-  s.set_permutations(o.permutations);
-  s.set_antithetic(o.antithetic);
-  s.set_seed(o.seed);
-  for (double b : o.average_bits) s.add_average_bits(b);
-  if (o.widths != std::vector<int>{2, 4}) {  // {2, 4}: the field stays empty, as before
-    for (int w : o.widths) s.add_widths(w);
-  }
-  s.set_se_threshold(o.se_threshold);
-  // min_permutations stays 0: the default (4 antithetic, else 2) is RunJob's SPQE setting.
-  s.set_alpha(o.alpha);
-  s.set_use_alpha(true);
-  return s;
 }
 
 }  // namespace impq::coordinator

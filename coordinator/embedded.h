@@ -1,21 +1,9 @@
-// Embedded mode: one job run to completion in this process by the very same coordinator core
-// (coordinator.h) and worker loop (worker/service/worker_loop.h) as the cluster, the RPCs
-// replaced by the in-process WorkerClient. The service integration tests use it as the
-// reference the multi-process runs must match byte for byte; embedded_spqe.h builds on it to
-// run engine::RunJob's SPQE through the coordinator (with RunJob's own evaluator as the
-// worker's engine).
-//
-// What RunEmbedded computes is the coordinator's JobResult: SPQE (IMPQ §3.2) walks 0..m-1 of
-// SeededPermutationSampler(n, seed, antithetic), the covariance interaction objective with
-// shrinkage Alpha(spec) (IMPQ §3.3), the exact allocation per budget and, with an evaluation
-// text, the measured loss of each allocation. Against engine::RunJob on the same settings
-// (SpecFromJobOptions): φ, SE(φ), m, the stop reason, v(∅), v(N), the "impq" allocations (bits,
-// bytes, objective) and their held-out NLL are bit-identical (embedded_test checks it), with
-// one documented exception: without antithetic sampling and with se_threshold > 0, RunJob
-// checks the stopping rule only at even m (SPQE batches of 2 walks) while the coordinator
-// checks every m >= min_permutations, so the coordinator may stop one walk earlier.
-// RunJob's extras (baselines, surrogate and budget-aware estimators, the per-budget choice,
-// fp32 perplexity) are not part of a coordinator job.
+// Embedded mode — what `impq run` is: one job run to completion in this process by the very
+// same coordinator core (coordinator.h: the job pipeline of worker/engine/job.h, driven over
+// work units) and worker loops (worker/service/worker_loop.h) as the cluster, the RPCs
+// replaced by the in-process WorkerClient. Its result is the cluster's for the same spec,
+// field for field (the timings and prefix-reuse counters aside, which depend on where units
+// ran): the service tests compare impq-coordinator + impq-worker processes against it.
 #ifndef IMPQ_COORDINATOR_EMBEDDED_H_
 #define IMPQ_COORDINATOR_EMBEDDED_H_
 
@@ -50,7 +38,8 @@ struct EmbeddedOptions {
 struct EmbeddedResult {
   v1::JobStatus status;  // DONE
   v1::JobSpec spec;      // as normalized by the coordinator
-  v1::JobResult result;
+  v1::JobResult result;  // its document is engine::JobResultToJson(*pipeline)
+  std::shared_ptr<const engine::JobResult> pipeline;  // the pipeline's full result
 };
 
 // Submits `spec` to a fresh in-process coordinator, runs `options.workers` worker loops until
@@ -60,12 +49,6 @@ struct EmbeddedResult {
 // job's error when it FAILED (e.g. the solver). Blocks the calling thread.
 absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
                                            const EmbeddedOptions& options);
-
-// The coordinator JobSpec for `impq run`'s options. InvalidArgument naming the field for the
-// options a coordinator job cannot express: mode other than kDocument, estimator other than
-// "covariance". The fields a job does not carry (baselines' settings, random_draws, ridge,
-// local_*) are ignored; threads belong to EmbeddedOptions.threads_per_worker.
-absl::StatusOr<v1::JobSpec> SpecFromJobOptions(const engine::JobOptions& options);
 
 }  // namespace impq::coordinator
 

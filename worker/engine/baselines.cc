@@ -167,8 +167,8 @@ std::vector<double> ZScoreScores(const model::Model& model,
   return scores;
 }
 
-absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(LocalEvaluator& evaluator) {
-  const solver::WidthLadder& ladder = evaluator.ladder();
+absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(solver::CoalitionEvaluator& evaluator,
+                                                  const solver::WidthLadder& ladder) {
   const int n = ladder.num_players(), m = ladder.num_widths();
   std::vector<int> choice(static_cast<size_t>(n), m - 1);
   std::vector<solver::Coalition> batch = {ladder.CoalitionOfChoice(choice)};

@@ -74,8 +74,9 @@ struct IsolatedDelta {
   int64_t evaluations = 0;     // n·(m−1) + 1
 };
 // Evaluates the empty coalition and every player alone at every narrower width of the
-// evaluator's ladder (the singletons with widths {2, 4}), in one batch.
-absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(LocalEvaluator& evaluator);
+// ladder (the singletons with widths {2, 4}), in one batch; `evaluator` plays its game.
+absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(solver::CoalitionEvaluator& evaluator,
+                                                  const solver::WidthLadder& ladder);
 
 }  // namespace impq::engine
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -26,6 +27,7 @@
 #include "worker/engine/baselines.h"
 #include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
+#include "worker/engine/local_game.h"
 #include "worker/engine/method_title.h"
 #include "worker/engine/sequence_evaluator.h"
 #include "worker/forward/llama_forward.h"
@@ -89,24 +91,98 @@ double JobWorkPlan::SecondsLeft(const std::string& phase, int64_t done, int64_t 
 
 namespace {
 
-// Held-out measurements, memoised by assignment (uniform all-2-bit appears at every budget).
-class HeldoutMeter {
+// The game's calibration losses as a CoalitionEvaluator (SPQE, isolated Δ).
+class CalibrationEvaluator : public solver::CoalitionEvaluator {
  public:
-  HeldoutMeter(const quant::QuantizedModel& qm, LocalEvaluator& ev) : qm_(qm), ev_(ev) {}
-  absl::StatusOr<double> Nll(const std::vector<int>& bits) {
-    if (auto it = memo_.find(bits); it != memo_.end()) return it->second;
-    ASSIGN_OR_RETURN(forward::WeightSet w, qm_.Apply(bits));
-    const double nll = ev_.NllOf(w);
-    memo_.emplace(bits, nll);
-    return nll;
+  explicit CalibrationEvaluator(Game& game) : game_(game) {}
+  absl::StatusOr<std::vector<double>> Evaluate(
+      std::span<const solver::Coalition> coalitions) override {
+    ASSIGN_OR_RETURN(std::vector<double> losses, game_.CalibrationLosses(coalitions));
+    if (losses.size() != coalitions.size()) {
+      return absl::InternalError("job: the game answered a calibration batch with a wrong count");
+    }
+    for (size_t k = 0; k < losses.size(); ++k) {
+      if (!std::isfinite(losses[k])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "job: calibration loss of coalition ", solver::CoalitionToString(coalitions[k]),
+            " is not finite (", losses[k], "): the model's weights or quantization fail"));
+      }
+    }
+    evaluated_ += static_cast<int64_t>(coalitions.size());
+    return losses;
   }
-  int64_t distinct() const { return static_cast<int64_t>(memo_.size()); }
+  int64_t evaluated() const { return evaluated_; }
 
  private:
-  const quant::QuantizedModel& qm_;
-  LocalEvaluator& ev_;
-  std::map<std::vector<int>, double> memo_;
+  Game& game_;
+  int64_t evaluated_ = 0;
 };
+
+// The per-budget choice's losses (SequenceEvaluator's arithmetic on the game's per-sequence
+// sums): v(q) and paired comparisons, every coalition's sums remembered.
+class ChoiceMeter : public solver::CoalitionEvaluator {
+ public:
+  ChoiceMeter(Game& game, std::vector<int64_t> tokens) : game_(game), tokens_(std::move(tokens)) {
+    for (int64_t t : tokens_) total_ += t;
+  }
+  absl::StatusOr<std::vector<double>> Evaluate(
+      std::span<const solver::Coalition> coalitions) override {
+    std::vector<solver::Coalition> fresh;
+    for (const solver::Coalition& q : coalitions) {
+      if (sums_.contains(q) || std::find(fresh.begin(), fresh.end(), q) != fresh.end()) continue;
+      fresh.push_back(q);
+    }
+    if (!fresh.empty()) {
+      ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums, game_.SelectionSums(fresh));
+      for (size_t k = 0; k < fresh.size(); ++k) {
+        if (sums[k].size() != tokens_.size()) {
+          return absl::InternalError(absl::StrCat("job: ", sums[k].size(),
+                                                  " sequence sums for a choice set of ",
+                                                  tokens_.size(), " sequences"));
+        }
+        sums_.emplace(fresh[k], std::move(sums[k]));
+      }
+    }
+    std::vector<double> out;
+    for (const solver::Coalition& q : coalitions) out.push_back(MeanOfSums(sums_.at(q), total_));
+    return out;
+  }
+  const std::vector<double>* SequenceSums(const solver::Coalition& q) const {
+    auto it = sums_.find(q);
+    return it == sums_.end() ? nullptr : &it->second;
+  }
+  PairedDifference Compare(const solver::Coalition& a, const solver::Coalition& b) const {
+    return PairedCompare(sums_.at(a), sums_.at(b), tokens_, total_);
+  }
+  int64_t evaluations() const { return static_cast<int64_t>(sums_.size()); }
+
+ private:
+  Game& game_;
+  const std::vector<int64_t> tokens_;
+  int64_t total_ = 0;
+  std::map<solver::Coalition, std::vector<double>> sums_;
+};
+
+// Bytes of an assignment from the prepared facts: bytes2/bytes4 and width_bytes.
+absl::StatusOr<int64_t> AssignmentBytes(const GameFacts& f, const std::vector<int>& widths,
+                                        const std::vector<int>& bits) {
+  const size_t m = widths.size();
+  int64_t total = 0;
+  for (size_t i = 0; i < bits.size(); ++i) {
+    if (bits[i] == 2) {
+      total += f.bytes2[i];
+    } else if (bits[i] == 4) {
+      total += f.bytes4[i];
+    } else {
+      const auto w = std::find(widths.begin(), widths.end(), bits[i]);
+      if (w == widths.end()) {
+        return absl::InternalError(absl::StrCat("job: player ", i, " at ", bits[i], " bits"));
+      }
+      total += f.width_bytes[i * m + static_cast<size_t>(w - widths.begin())];
+    }
+  }
+  return total;
+}
 
 }  // namespace
 
@@ -203,15 +279,13 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
 
 namespace {
 
-// RunJob and RunJobOnInputs: loads the inputs unless `given` (then they are LoadJobInputs(o)'s).
-absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given) {
+absl::StatusOr<JobResult> RunPipelineImpl(const JobOptions& o, Game& game) {
   RETURN_IF_ERROR(ValidateJobOptions(o));
   const auto job_start = Clock::now();
   JobResult r;
   r.options = o;
   r.options.progress = nullptr;
-  r.options.spqe_runner = nullptr;
-  LocalEvaluator* calib_eval_ptr = nullptr;  // for progress reports
+  CalibrationEvaluator calib_eval(game);
   JobWorkPlan plan_of_work;                  // set once the sets are loaded
   auto report = [&](const std::string& phase, int64_t done, int64_t total,
                     Clock::time_point phase_start) {
@@ -220,7 +294,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     p.phase = phase;
     p.done = done;
     p.total = total;
-    p.evaluations = calib_eval_ptr != nullptr ? calib_eval_ptr->stats().coalitions : 0;
+    p.evaluations = calib_eval.evaluated();
     p.phase_seconds = Since(phase_start);
     p.eta_seconds = done > 0 && total > done ? p.phase_seconds / done * (total - done) : 0;
     p.elapsed_seconds = Since(job_start);
@@ -228,21 +302,33 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     o.progress(p);
   };
 
-  // Load and quantize.
-  std::unique_ptr<JobInputs> loaded;
-  if (given == nullptr) {
-    ASSIGN_OR_RETURN(loaded, LoadJobInputs(o, report));
+  // Prepare: load, quantize, the sets, the per-player scores that need the model.
+  auto t0 = Clock::now();
+  report("prepare", 0, 1, t0);
+  ASSIGN_OR_RETURN(const GameFacts facts, game.Prepare());
+  report("prepare", 1, 1, t0);
+  const int n = static_cast<int>(facts.player_names.size());
+  const size_t nw = o.widths.size();
+  if (n < 1 || facts.bytes2.size() != static_cast<size_t>(n) ||
+      facts.bytes4.size() != static_cast<size_t>(n) ||
+      facts.width_bytes.size() != static_cast<size_t>(n) * nw ||
+      facts.lim.size() != static_cast<size_t>(n) || facts.zscore.size() != static_cast<size_t>(n) ||
+      facts.actnorm.size() != static_cast<size_t>(n) ||
+      facts.select_sequence_tokens.size() != static_cast<size_t>(facts.select_sequences)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job: the prepared game is inconsistent (", n, " players, ", facts.bytes2.size(), "/",
+        facts.bytes4.size(), " byte counts, ", facts.width_bytes.size(), " width bytes for ", nw,
+        " widths, ", facts.select_sequence_tokens.size(), " token counts for ",
+        facts.select_sequences, " choice sequences)"));
   }
-  const JobInputs* in = given != nullptr ? given : loaded.get();
-  const model::Model& model = in->loaded.model;
-  const forward::LlamaForward& fwd = *in->forward;
-  const eval::EvalSet& calib = in->calib;
-  const eval::EvalSet& select = in->select;
-  const eval::EvalSet& heldout = in->heldout;
-  const quant::QuantizedModel* qm = in->qmodel.get();
-  const solver::PlayerBytes& bytes = in->bytes;
-  const std::vector<int64_t>& budgets = in->budgets;
-  const int n = qm->num_players();
+  solver::PlayerBytes bytes;
+  bytes.bytes2 = facts.bytes2;
+  bytes.bytes4 = facts.bytes4;
+  std::vector<int64_t> budgets;
+  for (double b : o.average_bits) {
+    ASSIGN_OR_RETURN(int64_t budget, solver::BudgetForAverageBits(bytes, b));
+    budgets.push_back(budget);
+  }
   // The game: players with widths {2, 4}; with more widths the ladder's steps
   // (solver/width_ladder.h), whose bytes and budgets are the savings below the narrowest.
   ASSIGN_OR_RETURN(const solver::WidthLadder ladder, solver::WidthLadder::Create(n, o.widths));
@@ -250,7 +336,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   // IMPQ's own game ({2, 4}) runs the binary code it always ran (bit for bit); any other set,
   // two widths included, the ladder's.
   const bool classic = o.widths == std::vector<int>{2, 4};
-  const std::vector<int64_t>& width_bytes = in->width_bytes;
+  const std::vector<int64_t>& width_bytes = facts.width_bytes;
   const solver::PlayerBytes game_bytes = classic ? bytes : ladder.StepBytes(width_bytes);
   std::vector<int64_t> game_budgets = budgets;
   if (!classic) {
@@ -265,47 +351,38 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
       game_budgets[b] = budgets[b] - narrowest;
     }
   }
-  r.model_config = model.config.ToString();
-  r.select_on_calibration = in->select_on_calibration;
-  r.calib_sequences = static_cast<int64_t>(calib.sequences.size());
-  r.calib_tokens = calib.scored_tokens;
-  r.select_sequences = static_cast<int64_t>(select.sequences.size());
-  r.select_tokens = select.scored_tokens;
-  r.heldout_sequences = static_cast<int64_t>(heldout.sequences.size());
-  r.heldout_tokens = heldout.scored_tokens;
-  for (int i = 0; i < n; ++i) r.player_names.push_back(qm->players()[i].name);
+  r.model_config = facts.model_config;
+  r.model_fingerprint = facts.fingerprint;
+  r.model_linear_weights = facts.linear_weights;
+  r.select_on_calibration = facts.select_on_calibration;
+  r.calib_sequences = facts.calib_sequences;
+  r.calib_tokens = facts.calib_tokens;
+  r.select_sequences = facts.select_sequences;
+  r.select_tokens = facts.select_tokens;
+  r.heldout_sequences = facts.heldout_sequences;
+  r.heldout_tokens = facts.heldout_tokens;
+  r.player_names = facts.player_names;
   r.bytes2 = bytes.bytes2;
   r.bytes4 = bytes.bytes4;
   for (int i = 0; i < n; ++i) r.all2_bytes += bytes.bytes2[i], r.all4_bytes += bytes.bytes4[i];
   r.width_bytes = width_bytes;
-  r.load_seconds = in->load_seconds;
-  r.quantize_seconds = in->quantize_seconds;
-  plan_of_work = JobWorkPlan(o, ns, calib.processed_tokens, heldout.processed_tokens);
+  r.load_seconds = facts.load_seconds;
+  r.quantize_seconds = facts.quantize_seconds;
+  plan_of_work = JobWorkPlan(o, ns, facts.calib_processed_tokens, facts.heldout_processed_tokens);
 
-  auto t0 = Clock::now();
-  // Baselines' scores (isolated Δ costs n·(m−1) + 1 game evaluations).
+  // Baselines' scores (isolated Δ costs n·(m−1) + 1 game evaluations; LIM, Z-score and act.
+  // norm came with the facts).
   t0 = Clock::now();
-  LocalEvaluatorOptions eo;
-  eo.threads = o.threads;
-  eo.max_cache_bytes = o.max_cache_bytes;
-  eo.widths = o.widths;
-  ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> calib_eval,
-                   LocalEvaluator::Create(*qm, fwd, calib, eo));
-  calib_eval_ptr = calib_eval.get();
-  report("baselines", 0, 2, t0);
-  ASSIGN_OR_RETURN(IsolatedDelta iso, IsolatedDeltaScores(*calib_eval));
+  report("baselines", 0, 1, t0);
+  ASSIGN_OR_RETURN(IsolatedDelta iso, IsolatedDeltaScores(calib_eval, ladder));
   r.isolated_delta = iso.scores;
   r.isolated_evaluations = iso.evaluations;
   r.calib_loss_all4 = iso.base_loss;
-  report("baselines", 1, 2, t0);
-  ASSIGN_OR_RETURN(ActivationStatistics act,
-                   CollectActivationStatistics(fwd, forward::WeightSet::FromModel(model), calib,
-                                               o.threads));
-  r.lim = LimScores(act, qm->players());
-  r.actnorm = ActivationNormScores(act, qm->players());
-  r.zscore = ZScoreScores(model, qm->players());
+  r.lim = facts.lim;
+  r.actnorm = facts.actnorm;
+  r.zscore = facts.zscore;
   r.baselines_seconds = Since(t0);
-  report("baselines", 2, 2, t0);
+  report("baselines", 1, 1, t0);
 
   // SPQE (IMPQ §3.2).
   t0 = Clock::now();
@@ -317,7 +394,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   so.antithetic = o.antithetic;
   so.seed = o.seed;
   so.se_threshold = o.se_threshold;
-  so.min_permutations = o.antithetic ? 4 : 2;
+  so.min_permutations = o.min_permutations > 0 ? o.min_permutations : (o.antithetic ? 4 : 2);
   so.permutations_per_batch = 2;
   so.progress_callback = [&](const solver::SpqeProgress& p) {
     report("spqe", p.permutations_done, o.permutations, t0);
@@ -380,21 +457,7 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     };
   }
   report("spqe", 0, o.permutations, t0);
-  solver::SpqeResult spqe;
-  if (o.spqe_runner) {
-    SpqeRunContext run;
-    run.evaluator = calib_eval.get();
-    run.options = so;
-    run.model_config = r.model_config;
-    run.player_names = r.player_names;
-    run.bytes2 = r.bytes2;
-    run.bytes4 = r.bytes4;
-    run.widths = o.widths;
-    run.width_bytes = width_bytes;
-    ASSIGN_OR_RETURN(spqe, o.spqe_runner(run));
-  } else {
-    ASSIGN_OR_RETURN(spqe, solver::RunSpqe(*calib_eval, so));
-  }
+  ASSIGN_OR_RETURN(const solver::SpqeResult spqe, solver::RunSpqe(calib_eval, so));
   r.phi = spqe.estimate.phi;
   r.phi_se = spqe.estimate.standard_error;
   r.permutations_done = spqe.estimate.num_permutations;
@@ -566,9 +629,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   // in the order given; what one leaves of its share goes to the next.
   t0 = Clock::now();
   report("select", 0, num_budgets, t0);
-  ASSIGN_OR_RETURN(std::unique_ptr<SequenceEvaluator> choice_eval,
-                   SequenceEvaluator::Create(*qm, fwd, select, o.threads, o.max_cache_bytes,
-                                             o.widths));
+  ChoiceMeter choice_meter(game, facts.select_sequence_tokens);
+  ChoiceMeter* const choice_eval = &choice_meter;
   const int64_t allowance = static_cast<int64_t>(
       std::floor(o.extra_evaluation_fraction * static_cast<double>(r.coalitions_evaluated)));
   std::vector<solver::Observation> choice_obs;  // every coalition measured by choice_eval
@@ -665,10 +727,8 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
         incumbent = simplest = best;
         continue;
       }
-      ASSIGN_OR_RETURN(PairedDifference d,
-                       choice_eval->Compare(plan[b][best].q, plan[b][simplest].q));
-      ASSIGN_OR_RETURN(PairedDifference di,
-                       choice_eval->Compare(plan[b][best].q, plan[b][incumbent].q));
+      const PairedDifference d = choice_eval->Compare(plan[b][best].q, plan[b][simplest].q);
+      const PairedDifference di = choice_eval->Compare(plan[b][best].q, plan[b][incumbent].q);
       if (di.mean < -o.choice_z * di.standard_error) {
         incumbent = best;
         chosen_vs_simpler[b] = d;
@@ -692,13 +752,6 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   // as any order could make it, and the evaluator's prefix cache restarts there (exact: the
   // losses are those of full evaluations). The loop below then reads the memo.
   t0 = Clock::now();
-  LocalEvaluatorOptions ho;
-  ho.threads = o.threads;
-  ho.max_cache_bytes = o.max_cache_bytes;
-  ho.widths = o.widths;
-  ASSIGN_OR_RETURN(std::unique_ptr<LocalEvaluator> heldout_eval,
-                   LocalEvaluator::Create(*qm, fwd, heldout, ho));
-  HeldoutMeter meter(*qm, *heldout_eval);
   std::vector<std::vector<int>> assignments = {std::vector<int>(n, 4), std::vector<int>(n, 2)};
   for (const auto& p : plan) {
     for (const Planned& x : p) {
@@ -708,21 +761,18 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
   }
   std::sort(assignments.begin(), assignments.end());
   assignments.erase(std::unique(assignments.begin(), assignments.end()), assignments.end());
-  const int64_t total_units = 1 + static_cast<int64_t>(assignments.size());
-  int64_t units = 0;
-  report("measure", 0, total_units, t0);
-  r.heldout_ppl_fp32 = std::exp(heldout_eval->NllOf(forward::WeightSet::FromModel(model)));
-  report("measure", ++units, total_units, t0);
-  for (const std::vector<int>& bits : assignments) {
-    RETURN_IF_ERROR(meter.Nll(bits).status());
-    report("measure", ++units, total_units, t0);
+  report("measure", 0, 1, t0);
+  ASSIGN_OR_RETURN(const std::vector<double> heldout_nll, game.HeldoutNll(assignments));
+  if (heldout_nll.size() != assignments.size()) {
+    return absl::InternalError("job: the game answered the held-out batch with a wrong count");
   }
-  {
-    ASSIGN_OR_RETURN(double nll4, meter.Nll(std::vector<int>(n, 4)));
-    r.heldout_ppl_all4 = std::exp(nll4);
-    ASSIGN_OR_RETURN(double nll2, meter.Nll(std::vector<int>(n, 2)));
-    r.heldout_ppl_all2 = std::exp(nll2);
-  }
+  std::map<std::vector<int>, double> measured;
+  for (size_t k = 0; k < assignments.size(); ++k) measured[assignments[k]] = heldout_nll[k];
+  auto nll_of = [&](const std::vector<int>& bits) { return measured.at(bits); };
+  report("measure", 1, 1, t0);
+  r.heldout_ppl_fp32 = std::exp(facts.heldout_nll_fp32);
+  r.heldout_ppl_all4 = std::exp(nll_of(std::vector<int>(n, 4)));
+  r.heldout_ppl_all2 = std::exp(nll_of(std::vector<int>(n, 2)));
   for (size_t b = 0; b < budgets.size(); ++b) {
     BudgetResult br;
     br.average_bits = o.average_bits[b];
@@ -736,10 +786,10 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
       MeasuredAllocation m;
       m.method = p.method;
       ASSIGN_OR_RETURN(m.bits, ladder.BitsOf(p.q));
-      ASSIGN_OR_RETURN(m.memory_bytes, qm->AssignmentBytes(m.bits));
+      ASSIGN_OR_RETURN(m.memory_bytes, AssignmentBytes(facts, o.widths, m.bits));
       m.average_bits = 2.0 + 2.0 * static_cast<double>(m.memory_bytes - r.all2_bytes) /
                                  static_cast<double>(r.all4_bytes - r.all2_bytes);
-      ASSIGN_OR_RETURN(m.heldout_nll, meter.Nll(m.bits));  // measured above: the memo
+      m.heldout_nll = nll_of(m.bits);
       m.heldout_ppl = std::exp(m.heldout_nll);
       if (p.solved != nullptr) {
         m.objective = p.solved->objective;
@@ -790,14 +840,17 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
     }
     r.budgets.push_back(std::move(br));
   }
-  r.heldout_evaluations = meter.distinct() + 1;  // + fp32
+  r.heldout_evaluations = static_cast<int64_t>(assignments.size()) + 1;  // + fp32
   r.measure_seconds = Since(t0);
 
-  const LocalEvaluatorStats& st = calib_eval->stats();
-  r.calib_evaluations = st.coalitions + r.selection_evaluations;
+  const GameCounters st = game.Counters();
+  r.calib_evaluations = calib_eval.evaluated() + r.selection_evaluations;
   r.block_evals_done = st.block_evals_done;
   r.block_evals_full = st.block_evals_full;
-  r.prefix_saved_fraction = st.SavedFraction();
+  r.prefix_saved_fraction =
+      st.block_evals_full > 0 ? 1.0 - static_cast<double>(st.block_evals_done) /
+                                          static_cast<double>(st.block_evals_full)
+                              : 0.0;
   r.prefix_cache_bytes = st.cache_bytes;
   r.total_seconds = Since(job_start);
   return r;
@@ -805,10 +858,20 @@ absl::StatusOr<JobResult> RunJobImpl(const JobOptions& o, const JobInputs* given
 
 }  // namespace
 
-absl::StatusOr<JobResult> RunJob(const JobOptions& o) { return RunJobImpl(o, nullptr); }
+absl::StatusOr<JobResult> RunPipeline(const JobOptions& o, Game& game) {
+  return RunPipelineImpl(o, game);
+}
+
+absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
+  RETURN_IF_ERROR(ValidateJobOptions(o));
+  LocalGame game(o);
+  return RunPipelineImpl(o, game);
+}
 
 absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs) {
-  return RunJobImpl(o, &inputs);
+  RETURN_IF_ERROR(ValidateJobOptions(o));
+  LocalGame game(o, &inputs);
+  return RunPipelineImpl(o, game);
 }
 
 namespace {
@@ -881,10 +944,25 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   for (int i = 0; i < n; ++i) {
     players.push_back({{"name", r.player_names[i]}, {"bytes2", r.bytes2[i]}, {"bytes4", r.bytes4[i]}});
   }
+  // The model's identity (`impq export` refuses another model): absolute paths as the job
+  // ran them, the weights' fingerprint.
+  auto absolute = [](const std::string& p) {
+    if (p.empty()) return p;
+    std::error_code ec;
+    const std::filesystem::path a = std::filesystem::absolute(p, ec);
+    return ec ? p : a.lexically_normal().string();
+  };
   j["model"] = {{"config", r.model_config},
                 {"players", players},
                 {"all2_bytes", r.all2_bytes},
-                {"all4_bytes", r.all4_bytes}};
+                {"all4_bytes", r.all4_bytes},
+                {"identity",
+                 {{"absolute_path", absolute(o.model_path)},
+                  {"absolute_tokenizer", absolute(o.tokenizer_path)},
+                  {"absolute_calibration_text", absolute(o.calib_text_path)},
+                  {"config", r.model_config},
+                  {"fingerprint", r.model_fingerprint},
+                  {"linear_weights", r.model_linear_weights}}}};
   j["data"] = {{"calibration", {{"sequences", r.calib_sequences}, {"scored_tokens", r.calib_tokens}}},
                {"selection",
                 {{"sequences", r.select_sequences},
@@ -968,17 +1046,18 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
                {"isolated_evaluations", r.isolated_evaluations},
                {"heldout_evaluations", r.heldout_evaluations},
                {"selection_evaluations", r.selection_evaluations},
-               {"selection_ratio", r.selection_ratio},
-               {"block_evals_done", r.block_evals_done},
-               {"block_evals_full", r.block_evals_full},
-               {"prefix_saved_fraction", r.prefix_saved_fraction},
-               {"prefix_cache_bytes", r.prefix_cache_bytes}};
+               {"selection_ratio", r.selection_ratio}};
   if (include_timings) {
     j["timings"] = {{"load_s", r.load_seconds},         {"quantize_s", r.quantize_seconds},
                     {"baselines_s", r.baselines_seconds}, {"spqe_s", r.spqe_seconds},
                     {"solve_s", r.solve_seconds},       {"select_s", r.select_seconds},
                     {"measure_s", r.measure_seconds},
-                    {"total_s", r.total_seconds},       {"threads", o.threads}};
+                    {"total_s", r.total_seconds},       {"threads", o.threads},
+                    // Prefix reuse: costs that depend on which worker evaluated what.
+                    {"block_evals_done", r.block_evals_done},
+                    {"block_evals_full", r.block_evals_full},
+                    {"prefix_saved_fraction", r.prefix_saved_fraction},
+                    {"prefix_cache_bytes", r.prefix_cache_bytes}};
   }
   return j.dump(2) + "\n";
 }

@@ -1,5 +1,6 @@
-// The whole IMPQ job on one machine, as a library function, so that `impq run`, the tests and
-// (later) the distributed coordinator run the same code:
+// The whole IMPQ job as one pipeline (RunPipeline below), run by the coordinator across
+// workers — `impq run` is the coordinator embedded with in-process workers — and by RunJob in
+// this process, on a game (game.h) that answers its evaluations:
 //
 //   load model + tokenizer → calibration set (first calib_docs documents of the calibration
 //   text) and held-out set (first heldout_docs documents of another text) → quantize every
@@ -44,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "solver/coalition_evaluator.h"
 #include "solver/spqe.h"
+#include "worker/engine/game.h"
 #include "worker/eval/eval_set.h"
 #include "worker/quant/quantized_model.h"
 
@@ -63,23 +65,6 @@ struct JobProgress {
                               // JobWorkPlan's rate so far times its work left
 };
 
-// What RunJob hands a JobOptions::spqe_runner: the calibration evaluator (prefix reuse) and
-// the SPQE options it would give solver::RunSpqe, plus what a worker reports about the model.
-struct SpqeRunContext {
-  solver::CoalitionEvaluator* evaluator = nullptr;  // valid during the call
-  solver::SpqeOptions options;
-  std::string model_config;
-  std::vector<std::string> player_names;
-  std::vector<int64_t> bytes2, bytes4;  // per player
-  // The game's widths (JobOptions::widths) and each player's bytes at them ([i·m + w]). With
-  // more than two widths the players of options (and of the evaluator's coalitions) are the
-  // ladder's steps and options.sampler is a solver::LadderPermutationSampler.
-  std::vector<int> widths;
-  std::vector<int64_t> width_bytes;
-};
-// Must return what solver::RunSpqe(*context.evaluator, context.options) would.
-using SpqeRunner = std::function<absl::StatusOr<solver::SpqeResult>(const SpqeRunContext&)>;
-
 struct JobOptions {
   std::string model_path;         // llama2.c .bin
   std::string tokenizer_path;     // empty: the model's own (GGUF vocab, tokenizer.model/.json)
@@ -98,7 +83,7 @@ struct JobOptions {
   // bits 8.70 vs 8.17; HQQ 2.5 bits 75.7 vs 79.0): 50 other stories are as far from the
   // held-out text as the calibration set is, and the search's prior comes from the latter.
   int64_t select_docs = 0;
-  int64_t heldout_docs = 0;       // first N documents of the held-out text; 0 = all
+  int64_t heldout_docs = 500;     // first N documents of the held-out text; 0 = all
   eval::EvalMode mode = eval::EvalMode::kDocument;  // of both sets
   int64_t ctx = 512;              // tokens per sequence (<= the model's seq_len)
 
@@ -115,7 +100,11 @@ struct JobOptions {
   std::string backend = "rtn";    // rtn | hqq | gptq
   int group_size = 64;
 
-  int64_t permutations = 24;      // SPQE walks M (even when antithetic)
+  // SPQE walks M (even when antithetic). 12, not more: by bench/job_bench --configs (README,
+  // "The main job, phase by phase"), 24 walks chose the same allocations at 2.25, 2.5 and
+  // 3.0 bits and a worse one at 3.5 bits (held-out 8.368 vs 8.171) at twice the cost.
+  int64_t permutations = 12;
+  int64_t min_permutations = 0;   // SE rule's first admissible m; 0 = 4 (antithetic) or 2
   bool antithetic = true;
   uint64_t seed = 0;
   double se_threshold = 0;        // stop SPQE early when max SE(φ) < this (0: never)
@@ -156,9 +145,6 @@ struct JobOptions {
   int threads = 1;
   int64_t max_cache_bytes = int64_t{1} << 30;  // prefix cache of the calibration evaluator
   std::function<void(const JobProgress&)> progress;  // optional
-  // Optional: runs SPQE instead of solver::RunSpqe in this process — `impq run` passes the
-  // cluster's coordinator code (coordinator/embedded_spqe.h).
-  SpqeRunner spqe_runner;
 };
 
 // The whole job's time left, for progress reports: each phase's work estimated up front in
@@ -236,6 +222,8 @@ struct BudgetResult {
 struct JobResult {
   JobOptions options;                       // as run (progress callback dropped in JSON)
   std::string model_config;                 // ModelConfig::ToString()
+  std::string model_fingerprint;            // model::WeightsFingerprint
+  int64_t model_linear_weights = 0;
   std::vector<std::string> player_names;
   std::vector<int64_t> bytes2, bytes4;      // per player
   int64_t all2_bytes = 0, all4_bytes = 0;
@@ -279,7 +267,8 @@ struct JobResult {
   int64_t selection_evaluations = 0;  // calibration evaluations of the per-budget choice
   std::vector<int64_t> search_evaluations, search_moves;  // of which the search's, per budget
   double selection_ratio = 0;         // selection_evaluations / SPQE's coalitions_evaluated
-  // The isolated-Δ and SPQE evaluator's block work (the choice's SequenceEvaluator is apart).
+  // The isolated-Δ and SPQE evaluator's block work (the choice's SequenceEvaluator is apart):
+  // costs that depend on which worker evaluated what, so JSON writes them with the timings.
   int64_t block_evals_done = 0, block_evals_full = 0;
   double prefix_saved_fraction = 0;
   int64_t prefix_cache_bytes = 0;
@@ -289,8 +278,16 @@ struct JobResult {
          solve_seconds = 0, select_seconds = 0, measure_seconds = 0, total_seconds = 0;
 };
 
-// Runs the job. Errors: invalid options (ValidateJobOptions), unreadable files, model/backend
-// errors, and budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
+// The job pipeline, the one orchestrator of a job wherever it runs: its phases (prepare →
+// baselines → spqe → solve → select → measure, see the file comment) on `game`, which
+// answers every evaluation (game.h). The coordinator runs it with a game whose evaluations
+// are leased work units (coordinator/unit_game.h; `impq run` is that coordinator embedded);
+// RunJob runs it on a LocalGame. REQUIRES: ValidateJobOptions(options) is OK. Errors: the
+// game's, and budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
+absl::StatusOr<JobResult> RunPipeline(const JobOptions& options, Game& game);
+
+// RunPipeline on a LocalGame of `options` (this process). Errors: invalid options
+// (ValidateJobOptions), unreadable files, model/backend errors, and RunPipeline's.
 absl::StatusOr<JobResult> RunJob(const JobOptions& options);
 
 // The result as JSON (2-space indented). Without timings, the text is deterministic.

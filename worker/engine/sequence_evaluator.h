@@ -39,6 +39,15 @@ struct PairedDifference {
   double standard_error = 0;  // of `mean`, from the per-sequence differences (0 if < 2 seqs)
 };
 
+// v(q) from a coalition's per-sequence NLL sums: Σ_s sums[s] / total_tokens, added in
+// sequence order (the one formula the job's choice and SequenceEvaluator use).
+double MeanOfSums(std::span<const double> sums, int64_t total_tokens);
+// v(a) − v(b) from per-sequence sums with its standard error (the linearised ratio estimator
+// over sequences: SE = sqrt(S/(S−1) · Σ_s (D_s − t_s·mean)²) / Σ_s t_s, D_s the difference of
+// the sums). REQUIRES: a, b and tokens of equal length; total_tokens = Σ tokens > 0.
+PairedDifference PairedCompare(std::span<const double> a, std::span<const double> b,
+                               std::span<const int64_t> tokens, int64_t total_tokens);
+
 class SequenceEvaluator : public solver::CoalitionEvaluator {
  public:
   // REQUIRES: `qmodel` and `forward` (built on qmodel.model()) outlive the evaluator; `set` is

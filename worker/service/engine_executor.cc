@@ -3,20 +3,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
-#include "common/file_util.h"
 #include "common/status.h"
-#include "common/thread_pool.h"
-#include "coordinator/job_spec.h"
-#include "solver/permutation_sampler.h"
-#include "solver/spqe.h"
 #include "solver/width_ladder.h"
-#include "worker/engine/job_inputs.h"
-#include "worker/engine/local_evaluator.h"
-#include "worker/eval/eval_set.h"
-#include "worker/forward/llama_forward.h"
-#include "worker/model/loader.h"
-#include "worker/quant/quantized_model.h"
-#include "worker/quant/quantizer.h"
+#include "worker/engine/local_game.h"
+#include "worker/engine/spec_options.h"
 #include "worker/service/unit_executor.h"
 #ifdef IMPQ_WORKER_WITH_GPU
 #include "worker/gpu/gpu_evaluator.h"
@@ -26,24 +16,42 @@
 namespace impq::worker_service {
 namespace {
 
-// Everything derived from the model and the quantization settings.
-struct Loaded {
-  std::string key;
-  model::LoadedModel model;
-  std::unique_ptr<forward::LlamaForward> forward;
-  std::unique_ptr<quant::QuantizedModel> qmodel;
-  v1::ModelInfo info;
-};
+// Parses a unit's coalition strings ('0'/'1', one per step of the game).
+absl::StatusOr<std::vector<solver::Coalition>> Coalitions(const v1::WorkUnit& unit) {
+  std::vector<solver::Coalition> out;
+  for (int k = 0; k < unit.coalitions_size(); ++k) {
+    const std::string& s = unit.coalitions(k);
+    solver::Coalition q;
+    for (char c : s) {
+      if (c != '0' && c != '1') {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unit.coalitions[", k, "]: character '", std::string(1, c),
+                         "'; expected 0 or 1"));
+      }
+      q.push_back(c == '1' ? 1 : 0);
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
+}
 
-// An evaluation set with its evaluator (prefix cache included).
-struct Dataset {
-  std::string key;
-  eval::EvalSet set;
-  std::unique_ptr<solver::CoalitionEvaluator> evaluator;
-#ifdef IMPQ_WORKER_WITH_GPU
-  gpu::GpuEvaluator* gpu = nullptr;  // = evaluator when it runs on the GPU
-#endif
-};
+// Parses a unit's assignment strings (one bit-width digit per player).
+absl::StatusOr<std::vector<std::vector<int>>> Assignments(const v1::WorkUnit& unit) {
+  std::vector<std::vector<int>> out;
+  for (int k = 0; k < unit.assignments_size(); ++k) {
+    std::vector<int> bits;
+    for (char c : unit.assignments(k)) {
+      if (c != '2' && c != '3' && c != '4' && c != '8') {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unit.assignments[", k, "]: character '", std::string(1, c),
+                         "'; expected a bit-width of 2, 3, 4 or 8"));
+      }
+      bits.push_back(c - '0');
+    }
+    out.push_back(std::move(bits));
+  }
+  return out;
+}
 
 class EngineExecutor : public UnitExecutor {
  public:
@@ -54,180 +62,129 @@ class EngineExecutor : public UnitExecutor {
   absl::StatusOr<v1::WorkResult> Execute(const v1::WorkUnit& unit) override {
     if (!health_.ok()) return health_;
     const auto t0 = std::chrono::steady_clock::now();
-    const v1::JobSpec& spec = unit.spec();
-    RETURN_IF_ERROR(Load(spec));
-    const bool calib = unit.dataset() != v1::DATASET_EVALUATION;
-    ASSIGN_OR_RETURN(Dataset * ds,
-                     Data(calib ? spec.calibration_text_path() : spec.evaluation_text_path(),
-                          calib ? spec.calibration_docs() : spec.evaluation_docs(), spec, calib));
-    const int n = loaded_->qmodel->num_players();
-    // The game's players: n with widths {2, 4}, else the n·(m−1) steps of the job's ladder.
-    ASSIGN_OR_RETURN(const solver::WidthLadder ladder, coordinator::JobLadder(spec, n));
-    const int players = ladder.num_steps();
+    RETURN_IF_ERROR(Load(unit.spec()));
+    const engine::GameCounters before = game_->Counters();
     v1::WorkResult r;
     r.set_job_id(unit.job_id());
     r.set_unit_index(unit.unit_index());
     r.set_attempt(unit.attempt());
-    *r.mutable_model() = loaded_->info;
-    std::vector<solver::Coalition> coalitions;
-    if (unit.kind() == v1::UNIT_KIND_WALK) {
-      solver::Permutation perm(unit.permutation().begin(), unit.permutation().end());
-      if (perm.empty()) {
-        ASSIGN_OR_RETURN(perm,
-                         coordinator::JobWalkPermutation(spec, n, unit.permutation_index()));
+    switch (unit.kind()) {
+      case v1::UNIT_KIND_PREPARE: {
+        ASSIGN_OR_RETURN(engine::GameFacts f, game_->Prepare());
+        v1::GameFacts& out = *r.mutable_facts();
+        out.set_model_config(f.model_config);
+        out.set_fingerprint(f.fingerprint);
+        out.set_linear_weights(f.linear_weights);
+        for (const std::string& name : f.player_names) out.add_player_names(name);
+        for (int64_t b : f.bytes2) out.add_bytes2(b);
+        for (int64_t b : f.bytes4) out.add_bytes4(b);
+        for (int64_t b : f.width_bytes) out.add_width_bytes(b);
+        out.set_calib_sequences(f.calib_sequences);
+        out.set_calib_tokens(f.calib_tokens);
+        out.set_calib_processed_tokens(f.calib_processed_tokens);
+        out.set_select_sequences(f.select_sequences);
+        out.set_select_tokens(f.select_tokens);
+        out.set_select_on_calibration(f.select_on_calibration);
+        for (int64_t t : f.select_sequence_tokens) out.add_select_sequence_tokens(t);
+        out.set_heldout_sequences(f.heldout_sequences);
+        out.set_heldout_tokens(f.heldout_tokens);
+        out.set_heldout_processed_tokens(f.heldout_processed_tokens);
+        for (double x : f.lim) out.add_lim(x);
+        for (double x : f.zscore) out.add_zscore(x);
+        for (double x : f.actnorm) out.add_actnorm(x);
+        out.set_heldout_nll_fp32(f.heldout_nll_fp32);
+        out.set_load_seconds(f.load_seconds);
+        out.set_quantize_seconds(f.quantize_seconds);
+        break;
       }
-      RETURN_IF_ERROR(solver::ValidatePermutation(perm, players));
-      for (int p : perm) r.add_permutation(p);
-      coalitions = solver::WalkCoalitions(perm);
-    } else {
-      for (const std::string& s : unit.coalitions()) {
-        solver::Coalition q;
-        for (char c : s) q.push_back(c == '1' ? 1 : 0);
-        RETURN_IF_ERROR(ladder.ValidateClosed(q));  // any 0/1 string of n with {2, 4}
-        coalitions.push_back(std::move(q));
-      }
-    }
-    absl::StatusOr<std::vector<double>> losses = ds->evaluator->Evaluate(coalitions);
-    if (!losses.ok()) {
+      case v1::UNIT_KIND_BATCH: {
+        if (unit.dataset() != v1::DATASET_CALIBRATION) {
+          return absl::InvalidArgumentError("unit: BATCH units evaluate the calibration set");
+        }
+        ASSIGN_OR_RETURN(std::vector<solver::Coalition> qs, Coalitions(unit));
+        absl::StatusOr<std::vector<double>> losses = game_->CalibrationLosses(qs);
+        if (!losses.ok()) {
 #ifdef IMPQ_WORKER_WITH_GPU
-      if (ds->gpu != nullptr && ds->gpu->device_failed()) DeviceFailed(losses.status());
+          if (gpu_ != nullptr && gpu_->device_failed()) DeviceFailed(losses.status());
 #endif
-      return losses.status();
+          return losses.status();
+        }
+        for (double l : *losses) r.add_losses(l);
+        break;
+      }
+      case v1::UNIT_KIND_SEQUENCES: {
+        ASSIGN_OR_RETURN(std::vector<solver::Coalition> qs, Coalitions(unit));
+        ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums, game_->SelectionSums(qs));
+        for (const std::vector<double>& s : sums) {
+          v1::SequenceSums* out = r.add_sequence_sums();
+          for (double x : s) out->add_sums(x);
+        }
+        break;
+      }
+      case v1::UNIT_KIND_ASSIGNMENTS: {
+        ASSIGN_OR_RETURN(std::vector<std::vector<int>> bits, Assignments(unit));
+        ASSIGN_OR_RETURN(std::vector<double> nll, game_->HeldoutNll(bits));
+        for (double l : nll) r.add_losses(l);
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("unit.kind ", v1::UnitKind_Name(unit.kind()), " is not served"));
     }
-    for (double l : *losses) r.add_losses(l);
+    const engine::GameCounters after = game_->Counters();
+    r.set_block_evals_done(after.block_evals_done - before.block_evals_done);
+    r.set_block_evals_full(after.block_evals_full - before.block_evals_full);
     r.set_evaluation_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return r;
   }
 
  private:
+  // The job's game, prepared once per game (engine::GameKey) and kept for the next units.
   absl::Status Load(const v1::JobSpec& spec) {
-    const std::string key = absl::StrCat(spec.model_path(), "\n", spec.tokenizer_path(), "\n",
-                                         spec.backend(), "\n", spec.group_size(), "\n",
-                                         spec.players(), "\n", spec.calibration_text_path(), "\n",
-                                         spec.calibration_docs(), "\n", spec.context(), "\n",
-                                         absl::StrJoin(coordinator::JobWidths(spec), ","));
-    if (loaded_ != nullptr && loaded_->key == key) return absl::OkStatus();
-    calib_.reset();
-    eval_.reset();
-    loaded_.reset();
-    auto l = std::make_unique<Loaded>();
-    l->key = key;
-    ASSIGN_OR_RETURN(l->model, model::LoadModelAndTokenizer(spec.model_path(), spec.tokenizer_path()));
-    l->forward = std::make_unique<forward::LlamaForward>(l->model.model);
-    ASSIGN_OR_RETURN(quant::PlayerGranularity g, quant::ParsePlayerGranularity(spec.players()));
-    ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> q, quant::MakeQuantizer(spec.backend()));
-    quant::QuantConfig cfg;
-    cfg.group_size = spec.group_size();
-    std::unique_ptr<quant::CalibrationSet> qcalib;
-    loaded_ = std::move(l);
-    if (spec.backend() == "gptq") {
-      // GPTQ calibrates on the job's calibration set.
-      ASSIGN_OR_RETURN(Dataset * ds, Data(spec.calibration_text_path(), spec.calibration_docs(),
-                                          spec, /*calib=*/true, /*with_evaluator=*/false));
-      ASSIGN_OR_RETURN(quant::CalibrationSet cs,
-                       quant::CollectCalibration(*loaded_->forward, ds->set, threads_));
-      qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
-      calib_.reset();
-    }
-    // The job's widths, and 2 and 4 bits always (ModelInfo.bytes2/bytes4, the budgets), as
-    // impq run prepares them.
-    ThreadPool pool(threads_);
-    absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> qm = quant::QuantizedModel::Build(
-        loaded_->model.model, *q, cfg, g, qcalib.get(), &pool,
-        engine::PreparedWidths(coordinator::JobWidths(spec)));
-    if (!qm.ok()) {
-      loaded_.reset();
-      return qm.status();
-    }
-    loaded_->qmodel = *std::move(qm);
-    v1::ModelInfo& info = loaded_->info;
-    info.set_num_players(loaded_->qmodel->num_players());
-    for (int i = 0; i < loaded_->qmodel->num_players(); ++i) {
-      info.add_player_names(loaded_->qmodel->players()[i].name);
-      info.add_bytes2(loaded_->qmodel->PlayerBytes(i, 2));
-      info.add_bytes4(loaded_->qmodel->PlayerBytes(i, 4));
-    }
-    if (!coordinator::BinaryWidths(spec)) {
-      for (int i = 0; i < loaded_->qmodel->num_players(); ++i) {
-        for (int b : coordinator::JobWidths(spec)) {
-          info.add_width_bytes(loaded_->qmodel->PlayerBytes(i, b));
-        }
-      }
-    }
-    info.set_model_config(loaded_->model.model.config.ToString());
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<Dataset*> Data(const std::string& path, int64_t docs, const v1::JobSpec& spec,
-                                bool calib, bool with_evaluator = true) {
-    std::unique_ptr<Dataset>& slot = calib ? calib_ : eval_;
-    // The evaluator's game depends on the widths (its coalitions are steps of their ladder).
-    const std::vector<int> widths = coordinator::JobWidths(spec);
-    const std::string key = absl::StrCat(path, "\n", docs, "\n", spec.context(), "\n",
-                                         absl::StrJoin(widths, ","));
-    if (slot != nullptr && slot->key == key && (slot->evaluator != nullptr || !with_evaluator)) {
-      return slot.get();
-    }
-    if (path.empty()) return absl::InvalidArgumentError("unit needs spec.evaluation_text_path");
-    auto d = std::make_unique<Dataset>();
-    d->key = key;
-    ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-    const int64_t max_ctx = loaded_->model.model.config.seq_len;
-    ASSIGN_OR_RETURN(d->set, eval::BuildEvalSet(*loaded_->model.tokenizer, text,
-                                                eval::EvalMode::kDocument,
-                                                std::min<int64_t>(spec.context(), max_ctx),
-                                                max_ctx, path));
-    // The first `docs` documents, as worker/engine/job.cc takes them.
-    if (docs > 0 && static_cast<size_t>(docs) < d->set.sequences.size()) {
-      d->set.sequences.resize(static_cast<size_t>(docs));
-    }
-    d->set.scored_tokens = d->set.processed_tokens = 0;
-    for (const auto& s : d->set.sequences) {
-      d->set.scored_tokens += s.scored();
-      d->set.processed_tokens += static_cast<int64_t>(s.tokens.size());
-    }
-    if (with_evaluator) {
-      const int64_t cache_bytes = calib ? int64_t{1} << 30 : 0;
+    const std::string key = engine::GameKey(spec);
+    if (game_ != nullptr && key_ == key) return absl::OkStatus();
+    game_.reset();
 #ifdef IMPQ_WORKER_WITH_GPU
-      if (runtime_ != nullptr && !coordinator::BinaryWidths(spec)) {
-        // The CUDA kernels are 2/4-bit: a width-set job runs on this node's CPU, as a model
-        // that does not fit the device does — slower, but every worker serves every job (a
-        // GPU-only fleet would otherwise never finish it).
-        IMPQ_LOG(WARNING) << "GPU evaluator: widths [" << absl::StrJoin(widths, ",")
-                          << "] of " << path
-                          << " run on the CPU (the CUDA kernels are 2- and 4-bit)";
-      } else if (runtime_ != nullptr) {
+    gpu_ = nullptr;
+#endif
+    ASSIGN_OR_RETURN(engine::JobOptions o, engine::JobOptionsFromSpec(spec));
+    RETURN_IF_ERROR(engine::ValidateJobOptions(o));
+    o.threads = threads_;
+    engine::EvaluatorFactory factory;
+#ifdef IMPQ_WORKER_WITH_GPU
+    if (runtime_ != nullptr && o.widths != std::vector<int>{2, 4}) {
+      // The CUDA kernels are 2/4-bit: a width-set job runs on this node's CPU, as a model
+      // that does not fit the device does — slower, but every worker serves every job (a
+      // GPU-only fleet would otherwise never finish it).
+      IMPQ_LOG(WARNING) << "GPU evaluator: widths [" << absl::StrJoin(o.widths, ",")
+                        << "] run on the CPU (the CUDA kernels are 2- and 4-bit)";
+    } else if (runtime_ != nullptr) {
+      factory = [this](const quant::QuantizedModel& qm, const eval::EvalSet& set,
+                       int64_t cache_bytes)
+          -> absl::StatusOr<std::unique_ptr<solver::CoalitionEvaluator>> {
         gpu::GpuEvaluatorOptions go;
         go.max_cache_bytes = cache_bytes;
         absl::StatusOr<std::unique_ptr<gpu::GpuEvaluator>> g =
-            gpu::GpuEvaluator::Create(runtime_.get(), 0, *loaded_->qmodel, d->set, go);
+            gpu::GpuEvaluator::Create(runtime_.get(), 0, qm, set, go);
         if (g.ok()) {
-          d->gpu = g->get();
-          d->evaluator = *std::move(g);
-        } else if (g.status().code() == absl::StatusCode::kInternal) {
+          gpu_ = g->get();
+          return std::unique_ptr<solver::CoalitionEvaluator>(*std::move(g));
+        }
+        if (g.status().code() == absl::StatusCode::kInternal) {
           DeviceFailed(g.status());  // a CUDA failure: the device is unusable
           return g.status();
-        } else if (g.status().code() == absl::StatusCode::kInvalidArgument) {
-          return g.status();  // the set does not fit the model: the CPU would refuse it too
-        } else {
-          // Out of device memory or no usable device: this model runs on the CPU.
-          IMPQ_LOG(WARNING) << "GPU evaluator unavailable for " << path << ", using the CPU: "
-                            << g.status();
         }
-      }
-#endif
-      if (d->evaluator == nullptr) {
-        engine::LocalEvaluatorOptions eo;
-        eo.threads = threads_;
-        eo.max_cache_bytes = cache_bytes;
-        eo.widths = widths;
-        ASSIGN_OR_RETURN(d->evaluator, engine::LocalEvaluator::Create(
-                                           *loaded_->qmodel, *loaded_->forward, d->set, eo));
-      }
+        if (g.status().code() == absl::StatusCode::kInvalidArgument) return g.status();
+        // Out of device memory or no usable device: this model runs on the CPU.
+        IMPQ_LOG(WARNING) << "GPU evaluator unavailable, using the CPU: " << g.status();
+        return std::unique_ptr<solver::CoalitionEvaluator>();
+      };
     }
-    slot = std::move(d);
-    return slot.get();
+#endif
+    game_ = std::make_unique<engine::LocalGame>(std::move(o), nullptr, std::move(factory));
+    key_ = key;
+    return absl::OkStatus();
   }
 
   // The GPU when asked for (kAuto, kGpu) and the plugin loads and sees a device, else the
@@ -282,9 +239,10 @@ class EngineExecutor : public UnitExecutor {
 #ifdef IMPQ_WORKER_WITH_GPU
   // Null: the CPU engine. Declared before the datasets, whose evaluators use it.
   std::unique_ptr<gpu::GpuRuntime> runtime_;
+  gpu::GpuEvaluator* gpu_ = nullptr;  // the calibration evaluator when it runs on the GPU
 #endif
-  std::unique_ptr<Loaded> loaded_;
-  std::unique_ptr<Dataset> calib_, eval_;  // REQUIRES: destroyed before loaded_ (see Load)
+  std::string key_;
+  std::unique_ptr<engine::LocalGame> game_;
 };
 
 }  // namespace

@@ -115,8 +115,20 @@ WorkerLoopStats WorkerLoop::Run() {
         ++st.errors;
         IMPQ_LOG(ERROR) << "unit " << lease->units[i].job_id() << "/"
                         << lease->units[i].unit_index() << ": " << result.status();
-        lease_alive = false;  // let the lease expire; another worker may succeed
-        idle();
+        if (!lease_alive) continue;
+        // Report the failure: the coordinator re-issues the unit (another worker may
+        // succeed) and fails the job after repeated failures, instead of waiting for the
+        // lease to expire again and again.
+        v1::WorkResult failed;
+        failed.set_job_id(lease->units[i].job_id());
+        failed.set_unit_index(lease->units[i].unit_index());
+        failed.set_attempt(lease->units[i].attempt());
+        failed.set_worker_id(options_.worker_id);
+        failed.set_error(result.status().ToString());
+        if (absl::StatusOr<v1::ReportOutcome> out = client_->ReportResult(lease->lease_id, failed);
+            !out.ok()) {
+          IMPQ_LOG(WARNING) << "ReportResult (failure): " << out.status();
+        }
         continue;
       }
       if (!lease_alive) continue;

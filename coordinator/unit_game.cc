@@ -1,0 +1,124 @@
+// UnitGame (unit_game.h).
+#include "coordinator/unit_game.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "coordinator/coordinator.h"
+
+namespace impq::coordinator {
+namespace {
+
+std::string CoalitionString(const solver::Coalition& q) {
+  std::string s;
+  s.reserve(q.size());
+  for (uint8_t x : q) s += x != 0 ? '1' : '0';
+  return s;
+}
+
+}  // namespace
+
+UnitGame::UnitGame(Coordinator* coordinator, std::string job_id, std::vector<int> widths,
+                   int batch_split)
+    : coordinator_(coordinator),
+      job_id_(std::move(job_id)),
+      widths_(std::move(widths)),
+      batch_split_(batch_split) {}
+
+absl::StatusOr<std::vector<v1::WorkResult>> UnitGame::Run(int kind, int dataset,
+                                                          std::vector<std::string> items) {
+  std::vector<UnitRequest> units;
+  const size_t n = items.size();
+  const size_t parts = std::min(n, static_cast<size_t>(batch_split_));
+  for (size_t p = 0, begin = 0; p < parts; ++p) {
+    const size_t end = begin + (n - begin) / (parts - p);  // near-equal consecutive chunks
+    UnitRequest u;
+    u.kind = static_cast<v1::UnitKind>(kind);
+    u.dataset = static_cast<v1::Dataset>(dataset);
+    for (size_t k = begin; k < end; ++k) {
+      (kind == v1::UNIT_KIND_ASSIGNMENTS ? u.assignments : u.coalitions).push_back(std::move(items[k]));
+    }
+    units.push_back(std::move(u));
+    begin = end;
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results, coordinator_->RunUnits(job_id_, std::move(units)));
+  for (const v1::WorkResult& r : results) {
+    counters_.block_evals_done += r.block_evals_done();
+    counters_.block_evals_full += r.block_evals_full();
+  }
+  return results;
+}
+
+absl::StatusOr<engine::GameFacts> UnitGame::Prepare() {
+  std::vector<UnitRequest> units(1);
+  units[0].kind = v1::UNIT_KIND_PREPARE;
+  units[0].dataset = v1::DATASET_CALIBRATION;
+  ASSIGN_OR_RETURN(std::vector<v1::WorkResult> r, coordinator_->RunUnits(job_id_, std::move(units)));
+  const v1::GameFacts& f = r[0].facts();
+  engine::GameFacts out;
+  out.model_config = f.model_config();
+  out.fingerprint = f.fingerprint();
+  out.linear_weights = f.linear_weights();
+  out.player_names.assign(f.player_names().begin(), f.player_names().end());
+  out.bytes2.assign(f.bytes2().begin(), f.bytes2().end());
+  out.bytes4.assign(f.bytes4().begin(), f.bytes4().end());
+  out.width_bytes.assign(f.width_bytes().begin(), f.width_bytes().end());
+  out.calib_sequences = f.calib_sequences();
+  out.calib_tokens = f.calib_tokens();
+  out.calib_processed_tokens = f.calib_processed_tokens();
+  out.select_sequences = f.select_sequences();
+  out.select_tokens = f.select_tokens();
+  out.select_on_calibration = f.select_on_calibration();
+  out.select_sequence_tokens.assign(f.select_sequence_tokens().begin(),
+                                    f.select_sequence_tokens().end());
+  out.heldout_sequences = f.heldout_sequences();
+  out.heldout_tokens = f.heldout_tokens();
+  out.heldout_processed_tokens = f.heldout_processed_tokens();
+  out.lim.assign(f.lim().begin(), f.lim().end());
+  out.zscore.assign(f.zscore().begin(), f.zscore().end());
+  out.actnorm.assign(f.actnorm().begin(), f.actnorm().end());
+  out.heldout_nll_fp32 = f.heldout_nll_fp32();
+  out.load_seconds = f.load_seconds();
+  out.quantize_seconds = f.quantize_seconds();
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> UnitGame::CalibrationLosses(
+    std::span<const solver::Coalition> coalitions) {
+  std::vector<std::string> items;
+  for (const solver::Coalition& q : coalitions) items.push_back(CoalitionString(q));
+  ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results,
+                   Run(v1::UNIT_KIND_BATCH, v1::DATASET_CALIBRATION, std::move(items)));
+  std::vector<double> out;
+  for (const v1::WorkResult& r : results) out.insert(out.end(), r.losses().begin(), r.losses().end());
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<double>>> UnitGame::SelectionSums(
+    std::span<const solver::Coalition> coalitions) {
+  std::vector<std::string> items;
+  for (const solver::Coalition& q : coalitions) items.push_back(CoalitionString(q));
+  ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results,
+                   Run(v1::UNIT_KIND_SEQUENCES, v1::DATASET_SELECTION, std::move(items)));
+  std::vector<std::vector<double>> out;
+  for (const v1::WorkResult& r : results) {
+    for (const v1::SequenceSums& s : r.sequence_sums()) out.emplace_back(s.sums().begin(), s.sums().end());
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> UnitGame::HeldoutNll(
+    std::span<const std::vector<int>> assignments) {
+  std::vector<std::string> items;
+  for (const std::vector<int>& bits : assignments) {
+    std::string s;
+    for (int b : bits) s += static_cast<char>('0' + b);
+    items.push_back(std::move(s));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results,
+                   Run(v1::UNIT_KIND_ASSIGNMENTS, v1::DATASET_EVALUATION, std::move(items)));
+  std::vector<double> out;
+  for (const v1::WorkResult& r : results) out.insert(out.end(), r.losses().begin(), r.losses().end());
+  return out;
+}
+
+}  // namespace impq::coordinator
