@@ -1,5 +1,7 @@
 #include "coordinator/job_spec.h"
 
+#include "worker/engine/spec_options.h"
+
 #include <cmath>
 #include <filesystem>
 
@@ -66,15 +68,9 @@ absl::Status ValidateWidths(const v1::JobSpec& s) {
 
 }  // namespace
 
-int64_t MinPermutations(const v1::JobSpec& spec) {
-  if (spec.min_permutations() > 0) return spec.min_permutations();
-  return spec.antithetic() ? 4 : 2;
-}
-
-double Alpha(const v1::JobSpec& spec) { return spec.use_alpha() ? spec.alpha() : 0.5; }
-
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLimits& limits) {
   v1::JobSpec s = in;
+  s.DiscardUnknownFields();  // a client cannot make the store hold what no one reads
   if (s.name().size() > 200) return Bad("name", absl::StrCat("is ", s.name().size(), " bytes; expected <= 200"));
   auto path = [&](const char* field, std::string* p, bool required) -> absl::Status {
     absl::StatusOr<std::string> r = ConfinePath(field, *p, limits, required);
@@ -86,91 +82,53 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
   if (!(st = path("model_path", s.mutable_model_path(), true)).ok()) return st;
   if (!(st = path("tokenizer_path", s.mutable_tokenizer_path(), false)).ok()) return st;
   if (!(st = path("calibration_text_path", s.mutable_calibration_text_path(), true)).ok()) return st;
-  if (!(st = path("evaluation_text_path", s.mutable_evaluation_text_path(), false)).ok()) return st;
-  if (s.calibration_docs() < 0) return Bad("calibration_docs", absl::StrCat(s.calibration_docs(), "; expected >= 0"));
-  if (s.evaluation_docs() < 0) return Bad("evaluation_docs", absl::StrCat(s.evaluation_docs(), "; expected >= 0"));
-  if (s.context() < 0) return Bad("context", absl::StrCat(s.context(), "; expected >= 0"));
-  if (s.context() == 0) s.set_context(512);
-  if (s.backend().empty()) s.set_backend("rtn");
-  if (s.backend() != "rtn" && s.backend() != "hqq" && s.backend() != "gptq") {
-    return Bad("backend", absl::StrCat("'", s.backend(), "'; expected rtn, hqq or gptq"));
-  }
-  if (s.group_size() < 0) return Bad("group_size", absl::StrCat(s.group_size(), "; expected >= 0"));
-  if (s.group_size() == 0) s.set_group_size(64);
-  if (s.players().empty()) s.set_players("block");
-  if (s.players() != "block" && s.players() != "module") {
-    return Bad("players", absl::StrCat("'", s.players(), "'; expected block or module"));
-  }
-  if (s.permutations() < 2 || s.permutations() > limits.max_permutations ||
-      (s.antithetic() && s.permutations() % 2 != 0)) {
+  if (!(st = path("evaluation_text_path", s.mutable_evaluation_text_path(), true)).ok()) return st;
+  // Bounds the client could make the coordinator hold or compute.
+  if (s.permutations() < 0 || s.permutations() > limits.max_permutations) {
     return Bad("permutations", absl::StrCat(s.permutations(), "; expected in [2, ",
-                                            limits.max_permutations, "]",
-                                            s.antithetic() ? " and even (antithetic)" : ""));
+                                            limits.max_permutations, "] (0 = the default)"));
   }
-  if (s.average_bits_size() == 0 || s.average_bits_size() > limits.max_budgets) {
+  if (s.average_bits_size() > limits.max_budgets) {
     return Bad("average_bits", absl::StrCat(s.average_bits_size(), " budgets; expected 1..",
-                                            limits.max_budgets));
+                                            limits.max_budgets, " (none = the default)"));
   }
-  for (int i = 0; i < s.average_bits_size(); ++i) {
-    const double b = s.average_bits(i);
-    if (!(b >= 2.0 && b <= 4.0)) {
-      return Bad(absl::StrCat("average_bits[", i, "]"), absl::StrCat(b, "; expected in [2, 4]"));
+  if (s.request_id().size() > 64) {
+    return Bad("request_id", absl::StrCat("is ", s.request_id().size(), " bytes; expected <= 64"));
+  }
+  for (int64_t v : {s.calibration_docs(), s.evaluation_docs(), s.select_docs(), s.context()}) {
+    if (v < 0 || v > (int64_t{1} << 24)) {
+      return Bad("calibration_docs/evaluation_docs/select_docs/context",
+                 absl::StrCat(v, "; expected in [0, 2^24]"));
     }
   }
-  if (!(s.se_threshold() >= 0) || !std::isfinite(s.se_threshold())) {
+  if (s.group_size() < 0) return Bad("group_size", absl::StrCat(s.group_size(), "; expected >= 0"));
+  if (s.se_threshold() < 0 || !std::isfinite(s.se_threshold())) {
     return Bad("se_threshold", absl::StrCat(s.se_threshold(), "; expected finite >= 0"));
-  }
-  if (s.min_permutations() < 0 || s.min_permutations() == 1 ||
-      s.min_permutations() > s.permutations() ||
-      (s.antithetic() && s.min_permutations() % 2 != 0)) {
-    return Bad("min_permutations", absl::StrCat(s.min_permutations(),
-                                                "; expected 0 (default) or in [2, permutations]",
-                                                s.antithetic() ? " and even" : ""));
   }
   if (s.use_alpha() && !(s.alpha() >= 0 && s.alpha() <= 1)) {
     return Bad("alpha", absl::StrCat(s.alpha(), "; expected in [0, 1]"));
   }
+  if (s.min_permutations() < 0 || s.min_permutations() == 1) {
+    return Bad("min_permutations", absl::StrCat(s.min_permutations(),
+                                                "; expected 0 (default) or >= 2"));
+  }
   RETURN_IF_ERROR(ValidateWidths(s));
-  return s;
-}
-
-std::vector<int> JobWidths(const v1::JobSpec& spec) {
-  if (spec.widths().empty()) return {2, 4};
-  return std::vector<int>(spec.widths().begin(), spec.widths().end());
-}
-
-bool BinaryWidths(const v1::JobSpec& spec) {
-  return spec.widths().empty() ||
-         (spec.widths_size() == 2 && spec.widths(0) == 2 && spec.widths(1) == 4);
-}
-
-absl::StatusOr<solver::WidthLadder> JobLadder(const v1::JobSpec& spec, int num_players) {
-  RETURN_IF_ERROR(ValidateWidths(spec));
-  if (num_players < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("width ladder over ", num_players, " players; expected >= 1"));
+  // One set of defaults: every unset field takes JobOptions' default (what `impq run` runs),
+  // and the normalized spec states every setting explicitly.
+  ASSIGN_OR_RETURN(engine::JobOptions o, engine::JobOptionsFromSpec(s));
+  if (absl::Status v = engine::ValidateJobOptions(o); !v.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: ", v.message()));
   }
-  return solver::WidthLadder::Create(num_players, JobWidths(spec));
-}
-
-int JobGamePlayers(const v1::JobSpec& spec, int num_players) {
-  if (BinaryWidths(spec)) return num_players;
-  return num_players * (spec.widths_size() - 1);
-}
-
-absl::StatusOr<solver::Permutation> JobWalkPermutation(const v1::JobSpec& spec, int num_players,
-                                                       int64_t k) {
-  if (BinaryWidths(spec)) {
-    if (num_players < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("walk over ", num_players, " players; expected >= 1"));
-    }
-    return solver::SeededPermutationSampler(num_players, spec.seed(), spec.antithetic())
-        .Get(static_cast<uint64_t>(k));
+  if (o.min_permutations > o.permutations ||
+      (o.antithetic && o.min_permutations % 2 != 0)) {
+    return Bad("min_permutations", absl::StrCat(o.min_permutations,
+                                                "; expected 0 (default) or in [2, permutations]",
+                                                o.antithetic ? " and even" : ""));
   }
-  ASSIGN_OR_RETURN(solver::WidthLadder ladder, JobLadder(spec, num_players));
-  return solver::LadderPermutationSampler(ladder, spec.seed(), spec.antithetic())
-      .Get(static_cast<uint64_t>(k));
+  v1::JobSpec out = engine::SpecFromJobOptions(o);
+  out.set_name(s.name());
+  out.set_request_id(s.request_id());
+  return out;
 }
 
 }  // namespace impq::coordinator

@@ -22,33 +22,12 @@ struct SpecLimits {
   int max_budgets = 64;
 };
 
-// Returns the spec with defaults filled in (see messages.proto) and paths made absolute, or
-// InvalidArgument naming the field, its value and what is expected (PermissionDenied for a
-// path outside the roots).
+// Returns the spec with every setting stated (unset fields take engine::JobOptions' defaults,
+// the ones `impq run` uses; engine/spec_options.h), unknown fields dropped and paths made
+// absolute, or InvalidArgument naming the field, its value and what is expected — the
+// pipeline's own checks (engine::ValidateJobOptions) included, so the service refuses what
+// the CLI refuses with the same words. PermissionDenied for a path outside the roots.
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec, const SpecLimits& limits);
-
-// Effective values of the defaulted fields of a normalized spec.
-int64_t MinPermutations(const v1::JobSpec& spec);
-double Alpha(const v1::JobSpec& spec);
-
-// Width sets (issue 14; messages.proto). The job's widths, ascending: spec.widths, or {2, 4}
-// when empty.
-std::vector<int> JobWidths(const v1::JobSpec& spec);
-// True when the job plays the binary 2-vs-4-bit game: widths empty or exactly {2, 4}. Then
-// players are steps, units and results are those of the binary game, bit for bit.
-bool BinaryWidths(const v1::JobSpec& spec);
-// The job's ladder over `num_players` players (binary widths: the m = 2 ladder {2, 4}).
-// InvalidArgument naming spec.widths when the widths are not valid (see NormalizeJobSpec) or
-// num_players < 1.
-absl::StatusOr<solver::WidthLadder> JobLadder(const v1::JobSpec& spec, int num_players);
-// Players of the job's game: num_players for binary widths, num_players·(m−1) steps
-// otherwise. REQUIRES: valid widths.
-int JobGamePlayers(const v1::JobSpec& spec, int num_players);
-// Walk k of the job over `num_players` model players: SeededPermutationSampler(num_players,
-// seed, antithetic).Get(k) for binary widths, else LadderPermutationSampler(JobLadder(...),
-// seed, antithetic).Get(k) (a permutation of the steps). Errors as JobLadder.
-absl::StatusOr<solver::Permutation> JobWalkPermutation(const v1::JobSpec& spec, int num_players,
-                                                       int64_t k);
 
 }  // namespace impq::coordinator
 

@@ -1,9 +1,11 @@
 // impqctl: the user's command line for an impq-coordinator.
 //   impqctl [--server H:P] [--token T | --token_file F] <command> [flags]
-//   submit  --model M --tokenizer T --calib C [--eval E] [--permutations 24] [--bits 2.5,3]
-//           [--widths 2,3,4,8]
+//   submit  [the job flags of `impq run`: --model M --tokenizer T --calib-text C
+//           --heldout-text H --players module --budgets 2.5,3 --widths 2,3,4,8 ...; same names,
+//           same defaults: cli/job_flags.h] [--name N] [--request-id ID]
 //           [--job_file spec.json (JobSpec as protobuf JSON; flags given override it)] [--watch]
-//   status --job ID     watch --job ID     result --job ID [--json]     cancel --job ID
+//   status --job ID     watch --job ID     result --job ID [--json: the result document, the
+//           very JSON `impq run --json` writes]     cancel --job ID
 //   list                health
 #include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cli/job_flags.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/grpc_tls.h"
@@ -103,12 +106,9 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
   }
   const impq::v1::JobResult& r = resp.result();
   if (json) {
-    std::string out;
-    google::protobuf::util::JsonPrintOptions o;
-    o.add_whitespace = true;
-    o.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(r, &out, o);
-    std::cout << out;
+    // The one result document (engine::JobResultToJson): `impq export` and `impq report`
+    // read it as they read `impq run --json`'s.
+    std::cout << r.document();
     return 0;
   }
   // With a width set (ModelInfo.width_bytes) v(∅) and v(N) are all-widest and all-narrowest.
@@ -189,33 +189,16 @@ int main(int argc, char** argv) {
   std::shared_ptr<grpc::Channel> channel = *std::move(channel_or);
   auto stub = ImpqService::NewStub(channel);
 
-  std::string job, job_file, model, tok, calib, evalp, backend, players, bits, widths, name;
-  int64_t perms = 0, seed = 0, calib_docs = 0, eval_docs = 0, context = 0, group = 0;
-  double se = 0;
-  bool antithetic = false, json = false, watch = false;
+  std::string job, job_file, name, request_id;
+  bool json = false, watch = false;
   impq::FlagSet f("impqctl " + cmd);
+  impq::cli::JobFlags job_flags;  // `impq run`'s flag table
   if (cmd == "submit") {
     f.String("job_file", &job_file, "JobSpec as protobuf JSON");
     f.String("name", &name, "job name");
-    f.String("model", &model, "model path");
-    f.String("tokenizer", &tok, "tokenizer path");
-    f.String("calib", &calib, "calibration text path");
-    f.String("eval", &evalp, "evaluation text path (optional)");
-    f.Int("calib_docs", &calib_docs, "first N calibration documents (0: all)");
-    f.Int("eval_docs", &eval_docs, "first N evaluation documents (0: all)");
-    f.Int("context", &context, "tokens per sequence");
-    f.String("backend", &backend, "rtn|hqq|gptq");
-    f.Int("group_size", &group, "quantization group size");
-    f.String("players", &players, "block|module");
-    f.Int("permutations", &perms, "SPQE walks");
-    f.Bool("antithetic", &antithetic, "antithetic pairs");
-    f.Int("seed", &seed, "seed");
-    f.String("bits", &bits, "comma-separated average bit-widths");
-    f.String("widths", &widths,
-             "comma-separated bit-widths a player may take, ascending, each of 2,3,4,8 "
-             "(JobSpec.widths; default 2,4): more than two make the game the width ladder's "
-             "steps and each allocation a multiple choice, e.g. 2,3,4,8");
-    f.Double("se_threshold", &se, "stop when max SE < this");
+    f.String("request-id", &request_id,
+             "idempotency key: a retried submit with the same id returns the first job");
+    job_flags.Register(f);
     f.Bool("watch", &watch, "watch the job after submitting");
   } else if (cmd == "status" || cmd == "watch" || cmd == "result" || cmd == "cancel") {
     f.String("job", &job, "job id", /*required=*/true);
@@ -248,41 +231,20 @@ int main(int argc, char** argv) {
       }
     }
     if (f.WasSet("name")) s.set_name(name);
-    if (f.WasSet("model")) s.set_model_path(model);
-    if (f.WasSet("tokenizer")) s.set_tokenizer_path(tok);
-    if (f.WasSet("calib")) s.set_calibration_text_path(calib);
-    if (f.WasSet("eval")) s.set_evaluation_text_path(evalp);
-    if (f.WasSet("calib_docs")) s.set_calibration_docs(calib_docs);
-    if (f.WasSet("eval_docs")) s.set_evaluation_docs(eval_docs);
-    if (f.WasSet("context")) s.set_context(context);
-    if (f.WasSet("backend")) s.set_backend(backend);
-    if (f.WasSet("group_size")) s.set_group_size(static_cast<int32_t>(group));
-    if (f.WasSet("players")) s.set_players(players);
-    if (f.WasSet("permutations")) s.set_permutations(perms);
-    if (f.WasSet("antithetic")) s.set_antithetic(antithetic);
-    if (f.WasSet("seed")) s.set_seed(static_cast<uint64_t>(seed));
-    if (f.WasSet("se_threshold")) s.set_se_threshold(se);
-    if (f.WasSet("bits")) {
-      s.clear_average_bits();
-      for (absl::string_view b : absl::StrSplit(bits, ',', absl::SkipEmpty())) {
-        double v = 0;
-        if (!absl::SimpleAtod(b, &v)) {
-          std::cerr << "impqctl: --bits: '" << b << "' is not a number\n";
-          return 2;
-        }
-        s.add_average_bits(v);
-      }
+    if (f.WasSet("request-id")) s.set_request_id(request_id);
+    if (absl::Status st = job_flags.ApplyTo(f, s); !st.ok()) {
+      std::cerr << "impqctl: " << st.message() << "\n";
+      return 2;
     }
-    if (f.WasSet("widths")) {
-      s.clear_widths();
-      for (absl::string_view w : absl::StrSplit(widths, ',', absl::SkipEmpty())) {
-        int v = 0;
-        if (!absl::SimpleAtoi(w, &v)) {
-          std::cerr << "impqctl: --widths: '" << w << "' is not an integer\n";
-          return 2;
-        }
-        s.add_widths(v);  // the coordinator validates the set (names the entry)
+    if (job_file.empty()) {
+      // Unset files take the defaults' names (relative: in the coordinator's data root).
+      const impq::v1::JobSpec d = impq::cli::JobFlags::DefaultSpec();
+      if (s.model_path().empty()) {
+        s.set_model_path(d.model_path());
+        if (!f.WasSet("tokenizer")) s.set_tokenizer_path(d.tokenizer_path());
       }
+      if (s.calibration_text_path().empty()) s.set_calibration_text_path(d.calibration_text_path());
+      if (s.evaluation_text_path().empty()) s.set_evaluation_text_path(d.evaluation_text_path());
     }
     grpc::ClientContext ctx;
     Prepare(ctx, g);

@@ -1,0 +1,43 @@
+// The one flag table of a job's settings: `impq run` and `impqctl submit` both register it,
+// so every setting has the same name, meaning and default in both. The flags fill a
+// v1::JobSpec — only the settings given on the command line; every other field stays unset
+// and takes engine::JobOptions' default wherever the spec becomes options
+// (worker/engine/spec_options.h: the one place defaults are applied). The defaults the help
+// text shows are DefaultSpec()'s, which job_flags_test checks equal JobOptions'.
+// Paths: `impq run` resolves bare file names in its --data directory; the coordinator resolves
+// relative paths against its first --data_root.
+#ifndef IMPQ_CLI_JOB_FLAGS_H_
+#define IMPQ_CLI_JOB_FLAGS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/flags.h"
+#include "impq/v1/messages.pb.h"
+
+namespace impq::cli {
+
+class JobFlags {
+ public:
+  JobFlags();
+  void Register(FlagSet& flags);
+  // The settings given on the command line (flags.WasSet) over `spec`, lists parsed;
+  // InvalidArgument naming the flag for a malformed list (the coordinator and
+  // engine::ValidateJobOptions check the values). --model without --tokenizer clears the
+  // tokenizer (the model's own).
+  absl::Status ApplyTo(const FlagSet& flags, v1::JobSpec& spec) const;
+  // Every setting at its default, the default model, tokenizer and texts as file names.
+  static v1::JobSpec DefaultSpec();
+
+ private:
+  std::string model_, tokenizer_, calib_text_, heldout_text_, mode_, players_, backend_,
+      estimator_, budgets_, widths_, search_model_;
+  int64_t calib_docs_, heldout_docs_, select_docs_, ctx_, group_size_, permutations_, seed_,
+      stable_batches_, random_draws_, search_batch_, search_max_changed_;
+  double se_threshold_, choice_z_, extra_fraction_;
+  bool antithetic_;
+};
+
+}  // namespace impq::cli
+
+#endif  // IMPQ_CLI_JOB_FLAGS_H_
