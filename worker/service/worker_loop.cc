@@ -115,6 +115,9 @@ WorkerLoopStats WorkerLoop::Run() {
         ++st.errors;
         IMPQ_LOG(ERROR) << "unit " << lease->units[i].job_id() << "/"
                         << lease->units[i].unit_index() << ": " << result.status();
+        // A device that stopped serving is this worker's fault, not the unit's: the lease
+        // expires and another worker takes the unit.
+        if (!executor_->Health().ok()) lease_alive = false;
         if (!lease_alive) continue;
         // Report the failure: the coordinator re-issues the unit (another worker may
         // succeed) and fails the job after repeated failures, instead of waiting for the
