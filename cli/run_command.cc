@@ -6,16 +6,14 @@
 // budget-aware window semivalue and local surrogate), allocate with the isolated baselines under
 // the same budgets, choose per budget the candidate with the lowest measured calibration loss
 // (issue 8), and measure every allocation's perplexity on held-out text. `--json FILE` output
-// is accepted by `impq quantize-eval --assign FILE --assign-budget B [--assign-method NAME]`. The pipeline itself is
-// engine::RunJob (worker/engine/job.h); this file is flags, progress and printing.
+// is accepted by `impq quantize-eval --assign FILE --assign-budget B [--assign-method NAME]`.
+// This file is flags, progress and printing.
 //
-// SPQE, the expensive part, runs through the cluster's coordinator code (the embedded mode,
-// coordinator/embedded_spqe.h): the walks are a coordinator job in this process, leased to an
-// in-process worker loop whose engine is RunJob's own calibration evaluator, and the
-// coordinator ends the estimation and aggregates it — the code impq-coordinator and
-// impq-worker run. The output is identical to estimating in-process (`--in-process`;
-// cli_test checks it). --stable-batches and --mode stream, which a coordinator job cannot
-// express, estimate in-process.
+// `impq run` is the service embedded: an in-process coordinator (coordinator/embedded.h) drives
+// the job pipeline (worker/engine/job.h), and an in-process worker loop executes its work
+// units — the code impq-coordinator and impq-worker run. `--in-process` runs the same pipeline
+// on this thread's game, without work units (same document; cli_test checks it). The job's
+// flags are cli/job_flags.h's, which `impqctl submit` shares.
 //
 // Defaults are chosen to finish in under 2 minutes on 2 cores (bench/job_bench; see README).
 #include <algorithm>
@@ -131,15 +129,9 @@ int RunCommand(const std::vector<std::string>& args) {
     eo.workers = 1;
     eo.threads_per_worker = o.threads;
     if (!quiet) {
-      eo.progress = [last = std::string()](const v1::JobStatus& st) mutable {
-        if (st.phase().empty() || st.phase() == "done") return;
-        // One line per unit of pipeline work (statuses also change per lease and report).
-        const std::string key = absl::StrCat(st.phase(), "/", st.phase_done(), "/", st.phase_total());
-        if (key == last) return;
-        last = key;
-        PrintProgress(st.phase(), st.phase_done(), st.phase_total(), st.evaluations_done(),
-                      st.phase_seconds(), st.phase_eta_seconds(), st.elapsed_seconds(),
-                      st.job_eta_seconds());
+      eo.pipeline_progress = [](const engine::JobProgress& p) {
+        PrintProgress(p.phase, p.done, p.total, p.evaluations, p.phase_seconds, p.eta_seconds,
+                      p.elapsed_seconds, p.job_eta_seconds);
       };
     }
     absl::StatusOr<coordinator::EmbeddedResult> er = coordinator::RunEmbedded(spec, eo);

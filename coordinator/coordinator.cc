@@ -73,7 +73,8 @@ namespace {
 // only for the very unit it answered).
 std::string Digest(const UnitRequest& u) {
   return absl::StrCat(static_cast<int>(u.kind), ":", static_cast<int>(u.dataset), ":",
-                      absl::StrJoin(u.coalitions, ","), ":", absl::StrJoin(u.assignments, ","));
+                      u.sequence_begin, "-", u.sequence_end, ":", absl::StrJoin(u.coalitions, ","),
+                      ":", absl::StrJoin(u.assignments, ","));
 }
 
 // Unguessable lease ids: 128 bits from the OS's random source.
@@ -84,8 +85,11 @@ std::string NewLeaseId() {
   return absl::StrFormat("L%016x%016x", a, b);
 }
 
-int64_t Evaluations(const v1::WorkResult& r) {
-  return r.losses_size() + r.sequence_sums_size();
+// Coalitions (or assignments) a unit evaluates; a coalition split over several SEQUENCES units
+// counts once, on the unit with the set's first sequence.
+int64_t Evaluations(const UnitRequest& u) {
+  if (u.kind == v1::UNIT_KIND_SEQUENCES && u.sequence_begin != 0) return 0;
+  return static_cast<int64_t>(u.coalitions.size() + u.assignments.size());
 }
 
 bool AllFinite(const google::protobuf::RepeatedField<double>& v) {
@@ -157,8 +161,7 @@ v1::JobStatus Coordinator::StatusOf(const Job& job) const {
   int64_t pending_evals = 0;
   for (const Unit& u : job.units) {
     if (u.state != Unit::State::kDone && u.state != Unit::State::kCancelled) {
-      pending_evals += static_cast<int64_t>(u.request.coalitions.size() +
-                                            u.request.assignments.size());
+      pending_evals += Evaluations(u.request);
     }
   }
   s.set_evaluations_total(job.evaluations_done + pending_evals);
@@ -332,6 +335,8 @@ absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_i
       w.set_dataset(u.request.dataset);
       for (const std::string& c : u.request.coalitions) w.add_coalitions(c);
       for (const std::string& a : u.request.assignments) w.add_assignments(a);
+      w.set_sequence_begin(u.request.sequence_begin);
+      w.set_sequence_end(u.request.sequence_end);
       grant.units.push_back(std::move(w));
     }
     Touch(*job);
@@ -436,10 +441,10 @@ absl::Status Coordinator::ValidateResult(const Job& job, const v1::WorkResult& r
       }
       for (int i = 0; i < r.sequence_sums_size(); ++i) {
         const auto& sums = r.sequence_sums(i).sums();
-        if (job.has_facts && sums.size() != job.facts.select_sequences()) {
+        if (sums.size() != q.sequence_end - q.sequence_begin) {
           return bad(absl::StrCat("result.sequence_sums[", i, "] has ", sums.size(),
-                                  " sums; the choice set has ", job.facts.select_sequences(),
-                                  " sequences"));
+                                  " sums; the unit covers sequences [", q.sequence_begin, ", ",
+                                  q.sequence_end, ")"));
         }
         if (!AllFinite(sums)) return bad(absl::StrCat("result.sequence_sums[", i, "] is not finite"));
       }
@@ -587,7 +592,8 @@ void Coordinator::FinishCommit(PendingCommit& c, const absl::Status& stored) {
   c.outcome = v1::REPORT_OUTCOME_ACCEPTED;
   CountReport(v1::REPORT_OUTCOME_ACCEPTED);
   if (options_.metrics != nullptr) {
-    options_.metrics->evaluations.Increment(static_cast<double>(Evaluations(c.result)));
+    options_.metrics->evaluations.Increment(
+        static_cast<double>(Evaluations(job.units[static_cast<size_t>(c.unit)].request)));
     options_.metrics->evaluation_seconds.Observe(c.result.evaluation_seconds());
   }
 }
@@ -613,7 +619,7 @@ void Coordinator::ApplyResult(Job& job, const v1::WorkResult& r) {
     job.has_facts = true;
     job.facts = r.facts();
   }
-  job.evaluations_done += Evaluations(r);
+  job.evaluations_done += Evaluations(u.request);
   ++job.units_done;
   Touch(job);
 }
@@ -757,7 +763,10 @@ void Coordinator::Drive(std::string job_id) {
   if (!options.ok()) {
     result = options.status();
   } else {
-    options->progress = [this, &job_id](const engine::JobProgress& p) { SetPhase(job_id, p); };
+    options->progress = [this, &job_id](const engine::JobProgress& p) {
+      SetPhase(job_id, p);
+      if (options_.on_progress) options_.on_progress(job_id, p);
+    };
     UnitGame game(this, job_id, options->widths, options_.batch_split);
     result = engine::RunPipeline(*options, game);
   }
@@ -887,7 +896,12 @@ absl::Status Coordinator::Restore(StoreContents contents) {
       request_ids_.emplace(job->rec.spec.request_id(), job->rec.id);
     }
     for (v1::WorkResult& r : results[job->rec.id]) {
-      job->evaluations_done += job->terminal() ? Evaluations(r) : 0;
+      // A finished job's units are not rebuilt: count its evaluations from the results.
+      // (Digest: "kind:dataset:begin-end:..."; a split SEQUENCES coalition counts once.)
+      if (job->terminal()) {
+        const bool first_part = r.unit_digest().find(":0-") != std::string::npos;
+        job->evaluations_done += r.losses_size() + (first_part ? r.sequence_sums_size() : 0);
+      }
       if (!job->terminal()) job->stored.emplace(r.unit_index(), std::move(r));
     }
     if (!job->terminal() && job->rec.state != v1::JOB_STATE_QUEUED) {

@@ -40,6 +40,7 @@
 #define IMPQ_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -73,6 +74,9 @@ struct CoordinatorOptions {
   // coalitions together (prefix reuse) while two workers share every batch.
   int batch_split = 2;
   int64_t max_jobs = 100000;              // jobs kept (queued + running + finished)
+  // Optional: every progress report of a job's pipeline, from its driver thread (the embedded
+  // `impq run` prints them).
+  std::function<void(const std::string& job_id, const engine::JobProgress&)> on_progress;
 };
 
 // What a lease grant, heartbeat or report looks like to the core (the RPC layer copies these
@@ -101,6 +105,7 @@ struct UnitRequest {
   v1::Dataset dataset = v1::DATASET_UNSPECIFIED;
   std::vector<std::string> coalitions;   // BATCH, SEQUENCES
   std::vector<std::string> assignments;  // ASSIGNMENTS
+  int64_t sequence_begin = 0, sequence_end = 0;  // SEQUENCES
 };
 
 class Coordinator {

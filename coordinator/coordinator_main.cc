@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
               metrics_listen = "127.0.0.1:9464", port_file;
   impq::TlsFiles tls;
   double lease_seconds = 30;
-  int64_t units_per_lease = 8;
+  int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
   impq::FlagSet flags("impq-coordinator");
   flags.String("listen", &listen, "gRPC address host:port (port 0: pick one)");
   flags.String("store", &store, "SQLite store file (created if missing)");
@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
   flags.String("tls_ca", &tls.ca, "PEM CA: also require client certificates signed by it (mTLS)");
   flags.Double("lease_seconds", &lease_seconds, "lease duration");
   flags.Int("units_per_lease", &units_per_lease, "max units per lease");
+  flags.Int("batch_split", &batch_split, "units each pipeline batch is split into");
+  flags.Int("max_unit_failures", &max_unit_failures,
+            "reported failures of one unit before its job fails");
+  flags.Int("max_running_jobs", &max_running_jobs, "job pipelines driven at once");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!token_file.empty()) {
     absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
@@ -82,6 +86,9 @@ int main(int argc, char** argv) {
   o.store_path = store;
   o.lease_duration = absl::Seconds(lease_seconds);
   o.max_units_per_lease = static_cast<int>(units_per_lease);
+  o.batch_split = static_cast<int>(batch_split);
+  o.max_unit_failures = static_cast<int>(max_unit_failures);
+  o.max_running_jobs = static_cast<int>(max_running_jobs);
   for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) o.limits.data_roots.emplace_back(r);
   o.metrics = metrics.get();
   auto coordinator = impq::coordinator::Coordinator::Open(o);

@@ -33,6 +33,9 @@ struct EmbeddedOptions {
   // Optional: called from the calling thread with every new status version (QUEUED first,
   // the terminal one last).
   std::function<void(const v1::JobStatus&)> progress;
+  // Optional: every progress report of the job's pipeline (engine::JobOptions::progress), from
+  // the coordinator's driver thread.
+  std::function<void(const engine::JobProgress&)> pipeline_progress;
 };
 
 struct EmbeddedResult {

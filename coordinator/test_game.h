@@ -56,10 +56,17 @@ class SyntheticGame : public engine::Game {
     return out;
   }
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
-      std::span<const solver::Coalition> coalitions) override {
+      std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) override {
+    if (begin < 0 || end > 3 || begin >= end) {
+      return absl::InvalidArgumentError(absl::StrCat("sequences [", begin, ", ", end, ")"));
+    }
     std::vector<std::vector<double>> out;
     for (const solver::Coalition& q : coalitions) {
-      out.push_back({10 * Value(q, 1), 20 * Value(q, 2), 30 * Value(q, 3)});
+      std::vector<double> sums;
+      for (int64_t s = begin; s < end; ++s) {
+        sums.push_back(10.0 * static_cast<double>(s + 1) * Value(q, static_cast<int>(s) + 1));
+      }
+      out.push_back(std::move(sums));
     }
     return out;
   }

@@ -54,6 +54,7 @@ absl::StatusOr<engine::GameFacts> UnitGame::Prepare() {
   units[0].dataset = v1::DATASET_CALIBRATION;
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> r, coordinator_->RunUnits(job_id_, std::move(units)));
   const v1::GameFacts& f = r[0].facts();
+  select_sequences_ = f.select_sequences();
   engine::GameFacts out;
   out.model_config = f.model_config();
   out.fingerprint = f.fingerprint();
@@ -94,14 +95,34 @@ absl::StatusOr<std::vector<double>> UnitGame::CalibrationLosses(
 }
 
 absl::StatusOr<std::vector<std::vector<double>>> UnitGame::SelectionSums(
-    std::span<const solver::Coalition> coalitions) {
+    std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) {
   std::vector<std::string> items;
   for (const solver::Coalition& q : coalitions) items.push_back(CoalitionString(q));
+  // Near-equal consecutive parts of the sequences, each one unit with every coalition.
+  const int64_t n = end - begin;
+  const int64_t parts = std::min<int64_t>(n, batch_split_);
+  std::vector<UnitRequest> units;
+  for (int64_t p = 0, b = begin; p < parts; ++p) {
+    const int64_t e = b + (end - b) / (parts - p);
+    UnitRequest u;
+    u.kind = v1::UNIT_KIND_SEQUENCES;
+    u.dataset = v1::DATASET_SELECTION;
+    u.coalitions = items;
+    u.sequence_begin = b;
+    u.sequence_end = e;
+    units.push_back(std::move(u));
+    b = e;
+  }
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results,
-                   Run(v1::UNIT_KIND_SEQUENCES, v1::DATASET_SELECTION, std::move(items)));
-  std::vector<std::vector<double>> out;
+                   coordinator_->RunUnits(job_id_, std::move(units)));
+  std::vector<std::vector<double>> out(coalitions.size());
   for (const v1::WorkResult& r : results) {
-    for (const v1::SequenceSums& s : r.sequence_sums()) out.emplace_back(s.sums().begin(), s.sums().end());
+    counters_.block_evals_done += r.block_evals_done();
+    counters_.block_evals_full += r.block_evals_full();
+    for (size_t c = 0; c < out.size(); ++c) {
+      const auto& sums = r.sequence_sums(static_cast<int>(c)).sums();
+      out[c].insert(out[c].end(), sums.begin(), sums.end());
+    }
   }
   return out;
 }

@@ -3,7 +3,9 @@
 // that several workers share every batch:
 //   Prepare            → one PREPARE unit (its facts)
 //   CalibrationLosses  → BATCH units on the calibration set
-//   SelectionSums      → SEQUENCES units on the choice set
+//   SelectionSums      → SEQUENCES units on the choice set, split by sequences (every unit
+//                        all the coalitions on a part of the set: the per-budget choice's
+//                        local search asks one coalition at a time, and workers share it)
 //   HeldoutNll         → ASSIGNMENTS units on the evaluation (held-out) set
 // A unit's coalitions are consecutive in the pipeline's order (a walk's steps stay together:
 // the worker's prefix reuse), and its answer is a worker's LocalGame's, so the pipeline sees
@@ -34,7 +36,7 @@ class UnitGame : public engine::Game {
   absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) override;
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
-      std::span<const solver::Coalition> coalitions) override;
+      std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) override;
   absl::StatusOr<std::vector<double>> HeldoutNll(
       std::span<const std::vector<int>> assignments) override;
   engine::GameCounters Counters() const override { return counters_; }
@@ -49,6 +51,7 @@ class UnitGame : public engine::Game {
   const std::vector<int> widths_;
   const int batch_split_;
   engine::GameCounters counters_;
+  int64_t select_sequences_ = 0;  // from Prepare
 };
 
 }  // namespace impq::coordinator

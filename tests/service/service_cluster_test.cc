@@ -39,10 +39,9 @@ const v1::JobResult& EmbeddedReference() {
 
 void ExpectSameAsEmbedded(const v1::GetJobResponse& job) {
   ASSERT_EQ(job.status().state(), v1::JOB_STATE_DONE) << job.status().error();
-  v1::JobResult embedded = EmbeddedReference();
+  const v1::JobResult& embedded = EmbeddedReference();
   ASSERT_EQ(embedded.phi_size(), 5);
-  embedded.set_job_id(job.result().job_id());
-  EXPECT_EQ(job.result().SerializeAsString(), embedded.SerializeAsString());
+  EXPECT_EQ(Comparable(job.result()), Comparable(embedded));
 }
 
 std::string Submit(v1::ImpqService::Stub& stub, const v1::JobSpec& spec) {
@@ -63,7 +62,8 @@ TEST(ServiceClusterTest, ThreeWorkersMatchEmbeddedAndMetricsMove) {
   auto stub = v1::ImpqService::NewStub(grpc::CreateChannel(c.target(), grpc::InsecureChannelCredentials()));
   const std::string id = Submit(*stub, Spec());
   const double before = MetricValue(HttpGet(c.metrics_port, "/metrics"), "impq_coordinator_evaluations_total");
-  // A first worker does exactly three walks and exits: the job is mid-estimation.
+  // A first worker does exactly three units and exits: the job is mid-estimation (unit 0
+  // prepares the game, units 1 and 2 are the isolated-Δ batch of 5 + 1 coalitions).
   const pid_t first = StartWorker(dir, c.target(), "w0", {"--max_units", "3"});
   int status = 0;
   waitpid(first, &status, 0);
@@ -74,7 +74,7 @@ TEST(ServiceClusterTest, ThreeWorkersMatchEmbeddedAndMetricsMove) {
   EXPECT_EQ(mid.status().units_done(), 3);
   const double during = MetricValue(HttpGet(c.metrics_port, "/metrics"), "impq_coordinator_evaluations_total");
   EXPECT_LE(before, 0);  // absent or 0 before any work
-  EXPECT_EQ(during, 3 * 6) << "3 walks of 6 coalitions (5 players)";
+  EXPECT_EQ(during, 6) << "the isolated-Δ batch: 5 players alone + all at 4 bits";
 
   std::vector<pid_t> workers;
   for (const char* w : {"w1", "w2", "w3"}) workers.push_back(StartWorker(dir, c.target(), w));
@@ -155,7 +155,7 @@ TEST(ServiceClusterTest, CoordinatorSigkillMidJobResumesWithoutLossOrDoubleCount
   for (const auto& r : contents->results) {
     if (r.job_id != id) continue;
     ++units[r.unit_index];
-    evaluations += r.result.losses_size();
+    evaluations += r.result.losses_size() + r.result.sequence_sums_size();
   }
   EXPECT_EQ(static_cast<int64_t>(units.size()), job.status().units_total());
   for (const auto& [k, n] : units) EXPECT_EQ(n, 1) << "unit " << k;
@@ -224,12 +224,13 @@ TEST(ServiceClusterTest, SigtermIsPromptWithWorkersAndWatchersConnected) {
   ExpectSameAsEmbedded(job);
 }
 
-// Tiny jobs: two walks over one short document; every job differs by its seed only, so the
-// workers load the model once.
+// Tiny jobs: two walks over one short document, measured on one; every job differs by its
+// seed only, so the workers prepare the game once.
 v1::JobSpec TinySpec(uint64_t seed) {
   v1::JobSpec s = Spec();
   s.set_name("tiny-" + std::to_string(seed));
-  s.clear_evaluation_text_path();
+  s.set_evaluation_docs(1);
+  s.set_random_draws(1);
   s.set_calibration_docs(1);
   s.set_context(32);
   s.set_permutations(2);

@@ -20,6 +20,7 @@
 
 #include "common/grpc_tls.h"
 #include "common/test_paths.h"
+#include "coordinator/test_game.h"
 #include "impq/v1/services.grpc.pb.h"
 
 namespace impq::service_test {
@@ -140,6 +141,14 @@ inline v1::JobSpec SharedModelSpec(const std::string& name, int64_t calib_docs, 
   s.add_average_bits(2.5);
   s.add_average_bits(3.0);
   return s;
+}
+
+// A result as far as it is a function of the spec: the result document without its timings
+// and prefix-reuse counters (which depend on where units ran), the job id cleared.
+inline std::string Comparable(v1::JobResult r) {
+  r.set_document(coordinator::WithoutTimings(r.document()));
+  r.clear_job_id();
+  return r.SerializeAsString();
 }
 
 inline std::string FreshDir(const std::string& name) {

@@ -61,9 +61,10 @@ class Game {
   // (solver/width_ladder.h; players with widths {2, 4}).
   virtual absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) = 0;
-  // The NLL sum of every sequence of the choice set, for each coalition.
+  // The NLL sums of the choice set's sequences [begin, end), for each coalition
+  // (0 <= begin < end <= GameFacts::select_sequences).
   virtual absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
-      std::span<const solver::Coalition> coalitions) = 0;
+      std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) = 0;
   // The mean NLL on the held-out set of each assignment (bits per player; each one of the
   // game's widths or 2 or 4).
   virtual absl::StatusOr<std::vector<double>> HeldoutNll(

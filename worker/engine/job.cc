@@ -133,7 +133,8 @@ class ChoiceMeter : public solver::CoalitionEvaluator {
       fresh.push_back(q);
     }
     if (!fresh.empty()) {
-      ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums, game_.SelectionSums(fresh));
+      ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums,
+                       game_.SelectionSums(fresh, 0, static_cast<int64_t>(tokens_.size())));
       for (size_t k = 0; k < fresh.size(); ++k) {
         if (sums[k].size() != tokens_.size()) {
           return absl::InternalError(absl::StrCat("job: ", sums[k].size(),

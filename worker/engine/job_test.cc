@@ -75,8 +75,8 @@ TEST(JobTest, EveryAllocationFitsItsBudgetAndIsMeasured) {
   EXPECT_EQ(r->calib_sequences, 8);
   EXPECT_EQ(r->select_sequences, 8);
   EXPECT_TRUE(r->select_on_calibration);  // the default
-  EXPECT_EQ(phases, (std::vector<std::string>{"load", "quantize", "baselines", "spqe", "solve",
-                                              "select", "measure"}));
+  EXPECT_EQ(phases, (std::vector<std::string>{"prepare", "baselines", "spqe", "solve", "select",
+                                              "measure"}));
   ASSERT_EQ(r->budgets.size(), 2u);
   int64_t total_search = 0;
   const std::set<std::string> expected = {"impq",       "isolated",       "lim",

@@ -100,7 +100,7 @@ absl::StatusOr<std::vector<double>> LocalGame::CalibrationLosses(
 }
 
 absl::StatusOr<std::vector<std::vector<double>>> LocalGame::SelectionSums(
-    std::span<const solver::Coalition> coalitions) {
+    std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) {
   if (select_ == nullptr) {
     RETURN_IF_ERROR(Load());
     ASSIGN_OR_RETURN(select_, SequenceEvaluator::Create(*inputs_->qmodel, *inputs_->forward,
@@ -108,11 +108,7 @@ absl::StatusOr<std::vector<std::vector<double>>> LocalGame::SelectionSums(
                                                         options_.max_cache_bytes,
                                                         options_.widths));
   }
-  RETURN_IF_ERROR(select_->Evaluate(coalitions).status());
-  std::vector<std::vector<double>> out;
-  out.reserve(coalitions.size());
-  for (const solver::Coalition& q : coalitions) out.push_back(*select_->SequenceSums(q));
-  return out;
+  return select_->RangeSums(coalitions, begin, end);
 }
 
 absl::StatusOr<std::vector<double>> LocalGame::HeldoutNll(

@@ -44,7 +44,7 @@ class LocalGame : public Game {
   absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) override;
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
-      std::span<const solver::Coalition> coalitions) override;
+      std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) override;
   absl::StatusOr<std::vector<double>> HeldoutNll(
       std::span<const std::vector<int>> assignments) override;
   GameCounters Counters() const override;

@@ -85,6 +85,31 @@ absl::StatusOr<std::vector<double>> SequenceEvaluator::Evaluate(
   return out;
 }
 
+absl::StatusOr<std::vector<std::vector<double>>> SequenceEvaluator::RangeSums(
+    std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) {
+  const int64_t S = static_cast<int64_t>(evaluators_.size());
+  if (begin < 0 || end > S || begin >= end) {
+    return absl::InvalidArgumentError(absl::StrCat("sequence evaluator: sequences [", begin, ", ",
+                                                   end, ") of a set of ", S));
+  }
+  for (const solver::Coalition& q : coalitions) {
+    RETURN_IF_ERROR(evaluators_.front()->ValidateCoalition(q));
+  }
+  const size_t n = static_cast<size_t>(end - begin);
+  std::vector<absl::StatusOr<std::vector<double>>> per_seq(n);
+  pool_.ParallelFor(n, [&](size_t k) {
+    per_seq[k] = evaluators_[static_cast<size_t>(begin) + k]->Evaluate(coalitions);
+  });
+  for (size_t k = 0; k < n; ++k) RETURN_IF_ERROR(per_seq[k].status());
+  std::vector<std::vector<double>> out(coalitions.size(), std::vector<double>(n));
+  for (size_t c = 0; c < coalitions.size(); ++c) {
+    for (size_t k = 0; k < n; ++k) {
+      out[c][k] = (*per_seq[k])[c] * static_cast<double>(tokens_[static_cast<size_t>(begin) + k]);
+    }
+  }
+  return out;
+}
+
 const std::vector<double>* SequenceEvaluator::SequenceSums(const solver::Coalition& q) const {
   auto it = sums_.find(q);
   return it == sums_.end() ? nullptr : &it->second;

@@ -66,6 +66,12 @@ class SequenceEvaluator : public solver::CoalitionEvaluator {
   absl::StatusOr<std::vector<double>> Evaluate(
       std::span<const solver::Coalition> coalitions) override;
 
+  // The NLL sums of sequences [begin, end) for each coalition, evaluated now (nothing
+  // remembered; each sequence's cache still reuses prefixes across calls): the values
+  // Evaluate would remember. InvalidArgument for a bad range or coalition.
+  absl::StatusOr<std::vector<std::vector<double>>> RangeSums(
+      std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end);
+
   // The per-sequence NLL sums of a coalition evaluated before; nullptr if it was not.
   const std::vector<double>* SequenceSums(const solver::Coalition& q) const;
   // v(a) − v(b) with its standard error (the linearised ratio estimator over sequences:

@@ -91,7 +91,8 @@ absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkU
     }
     case v1::UNIT_KIND_SEQUENCES: {
       ASSIGN_OR_RETURN(std::vector<solver::Coalition> qs, Coalitions(unit));
-      ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums, game.SelectionSums(qs));
+      ASSIGN_OR_RETURN(std::vector<std::vector<double>> sums,
+                       game.SelectionSums(qs, unit.sequence_begin(), unit.sequence_end()));
       for (const std::vector<double>& s : sums) {
         v1::SequenceSums *out = r.add_sequence_sums();
         for (double x : s) out->add_sums(x);
