@@ -92,6 +92,12 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
     return Bad("average_bits", absl::StrCat(s.average_bits_size(), " budgets; expected 1..",
                                             limits.max_budgets, " (none = the default)"));
   }
+  for (int i = 0; i < s.average_bits_size(); ++i) {
+    const double b = s.average_bits(i);
+    if (!(b >= 2.0 && b <= 4.0)) {
+      return Bad(absl::StrCat("average_bits[", i, "]"), absl::StrCat(b, "; expected in [2, 4]"));
+    }
+  }
   if (s.request_id().size() > 64) {
     return Bad("request_id", absl::StrCat("is ", s.request_id().size(), " bytes; expected <= 64"));
   }
