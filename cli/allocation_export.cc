@@ -7,7 +7,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "cli/hqq_loader_py.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -181,7 +180,8 @@ absl::StatusOr<LlamaCppFiles> LlamaCppExport(const RunFile& run, const PickedAll
       kLlamaCppBaseType, "\n\n");
   absl::StrAppend(
       &out,
-      "llama.cpp versions: --tensor-type-file needs llama.cpp with PR #18572 (January 2026).\n"
+      "llama.cpp versions: --tensor-type-file needs llama.cpp with PR #18572 (January 2026);\n"
+      "--token-embedding-type and --output-tensor-type came with PR #6239 (March 2024).\n"
       "Each token of ", options.types_file, " is also one --tensor-type argument, which\n"
       "llama.cpp has had since PR #12511 (April 2025). Where a tensor's rows are not a multiple\n"
       "of 256 weights, versions before PR #18952 (January 2026) skip its --tensor-type.\n\n"

@@ -570,6 +570,33 @@ TEST_F(ExportToolsTest, QuantoRefusesThreeBitModules) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// Bad input: exit 2 naming the problem, and none of the format's files (the HQQ loader, the
+// llama.cpp notes) written either.
+TEST_F(ExportToolsTest, BadInputWritesNoFileOfTheFormat) {
+  const std::string run = WriteRun(dir_, kQwen3, MixedBits({2, 3, 4, 8}), "mixed");
+  const std::string out_dir = dir_ + "/out";
+  fs::create_directories(out_dir);
+  auto expect_refused = [&](const std::string& args, const std::string& text) {
+    const tests::ShellResult r = RunImpq(args + " --out " + out_dir + "/alloc");
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
+    EXPECT_THAT(r.out, HasSubstr(text)) << args;
+    EXPECT_TRUE(fs::is_empty(out_dir)) << args;
+  };
+  for (const char* format : {"llama.cpp", "gptqmodel", "hqq", "quanto"}) {
+    expect_refused(absl::StrCat("export --from ", run, " --budget 2.5 --format ", format),
+                   "--budget 2.5: not in " + run);
+  }
+  expect_refused("export --from " + run + " --format quanto", "no 3-bit weight type");
+  // GPTQModel takes a fixed set of group sizes.
+  ordered_json odd = ordered_json::parse(*ReadFileToString(run));
+  odd["settings"]["group_size"] = 48;
+  const std::string odd_path = dir_ + "/odd_group.json";
+  ASSERT_TRUE(WriteFileAtomically(odd_path, odd.dump()).ok());
+  expect_refused("export --from " + odd_path + " --format gptqmodel",
+                 "settings.group_size is 48 (GPTQModel takes -1, 16, 32, 64, 128, 256, 512 or "
+                 "1024)");
+}
+
 // --- README ---------------------------------------------------------------------------------
 
 // The README's recipes are the ones replayed above.
