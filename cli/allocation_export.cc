@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
+#include "cli/hqq_loader_py.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/model_arch.h"
@@ -35,10 +36,16 @@ std::string StripWeight(const std::string& name) {
 
 bool FullPrecision(int bits) { return bits >= 16; }
 
-// A Python `re` pattern matching exactly `name` (dots escaped, end anchored; re.match anchors
-// the start).
+// A pattern that matches exactly `name` and nothing else, in ECMAScript (llama.cpp's
+// std::regex) and Python `re` (GPTQModel) alike: anchored at both ends, every metacharacter
+// escaped (module and tensor names only have dots, but nothing here relies on that).
 std::string ExactRegex(const std::string& name) {
-  return absl::StrCat(absl::StrReplaceAll(name, {{".", "\\."}}), "$");
+  std::string out = "^";
+  for (char c : name) {
+    if (absl::string_view("\\.^$|?*+()[]{}").find(c) != absl::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out + "$";
 }
 
 // The most frequent quantized width (ties: the wider); 4 when every module is full precision.
@@ -92,90 +99,125 @@ absl::StatusOr<std::vector<ModuleWidth>> ModuleWidths(const RunFile& run,
       m.kind = static_cast<model::LinearKind>(k);
       m.bits = run.players == quant::PlayerGranularity::kBlock ? bits[l]
                                                                 : bits[l * model::kNumLinear + k];
+      m.in_features = Cols(run.model, m.kind);
       m.hf_name = StripWeight(arch->HfTensorName(RoleOf(m.kind), l));
-      m.gguf_name = StripWeight(arch->GgufTensorName(RoleOf(m.kind), l));
+      m.gguf_name = arch->GgufTensorName(RoleOf(m.kind), l);
       out.push_back(std::move(m));
     }
   }
   return out;
 }
 
-// One row per width impq packs, the llama.cpp type closest to it:
-//   2 -> q2_k, 3 -> q3_k, 4 -> q4_k: the k-quants of that width (super-blocks of 256 weights
-//     with per-block scales, like impq's groups). There is no legacy type below 4 bits (q4_0
-//     is the smallest), so 2 and 3 bits can only be k-quants; 4 bits is q4_k, not q4_0, to
-//     stay in one family with them (and it is Q4_K_M's own type).
-//   8 -> q8_0: llama.cpp has no 8-bit k-quant; q8_0 (blocks of 32, one scale each) is its
-//     8-bit type.
-//   16 / 32 (full precision) -> f16 / f32.
-// Row widths: the k-quants need rows that are multiples of 256 weights, q8_0 of 32. But
-// llama-quantize applies a --tensor-type only where the command's base type (Q4_K_M, whose
-// types are k-quants) needs no fallback, i.e. on rows of multiples of 256; on narrower rows it
-// keeps the base type's fallback whatever was asked. So one rule holds for every width, and
-// LlamaCppExport notes every quantized module whose rows are not multiples of 256.
-absl::StatusOr<std::string> LlamaCppType(int bits) {
+
+// The types, by how llama.cpp stores them (ggml's type table, blocks along a row):
+//   q2_K, q3_K, q4_K: the k-quants of 2, 3 and 4 bits, super-blocks of 256 weights with
+//     per-block scales, like impq's groups. 4 bits is q4_K rather than q4_0 to stay in one
+//     family with 2 and 3 bits, which only exist as k-quants.
+//   q8_0: llama.cpp's only 8-bit weight type (blocks of 32; there is no 8-bit k-quant).
+//   f16 / f32: full precision.
+// A type is only usable where its block divides the row. llama.cpp otherwise swaps it at
+// quantization time (src/llama-quant.cpp tensor_type_fallback: q2_K and q3_K -> q4_0, q4_K ->
+// q5_0, f16 when that does not divide either) or, for q8_0, which has no fallback, aborts the
+// whole run. So the export never leaves the choice to llama.cpp: on rows that are not multiples
+// of 256 it asks for q4_0 (4 bits in blocks of 32, the narrowest llama.cpp has: there is no 2-
+// or 3-bit type with blocks of 32, and q4_0 is what llama.cpp itself turns q2_K/q3_K into),
+// keeps q8_0 where 32 divides the row, and asks for f16 where nothing does. Real models'
+// rows (4096, 14336, 3584, 12288, ...) are multiples of 256; test models' are often not.
+absl::StatusOr<LlamaCppChoice> LlamaCppTypeFor(int bits, int64_t in_features) {
   switch (bits) {
-    case 2: return std::string("q2_k");
-    case 3: return std::string("q3_k");
-    case 4: return std::string("q4_k");
-    case 8: return std::string("q8_0");
-    case 16: return std::string("f16");
-    case 32: return std::string("f32");
+    case 16: return LlamaCppChoice{"f16", 16, ""};
+    case 32: return LlamaCppChoice{"f32", 32, ""};
+    case 2: case 3: case 4: case 8: break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("width ", bits, " has no llama.cpp type"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("width ", bits, " has no llama.cpp type"));
+  const std::string own = bits == 8 ? "q8_0" : absl::StrCat("q", bits, "_K");
+  const int64_t own_block = bits == 8 ? 32 : 256;
+  if (in_features % own_block == 0) return LlamaCppChoice{own, bits, ""};
+  if (in_features % 32 == 0) {
+    // Only 2/3/4 bits get here (q8_0's block is 32).
+    return LlamaCppChoice{
+        "q4_0", 4,
+        absl::StrCat(own, " needs rows that are multiples of 256 weights (these have ",
+                     in_features, ")",
+                     bits == 4 ? "; q4_0 is llama.cpp's 4-bit type with blocks of 32"
+                               : "; llama.cpp has no 2- or 3-bit type with blocks of 32, and "
+                                 "q4_0 is the type it falls back to itself")};
+  }
+  return LlamaCppChoice{
+      "f16", 16,
+      absl::StrCat("rows of ", in_features, " weights are not a multiple of 32, the smallest "
+                   "block of any llama.cpp quantized type",
+                   bits == 8 ? " (for q8_0 llama.cpp has no fallback and aborts)"
+                             : " (llama.cpp would fall back to f16 itself)")};
 }
 
-absl::StatusOr<std::string> LlamaCppExport(const RunFile& run, const PickedAllocation& picked,
-                                           const LlamaCppOptions& options) {
+absl::StatusOr<LlamaCppFiles> LlamaCppExport(const RunFile& run, const PickedAllocation& picked,
+                                             const LlamaCppOptions& options) {
   ASSIGN_OR_RETURN(std::vector<ModuleWidth> modules, ModuleWidths(run, picked.allocation->bits));
-  std::vector<std::string> lines;
-  std::string flags;
-  std::vector<std::string> short_rows;  // modules whose rows k-quants cannot block
+  LlamaCppFiles files;
+  std::vector<std::string> changed;  // modules exported at another width, with the reason
   for (const ModuleWidth& m : modules) {
-    ASSIGN_OR_RETURN(std::string type, LlamaCppType(m.bits));
-    lines.push_back(absl::StrCat(m.gguf_name, "=", type));
-    absl::StrAppend(&flags, " --tensor-type ", lines.back());
-    // The row rule of LlamaCppType's comment: any width, 256 weights.
-    if (!FullPrecision(m.bits) && Cols(run.model, m.kind) % 256 != 0) {
-      short_rows.push_back(absl::StrCat(model::LinearKindName(m.kind), " (",
-                                        Cols(run.model, m.kind), ")"));
+    ASSIGN_OR_RETURN(LlamaCppChoice c, LlamaCppTypeFor(m.bits, m.in_features));
+    absl::StrAppend(&files.types, ExactRegex(m.gguf_name), "=", c.type, "\n");
+    if (!c.reason.empty()) {
+      changed.push_back(absl::StrCat("  ", m.gguf_name, ": ", m.bits, " bits -> ", c.type, " (",
+                                     c.type_bits, " bits): ", c.reason));
     }
   }
-  std::string out;
-  absl::StrAppend(&out, "# impq allocation ", picked.Describe(), " (",
+  std::string& out = files.notes;
+  absl::StrAppend(&out, "impq allocation ", picked.Describe(), " (",
                   picked.budget->budget_bytes, " bytes of linear weights in impq's format, ",
                   run.backend, " group ", run.group_size, ", ",
                   quant::PlayerGranularityName(run.players), " players)\n");
-  absl::StrAppend(&out, "# run file ", run.path, "; model ", run.model.config,
+  absl::StrAppend(&out, "run file ", run.path, "; model ", run.model.config,
                   run.model.fingerprint.empty() ? "" : absl::StrCat(" ", run.model.fingerprint),
-                  "\n");
-  absl::StrAppend(&out,
-                  "# Each line below is one `llama-quantize --tensor-type NAME=TYPE` argument:\n"
-                  "# NAME is searched as a regular expression in the GGUF tensor names and\n"
-                  "# matches exactly one tensor (NAME.weight). Widths: 2 -> q2_k, 3 -> q3_k,\n"
-                  "# 4 -> q4_k, 8 -> q8_0, full precision -> f16/f32; embeddings and output head\n"
-                  "# stay f16 as impq keeps them in full precision.\n");
-  if (!short_rows.empty()) {
-    std::sort(short_rows.begin(), short_rows.end());
-    short_rows.erase(std::unique(short_rows.begin(), short_rows.end()), short_rows.end());
-    absl::StrAppend(&out,
-                    "# Note: k-quants need rows that are multiples of 256 weights; llama-quantize "
-                    "falls back\n# to another type for ",
-                    absl::StrJoin(short_rows, ", "), ".\n");
+                  "\n\n");
+  absl::StrAppend(
+      &out, "Apply it (from an F16/BF16/F32 GGUF of the same model):\n\n  llama-quantize "
+            "--token-embedding-type f16 --output-tensor-type f16 --tensor-type-file ",
+      options.types_file, " ", options.input_gguf, " ", options.output_gguf, " ",
+      kLlamaCppBaseType, "\n\n");
+  absl::StrAppend(
+      &out,
+      "llama.cpp versions: --tensor-type-file needs llama.cpp with PR #18572 (January 2026);\n"
+      "--token-embedding-type and --output-tensor-type came with PR #6239 (March 2024).\n"
+      "Each token of ", options.types_file, " is also one --tensor-type argument, which\n"
+      "llama.cpp has had since PR #12511 (April 2025). Where a tensor's rows are not a multiple\n"
+      "of 256 weights, versions before PR #18952 (January 2026) skip its --tensor-type.\n\n"
+      "How llama-quantize reads and applies the file (tools/quantize/quantize.cpp,\n"
+      "src/llama-quant.cpp): the file is whitespace-separated NAME=TYPE tokens (no comments,\n"
+      "hence these notes apart); NAME is lower-cased and used as a regular expression, TYPE\n"
+      "is a ggml type name in any case. A quantizable tensor takes the type of the first\n"
+      "pattern that matches it (std::regex_search); then, if the type's block does not divide\n"
+      "the tensor's rows, llama.cpp falls back to another type (q2_K/q3_K -> q4_0, q4_K ->\n"
+      "q5_0, f16 when even that fails) or, for q8_0, aborts. Every pattern here is anchored\n"
+      "and escaped (^blk\\.3\\.ffn_down\\.weight$), so it matches one tensor only, and every\n"
+      "type's block divides that tensor's rows, so no fallback applies. The base type ",
+      kLlamaCppBaseType, "\n"
+      "reaches no linear layer; embeddings and output head stay f16, as impq keeps them in\n"
+      "full precision.\n\n"
+      "Widths: 2 -> q2_K, 3 -> q3_K, 4 -> q4_K, 8 -> q8_0, full precision -> f16/f32.\n");
+  if (changed.empty()) {
+    absl::StrAppend(&out, "Every module gets its width's own type.\n");
+  } else {
+    absl::StrAppend(&out, changed.size(), " of ", modules.size(),
+                    " modules get another type than their width's, because of their rows:\n",
+                    absl::StrJoin(changed, "\n"), "\n");
   }
-  absl::StrAppend(&out, "# Command:\n# llama-quantize --token-embedding-type f16 "
-                        "--output-tensor-type f16",
-                  flags, " ", options.input_gguf, " ", options.output_gguf, " Q4_K_M\n");
-  absl::StrAppend(&out, "# or, in bash, with this file: llama-quantize --token-embedding-type f16 "
-                        "--output-tensor-type f16 --tensor-type-file <(grep -v '^#' ",
-                  options.types_file, ") ", options.input_gguf, " ", options.output_gguf,
-                  " Q4_K_M\n");
-  for (const std::string& l : lines) absl::StrAppend(&out, l, "\n");
-  return out;
+  return files;
 }
 
 absl::StatusOr<std::string> GptqModelExport(const RunFile& run, const PickedAllocation& picked) {
   ASSIGN_OR_RETURN(std::vector<ModuleWidth> modules, ModuleWidths(run, picked.allocation->bits));
+  // GPTQModel's QuantizeConfig takes these group sizes only (gptqmodel/quantization/config.py).
+  static constexpr int kGroupSizes[] = {-1, 16, 32, 64, 128, 256, 512, 1024};
+  if (std::find(std::begin(kGroupSizes), std::end(kGroupSizes), run.group_size) ==
+      std::end(kGroupSizes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        run.path, ": settings.group_size is ", run.group_size,
+        " (GPTQModel takes -1, 16, 32, 64, 128, 256, 512 or 1024)"));
+  }
   ordered_json dynamic = ordered_json::object();
   for (const ModuleWidth& m : modules) {
     if (FullPrecision(m.bits)) {
@@ -194,16 +236,106 @@ absl::StatusOr<std::string> GptqModelExport(const RunFile& run, const PickedAllo
   return j.dump(2) + "\n";
 }
 
-absl::StatusOr<std::string> HqqExport(const RunFile& run, const PickedAllocation& picked) {
+namespace {
+
+// transformers' HqqConfig for the allocation, or null and why not. transformers gives a module
+// the dynamic_config entry of the last two parts of its name (quantizers/quantizer_hqq.py,
+// create_quantized_param) and keeps it in full precision when a skip_modules entry is a
+// substring of its name; so it can hold the allocation only when every quantized module of a
+// kind has one width.
+std::pair<ordered_json, std::string> TransformersHqqConfig(const std::vector<ModuleWidth>& modules,
+                                                           int group_size) {
+  std::map<std::string, std::set<int>> widths;  // tag -> quantized widths
+  ordered_json skip = ordered_json::array({"lm_head"});
+  for (const ModuleWidth& m : modules) {
+    const size_t dot = m.hf_name.rfind('.', m.hf_name.rfind('.') - 1);
+    const std::string tag = m.hf_name.substr(dot + 1);
+    if (FullPrecision(m.bits)) {
+      skip.push_back(m.hf_name);
+    } else {
+      widths[tag].insert(m.bits);
+    }
+  }
+  ordered_json dynamic = ordered_json::object();
+  std::vector<std::string> mixed;
+  for (const auto& [tag, w] : widths) {
+    if (w.size() > 1) {
+      mixed.push_back(absl::StrCat(tag, " (", absl::StrJoin(w, ", "), " bits)"));
+      continue;
+    }
+    dynamic[tag] = {{"nbits", *w.begin()}, {"group_size", group_size}, {"axis", 1}};
+  }
+  if (!mixed.empty()) {
+    return {nullptr,
+            absl::StrCat("transformers' HqqConfig cannot hold this allocation: it gives a module "
+                         "the dynamic_config entry of the last two parts of its name, one width "
+                         "for every layer, and here ",
+                         absl::StrJoin(mixed, ", "),
+                         " differ between layers. Apply it with impq_hqq_apply.py.")};
+  }
+  return {ordered_json{{"dynamic_config", dynamic}, {"skip_modules", skip}},
+          "HqqConfig(dynamic_config=..., skip_modules=...) below gives every module its width: "
+          "each kind has one width in every layer (transformers looks a module up by the last "
+          "two parts of its name), and full-precision modules are skipped by name."};
+}
+
+}  // namespace
+
+absl::StatusOr<HqqFiles> HqqExport(const RunFile& run, const PickedAllocation& picked) {
   ASSIGN_OR_RETURN(std::vector<ModuleWidth> modules, ModuleWidths(run, picked.allocation->bits));
-  ordered_json j = ordered_json::object();
+  ordered_json by_name = ordered_json::object();
   for (const ModuleWidth& m : modules) {
     // axis 1: groups run along the input features, as impq's do.
-    j[m.hf_name] = FullPrecision(m.bits)
-                       ? ordered_json(nullptr)
-                       : ordered_json{{"nbits", m.bits}, {"group_size", run.group_size},
-                                      {"axis", 1}};
+    by_name[m.hf_name] = FullPrecision(m.bits)
+                             ? ordered_json(nullptr)
+                             : ordered_json{{"nbits", m.bits}, {"group_size", run.group_size},
+                                            {"axis", 1}};
   }
+  auto [transformers, why] = TransformersHqqConfig(modules, run.group_size);
+  ordered_json j = {
+      {"impq_allocation", picked.Describe()},
+      {"usage", "from impq_hqq_apply import apply_allocation; apply_allocation(model, THIS_FILE) puts "
+                "an HQQLinear with these BaseQuantizeConfig arguments on each module named "
+                "here, by full name (null: kept in full precision)"},
+      {"modules", by_name},
+      {"transformers_note", why},
+      {"transformers", transformers}};
+  return HqqFiles{j.dump(2) + "\n", kHqqLoaderPy};
+}
+
+absl::StatusOr<std::string> QuantoExport(const RunFile& run, const PickedAllocation& picked) {
+  ASSIGN_OR_RETURN(std::vector<ModuleWidth> modules, ModuleWidths(run, picked.allocation->bits));
+  std::vector<std::string> three;
+  std::map<int, ordered_json> names;  // bits -> module names
+  ordered_json keep = ordered_json::array();
+  for (const ModuleWidth& m : modules) {
+    if (m.bits == 3) {
+      three.push_back(m.hf_name);
+    } else if (FullPrecision(m.bits)) {
+      keep.push_back(m.hf_name);
+    } else {
+      names[m.bits].push_back(m.hf_name);
+    }
+  }
+  if (!three.empty()) {
+    // Widening them to qint4 would silently spend more than the budget: refuse instead.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--format quanto: optimum-quanto has no 3-bit weight type (qint2, qint4, qint8 only), "
+        "and ", picked.Describe(), " puts ", three.size(), " modules at 3 bits (first ",
+        three.front(), "); export an allocation without 3-bit modules, or another format"));
+  }
+  ordered_json weights = ordered_json::object();
+  for (auto& [bits, list] : names) weights[absl::StrCat("qint", bits)] = std::move(list);
+  ordered_json j = {
+      {"impq_allocation", picked.Describe()},
+      {"usage", "for qtype, names in THIS['weights'].items(): optimum.quanto.quantize(model, "
+                "weights=qtype, include=names); then optimum.quanto.freeze(model)"},
+      {"note", absl::StrCat("include= takes fnmatch patterns; these are exact module names "
+                            "(no *, ? or [), so each matches its module only. quantize() has no "
+                            "group-size argument: quanto picks its own groups, not impq's ",
+                            run.group_size, ".")},
+      {"weights", weights},
+      {"keep", keep}};
   return j.dump(2) + "\n";
 }
 

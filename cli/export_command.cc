@@ -2,9 +2,10 @@
 //             [--model M] [--tokenizer T] [--threads K]
 //
 // Writes one allocation of an `impq run --json` file in a form another tool (or impq itself)
-// applies: --format llama.cpp | gptqmodel | hqq (one text file, cli/allocation_export.h) or
-// safetensors (a directory: impq's quantized checkpoint, worker/model/impq_checkpoint.h, which
-// `impq eval --model PATH` loads). --budget picks the budget by its average bits (optional when
+// applies: --format llama.cpp | gptqmodel | hqq | quanto (cli/allocation_export.h: PATH, plus
+// for llama.cpp the notes PATH.notes.txt and for hqq the loader impq_hqq_apply.py beside PATH)
+// or safetensors (a directory: impq's quantized checkpoint, worker/model/impq_checkpoint.h,
+// which `impq eval --model PATH` loads). --budget picks the budget by its average bits (optional when
 // the file holds one), --method the allocation (default: the budget's chosen one).
 //
 // --model M is the model the export is for. safetensors quantizes it (default: the run's model,
@@ -15,12 +16,14 @@
 // weights fingerprint (worker/model/fingerprint.h; the llama2.c, GGUF and HF files of one model
 // agree).
 //
-// Everything is validated and built in memory before anything is written; the file (or the
-// directory, built beside PATH and renamed into place) appears whole or not at all.
+// Everything is validated and built in memory before anything is written; each file (or the
+// directory, built beside PATH and renamed into place) appears whole or not at all, and when
+// one of several files cannot be written the ones already written are removed.
 //
 // Exit codes: 0 written; 2 bad input (unknown flag or format, a run file that is missing or not
 // a run file, a budget or method not in it, another model's file, an existing non-empty --out
-// directory); 1 failure while quantizing or writing.
+// directory, an allocation the format cannot express: 3-bit modules for quanto); 1 failure
+// while quantizing or writing.
 #include <unistd.h>
 
 #include <filesystem>
@@ -52,7 +55,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kFormats[] = {"llama.cpp", "gptqmodel", "hqq", "safetensors"};
+constexpr const char* kFormats[] = {"llama.cpp", "gptqmodel", "hqq", "quanto", "safetensors"};
 
 bool Exists(const std::string& p) {
   std::error_code ec;
@@ -104,9 +107,9 @@ absl::Status CheckGgufNames(const RunFile& run, const PickedAllocation& picked,
   ASSIGN_OR_RETURN(std::unique_ptr<model::GgufFile> g, model::GgufFile::Open(gguf_path));
   ASSIGN_OR_RETURN(std::vector<ModuleWidth> modules, ModuleWidths(run, picked.allocation->bits));
   for (const ModuleWidth& m : modules) {
-    if (g->FindTensor(m.gguf_name + ".weight") == nullptr) {
+    if (g->FindTensor(m.gguf_name) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("--model ", gguf_path, " has no tensor ",
-                                                     m.gguf_name, ".weight"));
+                                                     m.gguf_name));
     }
   }
   return absl::OkStatus();
@@ -141,6 +144,21 @@ absl::Status WriteDirectory(const std::string& out,
   return absl::OkStatus();
 }
 
+// Writes each of `files` (path -> contents) atomically; when one fails, removes those already
+// written, so that none or all appear (a file that existed before is not restored).
+absl::Status WriteFiles(const std::map<std::string, std::string>& files) {
+  std::vector<std::string> written;
+  for (const auto& [path, contents] : files) {
+    if (absl::Status s = WriteFileAtomically(path, contents); !s.ok()) {
+      std::error_code ec;
+      for (const std::string& w : written) fs::remove(w, ec);
+      return s;
+    }
+    written.push_back(path);
+  }
+  return absl::OkStatus();
+}
+
 // The tokenizer file to ship in the checkpoint directory (name there, source), or nullopt when
 // the tokenizer is not a separate file (a GGUF's embedded vocabulary).
 std::optional<std::pair<std::string, std::string>> TokenizerFile(const std::string& path) {
@@ -162,7 +180,7 @@ int ExportCommand(const std::vector<std::string>& args) {
   flags.Double("budget", &budget,
                "average bit-width of the budget to export (needed when the file holds several)");
   flags.String("method", &method, "allocation method (default: the budget's chosen one)");
-  flags.String("format", &format, "llama.cpp | gptqmodel | hqq | safetensors", true);
+  flags.String("format", &format, "llama.cpp | gptqmodel | hqq | quanto | safetensors", true);
   flags.String("out", &out, "output file (a directory for safetensors)", true);
   flags.String("model", &model_flag,
                "the model to export for (default: the run's); checked against the run");
@@ -236,8 +254,10 @@ int ExportCommand(const std::vector<std::string>& args) {
     }
   }
 
-  absl::StatusOr<std::string> text;
+  // The single-file formats: path -> contents (PATH and what is written beside it).
+  absl::StatusOr<std::map<std::string, std::string>> text_files;
   std::map<std::string, std::string> files;
+  const fs::path beside = fs::path(out).parent_path();
   if (format == "llama.cpp") {
     const bool gguf = absl::EndsWith(model_path, ".gguf");
     if (gguf && loaded) {
@@ -248,11 +268,29 @@ int ExportCommand(const std::vector<std::string>& args) {
     o.output_gguf = absl::StrCat(gguf ? fs::path(model_path).stem().string() : "MODEL", "-impq-",
                                  FormatAverageBits(picked->budget->average_bits), ".gguf");
     o.types_file = out;
-    text = LlamaCppExport(*run, *picked, o);
-  } else if (format == "gptqmodel") {
-    text = GptqModelExport(*run, *picked);
+    absl::StatusOr<LlamaCppFiles> l = LlamaCppExport(*run, *picked, o);
+    if (l.ok()) {
+      text_files = std::map<std::string, std::string>{{out, l->types},
+                                                      {out + ".notes.txt", l->notes}};
+    } else {
+      text_files = l.status();
+    }
+  } else if (format == "gptqmodel" || format == "quanto") {
+    absl::StatusOr<std::string> t =
+        format == "gptqmodel" ? GptqModelExport(*run, *picked) : QuantoExport(*run, *picked);
+    if (t.ok()) {
+      text_files = std::map<std::string, std::string>{{out, *t}};
+    } else {
+      text_files = t.status();
+    }
   } else if (format == "hqq") {
-    text = HqqExport(*run, *picked);
+    absl::StatusOr<HqqFiles> h = HqqExport(*run, *picked);
+    if (h.ok()) {
+      text_files = std::map<std::string, std::string>{
+          {out, h->config}, {(beside / kHqqLoaderName).string(), h->loader}};
+    } else {
+      text_files = h.status();
+    }
   } else {
     // safetensors: quantize as the run did, then pack the allocation.
     const model::Model& m = loaded->model;
@@ -309,13 +347,17 @@ int ExportCommand(const std::vector<std::string>& args) {
                 << ") is not a separate file; pass it to `impq eval --tokenizer`\n";
     }
   }
-  if (!directory && !text.ok()) return bad_input(text.status());
+  if (!directory && !text_files.ok()) return bad_input(text_files.status());
 
-  absl::Status written =
-      directory ? WriteDirectory(out, files) : WriteFileAtomically(out, *text);
+  absl::Status written = directory ? WriteDirectory(out, files) : WriteFiles(*text_files);
   if (!written.ok()) return fail(written);
-  std::cerr << "impq export: wrote " << out << " (" << format << ", " << picked->Describe()
-            << " from " << from << ")\n";
+  std::vector<std::string> names;
+  for (const auto& [path, contents] : directory ? std::map<std::string, std::string>{{out, ""}}
+                                                : *text_files) {
+    names.push_back(path);
+  }
+  std::cerr << "impq export: wrote " << absl::StrJoin(names, ", ") << " (" << format << ", "
+            << picked->Describe() << " from " << from << ")\n";
   return 0;
 }
 

@@ -126,32 +126,30 @@ TEST_F(ExportTest, LlamaCppLinesNameGgufTensorsWithTheAllocationsTypes) {
   std::set<std::string> tensors;
   for (const auto& t : (*file)->tensors()) tensors.insert(t.name);
 
-  const std::regex line_re("([a-z0-9_.]+)=([a-z0-9_]+)");
-  std::vector<std::string> lines, flags;
-  std::string command;
+  // One token per line, `^NAME$=TYPE` with NAME escaped, nothing else (the
+  // --tensor-type-file parser has no comments); export_tools_test replays llama-quantize on it.
+  const std::regex line_re("\\^([a-z0-9_\\\\.]+)\\$=([a-zA-Z0-9_]+)");
+  std::vector<std::string> names, types;
   for (absl::string_view l : absl::StrSplit(*ReadFileToString(path), '\n', absl::SkipEmpty())) {
     const std::string line(l);
-    if (line[0] == '#') {
-      if (line.rfind("# llama-quantize ", 0) == 0) command = line;
-      continue;
-    }
     std::smatch m;
     ASSERT_TRUE(std::regex_match(line, m, line_re)) << line;
-    EXPECT_EQ(tensors.count(m[1].str() + ".weight"), 1u) << m[1] << " is not in " << gguf;
-    lines.push_back(line);
+    const std::string name = absl::StrReplaceAll(m[1].str(), {{"\\.", "."}});
+    EXPECT_EQ(tensors.count(name), 1u) << name << " is not in " << gguf;
+    names.push_back(name);
+    types.push_back(m[2].str());
   }
-  ASSERT_EQ(lines.size(), 35u);
+  ASSERT_EQ(names.size(), 35u);
   for (int layer = 0, p = 0; layer < 5; ++layer) {
     for (int k = 0; k < 7; ++k, ++p) {
-      const std::string want = absl::StrCat("blk.", layer, ".", kGgufModules[k], "=",
-                                            bits[p] == 2 ? "q2_k" : "q4_k");
-      EXPECT_EQ(lines[p], want);
-      // The comment's command passes the same line to --tensor-type.
-      EXPECT_THAT(command, HasSubstr(" --tensor-type " + want + " "));
+      EXPECT_EQ(names[p], absl::StrCat("blk.", layer, ".", kGgufModules[k], ".weight"));
+      // stories260K's rows (64, 172) fit no k-quant: q4_0 where 32 divides them, else f16.
+      EXPECT_EQ(types[p], k == 6 ? "f16" : "q4_0") << names[p];
     }
   }
-  EXPECT_THAT(command, HasSubstr(gguf + " "));
-  EXPECT_THAT(command, HasSubstr(" Q4_K_M"));
+  const std::string notes = *ReadFileToString(path + ".notes.txt");
+  EXPECT_THAT(notes, HasSubstr("--tensor-type-file " + path + " " + gguf + " "));
+  EXPECT_THAT(notes, HasSubstr(" Q6_K\n"));
 }
 
 TEST_F(ExportTest, GptqModelDynamicGivesEveryModuleItsBits) {
@@ -169,7 +167,7 @@ TEST_F(ExportTest, GptqModelDynamicGivesEveryModuleItsBits) {
       // GPTQModel takes the first key whose regex matches at the start (Python re.match).
       int matches = 0;
       for (const auto& [key, value] : dynamic.items()) {
-        ASSERT_EQ(key.substr(0, 2), "+:") << key;
+        ASSERT_EQ(key.substr(0, 3), "+:^") << key;
         if (std::regex_search(module, std::regex(key.substr(2)),
                               std::regex_constants::match_continuous)) {
           ++matches;
@@ -184,8 +182,9 @@ TEST_F(ExportTest, GptqModelDynamicGivesEveryModuleItsBits) {
 
 TEST_F(ExportTest, HqqConfigGivesEveryModuleItsBits) {
   const std::string path = Export("--budget 3.0 --format hqq", *dir_ + "/hqq.json");
+  EXPECT_TRUE(fs::exists(*dir_ + "/impq_hqq_apply.py"));  // the loader, beside it
   const std::vector<int> bits = Bits(3.0);
-  const json j = json::parse(*ReadFileToString(path));
+  const json j = json::parse(*ReadFileToString(path))["modules"];
   ASSERT_EQ(j.size(), 35u);
   for (int layer = 0, p = 0; layer < 5; ++layer) {
     for (int k = 0; k < 7; ++k, ++p) {
@@ -286,38 +285,37 @@ TEST_F(ExportTest, ThreeAndEightBitPlayersInEveryFormat) {
     EXPECT_EQ(r.exit_code, 0) << r.out;
     return *ReadFileToString(out);
   };
-  // llama.cpp: 3 -> q3_k, 8 -> q8_0 next to q2_k / q4_k, every name a tensor of the GGUF file.
+  // llama.cpp: stories260K's rows fit no k-quant, so 2/3/4 bits are q4_0 and 8 bits q8_0 on
+  // 64-wide rows, and everything on ffn_down's 172-wide rows is f16 (q8_0 there would make
+  // llama.cpp abort); the notes say so per module.
   const std::string gguf = SharedDataPath("stories260K.gguf");
-  const std::string types =
-      export_mixed("--format llama.cpp --model " + gguf, *dir_ + "/mixed_types.txt");
-  std::vector<std::string> lines;
-  for (absl::string_view l : absl::StrSplit(types, '\n', absl::SkipEmpty())) {
-    if (l[0] != '#') lines.emplace_back(l);
-  }
+  const std::string types_path = *dir_ + "/mixed_types.txt";
+  const std::string types = export_mixed("--format llama.cpp --model " + gguf, types_path);
+  std::vector<std::string> lines = absl::StrSplit(types, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 35u);
-  const std::map<int, std::string> type_of = {{2, "q2_k"}, {3, "q3_k"}, {4, "q4_k"}, {8, "q8_0"}};
   for (int layer = 0, p = 0; layer < 5; ++layer) {
     for (int k = 0; k < 7; ++k, ++p) {
-      EXPECT_EQ(lines[p], absl::StrCat("blk.", layer, ".", kGgufModules[k], "=",
-                                       type_of.at(kMixed[p % 4])));
+      const std::string type = k == 6 ? "f16" : kMixed[p % 4] == 8 ? "q8_0" : "q4_0";
+      EXPECT_EQ(lines[p], absl::StrCat("^blk\\.", layer, "\\.", kGgufModules[k],
+                                       "\\.weight$=", type));
     }
   }
-  // Every quantized module of stories260K has rows narrower than 256: all are noted.
-  EXPECT_THAT(types, HasSubstr("# Note: k-quants need rows that are multiples of 256 weights"));
-  EXPECT_THAT(types, HasSubstr("ffn_down (172)"));
+  const std::string notes = *ReadFileToString(types_path + ".notes.txt");
+  EXPECT_THAT(notes, HasSubstr("blk.1.ffn_down.weight: 8 bits -> f16 (16 bits): rows of 172"));
 
   // GPTQModel: "dynamic" bits 3 and 8; the base bits are the most frequent width (ties: wider).
   const json gptq =
       json::parse(export_mixed("--format gptqmodel", *dir_ + "/mixed_gptq.json"));
   EXPECT_EQ(gptq["bits"], 8);  // 9 players each at 3, 8, 2; 8 at 4
   // HQQ: nbits 3 and 8.
-  const json hqq = json::parse(export_mixed("--format hqq", *dir_ + "/mixed_hqq.json"));
+  const json hqq =
+      json::parse(export_mixed("--format hqq", *dir_ + "/mixed_hqq.json"))["modules"];
   ASSERT_EQ(gptq["dynamic"].size(), 35u);
   ASSERT_EQ(hqq.size(), 35u);
   for (int layer = 0, p = 0; layer < 5; ++layer) {
     for (int k = 0; k < 7; ++k, ++p) {
       const std::string module = absl::StrCat("model.layers.", layer, ".", kHfModules[k]);
-      const std::string key = "+:" + absl::StrReplaceAll(module, {{".", "\\."}}) + "$";
+      const std::string key = "+:^" + absl::StrReplaceAll(module, {{".", "\\."}}) + "$";
       ASSERT_TRUE(gptq["dynamic"].contains(key)) << key;
       EXPECT_EQ(gptq["dynamic"][key]["bits"], kMixed[p % 4]) << module;
       EXPECT_EQ(hqq[module]["nbits"], kMixed[p % 4]) << module;
