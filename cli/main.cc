@@ -14,8 +14,8 @@ constexpr char kUsage[] =
     "  run    the main job on the embedded default (the shared stories260K model)\n"
     "  eval   loss / perplexity / KL of a model on a text file\n"
     "  quantize-eval  loss of a model quantized by rtn|hqq|gptq under a 2/3/4/8-bit assignment\n"
-    "  export  an allocation of `impq run --json` for llama.cpp, GPTQModel, HQQ or as impq's\n"
-    "          own quantized checkpoint (safetensors)\n"
+    "  export  an allocation of `impq run --json` (or `impqctl result --json`) for llama.cpp,\n"
+    "          GPTQModel, HQQ, optimum-quanto or as impq's own quantized checkpoint\n"
     "  report the `impq run --json` file as one self-contained HTML page (figures, tables)\n"
     "\n"
     "`impq <command> --help` lists a command's flags.\n";

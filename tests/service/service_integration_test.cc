@@ -207,7 +207,7 @@ TEST(ServiceIntegrationTest, ImpqctlWithTwoWorkersSurvivingCrashesEqualsImpqRun)
                        .c_str()),
             0)
       << "see " << dir << "/report.log";
-  for (const std::string format : {"llama.cpp", "gptqmodel", "hqq", "safetensors"}) {
+  for (const std::string format : {"llama.cpp", "gptqmodel", "hqq", "quanto", "safetensors"}) {
     const std::string out = dir + "/export-" + format;
     const std::string cmd = std::string(IMPQ_BINARY) + " export --from " + doc + " --budget 3.0" +
                             " --format " + format + " --out " + out + " > " + out + ".log 2>&1";
