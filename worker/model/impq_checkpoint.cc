@@ -218,8 +218,14 @@ absl::StatusOr<Model> ImpqCheckpointReader::Read(const std::string& path) const 
 
   const std::string weights = (fs::path(dir) / kWeights).string();
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
-  auto file_name = [&](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
-  TensorFetch fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
+  TensorSource src;
+  src.path = weights;
+  for (const auto& [name, e] : file->entries()) src.names.push_back(name);
+  src.file_name = [arch](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
+  src.field = [&config_path](const std::string& field) {
+    return absl::StrCat(config_path, " quantization_config.model_config.", field);
+  };
+  src.fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
     const std::string name = arch->HfTensorName(role, layer);
     static constexpr TensorRole kLinear[] = {TensorRole::kQ,    TensorRole::kK,  TensorRole::kV,
                                              TensorRole::kO,    TensorRole::kGate,
@@ -279,7 +285,7 @@ absl::StatusOr<Model> ImpqCheckpointReader::Read(const std::string& path) const 
     }
     return Tensor::Owned(name, {rows, cols}, quant::Dequantize(p));
   };
-  return AssembleModel(c, fetch, file_name, weights);
+  return AssembleModel(c, src);
 }
 
 }  // namespace impq::model

@@ -1,10 +1,10 @@
 #include "worker/model/loader.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "worker/model/bpe_tokenizer.h"
 #include "worker/model/gguf_file.h"
@@ -19,10 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// False for anything but a regular file starting "GGUF" (ReadFileHead never blocks on a FIFO).
 bool HasGgufMagic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+  absl::StatusOr<std::string> head = ReadFileHead(path, 4);
+  return head.ok() && *head == "GGUF";
 }
 
 bool Exists(const std::string& p) {
