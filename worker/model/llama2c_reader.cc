@@ -144,15 +144,10 @@ class Cursor {
 
 bool Llama2cReader::Recognizes(const std::string& path, std::span<const uint8_t> head) const {
   if (head.size() >= 4 && static_cast<uint32_t>(ReadI32(head.data())) == kMagicV1) return true;
-  if (!absl::EndsWith(path, ".bin")) return false;
-  // Plausible legacy header: seven small positive ints (vocab may be negative).
-  if (head.size() < kHeaderV0) return true;  // let Read() report the truncation
-  for (int i = 0; i < 7; ++i) {
-    int32_t v = ReadI32(head.data() + 4 * i);
-    if (i == 5) v = v < 0 ? -v : v;
-    if (v <= 0 || v > (1 << 24)) return false;
-  }
-  return true;
+  // The legacy format has no magic: a `.bin` file is taken for one, and Read() names the header
+  // field that is out of range when it is not ("n_layers = 16777217 is out of range ...; is
+  // this a llama2.c checkpoint?") rather than "unrecognised".
+  return absl::EndsWith(path, ".bin");
 }
 
 absl::StatusOr<Model> Llama2cReader::Read(const std::string& path) const {

@@ -22,7 +22,8 @@ namespace impq::model {
 class Llama2cReader : public ModelReader {
  public:
   std::string format() const override { return "llama2c"; }
-  // Recognises the v1 magic, or a `.bin` file whose header fields are plausible.
+  // Recognises the v1 magic, or any `.bin` file (the legacy format has no magic; Read names
+  // the implausible header field of one that is not a checkpoint).
   bool Recognizes(const std::string& path, std::span<const uint8_t> head) const override;
   absl::StatusOr<Model> Read(const std::string& path) const override;
 };
