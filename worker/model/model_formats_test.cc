@@ -759,7 +759,7 @@ TEST(NonFiniteWeightsTest, EveryFormatNamesTheTensor) {
     fs::copy(SharedDataPath(form), d);
     auto f = SafetensorsFile::Open(d + "/model.safetensors");
     ASSERT_TRUE(f.ok()) << f.status();
-    const auto& e = (*f)->entries().at("model.layers.3.mlp.down_proj.weight");
+    const SafetensorsFile::Entry e = (*f)->entries().at("model.layers.3.mlp.down_proj.weight");
     const std::string bytes = *ReadFileToString(d + "/model.safetensors");
     f->reset();
     WriteBytes(d + "/model.safetensors", PoisonTensor(bytes, e.begin, e.dtype, 172 + 2, inf));
@@ -863,7 +863,7 @@ TEST(FormatFuzzTest, MutatedModelsAndTokenizersLoadTokenizeAndRun) {
   for (int i = 7; i >= 0; --i) st_header = (st_header << 8) | static_cast<uint8_t>(st[i]);
   Rng rng(2025);
   int loaded[4] = {}, rejected[4] = {};
-  for (int iter = 0; iter < 240; ++iter) {
+  for (int iter = 0; iter < 800; ++iter) {
     absl::StatusOr<LoadedModel> lm;
     const int kind = iter % 4;
     switch (kind) {
