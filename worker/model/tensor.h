@@ -47,8 +47,9 @@ class Tensor {
 // OK when every value of `t` is finite. Otherwise InvalidArgument naming `label` (how the
 // caller's file names the tensor), the number of NaN/Inf values and the first one's index:
 // "tensor blk.1.attn_q.weight holds 3 non-finite values (the first, nan, at [2, 5])".
-// One pass over the bits in blocks with no branch per value (about a memory read's cost:
-// measured in model_test, LoadsSharedStories260K's neighbour FiniteCheckCost).
+// One vectorized pass over the bits, no branch per value: 0.033 ms for stories260K's 260,032
+// weights (31 GB/s from cache), 6.5 GB/s on a 256 MiB tensor from memory (bench/reader_bench,
+// 2-core machine under load).
 absl::Status CheckFinite(const Tensor& t, absl::string_view label);
 
 }  // namespace impq::model
