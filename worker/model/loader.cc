@@ -89,11 +89,13 @@ bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab) {
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
                                                   const std::string& tokenizer_path) {
   LoadedModel out;
+  // The model first: what is wrong with it (a FIFO, a bad file) says more than that no
+  // tokenizer could be found next to it.
+  ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
   std::string tok_path = tokenizer_path;
   if (tok_path.empty()) {
     ASSIGN_OR_RETURN(tok_path, FindTokenizerFor(model_path));
   }
-  ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
   ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(tok_path));
   if (!VocabulariesMatch(out.tokenizer->vocab_size(), out.model.config.vocab_size)) {
     return absl::InvalidArgumentError(absl::StrCat(

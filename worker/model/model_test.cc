@@ -240,7 +240,15 @@ TEST(ModelPathTest, FifoDirectoryAndDeviceAreRefusedWithoutBlocking) {
         << name;
     fs::remove(dir + "/hf/config.json");
   }
-  // The tokenizer found next to a model is checked the same way.
+  // Without a tokenizer given, the model's own error comes first (not "no tokenizer found").
+  {
+    ScopedFifo fifo(dir + "/m.gguf");
+    auto lm = LoadModelAndTokenizer(fifo.path());
+    EXPECT_FALSE(fifo.watchdog_fired());
+    EXPECT_THAT(std::string(lm.status().message()),
+                HasSubstr(fifo.path() + ": not a regular file: a FIFO"));
+  }
+  // A tokenizer given next to a model is checked the same way.
   {
     ScopedFifo fifo(dir + "/hf/tokenizer.model");
     auto lm = LoadModelAndTokenizer(SharedDataPath("stories260K-hf/model.safetensors"),
