@@ -1,6 +1,8 @@
 #include "worker/model/impq_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -48,7 +50,16 @@ struct Reader {
   }
   absl::Status Int(const char* key, int* out) const {
     if (!j.contains(key) || !j[key].is_number_integer()) return Missing(key);
-    *out = j[key].get<int>();
+    // Range-checked before narrowing: ModelConfig::Validate then bounds every size.
+    const int64_t v = j[key].is_number_unsigned()
+                          ? static_cast<int64_t>(std::min<uint64_t>(j[key].get<uint64_t>(),
+                                                                    uint64_t{1} << 62))
+                          : j[key].get<int64_t>();
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": model_config.", key, " = ", v,
+                                                     " is out of range"));
+    }
+    *out = static_cast<int>(v);
     return absl::OkStatus();
   }
   absl::Status Float(const char* key, float* out) const {

@@ -11,6 +11,7 @@
 #include "common/test_paths.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/model/impq_checkpoint.h"
 #include "worker/model/loader.h"
 #include "worker/model/model_reader.h"
 
@@ -311,6 +312,35 @@ TEST(LoaderTest, TokenizerVocabularyMismatchNamesBothFiles) {
   EXPECT_THAT(msg, HasSubstr("300 pieces"));
   EXPECT_THAT(msg, HasSubstr("512"));
   ::unlink(path.c_str());
+}
+
+// impq checkpoints spell the whole ModelConfig in config.json; absurd sizes are refused before
+// narrowing and before anything is allocated (AssembleModel then checks the layer count and
+// every shape against model.safetensors, as for the other formats).
+TEST(ImpqCheckpointTest, ModelConfigBombsAreRefused) {
+  ModelConfig c;
+  c.dim = 64;
+  c.hidden_dim = 172;
+  c.n_layers = 5;
+  c.n_heads = 8;
+  c.n_kv_heads = 4;
+  c.head_dim = 8;
+  c.vocab_size = 512;
+  c.seq_len = 512;
+  auto error = [&](const char* field, int64_t value) {
+    nlohmann::json j = ModelConfigToJson(c);
+    j[field] = value;
+    auto r = ModelConfigFromJson(j, "ckpt/config.json");
+    return r.ok() ? std::string("OK") : std::string(r.status().message());
+  };
+  EXPECT_EQ(error("seq_len", 1 << 24), "OK");
+  EXPECT_THAT(error("n_layers", int64_t{1} << 40),
+              HasSubstr("ckpt/config.json: model_config.n_layers = 1099511627776 is out of range"));
+  EXPECT_THAT(error("n_layers", (1 << 24) + 1),
+              HasSubstr("ckpt/config.json: n_layers must be in [1, 16777216], got 16777217"));
+  EXPECT_THAT(error("vocab_size", -3), HasSubstr("vocab_size must be in [1, 16777216], got -3"));
+  EXPECT_THAT(error("head_dim", 1 << 22),
+              HasSubstr("q_dim (n_heads * head_dim) must be in [1, 16777216], got 33554432"));
 }
 
 TEST(ModelTest, RandomModelIsValidAndDeterministic) {
