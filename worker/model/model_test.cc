@@ -318,15 +318,9 @@ TEST(LoaderTest, TokenizerVocabularyMismatchNamesBothFiles) {
 // narrowing and before anything is allocated (AssembleModel then checks the layer count and
 // every shape against model.safetensors, as for the other formats).
 TEST(ImpqCheckpointTest, ModelConfigBombsAreRefused) {
-  ModelConfig c;
-  c.dim = 64;
-  c.hidden_dim = 172;
-  c.n_layers = 5;
-  c.n_heads = 8;
-  c.n_kv_heads = 4;
-  c.head_dim = 8;
-  c.vocab_size = 512;
-  c.seq_len = 512;
+  auto stories = LoadModel(SharedDataPath("stories260K.bin"));
+  ASSERT_TRUE(stories.ok()) << stories.status();
+  const ModelConfig c = stories->config;
   auto error = [&](const char* field, int64_t value) {
     nlohmann::json j = ModelConfigToJson(c);
     j[field] = value;
