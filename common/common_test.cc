@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/rng.h"
+#include "common/test_fifo.h"
 #include "common/thread_pool.h"
 #include "gtest/gtest.h"
 
@@ -202,6 +203,32 @@ TEST(FileUtilTest, MissingFileIsNotFoundAndNamesThePath) {
   EXPECT_NE(m.status().message().find("/nonexistent/dir/model.bin"), absl::string_view::npos);
   auto d = ReadFileToString("/tmp");
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FileUtilTest, OnlyRegularFilesAreOpenedAndNothingBlocks) {
+  ScopedFifo fifo(TempPath("fifo"));
+  ASSERT_TRUE(fifo.made());
+  for (const auto& [path, kind] : {std::pair<std::string, std::string>{fifo.path(), "a FIFO"},
+                                   {"/tmp", "a directory"},
+                                   {"/dev/null", "a character device"}}) {
+    for (const absl::Status& s :
+         {OpenRegularFile(path).status(), ReadFileToString(path).status(),
+          ReadFileHead(path, 4).status(), MappedFile::Open(path).status()}) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << path << ": " << s;
+      EXPECT_NE(s.message().find(path + ": not a regular file: " + kind), absl::string_view::npos)
+          << s;
+    }
+  }
+  EXPECT_FALSE(fifo.watchdog_fired()) << "an open() of the FIFO blocked";
+  const std::string path = TempPath("head.txt");
+  ASSERT_TRUE(WriteFileAtomically(path, "GGUF and more").ok());
+  EXPECT_EQ(*ReadFileHead(path, 4), "GGUF");
+  EXPECT_EQ(*ReadFileHead(path, 100), "GGUF and more");
+  auto f = OpenRegularFile(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->size(), 13u);
+  EXPECT_EQ(OpenRegularFile(path + ".missing").status().code(), absl::StatusCode::kNotFound);
+  ::unlink(path.c_str());
 }
 
 }  // namespace

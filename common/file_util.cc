@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -26,42 +27,95 @@ absl::Status ErrnoToStatus(int err, const std::string& what, const std::string& 
 
 namespace {
 
-// Opens `path` read-only and checks it is a regular file; returns the fd and size.
-absl::Status OpenRegular(const std::string& path, int* fd_out, size_t* size_out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+const char* FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
+}  // namespace
+
+RegularFile::RegularFile(RegularFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(other.fd_), size_(other.size_) {
+  other.fd_ = -1;
+}
+
+RegularFile& RegularFile::operator=(RegularFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = other.fd_;
+    size_ = other.size_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+RegularFile::~RegularFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, forever.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return ErrnoToStatus(errno, "cannot open", path);
+  RegularFile file(path, fd, 0);  // closes fd on every return below
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoToStatus(err, "cannot stat", path);
-  }
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(errno, "cannot stat", path);
   if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a regular file: ", FileKind(st.st_mode)));
   }
-  *fd_out = fd;
-  *size_out = static_cast<size_t>(st.st_size);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoToStatus(errno, "cannot clear O_NONBLOCK", path);
+  }
+  file.size_ = static_cast<size_t>(st.st_size);
+  return file;
+}
+
+namespace {
+
+// Reads up to `n` bytes at the current offset of `file` into `out` (resized to what was read).
+absl::Status ReadUpTo(const RegularFile& file, size_t n, std::string* out) {
+  out->assign(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(file.fd(), out->data() + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ErrnoToStatus(errno, "read failed", file.path());
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out->resize(got);
   return absl::OkStatus();
 }
 
 }  // namespace
 
+absl::StatusOr<std::string> ReadFileHead(const std::string& path, size_t max_bytes) {
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path);
+  if (!file.ok()) return file.status();
+  std::string out;
+  if (absl::Status s = ReadUpTo(*file, std::min(max_bytes, file->size()), &out); !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
 absl::StatusOr<std::shared_ptr<const MappedFile>> MappedFile::Open(const std::string& path) {
-  int fd;
-  size_t size;
-  if (absl::Status s = OpenRegular(path, &fd, &size); !s.ok()) return s;
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path);
+  if (!file.ok()) return file.status();
+  const size_t size = file->size();
   const uint8_t* data = nullptr;
   if (size > 0) {
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoToStatus(err, "cannot mmap", path);
-    }
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file->fd(), 0);
+    if (p == MAP_FAILED) return ErrnoToStatus(errno, "cannot mmap", path);
     data = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
   return std::shared_ptr<const MappedFile>(new MappedFile(path, data, size));
 }
 
@@ -70,22 +124,14 @@ MappedFile::~MappedFile() {
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  int fd;
-  size_t size;
-  if (absl::Status s = OpenRegular(path, &fd, &size); !s.ok()) return s;
-  std::string out(size, '\0');
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = ::read(fd, out.data() + got, size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int err = r < 0 ? errno : EIO;
-      ::close(fd);
-      return ErrnoToStatus(err, "read failed", path);
-    }
-    got += static_cast<size_t>(r);
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path);
+  if (!file.ok()) return file.status();
+  std::string out;
+  if (absl::Status s = ReadUpTo(*file, file->size(), &out); !s.ok()) return s;
+  if (out.size() != file->size()) {
+    return absl::DataLossError(absl::StrCat(path, ": read ", out.size(), " of ", file->size(),
+                                            " bytes (the file shrank while being read)"));
   }
-  ::close(fd);
   return out;
 }
 

@@ -1,4 +1,6 @@
-// File helpers: read-only memory maps, whole-file reads, crash-safe writes.
+// File helpers: read-only memory maps, whole-file reads, crash-safe writes, and the one way
+// impq opens a file it did not write (a model, tokenizer, text or config named by a user or a
+// job): OpenRegularFile.
 #ifndef IMPQ_COMMON_FILE_UTIL_H_
 #define IMPQ_COMMON_FILE_UTIL_H_
 
@@ -12,11 +14,47 @@
 
 namespace impq {
 
+// An open, read-only file descriptor of a regular file; closes it on destruction. Movable.
+class RegularFile {
+ public:
+  RegularFile(RegularFile&& other) noexcept;
+  RegularFile& operator=(RegularFile&& other) noexcept;
+  RegularFile(const RegularFile&) = delete;
+  RegularFile& operator=(const RegularFile&) = delete;
+  ~RegularFile();
+
+  int fd() const { return fd_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  friend absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path);
+  RegularFile(std::string path, int fd, size_t size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
+  std::string path_;
+  int fd_ = -1;
+  size_t size_ = 0;
+};
+
+// Opens `path` for reading, never blocking and only when it is a regular file (after symlinks).
+// The open itself is O_NONBLOCK | O_NOCTTY, so a FIFO with no writer, a terminal or a device
+// cannot wedge the caller in open(); the descriptor is then checked with fstat and refused
+// unless S_ISREG, before a byte is read. (O_NONBLOCK is cleared again: reads of a regular file
+// never block anyway.) Every reader of untrusted files goes through here — MappedFile::Open,
+// ReadFileToString, ReadFileHead — so this is the single place the rule lives.
+// Errors name the path: NotFound (no such file), PermissionDenied, InvalidArgument ("not a
+// regular file: a FIFO" / "a directory" / "a character device" / ...), Internal otherwise.
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path);
+
+// Up to `max_bytes` from the start of the regular file at `path` (OpenRegularFile's rules).
+absl::StatusOr<std::string> ReadFileHead(const std::string& path, size_t max_bytes);
+
 // A read-only, private memory map of a whole file. Immutable after Open; thread-safe.
 class MappedFile {
  public:
-  // Maps `path`. Errors: NotFound (no such file), PermissionDenied, InvalidArgument (a
-  // directory), Internal (mmap failed). An empty file maps to an empty span.
+  // Maps `path` (OpenRegularFile's rules). Errors: NotFound (no such file), PermissionDenied,
+  // InvalidArgument (a directory, FIFO, device or socket), Internal (mmap failed). An empty
+  // file maps to an empty span.
   static absl::StatusOr<std::shared_ptr<const MappedFile>> Open(const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -34,7 +72,7 @@ class MappedFile {
   size_t size_;
 };
 
-// Reads a whole file. Errors name the path and the reason.
+// Reads a whole regular file (OpenRegularFile's rules). Errors name the path and the reason.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `contents` to `path` atomically: a temporary file in the same directory is written,

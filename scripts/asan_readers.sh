@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The model-file readers and tokenizers (everything that parses untrusted bytes) under
-# AddressSanitizer + UndefinedBehaviorSanitizer, including the seeded mutation loop over
-# GGUF and safetensors headers. Builds only those tests, in ./build-asan. Called by test.sh.
+# AddressSanitizer + UndefinedBehaviorSanitizer, including the seeded mutation loops over
+# GGUF, safetensors, config.json and llama2.c headers and tokenizer files (FormatFuzzTest):
+# every mutated file that loads is also tokenized and run through a short forward pass, so
+# what the readers accept is checked to be safe to use, not only to load. Builds only those
+# tests, in ./build-asan. Called by test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \

@@ -86,6 +86,36 @@ TEST(LlamaForwardTest, MatchesScalarReferenceOnSharedStories260K) {
   ExpectMatchesReference(lm->model, lm->tokenizer->Encode("Once upon a time, there was a big dog named Max.", true));
 }
 
+// Positions past LlamaForward::kRopeTablePositions get their rotary rows computed on use, from
+// the same formula as the table: the pass still matches the reference there. The model claims
+// a context of 2^24 (metadata a file may hold), which no longer sizes any table.
+TEST(LlamaForwardTest, PositionsBeyondTheRopeTableMatchTheReference) {
+  model::ModelConfig c;
+  c.dim = 16;
+  c.hidden_dim = 24;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;
+  c.head_dim = 8;
+  c.vocab_size = 24;
+  c.seq_len = 1 << 24;
+  const int64_t T = LlamaForward::kRopeTablePositions + 40;
+  const auto m = model::MakeRandomModel(c, 14);
+  LlamaForward fwd(m);
+  const auto tokens = RandomTokens(static_cast<int>(T), c.vocab_size, 6);
+  const auto fast = FastLogits(fwd, WeightSet::FromModel(m), tokens, nullptr);
+  const auto ref = LlamaForwardRef(m, tokens);
+  const double tol = LogitTolerance(c, T, ref);
+  double worst_in_table = 0, worst_beyond = 0;
+  const size_t table_end = static_cast<size_t>(LlamaForward::kRopeTablePositions) * c.vocab_size;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double& worst = i < table_end ? worst_in_table : worst_beyond;
+    worst = std::max(worst, std::abs(fast[i] - ref[i]));
+  }
+  EXPECT_LE(worst_beyond, tol);
+  EXPECT_LE(worst_in_table, tol);
+}
+
 TEST(LlamaForwardTest, BitIdenticalAtAnyThreadCount) {
   const auto m = model::MakeRandomModel(SmallConfig(), 13);
   LlamaForward fwd(m);

@@ -59,16 +59,21 @@ LlamaForward::LlamaForward(const model::Model& model) : model_(model) {
   }
   final_norm_ = NormMultiplier(model.final_norm);
 
-  const int half = c.head_dim / 2;
-  const std::vector<double> inv_freq = RopeInvFrequencies(c);
-  rope_cos_.resize(static_cast<size_t>(c.seq_len) * half);
+  const size_t half = static_cast<size_t>(c.head_dim / 2);
+  rope_inv_freq_ = RopeInvFrequencies(c);
+  rope_rows_ = std::min<int64_t>(c.seq_len, kRopeTablePositions);
+  rope_cos_.resize(static_cast<size_t>(rope_rows_) * half);
   rope_sin_.resize(rope_cos_.size());
-  for (int pos = 0; pos < c.seq_len; ++pos) {
-    for (int i = 0; i < half; ++i) {
-      const double angle = pos * inv_freq[i];
-      rope_cos_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::cos(angle));
-      rope_sin_[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::sin(angle));
-    }
+  for (int64_t pos = 0; pos < rope_rows_; ++pos) {
+    RopeRow(pos, rope_cos_.data() + pos * half, rope_sin_.data() + pos * half);
+  }
+}
+
+void LlamaForward::RopeRow(int64_t pos, float* cos, float* sin) const {
+  for (size_t i = 0; i < rope_inv_freq_.size(); ++i) {
+    const double angle = static_cast<double>(pos) * rope_inv_freq_[i];
+    cos[i] = static_cast<float>(std::cos(angle));
+    sin[i] = static_cast<float>(std::sin(angle));
   }
 }
 
@@ -185,9 +190,20 @@ void LlamaForward::RunAttentionSublayer(int layer, const WeightSet& w, int64_t T
       }
     }
   }
+  std::vector<float> far_cos, far_sin;  // a position beyond the table (kRopeTablePositions)
   for (int64_t t = 0; t < T; ++t) {
-    const float* cs = rope_cos_.data() + t * half;
-    const float* sn = rope_sin_.data() + t * half;
+    const float* cs;
+    const float* sn;
+    if (t < rope_rows_) {
+      cs = rope_cos_.data() + t * half;
+      sn = rope_sin_.data() + t * half;
+    } else {
+      far_cos.resize(static_cast<size_t>(half));
+      far_sin.resize(static_cast<size_t>(half));
+      RopeRow(t, far_cos.data(), far_sin.data());
+      cs = far_cos.data();
+      sn = far_sin.data();
+    }
     for (int h = 0; h < c.n_heads; ++h) RopeHead(ws.q.data() + t * qd + h * hd, hd, cs, sn, interleaved);
     for (int h = 0; h < c.n_kv_heads; ++h) RopeHead(ws.k.data() + t * kvd + h * hd, hd, cs, sn, interleaved);
   }

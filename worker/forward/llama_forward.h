@@ -78,6 +78,16 @@ class LlamaForward {
   // dimension this short gains nothing from sgemm); larger ones as sgemm over query blocks.
   static constexpr int64_t kSmallHeadDim = 16;  // <= kAttentionMaxHeadDim
 
+  // Rotary cos/sin rows precomputed at construction: positions [0, min(seq_len, this)).
+  // Positions beyond are computed when a sequence reaches them (the same double-precision
+  // formula, so the values are identical). Why not [0, seq_len): seq_len is file metadata,
+  // which no tensor confirms (model.h), and a table from it is an allocation an attacker sizes
+  // (2^24 positions at head_dim 8: 512 MiB); the memory of a pass must follow the tokens it
+  // evaluates. 8192 rows cost at most 8 MiB (head_dim 256) and cover every context impq
+  // evaluates by default; a longer context pays head_dim/2 sin/cos pairs per position beyond
+  // it per layer, negligible next to that position's attention over thousands of keys.
+  static constexpr int64_t kRopeTablePositions = 8192;
+
   // REQUIRES: model.Validate().ok(); `model` outlives this object.
   explicit LlamaForward(const model::Model& model);
 
@@ -126,8 +136,13 @@ class LlamaForward {
   };
   const float* NormMultiplier(const model::Tensor& w);
 
+  // cos and sin of position `pos` for every frequency (head_dim/2 values each).
+  void RopeRow(int64_t pos, float* cos, float* sin) const;
+
   const model::Model& model_;
-  std::vector<float> rope_cos_, rope_sin_;  // [seq_len, head_dim/2]
+  std::vector<double> rope_inv_freq_;       // [head_dim/2]
+  int64_t rope_rows_ = 0;                   // min(seq_len, kRopeTablePositions)
+  std::vector<float> rope_cos_, rope_sin_;  // [rope_rows_, head_dim/2]
   std::vector<std::vector<float>> offset_norms_;  // storage behind NormMultiplier
   std::vector<LayerNorms> norms_;                 // [layer]
   const float* final_norm_ = nullptr;

@@ -28,11 +28,15 @@ absl::StatusOr<Model> GgufReader::FromFile(const GgufFile& gguf) {
                                                    SupportedGgufArchs()));
   }
   ASSIGN_OR_RETURN(ModelConfig c, arch->ConfigFromGguf(gguf));
-  auto file_name = [&](TensorRole role, int layer) { return arch->GgufTensorName(role, layer); };
-  TensorFetch fetch = [&](TensorRole role, int layer) {
+  TensorSource src;
+  src.path = gguf.path();
+  for (const GgufTensorInfo& t : gguf.tensors()) src.names.push_back(t.name);
+  src.file_name = [arch](TensorRole role, int layer) { return arch->GgufTensorName(role, layer); };
+  src.fetch = [&](TensorRole role, int layer) {
     return gguf.ReadTensor(arch->GgufTensorName(role, layer));
   };
-  return AssembleModel(c, fetch, file_name, gguf.path());
+  src.field = GgufFieldSpelling(arch_name);
+  return AssembleModel(c, src);
 }
 
 }  // namespace impq::model

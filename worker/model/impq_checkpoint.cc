@@ -1,6 +1,8 @@
 #include "worker/model/impq_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -48,7 +50,16 @@ struct Reader {
   }
   absl::Status Int(const char* key, int* out) const {
     if (!j.contains(key) || !j[key].is_number_integer()) return Missing(key);
-    *out = j[key].get<int>();
+    // Range-checked before narrowing: ModelConfig::Validate then bounds every size.
+    const int64_t v = j[key].is_number_unsigned()
+                          ? static_cast<int64_t>(std::min<uint64_t>(j[key].get<uint64_t>(),
+                                                                    uint64_t{1} << 62))
+                          : j[key].get<int64_t>();
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": model_config.", key, " = ", v,
+                                                     " is out of range"));
+    }
+    *out = static_cast<int>(v);
     return absl::OkStatus();
   }
   absl::Status Float(const char* key, float* out) const {
@@ -218,8 +229,14 @@ absl::StatusOr<Model> ImpqCheckpointReader::Read(const std::string& path) const 
 
   const std::string weights = (fs::path(dir) / kWeights).string();
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
-  auto file_name = [&](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
-  TensorFetch fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
+  TensorSource src;
+  src.path = weights;
+  for (const auto& [name, e] : file->entries()) src.names.push_back(name);
+  src.file_name = [arch](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
+  src.field = [&config_path](const std::string& field) {
+    return absl::StrCat(config_path, " quantization_config.model_config.", field);
+  };
+  src.fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
     const std::string name = arch->HfTensorName(role, layer);
     static constexpr TensorRole kLinear[] = {TensorRole::kQ,    TensorRole::kK,  TensorRole::kV,
                                              TensorRole::kO,    TensorRole::kGate,
@@ -279,7 +296,7 @@ absl::StatusOr<Model> ImpqCheckpointReader::Read(const std::string& path) const 
     }
     return Tensor::Owned(name, {rows, cols}, quant::Dequantize(p));
   };
-  return AssembleModel(c, fetch, file_name, weights);
+  return AssembleModel(c, src);
 }
 
 }  // namespace impq::model

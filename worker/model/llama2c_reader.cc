@@ -1,5 +1,6 @@
 #include "worker/model/llama2c_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -143,15 +144,10 @@ class Cursor {
 
 bool Llama2cReader::Recognizes(const std::string& path, std::span<const uint8_t> head) const {
   if (head.size() >= 4 && static_cast<uint32_t>(ReadI32(head.data())) == kMagicV1) return true;
-  if (!absl::EndsWith(path, ".bin")) return false;
-  // Plausible legacy header: seven small positive ints (vocab may be negative).
-  if (head.size() < kHeaderV0) return true;  // let Read() report the truncation
-  for (int i = 0; i < 7; ++i) {
-    int32_t v = ReadI32(head.data() + 4 * i);
-    if (i == 5) v = v < 0 ? -v : v;
-    if (v <= 0 || v > (1 << 24)) return false;
-  }
-  return true;
+  // The legacy format has no magic: a `.bin` file is taken for one, and Read() names the header
+  // field that is out of range when it is not ("n_layers = 16777217 is out of range ...; is
+  // this a llama2.c checkpoint?") rather than "unrecognised".
+  return absl::EndsWith(path, ".bin");
 }
 
 absl::StatusOr<Model> Llama2cReader::Read(const std::string& path) const {
@@ -162,25 +158,40 @@ absl::StatusOr<Model> Llama2cReader::Read(const std::string& path) const {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
   }
 
-  // Exact size the header implies (128-bit arithmetic: header values are untrusted).
+  // Exact size the header implies (128-bit arithmetic: header values are untrusted). This is
+  // the format's one check of its metadata against its tensors: the layout has no names or
+  // shapes, so the size must match exactly, before anything is allocated from the header.
   using u128 = unsigned __int128;
   const u128 L = h.n_layers, D = h.dim, H = h.hidden_dim, V = h.vocab_size, S = h.seq_len;
   const u128 KV = static_cast<u128>(c.kv_dim());
-  u128 floats = V * D                         // token embedding
-                + L * D * 2                   // attention_norm, ffn_norm
-                + L * (D * D * 2 + KV * D * 2)  // wq, wo, wk, wv
-                + L * H * D * 3               // w1, w2, w3
-                + D;                          // final norm
-  if (h.version == 0) floats += S * static_cast<u128>(c.head_dim);  // freq_cis real + imag
-  if (!h.shared_classifier) floats += V * D;
+  const u128 per_layer = D * 2                  // attention_norm, ffn_norm
+                         + D * D * 2 + KV * D * 2  // wq, wo, wk, wv
+                         + H * D * 3;           // w1, w2, w3
+  u128 fixed = V * D   // token embedding
+               + D;    // final norm
+  if (h.version == 0) fixed += S * static_cast<u128>(c.head_dim);  // freq_cis real + imag
+  if (!h.shared_classifier) fixed += V * D;
+  const u128 floats = fixed + L * per_layer;
   const u128 expected = static_cast<u128>(h.data_offset) + floats * sizeof(float);
   if (expected != file->size()) {
     const bool truncated = expected > file->size();
+    // The usual culprit is the layer count: say so when the file holds a whole number of
+    // layers under the other fields.
+    std::string layers;
+    const u128 data = file->size() - std::min<u128>(file->size(), h.data_offset);
+    if (data % sizeof(float) == 0 && data / sizeof(float) > fixed &&
+        (data / sizeof(float) - fixed) % per_layer == 0) {
+      const u128 held = (data / sizeof(float) - fixed) / per_layer;
+      layers = absl::StrCat("; header field n_layers = ", h.n_layers, ", but with the other "
+                            "fields as given the file holds the weights of ",
+                            static_cast<uint64_t>(held), " layers (the header claims ",
+                            held > L ? "fewer" : "more", " layers than the file holds)");
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": ", truncated ? "truncated checkpoint" : "trailing bytes after the checkpoint",
         ": the header (", c.ToString(), ", version ", h.version, ") implies ",
         static_cast<uint64_t>(expected > ~uint64_t{0} ? ~uint64_t{0} : expected),
-        " bytes, the file has ", file->size()));
+        " bytes, the file has ", file->size(), layers));
   }
 
   Model m;
@@ -226,6 +237,24 @@ absl::StatusOr<Model> Llama2cReader::Read(const std::string& path) const {
   }
   m.output = h.shared_classifier ? m.embedding.WithName("output")
                                  : cur.Take("output", {c.vocab_size, c.dim});
+  // Every weight finite, named with impq's name and llama2.c's array (run.c's names).
+  auto finite = [&](const Tensor& t, const std::string& array, int layer) -> absl::Status {
+    const std::string label = layer < 0 ? absl::StrCat(t.name(), " (", array, ")")
+                                        : absl::StrCat(t.name(), " (", array, "[", layer, "])");
+    if (absl::Status s = CheckFinite(t, label); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(finite(m.embedding, "token_embedding_table", -1));
+  static constexpr const char* kArrays[kNumLinear] = {"wq", "wk", "wv", "wo", "w1", "w3", "w2"};
+  for (int l = 0; l < Ln; ++l) {
+    RETURN_IF_ERROR(finite(m.layers[l].attn_norm, "rms_att_weight", l));
+    RETURN_IF_ERROR(finite(m.layers[l].ffn_norm, "rms_ffn_weight", l));
+    for (int k = 0; k < kNumLinear; ++k) RETURN_IF_ERROR(finite(m.layers[l].linear[k], kArrays[k], l));
+  }
+  RETURN_IF_ERROR(finite(m.final_norm, "rms_final_weight", -1));
+  if (!h.shared_classifier) RETURN_IF_ERROR(finite(m.output, "wcls", -1));
   if (absl::Status s = m.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
   }

@@ -1,10 +1,10 @@
 #include "worker/model/loader.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "worker/model/bpe_tokenizer.h"
 #include "worker/model/gguf_file.h"
@@ -19,10 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// False for anything but a regular file starting "GGUF" (ReadFileHead never blocks on a FIFO).
 bool HasGgufMagic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";
+  absl::StatusOr<std::string> head = ReadFileHead(path, 4);
+  return head.ok() && *head == "GGUF";
 }
 
 bool Exists(const std::string& p) {
@@ -89,11 +89,13 @@ bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab) {
 absl::StatusOr<LoadedModel> LoadModelAndTokenizer(const std::string& model_path,
                                                   const std::string& tokenizer_path) {
   LoadedModel out;
+  // The model first: what is wrong with it (a FIFO, a bad file) says more than that no
+  // tokenizer could be found next to it.
+  ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
   std::string tok_path = tokenizer_path;
   if (tok_path.empty()) {
     ASSIGN_OR_RETURN(tok_path, FindTokenizerFor(model_path));
   }
-  ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
   ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(tok_path));
   if (!VocabulariesMatch(out.tokenizer->vocab_size(), out.model.config.vocab_size)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -20,7 +20,8 @@ struct LoadedModel {
 // Loads a tokenizer file, by content: a GGUF file (its embedded vocabulary: "llama" ->
 // GgufTokenizer, "gpt2" -> BpeTokenizer), a SentencePiece model (a path ending in ".model"), a
 // Hugging Face tokenizer.json (a path ending in ".json" -> BpeTokenizer), else a llama2.c
-// tokenizer.bin.
+// tokenizer.bin. Like LoadModel, opens only regular files, without blocking (a FIFO, directory
+// or device is an InvalidArgument naming the path and what it is).
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 
 // The tokenizer a model reference carries: the GGUF file itself (embedded vocabulary), or

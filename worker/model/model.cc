@@ -54,16 +54,26 @@ float ModelConfig::AttentionScale() const {
 }
 
 absl::Status ModelConfig::Validate() const {
-  auto positive = [](const char* field, int v) -> absl::Status {
-    if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(field, " must be > 0, got ", v));
+  auto in_range = [](const char* field, int64_t v) -> absl::Status {
+    if (v <= 0 || v > kMaxConfigSize) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " must be in [1, ", kMaxConfigSize,
+                                                     "], got ", v));
+    }
     return absl::OkStatus();
   };
   for (auto [field, v] : {std::pair{"dim", dim}, {"hidden_dim", hidden_dim},
                           {"n_layers", n_layers}, {"n_heads", n_heads},
                           {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim},
                           {"vocab_size", vocab_size}, {"seq_len", seq_len}}) {
-    if (absl::Status s = positive(field, v); !s.ok()) return s;
+    if (absl::Status s = in_range(field, v); !s.ok()) return s;
   }
+  // Products in 64 bits: q_dim() and kv_dim() are ints, used as tensor dimensions.
+  if (absl::Status s = in_range("q_dim (n_heads * head_dim)", int64_t{n_heads} * head_dim);
+      !s.ok())
+    return s;
+  if (absl::Status s = in_range("kv_dim (n_kv_heads * head_dim)", int64_t{n_kv_heads} * head_dim);
+      !s.ok())
+    return s;
   if (n_heads % n_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat("n_heads (", n_heads,
                                                    ") must be a multiple of n_kv_heads (",
@@ -109,9 +119,10 @@ absl::Status ModelConfig::Validate() const {
       return absl::InvalidArgumentError(absl::StrCat(field, " must be >= 0 (0 = off), got ", v));
     }
   }
-  if (sliding_window < 0) {
+  if (sliding_window < 0 || sliding_window > kMaxConfigSize) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sliding_window must be >= 0 (0 = off), got ", sliding_window));
+        absl::StrCat("sliding_window must be in [0, ", kMaxConfigSize, "] (0 = off), got ",
+                     sliding_window));
   }
   if (!std::isfinite(norm_weight_offset)) {
     return absl::InvalidArgumentError("norm_weight_offset must be finite");

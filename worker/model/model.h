@@ -46,6 +46,9 @@ struct RopeScaling {
 // approximation of GELU (Gemma-2, HF "gelu_pytorch_tanh").
 enum class FfnActivation { kSilu, kGeluTanh };
 
+// The largest size or count a config may hold (2^24; the largest real ones are ~2^17).
+inline constexpr int64_t kMaxConfigSize = int64_t{1} << 24;
+
 // The defaults of every architecture-specific field give the plain Llama block; the other
 // architectures switch their quirks on (qwen3_arch.cc, gemma2_arch.cc).
 struct ModelConfig {
@@ -57,7 +60,11 @@ struct ModelConfig {
   int n_kv_heads = 0;
   int head_dim = 0;     // dim / n_heads for Llama
   int vocab_size = 0;
-  int seq_len = 0;      // maximum context the model was trained for
+  // The maximum context the model was trained for (config metadata, unverifiable against the
+  // tensors: no weight depends on it). Nothing is allocated from it: it only bounds the
+  // context an evaluation may ask for (eval::BuildEvalSet, the job's ctx check); the CPU
+  // forward pass's memory follows the tokens actually evaluated (forward/llama_forward.h).
+  int seq_len = 0;
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   RopeStyle rope_style = RopeStyle::kInterleaved;
@@ -100,7 +107,12 @@ struct ModelConfig {
   // [out, in] of a linear module.
   int64_t LinearRows(LinearKind kind) const;
   int64_t LinearCols(LinearKind kind) const;
-  // Checks the config is internally consistent; the message names the field.
+  // Checks the config is internally consistent; the message names the field. Every size and
+  // count (dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len, and
+  // the products q_dim, kv_dim) is in [1, kMaxConfigSize]: a sanity bound against overflow
+  // in the shape arithmetic, not a memory bound — what a reader allocates is bounded by the
+  // tensors in its file, checked against the config before anything is allocated
+  // (AssembleModel, Llama2cReader).
   absl::Status Validate() const;
   // "dim=64 hidden=172 layers=5 heads=8 kv_heads=4 vocab=512 seq_len=512".
   std::string ToString() const;

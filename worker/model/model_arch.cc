@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -51,7 +55,7 @@ std::string SupportedGgufArchs() {
 }
 
 namespace {
-constexpr int64_t kMaxSize = int64_t{1} << 24;
+constexpr int64_t kMaxSize = kMaxConfigSize;
 }  // namespace
 
 absl::StatusOr<int> HfInt(const nlohmann::json& config, const std::string& key,
@@ -261,60 +265,178 @@ std::string LlamaGgufTensorName(TensorRole role, int l) {
   }
 }
 
-absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorFetch& fetch,
-                                    const std::function<std::string(TensorRole, int)>& file_name,
-                                    const std::string& source) {
-  RETURN_IF_ERROR(config.Validate());
+FieldSpelling GgufFieldSpelling(const std::string& gguf_arch) {
+  return [gguf_arch](const std::string& field) -> std::string {
+    static const std::map<std::string, std::string> kKeys = {
+        {"dim", "embedding_length"},          {"hidden_dim", "feed_forward_length"},
+        {"n_layers", "block_count"},          {"n_heads", "attention.head_count"},
+        {"n_kv_heads", "attention.head_count_kv"}, {"head_dim", "attention.key_length"},
+        {"seq_len", "context_length"}};
+    if (field == "vocab_size") {
+      return absl::StrCat(gguf_arch, ".vocab_size (or tokenizer.ggml.tokens' count)");
+    }
+    auto it = kKeys.find(field);
+    return it == kKeys.end() ? field : absl::StrCat(gguf_arch, ".", it->second);
+  };
+}
+
+FieldSpelling HfFieldSpelling() {
+  return [](const std::string& field) -> std::string {
+    static const std::map<std::string, std::string> kKeys = {
+        {"dim", "hidden_size"},           {"hidden_dim", "intermediate_size"},
+        {"n_layers", "num_hidden_layers"}, {"n_heads", "num_attention_heads"},
+        {"n_kv_heads", "num_key_value_heads"}, {"head_dim", "head_dim"},
+        {"vocab_size", "vocab_size"},     {"seq_len", "max_position_embeddings"}};
+    auto it = kKeys.find(field);
+    return absl::StrCat("config.json ", it == kKeys.end() ? field : it->second);
+  };
+}
+
+namespace {
+
+// "dim (llama.embedding_length) = 64", "q_dim = n_heads × head_dim (... × ...) = 64".
+std::string DescribeDim(const ModelConfig& c, const std::string& label, const FieldSpelling& f) {
+  if (label == "q_dim" || label == "kv_dim") {
+    const std::string heads = label == "q_dim" ? "n_heads" : "n_kv_heads";
+    return absl::StrCat(label, " = ", heads, " * head_dim (", f(heads), " * ", f("head_dim"),
+                        ") = ", label == "q_dim" ? c.q_dim() : c.kv_dim());
+  }
+  const int v = label == "vocab_size" ? c.vocab_size : label == "dim" ? c.dim
+              : label == "hidden_dim" ? c.hidden_dim : c.head_dim;
+  return absl::StrCat(label, " (", f(label), ") = ", v);
+}
+
+// Step 2 of AssembleModel: the layer count against the layers the file holds tensors for.
+absl::Status CheckLayerCount(const ModelConfig& c, const TensorSource& src) {
+  // The architecture's per-layer name prefix ("blk.", "model.layers."): whatever precedes the
+  // layer number in a layer tensor's name.
+  constexpr int kProbe = 987654321;
+  const std::string probe = src.file_name(TensorRole::kAttnNorm, kProbe);
+  const size_t at = probe.find(std::to_string(kProbe));
+  IMPQ_CHECK(at != std::string::npos) << "layer tensor name without its layer: " << probe;
+  const std::string prefix = probe.substr(0, at);
+  int64_t top = -1;  // the highest layer any tensor belongs to
+  std::string top_name;
+  for (const std::string& name : src.names) {
+    if (!absl::StartsWith(name, prefix)) continue;
+    size_t end = prefix.size();
+    int64_t layer = 0;
+    while (end < name.size() && end - prefix.size() < 12 && absl::ascii_isdigit(name[end])) {
+      layer = layer * 10 + (name[end] - '0');
+      ++end;
+    }
+    if (end == prefix.size() || end >= name.size() || name[end] != '.') continue;
+    if (layer > top) {
+      top = layer;
+      top_name = name;
+    }
+  }
+  const std::string field = absl::StrCat(src.field("n_layers"), " (n_layers)");
+  if (top >= c.n_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        src.path, ": ", field, " = ", c.n_layers, ", but the file holds tensors of ", top + 1,
+        " layers (", top_name, " belongs to layer ", top,
+        "): the metadata claims fewer layers than the file holds"));
+  }
+  if (top + 1 < c.n_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        src.path, ": ", field, " = ", c.n_layers, ", but the file holds tensors of ",
+        top + 1, " layers (no ", src.file_name(TensorRole::kAttnNorm, static_cast<int>(top + 1)),
+        "): the metadata claims more layers than the file holds"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorSource& src) {
+  RETURN_IF_ERROR(CheckConfig(config, src.path));
+  RETURN_IF_ERROR(CheckLayerCount(config, src));
   const ModelConfig& c = config;
-  auto get = [&](TensorRole role, int layer, std::vector<int64_t> want,
+  // A dimension of an expected shape: its value and the config field it comes from.
+  struct Dim {
+    int64_t value;
+    const char* label;
+  };
+  auto get = [&](TensorRole role, int layer, std::vector<Dim> want,
                  std::string impq_name) -> absl::StatusOr<Tensor> {
-    ASSIGN_OR_RETURN(Tensor t, fetch(role, layer));
-    if (t.shape() != want) {
+    ASSIGN_OR_RETURN(Tensor t, src.fetch(role, layer));
+    std::vector<int64_t> want_shape;
+    std::vector<std::string> labels;
+    for (const Dim& d : want) {
+      want_shape.push_back(d.value);
+      labels.push_back(d.label);
+    }
+    if (t.shape() != want_shape) {
+      std::string why;
+      if (t.shape().size() == want.size()) {
+        for (size_t i = 0; i < want.size(); ++i) {
+          if (t.shape()[i] == want[i].value) continue;
+          why = absl::StrCat(": its dimension ", i, " is ", t.shape()[i], " where ",
+                             DescribeDim(c, want[i].label, src.field));
+          break;
+        }
+      }
       return absl::InvalidArgumentError(absl::StrCat(
-          source, ": tensor ", file_name(role, layer), " has shape ", t.ShapeString(),
-          ", expected [", absl::StrJoin(want, ", "), "] for ", c.ToString()));
+          src.path, ": tensor ", src.file_name(role, layer), " has shape ", t.ShapeString(),
+          ", expected [", absl::StrJoin(want_shape, ", "), "] = [", absl::StrJoin(labels, ", "),
+          "] for ", c.ToString(), why));
+    }
+    if (absl::Status s = CheckFinite(t, src.file_name(role, layer)); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(src.path, ": ", s.message()));
     }
     return t.WithName(std::move(impq_name));
   };
+  // The labelled [rows, cols] of a linear module.
+  auto linear_dims = [&](LinearKind k) -> std::vector<Dim> {
+    const char* rows = k == LinearKind::kQ                          ? "q_dim"
+                       : k == LinearKind::kK || k == LinearKind::kV ? "kv_dim"
+                       : k == LinearKind::kGate || k == LinearKind::kUp ? "hidden_dim"
+                                                                        : "dim";
+    const char* cols = k == LinearKind::kO ? "q_dim" : k == LinearKind::kDown ? "hidden_dim" : "dim";
+    return {{c.LinearRows(k), rows}, {c.LinearCols(k), cols}};
+  };
   Model m;
   m.config = c;
-  m.source = source;
-  ASSIGN_OR_RETURN(m.embedding, get(TensorRole::kEmbedding, 0, {c.vocab_size, c.dim},
+  m.source = src.path;
+  ASSIGN_OR_RETURN(m.embedding, get(TensorRole::kEmbedding, 0,
+                                    {{c.vocab_size, "vocab_size"}, {c.dim, "dim"}},
                                     "token_embedding"));
   static constexpr TensorRole kLinearRoles[kNumLinear] = {
       TensorRole::kQ, TensorRole::kK, TensorRole::kV, TensorRole::kO,
       TensorRole::kGate, TensorRole::kUp, TensorRole::kDown};
-  m.layers.resize(c.n_layers);
+  m.layers.resize(c.n_layers);  // bounded: CheckLayerCount found tensors of every layer
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights& lw = m.layers[l];
     const std::string p = absl::StrCat("layers.", l, ".");
-    ASSIGN_OR_RETURN(lw.attn_norm, get(TensorRole::kAttnNorm, l, {c.dim}, p + "attn_norm"));
-    ASSIGN_OR_RETURN(lw.ffn_norm, get(TensorRole::kFfnNorm, l, {c.dim}, p + "ffn_norm"));
+    const std::vector<Dim> dim = {{c.dim, "dim"}}, head = {{c.head_dim, "head_dim"}};
+    ASSIGN_OR_RETURN(lw.attn_norm, get(TensorRole::kAttnNorm, l, dim, p + "attn_norm"));
+    ASSIGN_OR_RETURN(lw.ffn_norm, get(TensorRole::kFfnNorm, l, dim, p + "ffn_norm"));
     if (c.qk_norm) {
-      ASSIGN_OR_RETURN(lw.q_norm, get(TensorRole::kQNorm, l, {c.head_dim}, p + "q_norm"));
-      ASSIGN_OR_RETURN(lw.k_norm, get(TensorRole::kKNorm, l, {c.head_dim}, p + "k_norm"));
+      ASSIGN_OR_RETURN(lw.q_norm, get(TensorRole::kQNorm, l, head, p + "q_norm"));
+      ASSIGN_OR_RETURN(lw.k_norm, get(TensorRole::kKNorm, l, head, p + "k_norm"));
     }
     if (c.post_norms) {
       ASSIGN_OR_RETURN(lw.post_attn_norm,
-                       get(TensorRole::kPostAttnNorm, l, {c.dim}, p + "post_attn_norm"));
+                       get(TensorRole::kPostAttnNorm, l, dim, p + "post_attn_norm"));
       ASSIGN_OR_RETURN(lw.post_ffn_norm,
-                       get(TensorRole::kPostFfnNorm, l, {c.dim}, p + "post_ffn_norm"));
+                       get(TensorRole::kPostFfnNorm, l, dim, p + "post_ffn_norm"));
     }
     for (int k = 0; k < kNumLinear; ++k) {
       const auto kind = static_cast<LinearKind>(k);
-      ASSIGN_OR_RETURN(lw.linear[k], get(kLinearRoles[k], l,
-                                         {c.LinearRows(kind), c.LinearCols(kind)},
-                                         p + LinearKindName(kind)));
+      ASSIGN_OR_RETURN(lw.linear[k],
+                       get(kLinearRoles[k], l, linear_dims(kind), p + LinearKindName(kind)));
     }
   }
-  ASSIGN_OR_RETURN(m.final_norm, get(TensorRole::kFinalNorm, 0, {c.dim}, "final_norm"));
+  ASSIGN_OR_RETURN(m.final_norm, get(TensorRole::kFinalNorm, 0, {{c.dim, "dim"}}, "final_norm"));
   if (c.tied_embeddings) {
     m.output = m.embedding.WithName("output");
   } else {
-    ASSIGN_OR_RETURN(m.output, get(TensorRole::kOutput, 0, {c.vocab_size, c.dim}, "output"));
+    ASSIGN_OR_RETURN(m.output, get(TensorRole::kOutput, 0,
+                                   {{c.vocab_size, "vocab_size"}, {c.dim, "dim"}}, "output"));
   }
   if (absl::Status s = m.Validate(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", s.message()));
+    return absl::InvalidArgumentError(absl::StrCat(src.path, ": ", s.message()));
   }
   return m;
 }

@@ -111,13 +111,40 @@ absl::Status CheckConfig(const ModelConfig& c, const std::string& path);
 // (PyTorch [out, in] for linear weights); NotFound naming the file's tensor when absent.
 using TensorFetch = std::function<absl::StatusOr<Tensor>(TensorRole role, int layer)>;
 
-// Builds the Model of `config` from `fetch`, checking every shape (errors name the file's tensor
-// name via `file_name`, the expected and the actual shape) and naming the tensors as impq does
-// ("token_embedding", "layers.N.attn_q", ...). With config.tied_embeddings the output head
-// shares the embedding and kOutput is not fetched.
-absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorFetch& fetch,
-                                    const std::function<std::string(TensorRole, int)>& file_name,
-                                    const std::string& source);
+// How a format spells a ModelConfig field ("dim", "n_layers", ...) in its metadata, for error
+// messages: GGUF "llama.embedding_length", config.json "hidden_size", ...
+using FieldSpelling = std::function<std::string(const std::string& field)>;
+FieldSpelling GgufFieldSpelling(const std::string& gguf_arch);
+FieldSpelling HfFieldSpelling();
+
+// One model file (or set of shards) as AssembleModel sees it.
+struct TensorSource {
+  std::string path;                  // labels every error
+  std::vector<std::string> names;    // every tensor the file(s) hold, as the file names them
+  TensorFetch fetch;
+  std::function<std::string(TensorRole, int)> file_name;  // the file's name of a role's tensor
+  FieldSpelling field;
+};
+
+// Builds the Model of `config` from `src`. This is the one place the GGUF, safetensors and impq
+// checkpoint readers check their metadata against their tensors, in this order, so that
+// nothing is allocated from a number the tensors do not confirm:
+//   1. the config is valid (ModelConfig::Validate: every size in [1, kMaxConfigSize]);
+//   2. the layer count equals the layers the file holds tensors for (a tensor named with the
+//      layer prefix of the architecture, "blk.N." / "model.layers.N.", for N >= n_layers means
+//      the metadata claims fewer layers than the file holds; no tensor for layer n_layers - 1
+//      means it claims more) — before the per-layer table is allocated;
+//   3. every tensor has the shape the config implies (dims: vocab_size, dim, hidden_dim,
+//      head_dim and the products q_dim, kv_dim), checked as it is fetched; a mismatch names
+//      the tensor, the expected and actual shape, and the config field (as the format spells
+//      it) the differing dimension comes from;
+//   4. every value of every tensor is finite (CheckFinite), naming the tensor.
+// Context length (seq_len) has no tensor to be checked against and nothing is allocated from
+// it (ModelConfig::seq_len). File sizes need no separate check: every tensor's bytes were
+// bounds-checked against its file when the file was opened, and 2-3 tie the config to them.
+// Tensors are named as impq names them ("token_embedding", "layers.N.attn_q", ...). With
+// config.tied_embeddings the output head shares the embedding and kOutput is not fetched.
+absl::StatusOr<Model> AssembleModel(const ModelConfig& config, const TensorSource& src);
 
 }  // namespace impq::model
 

@@ -1,11 +1,13 @@
 // Real model formats: the shared stories260K in its four forms, random models written in both
 // formats, sharding, tokenizers, and corrupt files.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -27,6 +29,7 @@
 #include "worker/model/model_reader.h"
 #include "worker/model/safetensors_file.h"
 #include "worker/model/sentencepiece_tokenizer.h"
+#include "worker/model/tokenizer.h"
 
 namespace impq::model {
 namespace {
@@ -592,8 +595,231 @@ TEST(GgufCorruptTest, HandMadeHeaders) {
   }
 }
 
+// ---------------------------------------------------------------- metadata bombs, NaN weights
+
+// `bytes` of a GGUF file with the u32 value of metadata key `key` replaced by `value`.
+std::string PatchGgufU32(std::string bytes, const std::string& key, uint32_t value) {
+  std::string needle;
+  testing::AppendU64(needle, key.size());
+  needle += key;
+  const size_t at = bytes.find(needle);
+  EXPECT_NE(at, std::string::npos) << key;
+  if (at == std::string::npos) return bytes;
+  const size_t type_at = at + needle.size();
+  EXPECT_EQ(bytes[type_at], 4) << key << " is not a u32";
+  std::memcpy(bytes.data() + type_at + 4, &value, 4);  // little-endian host
+  return bytes;
+}
+
+// `bytes` with element `index` of the F32, F16 or BF16 tensor whose data starts at byte `begin`
+// set to `value`.
+std::string PoisonTensor(std::string bytes, uint64_t begin, const std::string& dtype,
+                         size_t index, float value) {
+  if (dtype == "F32") {
+    std::memcpy(bytes.data() + begin + 4 * index, &value, 4);
+  } else {
+    const uint16_t h = dtype == "BF16" ? testing::FloatToBf16(value) : testing::FloatToF16(value);
+    std::memcpy(bytes.data() + begin + 2 * index, &h, 2);
+  }
+  return bytes;
+}
+
+// Peak resident memory of this process so far, in MiB.
+double PeakRssMiB() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+TEST(MetadataBombTest, GgufBombsAreRefusedNamingTheKey) {
+  const std::string good = *ReadFileToString(SharedDataPath("stories260K.gguf"));
+  struct Case {
+    std::vector<std::pair<std::string, uint32_t>> keys;
+    std::vector<std::string> want;
+  };
+  const double rss_before = PeakRssMiB();
+  for (const Case& c : std::vector<Case>{
+           {{{"llama.block_count", 1u << 24}},
+            {"llama.block_count (n_layers) = 16777216", "holds tensors of 5 layers",
+             "no blk.5.attn_norm.weight", "claims more layers"}},
+           {{{"llama.block_count", 3}},
+            {"llama.block_count (n_layers) = 3", "holds tensors of 5 layers",
+             "belongs to layer 4", "claims fewer layers"}},
+           {{{"llama.block_count", (1u << 24) + 1}},
+            {"llama.block_count = 16777217 must be in [1, 16777216]"}},
+           {{{"llama.feed_forward_length", 1u << 24}},
+            {"tensor blk.0.ffn_gate.weight has shape [172, 64], expected [16777216, 64]",
+             "its dimension 0 is 172 where hidden_dim (llama.feed_forward_length) = 16777216"}},
+           {{{"llama.embedding_length", 1u << 24}, {"llama.rope.dimension_count", 1u << 21}},
+            {"tensor token_embd.weight has shape [512, 64], expected [512, 16777216]",
+             "its dimension 1 is 64 where dim (llama.embedding_length) = 16777216"}},
+           {{{"llama.attention.head_count_kv", 1u << 24}},
+            {"kv_dim (n_kv_heads * head_dim) must be in [1, 16777216], got 134217728"}},
+           {{{"llama.attention.head_count", 1u << 24}},
+            {"llama.embedding_length 64 is not a multiple of llama.attention.head_count 16777216"}},
+       }) {
+    std::string bytes = good;
+    for (const auto& [key, value] : c.keys) bytes = PatchGgufU32(bytes, key, value);
+    const std::string msg = GgufError(bytes);
+    EXPECT_THAT(msg, HasSubstr("x.gguf: ")) << c.keys[0].first;
+    for (const std::string& w : c.want) EXPECT_THAT(msg, HasSubstr(w)) << c.keys[0].first;
+  }
+  // Nothing was allocated from the claims (a table of 2^24 layers alone is ~17 GB).
+  EXPECT_LT(PeakRssMiB() - rss_before, 64.0);
+}
+
+TEST(MetadataBombTest, SafetensorsConfigBombsAreRefusedNamingTheField) {
+  ScratchDir dir("formats_st_bombs");
+  const std::string d = dir / "hf";
+  fs::copy(SharedDataPath("stories260K-hf"), d);
+  const std::string config_path = d + "/config.json";
+  const auto config = nlohmann::json::parse(*ReadFileToString(config_path));
+  auto with = [&](const std::string& field, int64_t value) {
+    nlohmann::json c = config;
+    c[field] = value;
+    WriteBytes(config_path, c.dump());
+    auto r = LoadModel(d);
+    return r.ok() ? std::string("OK") : std::string(r.status().message());
+  };
+  const double rss_before = PeakRssMiB();
+  EXPECT_THAT(with("num_hidden_layers", 1 << 24),
+              AllOf(HasSubstr("model.safetensors: config.json num_hidden_layers (n_layers) = "
+                              "16777216, but the file holds tensors of 5 layers"),
+                    HasSubstr("no model.layers.5.input_layernorm.weight")));
+  EXPECT_THAT(with("num_hidden_layers", 2),
+              AllOf(HasSubstr("num_hidden_layers (n_layers) = 2"), HasSubstr("claims fewer")));
+  EXPECT_THAT(with("num_hidden_layers", (1 << 24) + 1),
+              HasSubstr("\"num_hidden_layers\" = 16777217 must be an integer in [1, 16777216]"));
+  EXPECT_THAT(with("hidden_size", 1 << 24),
+              HasSubstr("where dim (config.json hidden_size) = 16777216"));
+  EXPECT_THAT(with("intermediate_size", 1 << 24),
+              HasSubstr("where hidden_dim (config.json intermediate_size) = 16777216"));
+  EXPECT_THAT(with("vocab_size", 1 << 24),
+              HasSubstr("where vocab_size (config.json vocab_size) = 16777216"));
+  EXPECT_THAT(with("head_dim", 1 << 22),
+              HasSubstr("q_dim (n_heads * head_dim) must be in [1, 16777216], got 33554432"));
+  EXPECT_LT(PeakRssMiB() - rss_before, 64.0);
+}
+
+// A context length of 2^24 has no tensor to contradict it: the model loads, and the forward
+// pass allocates nothing from it (it used to build a 512 MiB rotary table at head_dim 8).
+TEST(MetadataBombTest, HugeContextLengthAllocatesNothing) {
+  ScratchDir dir("formats_ctx");
+  const std::string gguf = dir / "ctx.gguf";
+  WriteBytes(gguf, PatchGgufU32(*ReadFileToString(SharedDataPath("stories260K.gguf")),
+                                "llama.context_length", 1u << 24));
+  fs::copy(SharedDataPath("stories260K-hf"), dir / "hf");
+  auto config = nlohmann::json::parse(*ReadFileToString(dir / "hf/config.json"));
+  config["max_position_embeddings"] = 1 << 24;
+  WriteBytes(dir / "hf/config.json", config.dump());
+  const double rss_before = PeakRssMiB();
+  for (const auto& [path, reference] :
+       {std::pair{gguf, SharedDataPath("stories260K.gguf")},
+        std::pair{dir / "hf", SharedDataPath("stories260K-hf")}}) {
+    auto big = LoadModel(path);
+    auto small = LoadModel(reference);
+    ASSERT_TRUE(big.ok()) << big.status();
+    ASSERT_TRUE(small.ok()) << small.status();
+    EXPECT_EQ(big->config.seq_len, 1 << 24);
+    const auto a = Logits(*big, kPrompt), b = Logits(*small, kPrompt);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size())) << path;
+  }
+  EXPECT_LT(PeakRssMiB() - rss_before, 64.0);
+}
+
+TEST(NonFiniteWeightsTest, EveryFormatNamesTheTensor) {
+  ScratchDir dir("formats_nan");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // GGUF (F32): a NaN in a linear weight, an Inf in a norm.
+  {
+    const std::string bytes = *ReadFileToString(SharedDataPath("stories260K.gguf"));
+    auto g = GgufFile::Open(SharedDataPath("stories260K.gguf"));
+    ASSERT_TRUE(g.ok()) << g.status();
+    const GgufTensorInfo* q = (*g)->FindTensor("blk.1.attn_q.weight");
+    const GgufTensorInfo* n = (*g)->FindTensor("output_norm.weight");
+    ASSERT_TRUE(q != nullptr && n != nullptr && q->ggml_type == kGgmlF32);
+    WriteBytes(dir / "nan.gguf", PoisonTensor(PoisonTensor(bytes, q->offset, "F32", 64 * 3 + 7, nan),
+                                              q->offset, "F32", 64 * 9, nan));
+    EXPECT_THAT(std::string(LoadModel(dir / "nan.gguf").status().message()),
+                AllOf(HasSubstr(dir / "nan.gguf"), HasSubstr("tensor blk.1.attn_q.weight holds 2 "
+                                                             "non-finite values (the first, nan, "
+                                                             "at [3, 7])")));
+    // impq eval and the job load through LoadModelAndTokenizer: they fail with the same error.
+    auto lm = LoadModelAndTokenizer(dir / "nan.gguf");
+    EXPECT_THAT(std::string(lm.status().message()), HasSubstr("blk.1.attn_q.weight"));
+    WriteBytes(dir / "inf.gguf", PoisonTensor(bytes, n->offset, "F32", 3, -inf));
+    EXPECT_THAT(std::string(LoadModel(dir / "inf.gguf").status().message()),
+                HasSubstr("tensor output_norm.weight holds 1 non-finite value (the first, -inf, "
+                          "at [3])"));
+  }
+  // Safetensors, F32 and BF16 (the conversion keeps NaN and Inf).
+  for (const std::string form : {"stories260K-hf", "stories260K-hf-bf16"}) {
+    const std::string d = dir / form;
+    fs::copy(SharedDataPath(form), d);
+    auto f = SafetensorsFile::Open(d + "/model.safetensors");
+    ASSERT_TRUE(f.ok()) << f.status();
+    const SafetensorsFile::Entry e = (*f)->entries().at("model.layers.3.mlp.down_proj.weight");
+    const std::string bytes = *ReadFileToString(d + "/model.safetensors");
+    f->reset();
+    WriteBytes(d + "/model.safetensors", PoisonTensor(bytes, e.begin, e.dtype, 172 + 2, inf));
+    EXPECT_THAT(std::string(LoadModel(d).status().message()),
+                HasSubstr("tensor model.layers.3.mlp.down_proj.weight holds 1 non-finite value "
+                          "(the first, inf, at [1, 2])"))
+        << form;
+  }
+}
+
+// What a mutated file that loads goes through next, as in an evaluation: its tokenizer (when
+// it has one) encodes and decodes a sentence, then one forward pass over at most 16 tokens.
+// Under AddressSanitizer (scripts/asan_readers.sh) this checks that whatever the readers
+// accept is safe to use, not only to load.
+void TokenizeAndRun(const Model& m, const Tokenizer* tokenizer) {
+  std::vector<int> tokens;
+  if (tokenizer != nullptr) {
+    tokens = tokenizer->Encode("Once upon a time, a little cat sat in the sun.", true);
+    for (int id : tokens) {
+      ASSERT_TRUE(id >= 0 && id < tokenizer->vocab_size()) << id;
+      (void)tokenizer->Piece(id);
+    }
+    (void)tokenizer->Decode(tokens);
+  } else {
+    for (int i = 0; i < 16; ++i) tokens.push_back(i % m.config.vocab_size);
+  }
+  if (tokens.empty()) tokens.push_back(0);
+  tokens.resize(std::min<size_t>({tokens.size(), 16, static_cast<size_t>(m.config.seq_len)}));
+  for (int id : tokens) ASSERT_LT(id, m.config.vocab_size);  // LoadModelAndTokenizer's promise
+  const std::vector<float> logits = Logits(m, tokens);
+  ASSERT_EQ(logits.size(), tokens.size() * static_cast<size_t>(m.config.vocab_size));
+}
+
+// Sets 1-4 random bytes of b[0, span) and, one time in four, truncates b at a random length.
+void Mutate(std::string& b, size_t span, Rng& rng) {
+  const int flips = 1 + static_cast<int>(rng.Below(4));
+  for (int f = 0; f < flips; ++f) {
+    const size_t at = static_cast<size_t>(rng.Below(std::min(span, b.size())));
+    b[at] = static_cast<char>(rng.Below(256));
+  }
+  if (rng.Below(4) == 0) b.resize(static_cast<size_t>(rng.Below(b.size())));
+}
+
+// Replaces 1-3 decimal digits of b[begin, end) by random digits: JSON that still parses, with
+// other sizes, shapes and offsets.
+void MutateDigits(std::string& b, size_t begin, size_t end, Rng& rng) {
+  std::vector<size_t> digits;
+  for (size_t i = begin; i < std::min(end, b.size()); ++i) {
+    if (b[i] >= '0' && b[i] <= '9') digits.push_back(i);
+  }
+  if (digits.empty()) return;
+  const int n = 1 + static_cast<int>(rng.Below(3));
+  for (int k = 0; k < n; ++k) {
+    b[digits[rng.Below(digits.size())]] = static_cast<char>('0' + rng.Below(10));
+  }
+}
+
 // A seeded mutation loop over both formats' headers: every result is OK or an error, never a
-// crash or an out-of-bounds read (run under AddressSanitizer to check the latter).
+// crash or an out-of-bounds read (run under AddressSanitizer to check the latter), and every
+// model that loads runs a forward pass.
 TEST(FormatFuzzTest, MutatedHeadersNeverCrash) {
   ScratchDir dir("formats_fuzz");
   const Model m = MakeRandomModel(TinyConfig(false), 13);
@@ -605,20 +831,101 @@ TEST(FormatFuzzTest, MutatedHeadersNeverCrash) {
   for (int iter = 0; iter < 300; ++iter) {
     const bool is_gguf = iter % 2 == 0;
     std::string b = is_gguf ? gguf : st;
-    const size_t header = is_gguf ? 4096 : 2048;
-    const int flips = 1 + static_cast<int>(rng.Below(4));
-    for (int f = 0; f < flips; ++f) {
-      const size_t at = static_cast<size_t>(rng.Below(std::min(header, b.size())));
-      b[at] = static_cast<char>(rng.Below(256));
-    }
-    if (rng.Below(4) == 0) b.resize(static_cast<size_t>(rng.Below(b.size())));
+    Mutate(b, is_gguf ? 4096 : 2048, rng);
     const std::string path = is_gguf ? dir / "f.gguf" : dir / "hf/model.safetensors";
     WriteBytes(path, b);
     auto r = LoadModel(is_gguf ? path : dir / "hf");
     (r.ok() ? ok : errors)++;
+    if (r.ok()) ASSERT_NO_FATAL_FAILURE(TokenizeAndRun(*r, nullptr)) << "iteration " << iter;
   }
-  std::printf("  mutations: %d loaded, %d rejected\n", ok, errors);
+  std::printf("  mutations: %d loaded and ran, %d rejected\n", ok, errors);
   EXPECT_GT(errors, 0);
+}
+
+// The shared stories260K in the forms that carry or come with a tokenizer, mutated in their
+// headers, their metadata (GGUF: the embedded vocabulary too), config.json and the llama2.c
+// tokenizer; each that loads with its tokenizer is tokenized and run (TokenizeAndRun).
+TEST(FormatFuzzTest, MutatedModelsAndTokenizersLoadTokenizeAndRun) {
+  ScratchDir dir("formats_fuzz_shared");
+  const std::string gguf = *ReadFileToString(SharedDataPath("stories260K.gguf"));
+  size_t gguf_header = 0;
+  {
+    auto g = GgufFile::Open(SharedDataPath("stories260K.gguf"));
+    ASSERT_TRUE(g.ok()) << g.status();
+    gguf_header = (*g)->data_offset();  // metadata (vocabulary included) and tensor infos
+  }
+  fs::copy(SharedDataPath("stories260K-hf"), dir / "hf");
+  const std::string st = *ReadFileToString(dir / "hf/model.safetensors");
+  const std::string config = *ReadFileToString(dir / "hf/config.json");
+  const std::string bin = *ReadFileToString(SharedDataPath("stories260K.bin"));
+  const std::string tok = *ReadFileToString(SharedDataPath("tok512.bin"));
+  uint64_t st_header = 0;
+  for (int i = 7; i >= 0; --i) st_header = (st_header << 8) | static_cast<uint8_t>(st[i]);
+  Rng rng(2025);
+  int loaded[4] = {}, rejected[4] = {};
+  for (int iter = 0; iter < 800; ++iter) {
+    absl::StatusOr<LoadedModel> lm;
+    const int kind = iter % 4;
+    switch (kind) {
+      case 0: {  // GGUF: model and its embedded tokenizer
+        std::string b = gguf;
+        Mutate(b, gguf_header, rng);
+        WriteBytes(dir / "m.gguf", b);
+        lm = LoadModelAndTokenizer(dir / "m.gguf");
+        break;
+      }
+      case 1: {  // safetensors header (bytes or its numbers), with the directory's tokenizer
+        std::string b = st;
+        if (rng.Below(2) == 0) {
+          Mutate(b, 8 + st_header, rng);
+        } else {
+          MutateDigits(b, 8, 8 + st_header, rng);
+        }
+        WriteBytes(dir / "hf/model.safetensors", b);
+        lm = LoadModelAndTokenizer(dir / "hf");
+        WriteBytes(dir / "hf/model.safetensors", st);
+        break;
+      }
+      case 2: {  // config.json (bytes or its numbers)
+        std::string b = config;
+        if (rng.Below(2) == 0) {
+          Mutate(b, b.size(), rng);
+        } else {
+          MutateDigits(b, 0, b.size(), rng);
+        }
+        WriteBytes(dir / "hf/config.json", b);
+        lm = LoadModelAndTokenizer(dir / "hf");
+        WriteBytes(dir / "hf/config.json", config);
+        break;
+      }
+      default: {  // the llama2.c header or its tokenizer.bin
+        std::string b = bin, t = tok;
+        if (rng.Below(2) == 0) {
+          Mutate(b, 28, rng);
+        } else {
+          Mutate(t, 4096, rng);
+        }
+        WriteBytes(dir / "m.bin", b);
+        WriteBytes(dir / "tok.bin", t);
+        lm = LoadModelAndTokenizer(dir / "m.bin", dir / "tok.bin");
+        break;
+      }
+    }
+    (lm.ok() ? loaded : rejected)[kind]++;
+    if (lm.ok()) {
+      ASSERT_NO_FATAL_FAILURE(TokenizeAndRun(lm->model, lm->tokenizer.get()))
+          << "iteration " << iter;
+    }
+  }
+  std::printf("  shared-file mutations (GGUF, safetensors, config.json, llama2.c): loaded, "
+              "tokenized and ran %d/%d/%d/%d, rejected %d/%d/%d/%d\n",
+              loaded[0], loaded[1], loaded[2], loaded[3], rejected[0], rejected[1], rejected[2],
+              rejected[3]);
+  for (int kind = 0; kind < 4; ++kind) {
+    EXPECT_GT(loaded[kind] + rejected[kind], 0);
+  }
+  EXPECT_GT(loaded[0] + loaded[1] + loaded[2] + loaded[3], 0);
+  EXPECT_GT(rejected[0] + rejected[1] + rejected[2] + rejected[3], 0);
 }
 
 // ---------------------------------------------------------------- tokenizers

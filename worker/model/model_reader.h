@@ -31,7 +31,11 @@ std::vector<std::unique_ptr<ModelReader>> AllModelReaders();
 
 // Loads the model at `path` (a file, or a Hugging Face model directory) with the first reader
 // that recognises it; NotFound for a missing path, InvalidArgument naming the formats tried
-// when none does.
+// when none does. Every file is opened with OpenRegularFile (common/file_util.h): a FIFO,
+// device or socket — as the path or inside a model directory — is refused at once with
+// InvalidArgument ("<path>: not a regular file: a FIFO"), never opened for a blocking read.
+// A successfully loaded model has been checked against its metadata (AssembleModel, or
+// Llama2cReader's exact size) and holds only finite weights.
 absl::StatusOr<Model> LoadModel(const std::string& path);
 
 }  // namespace impq::model

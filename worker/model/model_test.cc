@@ -1,18 +1,24 @@
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/file_util.h"
+#include "common/test_fifo.h"
 #include "common/test_paths.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/model/impq_checkpoint.h"
 #include "worker/model/loader.h"
 #include "worker/model/model_reader.h"
 
 namespace impq::model {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 std::string WriteTemp(const std::string& name, const std::string& bytes) {
@@ -138,6 +144,133 @@ TEST(Llama2cReaderTest, HeaderThatDisagreesWithFileSize) {
   ::unlink(path.c_str());
 }
 
+// stories260K.bin (version 0): a 28-byte header, then float arrays: the embedding [512, 64],
+// attention_norm [5, 64], wq [5, 64, 64], ...
+constexpr size_t kEmbeddingAt = 28;
+constexpr size_t kWqAt = 28 + 4 * (512 * 64 + 5 * 64);
+
+std::string LoadError(const std::string& path) {
+  auto m = LoadModel(path);
+  return m.ok() ? "OK" : std::string(m.status().message());
+}
+
+TEST(Llama2cReaderTest, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const std::string good = SharedModelBytes();
+  struct Case {
+    size_t at;
+    float value;
+    std::vector<std::string> want;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const Case& c :
+       {Case{kWqAt + 4 * (2 * 64 * 64 + 64 + 5), nan,
+             {"layers.2.attn_q (wq[2])", "1 non-finite value", "nan", "at [1, 5]"}},
+        Case{kEmbeddingAt + 4 * 70, -inf, {"token_embedding (token_embedding_table)", "-inf",
+                                           "at [1, 6]"}}}) {
+    std::string bytes = good;
+    std::memcpy(bytes.data() + c.at, &c.value, 4);
+    const std::string path = WriteTemp("nan.bin", bytes);
+    const std::string msg = LoadError(path);
+    EXPECT_THAT(msg, HasSubstr(path));
+    for (const std::string& w : c.want) EXPECT_THAT(msg, HasSubstr(w));
+    ::unlink(path.c_str());
+  }
+}
+
+TEST(Llama2cReaderTest, HeaderBombsAreRefusedBeforeAllocating) {
+  // Header fields (int32 at byte 4·i): dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+  // vocab_size, seq_len. Each gets an absurd or wrong value; none may allocate from it.
+  struct Case {
+    int field;
+    int32_t value;
+    std::vector<std::string> want;
+  };
+  for (const Case& c : {
+           Case{2, 1 << 24, {"n_layers = 16777216", "holds the weights of 5 layers",
+                             "claims more layers"}},
+           Case{2, 4, {"n_layers = 4", "holds the weights of 5 layers", "claims fewer layers",
+                       "trailing bytes"}},
+           Case{2, (1 << 24) + 1, {"n_layers = 16777217", "out of range"}},
+           Case{0, 1 << 24, {"dim=16777216", "implies", "the file has 1056540"}},
+           Case{1, 1 << 24, {"hidden=16777216", "implies", "the file has 1056540"}},
+           Case{5, 1 << 24, {"vocab=16777216", "implies", "the file has 1056540"}},
+           Case{6, 1 << 24, {"seq_len=16777216", "implies", "the file has 1056540"}},
+           Case{3, 1 << 23, {"not a multiple of n_heads 8388608"}},
+       }) {
+    std::string bytes = SharedModelBytes();
+    std::memcpy(bytes.data() + 4 * c.field, &c.value, 4);
+    const std::string path = WriteTemp("bomb.bin", bytes);
+    const std::string msg = LoadError(path);
+    EXPECT_THAT(msg, HasSubstr(path)) << c.field;
+    for (const std::string& w : c.want) EXPECT_THAT(msg, HasSubstr(w)) << c.field;
+    ::unlink(path.c_str());
+  }
+}
+
+// A FIFO, a directory or a device as a model or tokenizer path is refused at once, never
+// opened for a blocking read, and the message names the path and what it is.
+TEST(ModelPathTest, FifoDirectoryAndDeviceAreRefusedWithoutBlocking) {
+  namespace fs = std::filesystem;
+  const std::string dir = TempFilePath("paths");
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/empty_dir");
+  fs::create_directories(dir + "/hf");
+  for (const std::string name :
+       {"model.bin", "model.gguf", "model", "tok.bin", "tok.model", "tok.json", "tok.gguf",
+        "hf/config.json", "hf/model.safetensors"}) {
+    ScopedFifo fifo(dir + "/" + name);
+    ASSERT_TRUE(fifo.made()) << name;
+    const bool tokenizer = name.rfind("tok", 0) == 0;
+    if (name == "hf/config.json") {  // a FIFO of a config next to real weights
+      fs::copy_file(SharedDataPath("stories260K-hf/model.safetensors"),
+                    dir + "/hf/model.safetensors", fs::copy_options::overwrite_existing);
+    }
+    if (name == "hf/model.safetensors") {  // a real config.json next to a FIFO of weights
+      std::ofstream(dir + "/hf/config.json")
+          << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+                 "intermediate_size": 172, "num_hidden_layers": 5, "num_attention_heads": 8,
+                 "num_key_value_heads": 4, "vocab_size": 512})";
+    }
+    const absl::Status s = tokenizer             ? LoadTokenizer(fifo.path()).status()
+                           : name.rfind("hf/", 0) == 0 ? LoadModel(dir + "/hf").status()
+                                                       : LoadModel(fifo.path()).status();
+    EXPECT_FALSE(fifo.watchdog_fired()) << name << ": blocked opening the FIFO";
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(fifo.path() + ": not a regular file: a FIFO"))
+        << name;
+    fs::remove(dir + "/hf/config.json");
+  }
+  // Without a tokenizer given, the model's own error comes first (not "no tokenizer found").
+  {
+    ScopedFifo fifo(dir + "/m.gguf");
+    auto lm = LoadModelAndTokenizer(fifo.path());
+    EXPECT_FALSE(fifo.watchdog_fired());
+    EXPECT_THAT(std::string(lm.status().message()),
+                HasSubstr(fifo.path() + ": not a regular file: a FIFO"));
+  }
+  // A tokenizer given next to a model is checked the same way.
+  {
+    ScopedFifo fifo(dir + "/hf/tokenizer.model");
+    auto lm = LoadModelAndTokenizer(SharedDataPath("stories260K-hf/model.safetensors"),
+                                    fifo.path());
+    EXPECT_FALSE(fifo.watchdog_fired());
+    EXPECT_THAT(std::string(lm.status().message()), HasSubstr("not a regular file: a FIFO"));
+  }
+  EXPECT_THAT(LoadError(dir + "/empty_dir"),
+              AllOf(HasSubstr(dir + "/empty_dir"), HasSubstr("not a model directory")));
+  for (const std::string tok : {"/tok.bin", "/tok.json", "/tok.model"}) {
+    fs::create_directories(dir + "/d" + tok);
+    EXPECT_THAT(std::string(LoadTokenizer(dir + "/d" + tok).status().message()),
+                HasSubstr("not a regular file: a directory"))
+        << tok;
+  }
+  EXPECT_THAT(LoadError("/dev/zero"), HasSubstr("/dev/zero: not a regular file: a character device"));
+  EXPECT_THAT(std::string(LoadTokenizer("/dev/zero").status().message()),
+              HasSubstr("/dev/zero: not a regular file: a character device"));
+  fs::remove_all(dir);
+}
+
 TEST(Llama2cReaderTest, InconsistentHeads) {
   std::string bytes = SharedModelBytes();
   int32_t heads = 6;  // 64 is not a multiple of 6
@@ -179,6 +312,29 @@ TEST(LoaderTest, TokenizerVocabularyMismatchNamesBothFiles) {
   EXPECT_THAT(msg, HasSubstr("300 pieces"));
   EXPECT_THAT(msg, HasSubstr("512"));
   ::unlink(path.c_str());
+}
+
+// impq checkpoints spell the whole ModelConfig in config.json; absurd sizes are refused before
+// narrowing and before anything is allocated (AssembleModel then checks the layer count and
+// every shape against model.safetensors, as for the other formats).
+TEST(ImpqCheckpointTest, ModelConfigBombsAreRefused) {
+  auto stories = LoadModel(SharedDataPath("stories260K.bin"));
+  ASSERT_TRUE(stories.ok()) << stories.status();
+  const ModelConfig c = stories->config;
+  auto error = [&](const char* field, int64_t value) {
+    nlohmann::json j = ModelConfigToJson(c);
+    j[field] = value;
+    auto r = ModelConfigFromJson(j, "ckpt/config.json");
+    return r.ok() ? std::string("OK") : std::string(r.status().message());
+  };
+  EXPECT_EQ(error("seq_len", 1 << 24), "OK");
+  EXPECT_THAT(error("n_layers", int64_t{1} << 40),
+              HasSubstr("ckpt/config.json: model_config.n_layers = 1099511627776 is out of range"));
+  EXPECT_THAT(error("n_layers", (1 << 24) + 1),
+              HasSubstr("ckpt/config.json: n_layers must be in [1, 16777216], got 16777217"));
+  EXPECT_THAT(error("vocab_size", -3), HasSubstr("vocab_size must be in [1, 16777216], got -3"));
+  EXPECT_THAT(error("head_dim", 1 << 22),
+              HasSubstr("q_dim (n_heads * head_dim) must be in [1, 16777216], got 33554432"));
 }
 
 TEST(ModelTest, RandomModelIsValidAndDeterministic) {

@@ -144,8 +144,16 @@ absl::StatusOr<Model> SafetensorsReader::Read(const std::string& path) const {
     ASSIGN_OR_RETURN(files[layout.single], SafetensorsFile::Open(layout.single));
   }
 
-  auto file_name = [&](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
-  TensorFetch fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
+  TensorSource src;
+  src.path = source;
+  if (layout.index.empty()) {
+    for (const auto& [name, e] : files.begin()->second->entries()) src.names.push_back(name);
+  } else {
+    for (const auto& [name, shard] : weight_map) src.names.push_back(name);
+  }
+  src.file_name = [arch](TensorRole role, int layer) { return arch->HfTensorName(role, layer); };
+  src.field = HfFieldSpelling();
+  src.fetch = [&](TensorRole role, int layer) -> absl::StatusOr<Tensor> {
     const std::string name = arch->HfTensorName(role, layer);
     if (layout.index.empty()) return files.begin()->second->ReadTensor(name);
     auto it = weight_map.find(name);
@@ -161,7 +169,7 @@ absl::StatusOr<Model> SafetensorsReader::Read(const std::string& path) const {
     }
     return f.ReadTensor(name);
   };
-  return AssembleModel(c, fetch, file_name, source);
+  return AssembleModel(c, src);
 }
 
 }  // namespace impq::model

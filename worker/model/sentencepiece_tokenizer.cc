@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status.h"
 
 namespace impq::model {
 
@@ -12,7 +14,13 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such SentencePiece model"));
   }
-  absl::StatusOr<std::unique_ptr<SpmProcessor>> spm = SpmProcessor::Load(path);
+  // libsentencepiece opens the path itself, with a blocking open(). Open it here under
+  // OpenRegularFile's rules (no FIFO, device or directory; never blocks) and hand the library
+  // /proc/self/fd/N, which reopens this very regular file: no window in which the path could be
+  // swapped for a FIFO between the check and the library's open.
+  ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path));
+  absl::StatusOr<std::unique_ptr<SpmProcessor>> spm =
+      SpmProcessor::Load(absl::StrCat("/proc/self/fd/", file.fd()));
   if (absl::IsInvalidArgument(spm.status())) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": not a SentencePiece model: ", spm.status().message()));
