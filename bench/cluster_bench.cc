@@ -88,9 +88,11 @@ std::optional<Run> RunCluster(int workers, int threads, const std::string& data,
                           std::to_string(workers);
   if (std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()) != 0) return std::nullopt;
   std::ofstream(dir + "/token") << "bench-token\n";
+  std::ofstream(dir + "/worker_token") << "bench-worker-token\n";
   const pid_t coord = Spawn({bin + "/coordinator/impq-coordinator", "--listen", "127.0.0.1:0",
                              "--metrics_listen", "", "--store", dir + "/c.db", "--data_root", data,
-                             "--token_file", dir + "/token", "--port_file", dir + "/ports"},
+                             "--token_file", dir + "/token", "--worker_token_file",
+                             dir + "/worker_token", "--port_file", dir + "/ports"},
                             dir + "/coordinator.log");
   int port = 0, metrics = 0;
   for (int i = 0; i < 200 && port == 0; ++i) {
@@ -106,7 +108,8 @@ std::optional<Run> RunCluster(int workers, int threads, const std::string& data,
   std::vector<pid_t> pids;
   for (int w = 0; w < workers; ++w) {
     pids.push_back(Spawn({bin + "/worker/service/impq-worker", "--coordinator", target,
-                          "--token_file", dir + "/token", "--worker_id", "w" + std::to_string(w),
+                          "--token_file", dir + "/worker_token", "--worker_id",
+                          "w" + std::to_string(w),
                           "--threads", std::to_string(threads), "--device", "cpu"},
                          dir + "/w" + std::to_string(w) + ".log"));
   }

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   // as well: a global graph update on every nested lock. The service's lock order is fixed.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string listen = "127.0.0.1:50051", store = "impq.db", roots, token, token_file,
+              worker_token_file, worker_token,
               metrics_listen = "127.0.0.1:9464", port_file;
   impq::TlsFiles tls;
   double lease_seconds = 30;
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
   flags.String("data_root", &roots, "comma-separated directories job paths must lie in");
   flags.String("token", &token, "bearer token required on the client API (prefer --token_file)");
   flags.String("token_file", &token_file, "file holding the bearer token");
+  flags.String("worker_token_file", &worker_token_file,
+               "file holding the workers' bearer token (WorkerService; distinct from the "
+               "clients' token; without it any caller may lease units and report results)");
   flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
   flags.String("port_file", &port_file, "write 'grpc_port metrics_port' here once listening");
   flags.String("tls_cert", &tls.cert, "PEM certificate: serve both services over TLS");
@@ -63,6 +67,22 @@ int main(int argc, char** argv) {
       return 2;
     }
     token = std::string(absl::StripAsciiWhitespace(*t));
+  }
+  if (!worker_token_file.empty()) {
+    absl::StatusOr<std::string> t = impq::ReadFileToString(worker_token_file);
+    if (!t.ok()) {
+      std::cerr << "--worker_token_file: " << t.status().message() << "\n";
+      return 2;
+    }
+    worker_token = std::string(absl::StripAsciiWhitespace(*t));
+    if (worker_token.empty()) {
+      std::cerr << "--worker_token_file " << worker_token_file << " is empty\n";
+      return 2;
+    }
+  }
+  if (worker_token.empty()) {
+    std::cerr << "impq-coordinator: WARNING: no --worker_token_file: any caller that reaches "
+                 "the WorkerService can lease units and report results\n";
   }
   prometheus::Registry* registry_ptr = nullptr;
   auto registry = std::make_shared<prometheus::Registry>();
@@ -100,6 +120,7 @@ int main(int argc, char** argv) {
   impq::coordinator::ServerOptions so;
   so.listen = listen;
   so.token = token;
+  so.worker_token = worker_token;
   so.lease_duration = o.lease_duration;
   so.tls = tls;
   auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);

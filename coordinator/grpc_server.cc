@@ -46,6 +46,29 @@ class CallTracker {
   std::atomic<bool> draining_{false};
 };
 
+// OK when `token` is empty or the call carries "authorization: Bearer <token>" (compared in
+// constant time: the token's prefix does not leak through timing); UNAUTHENTICATED otherwise.
+grpc::Status CheckBearer(grpc::ServerContext* ctx, const std::string& token, const char* who) {
+  if (token.empty()) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("authorization metadata is required (", who, " token)"));
+  }
+  const std::string got(it->second.data(), it->second.size());
+  const std::string want = "Bearer " + token;
+  unsigned diff = got.size() != want.size() ? 1u : 0u;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    diff |= static_cast<unsigned>(got[i] ^ want[i]);
+  }
+  if (diff != 0) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat("authorization: wrong ", who, " token"));
+  }
+  return grpc::Status::OK;
+}
+
 class ImpqServiceImpl final : public v1::ImpqService::Service {
  public:
   ImpqServiceImpl(Coordinator* c, std::string token, CallTracker* calls)
@@ -114,21 +137,7 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
   }
 
  private:
-  grpc::Status Auth(grpc::ServerContext* ctx) const {
-    if (token_.empty()) return grpc::Status::OK;
-    const auto& md = ctx->client_metadata();
-    auto it = md.find("authorization");
-    if (it == md.end()) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization metadata is required");
-    }
-    const std::string got(it->second.data(), it->second.size());
-    const std::string want = "Bearer " + token_;
-    // Constant-time compare: do not leak the token's prefix through timing.
-    unsigned diff = got.size() != want.size() ? 1u : 0u;
-    for (size_t i = 0; i < got.size() && i < want.size(); ++i) diff |= static_cast<unsigned>(got[i] ^ want[i]);
-    if (diff != 0) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization: wrong token");
-    return grpc::Status::OK;
-  }
+  grpc::Status Auth(grpc::ServerContext* ctx) const { return CheckBearer(ctx, token_, "client"); }
   Coordinator* c_;
   const std::string token_;
   CallTracker* calls_;
@@ -136,12 +145,13 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(Coordinator* c, absl::Duration lease, CallTracker* calls)
-      : c_(c), lease_(lease), calls_(calls) {}
+  WorkerServiceImpl(Coordinator* c, absl::Duration lease, std::string token, CallTracker* calls)
+      : c_(c), lease_(lease), token_(std::move(token)), calls_(calls) {}
 
-  grpc::Status AcquireLease(grpc::ServerContext*, const v1::AcquireLeaseRequest* req,
+  grpc::Status AcquireLease(grpc::ServerContext* ctx, const v1::AcquireLeaseRequest* req,
                             v1::AcquireLeaseResponse* resp) override {
     CallTracker::Scope call(calls_);
+    if (grpc::Status a = CheckBearer(ctx, token_, "worker"); !a.ok()) return a;
     absl::StatusOr<LeaseGrant> g = c_->AcquireLease(req->worker_id(), req->capacity());
     if (!g.ok()) return ToGrpc(g.status());
     if (g->has_lease) {
@@ -153,18 +163,20 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
                          v1::HeartbeatResponse* resp) override {
     CallTracker::Scope call(calls_);
+    if (grpc::Status a = CheckBearer(ctx, token_, "worker"); !a.ok()) return a;
     absl::StatusOr<HeartbeatReply> h = c_->Heartbeat(req->lease_id(), req->worker_id());
     if (!h.ok()) return ToGrpc(h.status());
     resp->set_state(h->state);
     if (h->state == v1::LEASE_STATE_ACTIVE) resp->set_deadline_ms(absl::ToUnixMillis(h->deadline));
     return grpc::Status::OK;
   }
-  grpc::Status ReportResult(grpc::ServerContext*, const v1::ReportResultRequest* req,
+  grpc::Status ReportResult(grpc::ServerContext* ctx, const v1::ReportResultRequest* req,
                             v1::ReportResultResponse* resp) override {
     CallTracker::Scope call(calls_);
+    if (grpc::Status a = CheckBearer(ctx, token_, "worker"); !a.ok()) return a;
     if (!req->has_result()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "result is required");
     absl::StatusOr<v1::ReportOutcome> o = c_->ReportResult(req->lease_id(), req->result());
     if (!o.ok()) return ToGrpc(o.status());
@@ -175,6 +187,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
  private:
   Coordinator* c_;
   const absl::Duration lease_;
+  const std::string token_;
   CallTracker* calls_;
 };
 
@@ -205,7 +218,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   auto impl = std::make_unique<Impl>();
   impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token, &impl->calls);
   impl->worker =
-      std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration, &impl->calls);
+      std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration,
+                                          options.worker_token, &impl->calls);
   grpc::ServerBuilder b;
   b.AddListeningPort(options.listen, *creds, &impl->port);
   b.SetMaxReceiveMessageSize(options.max_message_bytes);

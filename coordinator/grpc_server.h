@@ -18,8 +18,12 @@ namespace impq::coordinator {
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one
   // When non-empty, every ImpqService call needs metadata "authorization: Bearer <token>"
-  // (UNAUTHENTICATED otherwise). WorkerService is meant for the cluster network.
+  // (UNAUTHENTICATED otherwise).
   std::string token;
+  // When non-empty, every WorkerService call needs "authorization: Bearer <worker_token>": a
+  // worker credential distinct from the clients' (a client cannot lease units or report
+  // results, a worker cannot submit or read jobs).
+  std::string worker_token;
   int max_message_bytes = 16 << 20;    // larger requests get RESOURCE_EXHAUSTED
   absl::Duration lease_duration = absl::Seconds(30);  // echoed to workers in each lease
   // TLS for both services (common/grpc_tls.h): cert + key turn it on; a CA as well requires

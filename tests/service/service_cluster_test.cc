@@ -393,10 +393,11 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("job_id"), std::string::npos);
   }
-  // The worker API.
+  // The worker API (with the workers' credential: without it, UNAUTHENTICATED).
   auto wstub = v1::WorkerService::NewStub(channel);
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerToken);
     v1::AcquireLeaseRequest req;
     req.set_worker_id("w");
     req.set_capacity(-3);
@@ -407,6 +408,7 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerToken);
     v1::AcquireLeaseRequest req;
     req.set_capacity(1);
     v1::AcquireLeaseResponse resp;
@@ -416,6 +418,7 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerToken);
     v1::ReportResultRequest req;
     req.set_lease_id("L1-1");
     v1::ReportResultResponse resp;
@@ -425,6 +428,7 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerToken);
     v1::ReportResultRequest req;
     req.set_lease_id("L1-1");
     req.mutable_result()->set_job_id("job-424242");
@@ -435,6 +439,7 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerToken);
     v1::HeartbeatRequest req;
     v1::HeartbeatResponse resp;
     grpc::Status st = wstub->Heartbeat(&ctx, req, &resp);

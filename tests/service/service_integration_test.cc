@@ -85,9 +85,9 @@ std::string ImpqRunDocument(const std::string& dir, const std::string& widths) {
 // `impqctl submit` of the job's flags; returns the job id.
 std::string ImpqctlSubmit(const std::string& dir, const std::string& target,
                           const std::string& widths) {
-  const std::string cmd = std::string(IMPQCTL_BINARY) + " --server " + target + " --token " +
-                          service_test::kToken + " submit" + Quote(JobFlags(widths)) + " 2>" +
-                          dir + "/impqctl.log";
+  const std::string cmd = std::string(IMPQCTL_BINARY) + " --server " + target +
+                          " --token_file " + dir + "/token submit" + Quote(JobFlags(widths)) +
+                          " 2>" + dir + "/impqctl.log";
   FILE* out = popen(cmd.c_str(), "r");
   EXPECT_NE(out, nullptr);
   char line[256] = {0};
@@ -100,8 +100,8 @@ std::string ImpqctlSubmit(const std::string& dir, const std::string& target,
 std::string ImpqctlResultDocument(const std::string& dir, const std::string& target,
                                   const std::string& id) {
   const std::string path = dir + "/result.json";
-  const std::string cmd = std::string(IMPQCTL_BINARY) + " --server " + target + " --token " +
-                          service_test::kToken + " result --json --job " + id + " > " + path;
+  const std::string cmd = std::string(IMPQCTL_BINARY) + " --server " + target +
+                          " --token_file " + dir + "/token result --json --job " + id + " > " + path;
   EXPECT_EQ(system(cmd.c_str()), 0);
   return coordinator::WithoutTimings(ReadFile(path));
 }
@@ -163,6 +163,29 @@ TEST(ServiceIntegrationTest, ImpqctlWithTwoWorkersSurvivingCrashesEqualsImpqRun)
     grpc::Status st = stub->SubmitJob(&ctx, req, &resp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("search_model"), std::string::npos) << st.error_message();
+  }
+  // The worker API takes the workers' credential only: a caller without it (or with the
+  // clients' token) cannot lease units (and so never sees a job's paths) or report results.
+  {
+    auto workers_api = v1::WorkerService::NewStub(channel);
+    for (const std::string& auth : {std::string(), std::string("Bearer ") + service_test::kToken}) {
+      grpc::ClientContext ctx;
+      if (!auth.empty()) ctx.AddMetadata("authorization", auth);
+      v1::AcquireLeaseRequest req;
+      req.set_worker_id("intruder");
+      req.set_capacity(1);
+      v1::AcquireLeaseResponse resp;
+      EXPECT_EQ(workers_api->AcquireLease(&ctx, req, &resp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+      grpc::ClientContext rctx;
+      if (!auth.empty()) rctx.AddMetadata("authorization", auth);
+      v1::ReportResultRequest rreq;
+      rreq.set_lease_id("L0");
+      rreq.mutable_result()->set_job_id("job-000001");
+      v1::ReportResultResponse rresp;
+      EXPECT_EQ(workers_api->ReportResult(&rctx, rreq, &rresp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+    }
   }
   const std::string id = ImpqctlSubmit(dir, target, "2,4");
   ASSERT_FALSE(id.empty());

@@ -88,6 +88,7 @@ struct CoordinatorProcess {
 };
 
 inline const char* kToken = "s3cret";
+inline const char* kWorkerToken = "w0rker-s3cret";  // the workers' credential (distinct)
 
 // Starts impq-coordinator on `listen` (default: an ephemeral port) with the store in `dir`
 // and the shared data as its only root; waits for its port file. grpc_port == 0 on failure.
@@ -97,9 +98,13 @@ inline CoordinatorProcess StartCoordinator(const std::string& dir,
   CoordinatorProcess p;
   const std::string ports = dir + "/ports";
   std::remove(ports.c_str());
+  // Tokens from files (never argv, which `ps` shows): the clients' and the workers'.
+  std::ofstream(dir + "/token") << kToken << "\n";
+  std::ofstream(dir + "/worker_token") << kWorkerToken << "\n";
   std::vector<std::string> argv = {IMPQ_COORDINATOR_BINARY, "--listen", listen,
                                    "--metrics_listen", "127.0.0.1:0", "--store", dir + "/c.db",
-                                   "--data_root", SharedDataPath(""), "--token", kToken,
+                                   "--data_root", SharedDataPath(""), "--token_file",
+                                   dir + "/token", "--worker_token_file", dir + "/worker_token",
                                    "--port_file", ports};
   argv.insert(argv.end(), extra.begin(), extra.end());
   p.pid = Spawn(argv, dir + "/coordinator.log");
@@ -114,7 +119,7 @@ inline pid_t StartWorker(const std::string& dir, const std::string& target, cons
                          std::vector<std::string> extra = {}) {
   // The CPU engine: results are compared bit for bit with the (CPU) embedded run.
   std::vector<std::string> argv = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
-                                   "--device", "cpu"};
+                                   "--device", "cpu", "--token_file", dir + "/worker_token"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return Spawn(argv, dir + "/" + id + ".log");
 }

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "solver/allocation_problem.h"
+#include "solver/allocate.h"
 #include "solver/allocation_solver.h"
 #include "solver/baselines.h"
 #include "solver/budget_aware_interactions.h"
@@ -400,33 +401,14 @@ absl::StatusOr<JobResult> RunPipelineImpl(const JobOptions& o, Game& game) {
   so.progress_callback = [&](const solver::SpqeProgress& p) {
     report("spqe", p.permutations_done, o.permutations, t0);
   };
-  // The exact allocation of an objective over the game's players for every budget: the
-  // binary program (certified branch and bound) with two widths, the multiple-choice one
-  // (solver/multi_choice.h) with more.
-  auto exact = solver::NewExactSolver();
+  // The exact allocation of an objective over the game's players (solver/allocate.h: the
+  // binary program with widths {2, 4}, the multiple-choice one otherwise), per budget.
   auto solve_budget = [&](const solver::QuadraticObjective& obj,
                           size_t b) -> absl::StatusOr<solver::AllocationResult> {
-    if (classic) {
-      ASSIGN_OR_RETURN(solver::AllocationProblem p,
-                       solver::MakeAllocationProblem(obj, bytes, budgets[b]));
-      return exact->Solve(p);
-    }
-    ASSIGN_OR_RETURN(solver::MultiChoiceProblem p,
-                     ladder.ToMultiChoice(obj, width_bytes, budgets[b]));
-    ASSIGN_OR_RETURN(solver::MultiChoiceResult mc, solver::SolveMultiChoiceExact(p));
-    solver::AllocationResult a;
-    a.solver = "multi_choice_exact";
-    a.assignment = ladder.CoalitionOfChoice(mc.choice);
-    a.objective = mc.objective;
-    a.lower_bound = mc.lower_bound;
-    a.proven_optimal = mc.proven_optimal;
-    a.nodes = mc.nodes;
-    a.memory_bytes = mc.memory_bytes;
-    return a;
+    return solver::SolveExactAllocation(obj, ladder, bytes, width_bytes, budgets[b]);
   };
   auto solve_all = [&](const solver::QuadraticObjective& obj)
       -> absl::StatusOr<std::vector<solver::AllocationResult>> {
-    if (classic) return solver::SweepAverageBits(*exact, obj, bytes, o.average_bits);
     std::vector<solver::AllocationResult> out;
     for (size_t b = 0; b < budgets.size(); ++b) {
       ASSIGN_OR_RETURN(solver::AllocationResult a, solve_budget(obj, b));

@@ -38,8 +38,10 @@ int main(int argc, char** argv) {
   impq::FlagSet flags("impq-worker");
   flags.String("coordinator", &target, "coordinator WorkerService address host:port");
   flags.String("worker_id", &worker_id, "stable id of this worker (default: hostname-pid)");
-  flags.String("token", &token, "bearer token sent with every RPC (optional; prefer --token_file)");
-  flags.String("token_file", &token_file, "file holding the bearer token");
+  flags.String("token", &token,
+               "the workers' bearer token (the coordinator's --worker_token_file) sent with every "
+               "RPC; prefer --token_file (argv is visible in ps)");
+  flags.String("token_file", &token_file, "file holding the workers' bearer token");
   flags.String("tls_ca", &tls.ca, "PEM CA to verify the coordinator: connect over TLS");
   flags.String("tls_cert", &tls.cert, "PEM client certificate (mutual TLS; implies TLS)");
   flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
