@@ -349,7 +349,8 @@ TEST(JobTest, BadOptionsNameTheField) {
 
 // The time-left estimate: the rate of the work done so far applied to the work left.
 TEST(JobWorkPlanTest, ExtrapolatesTheRateSoFar) {
-  JobOptions o;  // 24 walks, 4 budgets, extra fraction 0.25, 3 random draws
+  JobOptions o;  // 4 budgets, extra fraction 0.25, 3 random draws
+  o.permutations = 24;
   const JobWorkPlan plan(o, 35, 18000, 48000);
   EXPECT_EQ(plan.SecondsLeft("load", 0, 1, 5.0), 0.0);       // before the plan
   EXPECT_EQ(plan.SecondsLeft("baselines", 0, 2, 0.0), 0.0);  // nothing done yet
