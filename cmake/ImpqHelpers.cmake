@@ -11,3 +11,33 @@ function(impq_add_test name)
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# impq_needs_cuda_plugin(<target>...)
+# Makes building <target> build the dlopen()ed CUDA plugin (worker/gpu) first, where it is
+# built at all. For the programs that may load it at run time; see worker/gpu/CMakeLists.txt.
+function(impq_needs_cuda_plugin)
+  if(TARGET impq_cuda)
+    foreach(t IN LISTS ARGN)
+      add_dependencies(${t} impq_cuda)
+    endforeach()
+  endif()
+endfunction()
+
+# impq_unity_group(<target> <group> <source>...)
+# Compiles <source>s of <target> as one unity translation unit (CMake's UNITY_BUILD in GROUP
+# mode): the headers they share (Abseil, nlohmann::json, the model types) are parsed, and their
+# templates instantiated and optimized, once per group instead of once per file — about half
+# the CPU time for the libraries of many small files. Files in no group compile alone, as
+# before. Rules for a group: no two of its files may define the same name at file scope
+# (anonymous namespace or static) — a clash is a compile error, but an overload with another
+# signature would silently take part in the other file's calls — and no file may leave a macro
+# defined. Call from the directory that defines <target>. -DIMPQ_UNITY_BUILD=OFF compiles
+# every file alone (e.g. to check that each file includes what it uses).
+option(IMPQ_UNITY_BUILD "Compile groups of small files as one translation unit" ON)
+function(impq_unity_group target group)
+  if(NOT IMPQ_UNITY_BUILD)
+    return()
+  endif()
+  set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_MODE GROUP)
+  set_source_files_properties(${ARGN} PROPERTIES UNITY_GROUP ${target}_${group})
+endfunction()

@@ -4,6 +4,7 @@
 # machine does not wait for a browser download.
 # CUDA is not a Debian package: when /usr/local/cuda exists the CUDA plugin is built too.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PACKAGES=(
   cmake ninja-build g++ pkg-config
@@ -23,8 +24,17 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "install_deps: all ${#PACKAGES[@]} packages present"
   exit 0
 fi
-echo "install_deps: installing ${missing[*]}"
+mkdir -p build
+log="build/install.log"
+echo "install_deps: installing ${#missing[@]} packages (${missing[*]}); log: $log"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+start=$SECONDS
+if ! { $SUDO apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"; } >"$log" 2>&1; then
+  echo "install_deps: FAILED; the end of $log:" >&2
+  tail -n 20 "$log" | sed 's/^/  /' >&2
+  exit 1
+fi
+echo "install_deps: done in $((SECONDS - start)) s"
