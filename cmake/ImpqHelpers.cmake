@@ -31,8 +31,9 @@ endfunction()
 # before. Rules for a group: no two of its files may define the same name at file scope
 # (anonymous namespace or static) — a clash is a compile error, but an overload with another
 # signature would silently take part in the other file's calls — and no file may leave a macro
-# defined. Call from the directory that defines <target>. -DIMPQ_UNITY_BUILD=OFF compiles
-# every file alone (e.g. to check that each file includes what it uses).
+# defined; `scripts/unity_clashes.py <the group's files>` lists both. Call from the directory
+# that defines <target>. -DIMPQ_UNITY_BUILD=OFF compiles every file alone (e.g. to check that
+# each file includes what it uses).
 option(IMPQ_UNITY_BUILD "Compile groups of small files as one translation unit" ON)
 function(impq_unity_group target group)
   if(NOT IMPQ_UNITY_BUILD)
