@@ -4,7 +4,7 @@
 //     efficiency thr(k) / (k · thr(1)). Workers are threads in this process, each a full
 //     WorkerLoop with its own gRPC channel (own TCP connection) to a CoordinatorServer on
 //     127.0.0.1 — the same code path as impq-worker processes. Units are synthetic: the whole
-//     job pipeline on the 6-player test game (coordinator/test_game.h), each unit *sleeping* a
+//     job pipeline on the 20-player test game (coordinator/test_game.h), each unit *sleeping* a
 //     fixed time instead of computing, so 4 workers can scale on a 2-core machine; the job is
 //     timed from submission to DONE, with a SQLite file store. The pipeline's sequential parts
 //     (the per-budget choice's local search, one coalition a step) bound the speed-up.
@@ -45,7 +45,7 @@ namespace impq {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kPlayers = 6;
+constexpr int kPlayers = 20;  // 2^20 coalitions: the walks do not exhaust them
 
 class SleepExecutor : public worker_service::UnitExecutor {
  public:
@@ -82,7 +82,7 @@ struct Served {
 };
 
 // A coordinator as impq-coordinator runs it (metrics on), serving on an ephemeral port.
-Served Serve(const std::string& store) {
+Served Serve(const std::string& store, int batch_split = 2) {
   Served s;
   s.registry = std::make_unique<prometheus::Registry>();
   s.metrics = std::make_unique<coordinator::CoordinatorMetrics>(*s.registry);
@@ -91,6 +91,7 @@ Served Serve(const std::string& store) {
   o.lease_duration = absl::Seconds(30);
   o.metrics = s.metrics.get();
   o.max_running_jobs = 64;  // the round trips keep 64 jobs' pipelines asking for units
+  o.batch_split = batch_split;
   auto c = coordinator::Coordinator::Open(o);
   IMPQ_CHECK(c.ok()) << c.status();
   s.coordinator = *std::move(c);
@@ -119,7 +120,9 @@ struct ThroughputRow {
 
 ThroughputRow Throughput(int workers, int64_t walks, absl::Duration unit) {
   const std::string store = FreshStore("thr" + std::to_string(workers));
-  Served s = Serve(store);
+  // Every pipeline batch split as many ways as there are workers (impq-coordinator
+  // --batch_split; the default, 2, keeps a walk's prefix reuse on one worker).
+  Served s = Serve(store, std::max(2, workers));
   std::vector<std::unique_ptr<worker_service::WorkerClient>> clients;
   std::vector<std::unique_ptr<worker_service::UnitExecutor>> executors;
   std::vector<std::unique_ptr<worker_service::WorkerLoop>> loops;

@@ -16,6 +16,8 @@
 // flags are cli/job_flags.h's, which `impqctl submit` shares.
 //
 // Defaults are chosen to finish in under 2 minutes on 2 cores (bench/job_bench; see README).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -66,7 +68,13 @@ void PrintProgress(const std::string& phase, int64_t done, int64_t total, int64_
     absl::StrAppendFormat(&line, ", job ~%s left", FormatSeconds(job_eta_seconds));
   }
   line += "]";
-  std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), done == total ? "\n" : "");
+  // On a terminal one line per phase, rewritten in place; in a log one line per report.
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  if (tty) {
+    std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), done == total ? "\n" : "");
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
   std::fflush(stderr);
 }
 

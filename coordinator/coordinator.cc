@@ -41,6 +41,9 @@ struct Coordinator::Job {
   int64_t phase_done = 0, phase_total = 0;
   engine::JobProgress progress;      // the driver's latest
   bool driving = false;              // a driver thread runs its pipeline
+  // Wakes the job's driver (RunUnits) when a unit is done or the job ends: one per job, so a
+  // report does not wake every running job's driver.
+  absl::CondVar driver_wake;
   std::shared_ptr<const engine::JobResult> pipeline_result;
 
   bool terminal() const {
@@ -621,6 +624,7 @@ void Coordinator::ApplyResult(Job& job, const v1::WorkResult& r) {
   }
   job.evaluations_done += Evaluations(u.request);
   ++job.units_done;
+  job.driver_wake.Signal();
   Touch(job);
 }
 
@@ -660,7 +664,7 @@ absl::StatusOr<std::vector<v1::WorkResult>> Coordinator::RunUnits(
     }
     return true;
   };
-  while (!settled()) changed_.Wait(&mu_);
+  while (!settled()) job->driver_wake.Wait(&mu_);
   if (job->terminal()) {
     return absl::CancelledError(absl::StrCat("job ", job_id, " ended ",
                                              v1::JobState_Name(job->rec.state)));
@@ -710,6 +714,7 @@ void Coordinator::Finish(Job& job, v1::JobState state, const std::string& error)
   DropUnitsOf(job);
   job.stored.clear();
   if (absl::Status st = Persist(job); !st.ok()) IMPQ_LOG(ERROR) << st.message();
+  job.driver_wake.SignalAll();
   Touch(job);
 }
 
@@ -934,7 +939,8 @@ void Coordinator::Shutdown() {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stop_background_ = true;
-    changed_.SignalAll();  // wakes WaitForChange (watch streams end) and the drivers
+    changed_.SignalAll();  // wakes WaitForChange (watch streams end)
+    for (auto& [id, job] : jobs_) job->driver_wake.SignalAll();  // and the drivers
     for (auto& [id, t] : drivers_) drivers.push_back(std::move(t));
     drivers_.clear();
     for (std::thread& t : finished_drivers_) drivers.push_back(std::move(t));
