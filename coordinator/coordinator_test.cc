@@ -144,6 +144,12 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
        "widths[1]"},
       {[](v1::JobSpec& s) { s.set_request_id(std::string(65, 'r')); },
        absl::StatusCode::kInvalidArgument, "request_id"},
+      {[](v1::JobSpec& s) { s.set_random_draws(2000000000); }, absl::StatusCode::kInvalidArgument,
+       "random_draws"},
+      {[](v1::JobSpec& s) { s.set_extra_evaluation_fraction(1e9); },
+       absl::StatusCode::kInvalidArgument, "extra_evaluation_fraction"},
+      {[](v1::JobSpec& s) { s.set_search_batch(1 << 30); }, absl::StatusCode::kInvalidArgument,
+       "search_batch"},
   };
   for (const Case& k : cases) {
     v1::JobSpec s = Spec();

@@ -108,6 +108,20 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
     }
   }
   if (s.group_size() < 0) return Bad("group_size", absl::StrCat(s.group_size(), "; expected >= 0"));
+  // What a caller could otherwise make one job compute without end.
+  if (s.random_draws() > 100) {
+    return Bad("random_draws", absl::StrCat(s.random_draws(), "; expected <= 100"));
+  }
+  if (s.search_batch() > 1024) {
+    return Bad("search_batch", absl::StrCat(s.search_batch(), "; expected <= 1024"));
+  }
+  if (s.search_max_changed() > 64) {
+    return Bad("search_max_changed", absl::StrCat(s.search_max_changed(), "; expected <= 64"));
+  }
+  if (s.extra_evaluation_fraction() > 10) {
+    return Bad("extra_evaluation_fraction",
+               absl::StrCat(s.extra_evaluation_fraction(), "; expected <= 10"));
+  }
   if (s.se_threshold() < 0 || !std::isfinite(s.se_threshold())) {
     return Bad("se_threshold", absl::StrCat(s.se_threshold(), "; expected finite >= 0"));
   }

@@ -54,7 +54,6 @@ absl::StatusOr<engine::GameFacts> UnitGame::Prepare() {
   units[0].dataset = v1::DATASET_CALIBRATION;
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> r, coordinator_->RunUnits(job_id_, std::move(units)));
   const v1::GameFacts& f = r[0].facts();
-  select_sequences_ = f.select_sequences();
   engine::GameFacts out;
   out.model_config = f.model_config();
   out.fingerprint = f.fingerprint();

@@ -51,7 +51,6 @@ class UnitGame : public engine::Game {
   const std::vector<int> widths_;
   const int batch_split_;
   engine::GameCounters counters_;
-  int64_t select_sequences_ = 0;  // from Prepare
 };
 
 }  // namespace impq::coordinator
