@@ -12,11 +12,13 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <tuple>
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
+#include "common/token_file.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "coordinator/grpc_server.h"
@@ -60,25 +62,16 @@ int main(int argc, char** argv) {
             "reported failures of one unit before its job fails");
   flags.Int("max_running_jobs", &max_running_jobs, "job pipelines driven at once");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
-  if (!token_file.empty()) {
-    absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
+  for (auto [flag, file, out] : {std::tuple{"--token_file", &token_file, &token},
+                                  std::tuple{"--worker_token_file", &worker_token_file,
+                                             &worker_token}}) {
+    if (file->empty()) continue;
+    absl::StatusOr<std::string> t = impq::ReadTokenFile(*file);
     if (!t.ok()) {
-      std::cerr << t.status().message() << "\n";
+      std::cerr << "impq-coordinator: " << flag << ": " << t.status().message() << "\n";
       return 2;
     }
-    token = std::string(absl::StripAsciiWhitespace(*t));
-  }
-  if (!worker_token_file.empty()) {
-    absl::StatusOr<std::string> t = impq::ReadFileToString(worker_token_file);
-    if (!t.ok()) {
-      std::cerr << "--worker_token_file: " << t.status().message() << "\n";
-      return 2;
-    }
-    worker_token = std::string(absl::StripAsciiWhitespace(*t));
-    if (worker_token.empty()) {
-      std::cerr << "--worker_token_file " << worker_token_file << " is empty\n";
-      return 2;
-    }
+    *out = *std::move(t);
   }
   if (worker_token.empty()) {
     std::cerr << "impq-coordinator: WARNING: no --worker_token_file: any caller that reaches "

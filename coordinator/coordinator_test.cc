@@ -5,6 +5,7 @@
 #include "coordinator/coordinator.h"
 
 #include <atomic>
+#include <limits>
 #include <thread>
 
 #include "common/test_paths.h"
@@ -150,6 +151,8 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
        absl::StatusCode::kInvalidArgument, "extra_evaluation_fraction"},
       {[](v1::JobSpec& s) { s.set_search_batch(1 << 30); }, absl::StatusCode::kInvalidArgument,
        "search_batch"},
+      {[](v1::JobSpec& s) { s.set_ridge(std::numeric_limits<double>::infinity()); },
+       absl::StatusCode::kInvalidArgument, "ridge"},
   };
   for (const Case& k : cases) {
     v1::JobSpec s = Spec();

@@ -108,6 +108,12 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
     }
   }
   if (s.group_size() < 0) return Bad("group_size", absl::StrCat(s.group_size(), "; expected >= 0"));
+  for (auto [field, v] : {std::pair{"alpha", s.alpha()}, std::pair{"ridge", s.ridge()},
+                          std::pair{"local_bandwidth", s.local_bandwidth()},
+                          std::pair{"local_ridge", s.local_ridge()},
+                          std::pair{"choice_z", s.choice_z()}}) {
+    if (!std::isfinite(v)) return Bad(field, absl::StrCat(v, "; expected a finite number"));
+  }
   // What a caller could otherwise make one job compute without end.
   if (s.random_draws() > 100) {
     return Bad("random_draws", absl::StrCat(s.random_draws(), "; expected <= 100"));

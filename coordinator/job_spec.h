@@ -8,8 +8,6 @@
 
 #include "absl/status/statusor.h"
 #include "impq/v1/messages.pb.h"
-#include "solver/permutation_sampler.h"
-#include "solver/width_ladder.h"
 
 namespace impq::coordinator {
 

@@ -1,6 +1,9 @@
 // UnitGame (unit_game.h).
 #include "coordinator/unit_game.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "coordinator/coordinator.h"
@@ -15,6 +18,18 @@ std::string CoalitionString(const solver::Coalition& q) {
   return s;
 }
 
+// [begin, end) cut into min(end − begin, k) near-equal consecutive parts.
+std::vector<std::pair<int64_t, int64_t>> Parts(int64_t begin, int64_t end, int64_t k) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  const int64_t parts = std::min(end - begin, k);
+  for (int64_t p = 0, b = begin; p < parts; ++p) {
+    const int64_t e = b + (end - b) / (parts - p);
+    out.emplace_back(b, e);
+    b = e;
+  }
+  return out;
+}
+
 }  // namespace
 
 UnitGame::UnitGame(Coordinator* coordinator, std::string job_id, std::vector<int> widths,
@@ -27,18 +42,15 @@ UnitGame::UnitGame(Coordinator* coordinator, std::string job_id, std::vector<int
 absl::StatusOr<std::vector<v1::WorkResult>> UnitGame::Run(int kind, int dataset,
                                                           std::vector<std::string> items) {
   std::vector<UnitRequest> units;
-  const size_t n = items.size();
-  const size_t parts = std::min(n, static_cast<size_t>(batch_split_));
-  for (size_t p = 0, begin = 0; p < parts; ++p) {
-    const size_t end = begin + (n - begin) / (parts - p);  // near-equal consecutive chunks
+  for (auto [begin, end] : Parts(0, static_cast<int64_t>(items.size()), batch_split_)) {
     UnitRequest u;
     u.kind = static_cast<v1::UnitKind>(kind);
     u.dataset = static_cast<v1::Dataset>(dataset);
-    for (size_t k = begin; k < end; ++k) {
-      (kind == v1::UNIT_KIND_ASSIGNMENTS ? u.assignments : u.coalitions).push_back(std::move(items[k]));
+    for (int64_t k = begin; k < end; ++k) {
+      (kind == v1::UNIT_KIND_ASSIGNMENTS ? u.assignments : u.coalitions)
+          .push_back(std::move(items[static_cast<size_t>(k)]));
     }
     units.push_back(std::move(u));
-    begin = end;
   }
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results, coordinator_->RunUnits(job_id_, std::move(units)));
   for (const v1::WorkResult& r : results) {
@@ -98,11 +110,8 @@ absl::StatusOr<std::vector<std::vector<double>>> UnitGame::SelectionSums(
   std::vector<std::string> items;
   for (const solver::Coalition& q : coalitions) items.push_back(CoalitionString(q));
   // Near-equal consecutive parts of the sequences, each one unit with every coalition.
-  const int64_t n = end - begin;
-  const int64_t parts = std::min<int64_t>(n, batch_split_);
   std::vector<UnitRequest> units;
-  for (int64_t p = 0, b = begin; p < parts; ++p) {
-    const int64_t e = b + (end - b) / (parts - p);
+  for (auto [b, e] : Parts(begin, end, batch_split_)) {
     UnitRequest u;
     u.kind = v1::UNIT_KIND_SEQUENCES;
     u.dataset = v1::DATASET_SELECTION;
@@ -110,7 +119,6 @@ absl::StatusOr<std::vector<std::vector<double>>> UnitGame::SelectionSums(
     u.sequence_begin = b;
     u.sequence_end = e;
     units.push_back(std::move(u));
-    b = e;
   }
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> results,
                    coordinator_->RunUnits(job_id_, std::move(units)));

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/job_flags.h"
 #include "common/file_util.h"
+#include "common/token_file.h"
 #include "common/flags.h"
 #include "common/grpc_tls.h"
 #include "impq/v1/services.grpc.pb.h"
@@ -172,12 +173,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!token_file.empty()) {
-    auto t = impq::ReadFileToString(token_file);
+    absl::StatusOr<std::string> t = impq::ReadTokenFile(token_file);
     if (!t.ok()) {
-      std::cerr << t.status().message() << "\n";
+      std::cerr << "impqctl: --token_file: " << t.status().message() << "\n";
       return 2;
     }
-    g.token = std::string(absl::StripAsciiWhitespace(*t));
+    g.token = *std::move(t);
   }
   const std::string cmd = args[i];
   const std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());

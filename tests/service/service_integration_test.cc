@@ -40,7 +40,7 @@ using service_test::StartCoordinator;
 using service_test::StartWorker;
 using service_test::Stop;
 
-TEST(ServiceIntegrationTest, WorkerRefusesAnUnreadableTokenFile) {
+TEST(ServiceIntegrationTest, BinariesRefuseAnUnreadableOrEmptyTokenFile) {
   const std::string log = TempFilePath("worker_token.log");
   const std::string cmd = std::string(IMPQ_WORKER_BINARY) +
                           " --device cpu --token_file /nonexistent/impq-token > " + log + " 2>&1";
@@ -50,6 +50,18 @@ TEST(ServiceIntegrationTest, WorkerRefusesAnUnreadableTokenFile) {
   std::ifstream in(log);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("/nonexistent/impq-token"), std::string::npos) << text;
+  // An empty token file would turn authentication off: every binary refuses it, naming it.
+  const std::string empty = TempFilePath("empty_token");
+  std::ofstream(empty) << "  \n";
+  for (const std::string bin : {std::string(IMPQ_WORKER_BINARY) + " --device cpu",
+                                std::string(IMPQ_COORDINATOR_BINARY) + " --store :memory:"}) {
+    const int st = system((bin + " --token_file " + empty + " > " + log + " 2>&1").c_str());
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 2) << bin;
+    std::ifstream again(log);
+    const std::string out((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+    EXPECT_NE(out.find("empty"), std::string::npos) << bin << ": " << out;
+  }
 }
 
 // The job's flags, as `impq run` and `impqctl submit` both take them (one vocabulary): the

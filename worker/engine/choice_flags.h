@@ -38,16 +38,6 @@ class ChoiceFlags {
               "calibration set)");
   }
 
-  // Copies the values given on the command line (flags.WasSet) over `o`.
-  void ApplySetTo(const FlagSet& flags, JobOptions& o) const {
-    if (flags.WasSet("choice-z")) o.choice_z = choice_z_;
-    if (flags.WasSet("extra-fraction")) o.extra_evaluation_fraction = extra_fraction_;
-    if (flags.WasSet("search-batch")) o.search_batch = search_batch_;
-    if (flags.WasSet("search-max-changed")) o.search_max_changed = static_cast<int>(search_max_changed_);
-    if (flags.WasSet("search-model")) o.search_model = search_model_;
-    if (flags.WasSet("select-docs")) o.select_docs = select_docs_;
-  }
-
   // Copies the parsed values; engine::ValidateJobOptions checks them.
   void ApplyTo(JobOptions& o) const {
     o.choice_z = choice_z_;

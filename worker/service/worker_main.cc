@@ -15,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "common/token_file.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "worker/service/worker_loop.h"
@@ -54,12 +55,12 @@ int main(int argc, char** argv) {
   flags.Int("max_units", &max_units, "exit after reporting this many units (0: never)");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (!token_file.empty()) {
-    absl::StatusOr<std::string> t = impq::ReadFileToString(token_file);
+    absl::StatusOr<std::string> t = impq::ReadTokenFile(token_file);
     if (!t.ok()) {
       std::cerr << "impq-worker: --token_file: " << t.status().message() << "\n";
       return 2;
     }
-    token = std::string(absl::StripAsciiWhitespace(*t));
+    token = *std::move(t);
   }
   if (worker_id.empty()) {
     char host[256] = {0};
