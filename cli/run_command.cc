@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -112,9 +111,7 @@ int RunCommand(const std::vector<std::string>& args) {
                          &o.heldout_text_path}) {
     if (p->empty()) continue;
     if (p->find('/') == std::string::npos) *p = data + "/" + *p;
-    std::error_code ec;
-    const std::filesystem::path a = std::filesystem::absolute(*p, ec);
-    if (!ec) *p = a.lexically_normal().string();
+    *p = AbsolutePath(*p);
   }
   if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -400,42 +399,6 @@ absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tok
     set.processed_tokens += static_cast<int64_t>(s.tokens.size());
   }
   return set;
-}
-
-json RunModelIdentity(const model::Model& m, const std::string& model_path,
-                      const std::string& tokenizer_path) {
-  auto absolute = [](const std::string& p) {
-    if (p.empty()) return p;
-    std::error_code ec;
-    std::filesystem::path abs = std::filesystem::absolute(p, ec);
-    return ec ? p : abs.lexically_normal().string();
-  };
-  return {{"absolute_path", absolute(model_path)},
-          {"absolute_tokenizer", absolute(tokenizer_path)},
-          {"config", m.config.ToString()},
-          {"fingerprint", model::WeightsFingerprint(m)},
-          {"linear_weights", m.LinearParameterCount()}};
-}
-
-absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
-                                             const std::string& model_path,
-                                             const std::string& tokenizer_path) {
-  json j = json::parse(job_json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InternalError("the job's JSON does not parse");
-  }
-  ASSIGN_OR_RETURN(model::Model m, model::LoadModel(model_path));
-  j["model"]["identity"] = RunModelIdentity(m, model_path, tokenizer_path);
-  // GPTQ's calibration text, findable from any directory (`impq export` calibrates with it).
-  if (j.contains("settings") && j["settings"].contains("calibration_text") &&
-      j["settings"]["calibration_text"].is_string()) {
-    std::error_code ec;
-    const std::string text = j["settings"]["calibration_text"].get<std::string>();
-    const std::filesystem::path abs = std::filesystem::absolute(text, ec);
-    j["model"]["identity"]["absolute_calibration_text"] =
-        ec ? text : abs.lexically_normal().string();
-  }
-  return j.dump(2) + "\n";
 }
 
 }  // namespace impq::cli

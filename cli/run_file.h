@@ -144,19 +144,6 @@ absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tok
 // "2.5", "3" (%g), as budgets are named in messages.
 std::string FormatAverageBits(double b);
 
-// The "model"."identity" object `impq run` adds: {absolute_path, absolute_tokenizer, config,
-// fingerprint, linear_weights}. `model_path` / `tokenizer_path` are the paths the run loaded
-// (tokenizer empty: the model's own).
-nlohmann::json RunModelIdentity(const model::Model& m, const std::string& model_path,
-                                const std::string& tokenizer_path);
-
-// `job_json` (engine::JobResultToJson's text) with "model"."identity" added for the model at
-// `model_path` (loaded once more to fingerprint it), plus the absolute path of its
-// settings.calibration_text. Errors: the model cannot be loaded.
-absl::StatusOr<std::string> AddModelIdentity(const std::string& job_json,
-                                             const std::string& model_path,
-                                             const std::string& tokenizer_path);
-
 }  // namespace impq::cli
 
 #endif  // IMPQ_CLI_RUN_FILE_H_

@@ -8,10 +8,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
 namespace impq {
+
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  const std::filesystem::path a = std::filesystem::absolute(path, ec);
+  return ec ? path : a.lexically_normal().string();
+}
 
 absl::Status ErrnoToStatus(int err, const std::string& what, const std::string& path) {
   std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));

@@ -79,6 +79,11 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // fsync'ed and renamed over `path`, so a crash leaves either the old or the new file.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
 
+// `path` made absolute against the working directory and lexically normalised ("a/../b" -> "b");
+// symlinks are not resolved. Empty stays empty; a path the cwd cannot complete is returned as is.
+// The one spelling of a path a job records (settings, identity) and the coordinator stores.
+std::string AbsolutePath(const std::string& path);
+
 // Status for a failed system call on `path`, mapping errno to a code (ENOENT -> NotFound, ...).
 absl::Status ErrnoToStatus(int err, const std::string& what, const std::string& path);
 

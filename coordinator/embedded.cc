@@ -1,11 +1,11 @@
 #include "coordinator/embedded.h"
 
-#include <filesystem>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/in_process_worker_client.h"
@@ -77,10 +77,7 @@ absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
   for (std::string* p : {absolute.mutable_model_path(), absolute.mutable_tokenizer_path(),
                          absolute.mutable_calibration_text_path(),
                          absolute.mutable_evaluation_text_path()}) {
-    if (p->empty()) continue;
-    std::error_code ec;
-    const std::filesystem::path a = std::filesystem::absolute(*p, ec);
-    if (!ec) *p = a.lexically_normal().string();
+    *p = AbsolutePath(*p);
   }
   ASSIGN_OR_RETURN(v1::JobStatus status, coordinator->SubmitJob(absolute));
   // The background thread expires the leases of a stalled worker.

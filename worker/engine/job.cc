@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/rng.h"
 #include "common/status.h"
@@ -879,10 +879,10 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   const int ns = n * (m - 1);  // the game's players: the ladder's steps (n with {2, 4})
   json j;
   j["settings"] = {
-      {"model", o.model_path},
-      {"tokenizer", o.tokenizer_path},
-      {"calibration_text", o.calib_text_path},
-      {"heldout_text", o.heldout_text_path},
+      {"model", AbsolutePath(o.model_path)},
+      {"tokenizer", AbsolutePath(o.tokenizer_path)},
+      {"calibration_text", AbsolutePath(o.calib_text_path)},
+      {"heldout_text", AbsolutePath(o.heldout_text_path)},
       {"calibration_docs", o.calib_docs},
       {"select_docs", o.select_docs},
       {"heldout_docs", o.heldout_docs},
@@ -929,20 +929,14 @@ std::string JobResultToJson(const JobResult& r, bool include_timings) {
   }
   // The model's identity (`impq export` refuses another model): absolute paths as the job
   // ran them, the weights' fingerprint.
-  auto absolute = [](const std::string& p) {
-    if (p.empty()) return p;
-    std::error_code ec;
-    const std::filesystem::path a = std::filesystem::absolute(p, ec);
-    return ec ? p : a.lexically_normal().string();
-  };
   j["model"] = {{"config", r.model_config},
                 {"players", players},
                 {"all2_bytes", r.all2_bytes},
                 {"all4_bytes", r.all4_bytes},
                 {"identity",
-                 {{"absolute_path", absolute(o.model_path)},
-                  {"absolute_tokenizer", absolute(o.tokenizer_path)},
-                  {"absolute_calibration_text", absolute(o.calib_text_path)},
+                 {{"absolute_path", AbsolutePath(o.model_path)},
+                  {"absolute_tokenizer", AbsolutePath(o.tokenizer_path)},
+                  {"absolute_calibration_text", AbsolutePath(o.calib_text_path)},
                   {"config", r.model_config},
                   {"fingerprint", r.model_fingerprint},
                   {"linear_weights", r.model_linear_weights}}}};
