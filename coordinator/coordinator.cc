@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(const Coordinator
         "max_unit_failures and batch_split must be positive");
   }
   std::unique_ptr<Coordinator> c(new Coordinator(options));
-  ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(options.store_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(options.store_path, {.allow_new = options.new_store}));
   ASSIGN_OR_RETURN(StoreContents contents, store->Load());
   c->store_ = std::move(store);
   c->incarnation_ = contents.incarnation;

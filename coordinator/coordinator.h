@@ -63,6 +63,7 @@ namespace impq::coordinator {
 
 struct CoordinatorOptions {
   std::string store_path;                 // SQLite file (":memory:" for tests that need no restart)
+  bool new_store = false;                 // begin empty although a store was kept here (store.h)
   Clock* clock = nullptr;                 // not owned; nullptr = RealClock::Default()
   absl::Duration lease_duration = absl::Seconds(30);
   int max_units_per_lease = 8;            // caps AcquireLease's capacity

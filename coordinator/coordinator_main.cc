@@ -22,6 +22,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "coordinator/grpc_server.h"
+#include "coordinator/store_recover.h"
 #include "prometheus/exposer.h"
 
 int main(int argc, char** argv) {
@@ -39,11 +40,18 @@ int main(int argc, char** argv) {
               worker_token_file, worker_token,
               metrics_listen = "127.0.0.1:9464", port_file;
   impq::TlsFiles tls;
+  bool new_store = false, recover = false;
   double lease_seconds = 30;
   int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
   impq::FlagSet flags("impq-coordinator");
   flags.String("listen", &listen, "gRPC address host:port (port 0: pick one)");
-  flags.String("store", &store, "SQLite store file (created if missing)");
+  flags.String("store", &store,
+               "SQLite store file (created on first start; later a missing store is an error)");
+  flags.Bool("new_store", &new_store,
+             "begin with an empty store although one was kept at --store (its jobs are lost)");
+  flags.Bool("recover", &recover,
+             "salvage the readable jobs of a damaged --store into a fresh one, keep the damaged "
+             "file beside it, and exit (README: Store recovery)");
   flags.String("data_root", &roots, "comma-separated directories job paths must lie in");
   flags.String("token", &token, "bearer token required on the client API (prefer --token_file)");
   flags.String("token_file", &token_file, "file holding the bearer token");
@@ -62,6 +70,21 @@ int main(int argc, char** argv) {
             "reported failures of one unit before its job fails");
   flags.Int("max_running_jobs", &max_running_jobs, "job pipelines driven at once");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
+  if (recover) {
+    absl::StatusOr<impq::coordinator::StoreRecoveryReport> r =
+        impq::coordinator::RecoverStore(store);
+    if (!r.ok()) {
+      std::cerr << "impq-coordinator: --recover: " << r.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "recovered " << store << ": " << r->jobs << " jobs, " << r->results
+              << " unit results; " << r->quarantined << " rows quarantined; "
+              << r->damaged_regions << " damaged regions skipped"
+              << (r->header_rebuilt ? "; header rebuilt" : "")
+              << (r->padded ? "; file was cut short" : "") << "\nthe damaged file is kept as "
+              << r->damaged_copy << "\n";
+    return 0;
+  }
   for (auto [flag, file, out] : {std::tuple{"--token_file", &token_file, &token},
                                   std::tuple{"--worker_token_file", &worker_token_file,
                                              &worker_token}}) {
@@ -97,6 +120,7 @@ int main(int argc, char** argv) {
 
   impq::coordinator::CoordinatorOptions o;
   o.store_path = store;
+  o.new_store = new_store;
   o.lease_duration = absl::Seconds(lease_seconds);
   o.max_units_per_lease = static_cast<int>(units_per_lease);
   o.batch_split = static_cast<int>(batch_split);

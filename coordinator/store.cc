@@ -1,19 +1,29 @@
 #include "coordinator/store.h"
+#include "coordinator/store_rows.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
 
 namespace impq::coordinator {
 namespace {
 
-// Finalizes a prepared statement on scope exit.
-struct Stmt {
-  sqlite3_stmt* s = nullptr;
-  ~Stmt() { sqlite3_finalize(s); }
-};
+using store_rows::Stmt;
 
 void BindBlob(sqlite3_stmt* s, int i, const std::string& bytes) {
   sqlite3_bind_blob(s, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
@@ -27,18 +37,80 @@ std::string ColumnBytes(sqlite3_stmt* s, int i) {
   return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
 }
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, spec BLOB NOT NULL, state INTEGER NOT NULL,
-  submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
-  error TEXT NOT NULL, result BLOB);
-CREATE TABLE IF NOT EXISTS results (
-  job_id TEXT NOT NULL, unit_index INTEGER NOT NULL, result BLOB NOT NULL,
-  PRIMARY KEY (job_id, unit_index));
-)sql";
+std::string MarkerPath(const std::string& path) { return path + ".id"; }
+constexpr const char* kMarkerPrefix = "impq-store ";
+
+// The id in `<path>.id`; 0 when there is no marker. Errors: a marker that cannot be read or
+// does not hold an id.
+absl::StatusOr<int64_t> ReadMarker(const std::string& path) {
+  struct stat sb;
+  if (::stat(MarkerPath(path).c_str(), &sb) != 0 && errno == ENOENT) return 0;
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(MarkerPath(path)));
+  int64_t id = 0;
+  if (!absl::StartsWith(text, kMarkerPrefix) ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(text.substr(strlen(kMarkerPrefix))), &id) ||
+      id <= 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        MarkerPath(path), ": not a store marker (expected '", kMarkerPrefix, "<id>')"));
+  }
+  return id;
+}
 
 }  // namespace
+
+namespace store_rows {
+
+absl::Status DecodeJob(sqlite3_stmt* st, StoredJob& j, bool* result_dropped) {
+  *result_dropped = false;
+  if (sqlite3_column_type(st, 0) != SQLITE_TEXT) return absl::DataLossError("id is not text");
+  j.id = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  if (j.id.empty() || j.id.size() > 64) return absl::DataLossError("id is empty or too long");
+  if (sqlite3_column_type(st, 1) != SQLITE_INTEGER || sqlite3_column_int64(st, 1) <= 0) {
+    return absl::DataLossError("seq is not a positive integer");
+  }
+  j.seq = sqlite3_column_int64(st, 1);
+  if (sqlite3_column_type(st, 2) == SQLITE_NULL || !j.spec.ParseFromString(ColumnBytes(st, 2))) {
+    return absl::DataLossError("spec does not parse");
+  }
+  const int64_t state = sqlite3_column_int64(st, 3);
+  if (sqlite3_column_type(st, 3) != SQLITE_INTEGER || state <= 0 ||
+      state > std::numeric_limits<int>::max() ||
+      !v1::JobState_IsValid(static_cast<int>(state))) {
+    return absl::DataLossError(absl::StrCat("state ", state, " is invalid"));
+  }
+  j.state = static_cast<v1::JobState>(state);
+  j.submitted_ms = sqlite3_column_int64(st, 4);
+  j.started_ms = sqlite3_column_int64(st, 5);
+  j.finished_ms = sqlite3_column_int64(st, 6);
+  const unsigned char* err = sqlite3_column_text(st, 7);
+  j.error = err != nullptr ? reinterpret_cast<const char*>(err) : "";
+  j.has_result = false;
+  if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
+    j.has_result = j.result.ParseFromString(ColumnBytes(st, 8));
+    if (!j.has_result) {
+      // The result is recomputable from the stored unit results: re-derive it.
+      *result_dropped = true;
+      j.result.Clear();
+      if (j.state == v1::JOB_STATE_DONE) j.state = v1::JOB_STATE_ESTIMATING;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeResult(sqlite3_stmt* st, StoredResult& r) {
+  if (sqlite3_column_type(st, 0) != SQLITE_TEXT) return absl::DataLossError("job_id is not text");
+  r.job_id = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  if (sqlite3_column_type(st, 1) != SQLITE_INTEGER || sqlite3_column_int64(st, 1) < 0) {
+    return absl::DataLossError("unit_index is not a non-negative integer");
+  }
+  r.unit_index = sqlite3_column_int64(st, 1);
+  if (!r.result.ParseFromString(ColumnBytes(st, 2))) {
+    return absl::DataLossError("payload does not parse");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace store_rows
 
 absl::Status Store::Error(const std::string& what, int rc) const {
   const std::string msg = absl::StrCat("store ", path_, ": ", what, ": ", sqlite3_errstr(rc),
@@ -55,7 +127,7 @@ absl::Status Store::Exec(const char* sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Store>> Store::OpenDatabase(const std::string& path) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &db,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -64,31 +136,139 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   if (rc != SQLITE_OK) return store->Error("open", rc);
   absl::MutexLock lock(&store->mu_);
   sqlite3_busy_timeout(db, 5000);
+  const std::string recover_hint = absl::StrCat(
+      "; to salvage its readable jobs run `impq-coordinator --recover --store ", path,
+      "` (README: Store recovery)");
   // The first statements touch the file header: a torn or foreign file fails here.
-  RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
-  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+    if (absl::Status s = store->Exec(pragma); !s.ok()) {
+      if (s.code() != absl::StatusCode::kDataLoss) return s;
+      return absl::DataLossError(absl::StrCat(s.message(), recover_hint));
+    }
+  }
   {
     Stmt st;
     int r = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st.s, nullptr);
-    if (r != SQLITE_OK) return store->Error("integrity check", r);
-    r = sqlite3_step(st.s);
-    if (r != SQLITE_ROW) return store->Error("integrity check", r);
+    if (r == SQLITE_OK) r = sqlite3_step(st.s);
+    if (r != SQLITE_ROW) {
+      absl::Status s = store->Error("integrity check", r);
+      if (s.code() != absl::StatusCode::kDataLoss) return s;
+      return absl::DataLossError(absl::StrCat(s.message(), recover_hint));
+    }
     const char* verdict = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
     if (verdict == nullptr || std::string(verdict) != "ok") {
       return absl::DataLossError(absl::StrCat("store ", path, ": integrity check failed: ",
-                                              verdict != nullptr ? verdict : "(null)"));
+                                              verdict != nullptr ? verdict : "(null)",
+                                              recover_hint));
     }
   }
-  RETURN_IF_ERROR(store->Exec(kSchema));
+  RETURN_IF_ERROR(store->Exec(store_rows::kSchema));
   RETURN_IF_ERROR(store->Exec(
       "INSERT INTO meta(key, value) VALUES('incarnation', 1) "
       "ON CONFLICT(key) DO UPDATE SET value = value + 1"));
-  Stmt st;
-  sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='incarnation'", -1, &st.s, nullptr);
-  if (sqlite3_step(st.s) != SQLITE_ROW) return store->Error("read incarnation", SQLITE_ERROR);
-  store->incarnation_ = sqlite3_column_int64(st.s, 0);
+  {
+    // A random positive id, fixed at creation (the marker file repeats it).
+    std::random_device rd;
+    const int64_t fresh =
+        static_cast<int64_t>(((uint64_t{rd()} << 32) ^ rd()) & 0x7fffffffffffffffULL) | 1;
+    Stmt st;
+    sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO meta(key, value) VALUES('store_id', ?1)", -1,
+                       &st.s, nullptr);
+    sqlite3_bind_int64(st.s, 1, fresh);
+    if (const int r = sqlite3_step(st.s); r != SQLITE_DONE) return store->Error("write id", r);
+  }
+  for (auto [key, out] : {std::pair{"incarnation", &store->incarnation_},
+                          std::pair{"store_id", &store->store_id_}}) {
+    Stmt st;
+    sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?1", -1, &st.s, nullptr);
+    sqlite3_bind_text(st.s, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st.s) != SQLITE_ROW) {
+      return store->Error(absl::StrCat("read ", key), SQLITE_ERROR);
+    }
+    *out = sqlite3_column_int64(st.s, 0);
+  }
   RETURN_IF_ERROR(store->Prepare());
   return store;
+}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
+                                                  StoreOpenOptions options) {
+  if (path == ":memory:" || path.empty()) return OpenDatabase(path);
+  ASSIGN_OR_RETURN(const int64_t marker, ReadMarker(path));
+  struct stat sb;
+  const bool exists = ::stat(path.c_str(), &sb) == 0;
+  if (exists && !S_ISREG(sb.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat("store ", path, ": not a regular file"));
+  }
+  const bool empty = !exists || sb.st_size == 0;
+  if (empty && marker != 0 && !options.allow_new) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", path, " is ", exists ? "empty" : "missing", ", but ", MarkerPath(path),
+        " shows store ", marker, " was kept here: its jobs would be lost. Put the file back ",
+        "(from a backup), salvage a damaged copy with `impq-coordinator --recover`, or start ",
+        "with --new_store to begin with an empty store on purpose"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenDatabase(path));
+  if (marker != 0 && marker != store->store_id_ && !options.allow_new) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", path, " is store ", store->store_id_, ", but ", MarkerPath(path),
+        " says store ", marker, " was kept here (another store's file was put in its place?). ",
+        "If this file is the one to use, delete ", MarkerPath(path), " or pass --new_store"));
+  }
+  if (marker != store->store_id_) {
+    RETURN_IF_ERROR(WriteFileAtomically(MarkerPath(path),
+                                        absl::StrCat(kMarkerPrefix, store->store_id_, "\n")));
+  }
+  if (::stat(path.c_str(), &sb) != 0) {
+    return ErrnoToStatus(errno, "store vanished while opening", path);
+  }
+  absl::MutexLock lock(&store->mu_);
+  store->check_file_ = true;
+  store->dev_ = sb.st_dev;
+  store->ino_ = sb.st_ino;
+  return store;
+}
+
+absl::Status Store::CheckFile() {
+  if (!check_file_ || !file_lost_.ok()) return file_lost_;
+  struct stat sb;
+  if (::stat(path_.c_str(), &sb) != 0 || sb.st_dev != dev_ || sb.st_ino != ino_) {
+    file_lost_ = absl::DataLossError(absl::StrCat(
+        "store ", path_, " was removed or replaced while the coordinator ran: no write is ",
+        "acknowledged any more (a restart would not see it). Restart the coordinator "
+        "(README: Store recovery)"));
+    IMPQ_LOG(ERROR) << file_lost_.message();
+  }
+  return file_lost_;
+}
+
+absl::Status Store::Quarantine(const char* table, int64_t rowid, const std::string& reason) {
+  const bool jobs = std::string(table) == "jobs";
+  const std::string columns = jobs ? store_rows::kJobColumns : store_rows::kResultColumns;
+  const std::string copy = absl::StrCat("INSERT INTO quarantine_", table, "(", columns,
+                                        ", reason, quarantined_ms) SELECT ", columns,
+                                        ", ?1, ?2 FROM ", table, " WHERE rowid = ?3");
+  const std::string remove = absl::StrCat("DELETE FROM ", table, " WHERE rowid = ?1");
+  RETURN_IF_ERROR(Exec("SAVEPOINT quarantine"));
+  Stmt a, b;
+  int rc = sqlite3_prepare_v2(db_, copy.c_str(), -1, &a.s, nullptr);
+  if (rc == SQLITE_OK) {
+    BindText(a.s, 1, reason);
+    sqlite3_bind_int64(a.s, 2, absl::ToUnixMillis(absl::Now()));
+    sqlite3_bind_int64(a.s, 3, rowid);
+    rc = sqlite3_step(a.s) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db_);
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db_, remove.c_str(), -1, &b.s, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(b.s, 1, rowid);
+    rc = sqlite3_step(b.s) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db_);
+  }
+  if (rc != SQLITE_OK) {
+    (void)Exec("ROLLBACK TO quarantine");
+    (void)Exec("RELEASE quarantine");
+    return Error(absl::StrCat("quarantine ", table, " row ", rowid), rc);
+  }
+  return Exec("RELEASE quarantine");
 }
 
 Store::~Store() {
@@ -118,6 +298,7 @@ absl::Status Store::PutJob(const StoredJob& job) {
   const std::string spec = job.spec.SerializeAsString();
   const std::string result = job.has_result ? job.result.SerializeAsString() : std::string();
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckFile());
   sqlite3_stmt* st = put_job_;
   BindText(st, 1, job.id);
   sqlite3_bind_int64(st, 2, job.seq);
@@ -156,12 +337,14 @@ absl::Status Store::PutResult(const std::string& job_id, int64_t unit_index,
                               const v1::WorkResult& result) {
   const std::string payload = result.SerializeAsString();
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckFile());
   return InsertResult(job_id, unit_index, payload);
 }
 
 absl::Status Store::PutResults(std::span<const ResultRecord> records) {
   if (records.empty()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckFile());
   if (records.size() == 1) {
     return InsertResult(records[0].job_id, records[0].unit_index, records[0].payload);
   }
@@ -184,65 +367,60 @@ absl::StatusOr<StoreContents> Store::Load() {
   absl::MutexLock lock(&mu_);
   StoreContents out;
   out.incarnation = incarnation_;
+  // Rows that do not decode are collected first and quarantined after each scan (a table is
+  // not modified under its own cursor).
+  std::vector<std::pair<int64_t, std::string>> bad;
   {
     Stmt st;
-    int rc = sqlite3_prepare_v2(db_,
-                                "SELECT id, seq, spec, state, submitted_ms, started_ms, "
-                                "finished_ms, error, result FROM jobs ORDER BY seq",
-                                -1, &st.s, nullptr);
+    int rc = sqlite3_prepare_v2(
+        db_, absl::StrCat("SELECT ", store_rows::kJobColumns, ", rowid FROM jobs ORDER BY seq").c_str(),
+        -1, &st.s, nullptr);
     if (rc != SQLITE_OK) return Error("prepare load jobs", rc);
     while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
       StoredJob j;
-      j.id = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
-      j.seq = sqlite3_column_int64(st.s, 1);
-      if (!j.spec.ParseFromString(ColumnBytes(st.s, 2))) {
-        return absl::DataLossError(
-            absl::StrCat("store ", path_, ": job ", j.id, ": spec record does not parse"));
+      bool result_dropped = false;
+      const int64_t rowid = sqlite3_column_int64(st.s, store_rows::kJobColumnCount);
+      if (absl::Status s = store_rows::DecodeJob(st.s, j, &result_dropped); !s.ok()) {
+        bad.emplace_back(rowid, std::string(s.message()));
+        continue;
       }
-      const int64_t state = sqlite3_column_int64(st.s, 3);
-      if (!v1::JobState_IsValid(static_cast<int>(state)) || state == 0) {
-        return absl::DataLossError(
-            absl::StrCat("store ", path_, ": job ", j.id, ": state ", state, " is invalid"));
-      }
-      j.state = static_cast<v1::JobState>(state);
-      j.submitted_ms = sqlite3_column_int64(st.s, 4);
-      j.started_ms = sqlite3_column_int64(st.s, 5);
-      j.finished_ms = sqlite3_column_int64(st.s, 6);
-      const unsigned char* err = sqlite3_column_text(st.s, 7);
-      j.error = err != nullptr ? reinterpret_cast<const char*>(err) : "";
-      if (sqlite3_column_type(st.s, 8) != SQLITE_NULL) {
-        j.has_result = j.result.ParseFromString(ColumnBytes(st.s, 8));
-        if (!j.has_result) {
-          // The result is recomputable from the stored unit results: re-derive it.
-          IMPQ_LOG(WARNING) << "store " << path_ << ": job " << j.id
-                            << ": result record does not parse; it will be recomputed";
-          j.result.Clear();
-          if (j.state == v1::JOB_STATE_DONE) j.state = v1::JOB_STATE_ESTIMATING;
-        }
+      if (result_dropped) {
+        IMPQ_LOG(WARNING) << "store " << path_ << ": job " << j.id
+                          << ": result record does not parse; it will be recomputed";
       }
       out.jobs.push_back(std::move(j));
     }
     if (rc != SQLITE_DONE) return Error("load jobs", rc);
   }
+  for (const auto& [rowid, reason] : bad) {
+    IMPQ_LOG(WARNING) << "store " << path_ << ": job row " << rowid << " quarantined: " << reason;
+    RETURN_IF_ERROR(Quarantine("jobs", rowid, reason));
+  }
+  out.quarantined_jobs = static_cast<int64_t>(bad.size());
+  bad.clear();
   Stmt st;
-  int rc = sqlite3_prepare_v2(db_,
-                              "SELECT r.job_id, r.unit_index, r.result FROM results r JOIN jobs "
-                              "j ON j.id = r.job_id ORDER BY j.seq, r.unit_index",
-                              -1, &st.s, nullptr);
+  int rc = sqlite3_prepare_v2(
+      db_,
+      "SELECT r.job_id, r.unit_index, r.result, r.rowid FROM results r JOIN jobs j ON j.id = "
+      "r.job_id ORDER BY j.seq, r.unit_index",
+      -1, &st.s, nullptr);
   if (rc != SQLITE_OK) return Error("prepare load results", rc);
   while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
     StoredResult r;
-    r.job_id = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
-    r.unit_index = sqlite3_column_int64(st.s, 1);
-    if (!r.result.ParseFromString(ColumnBytes(st.s, 2))) {
-      IMPQ_LOG(WARNING) << "store " << path_ << ": result " << r.job_id << "/" << r.unit_index
-                        << " does not parse; the unit will be evaluated again";
-      ++out.discarded_results;
+    if (absl::Status s = store_rows::DecodeResult(st.s, r); !s.ok()) {
+      bad.emplace_back(sqlite3_column_int64(st.s, store_rows::kResultColumnCount),
+                       std::string(s.message()));
       continue;
     }
     out.results.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return Error("load results", rc);
+  for (const auto& [rowid, reason] : bad) {
+    IMPQ_LOG(WARNING) << "store " << path_ << ": result row " << rowid
+                      << " quarantined (the unit will be evaluated again): " << reason;
+    RETURN_IF_ERROR(Quarantine("results", rowid, reason));
+  }
+  out.quarantined_results = static_cast<int64_t>(bad.size());
   return out;
 }
 

@@ -9,10 +9,18 @@
 // Durability: every Put* is one transaction committed with synchronous=FULL before it
 // returns, so an OK Put survives a crash of the process (and of the machine). PutResults
 // writes many results in one transaction (one fsync): the coordinator's group commit.
-// Corruption: Open() runs PRAGMA quick_check and returns DataLoss naming the file when the
-// database is torn; Load() skips (and counts) result rows whose payload does not parse, so
-// those units are simply evaluated again, and returns DataLoss naming the job for a job row
-// that does not parse (a job spec cannot be recomputed).
+// Damage (README, "Store recovery"):
+// - Open() runs PRAGMA quick_check and returns DataLoss naming the file and the way out
+//   (`impq-coordinator --recover`, store_recover.h) when the database is torn.
+// - Load() never fails on a row's content: a job row that does not decode (NULL id, a spec
+//   that does not parse, an unknown state) and a result row that does not parse are moved to
+//   the quarantine tables, logged and counted; such a unit is simply evaluated again.
+// - Lost files: the first Open of a path writes a marker `<path>.id` holding the store's id.
+//   A later Open that finds the store missing or empty while the marker is there refuses
+//   (FailedPrecondition) unless `allow_new` (--new_store) says to begin empty; a marker naming
+//   another store refuses as well. While open, every write first checks that `path` is still
+//   the file that was opened: a store unlinked or replaced under a running coordinator fails
+//   every later write (DataLoss) instead of acknowledging what a restart would lose.
 //
 // Thread-safe: calls are serialized by the store's own mutex (a transaction never interleaves
 // with another call's statements), so the coordinator can commit results outside its mutex.
@@ -63,16 +71,27 @@ struct ResultRecord {
 struct StoreContents {
   std::vector<StoredJob> jobs;        // in seq order
   std::vector<StoredResult> results;  // by (job seq, unit index)
-  int64_t discarded_results = 0;      // rows whose payload did not parse (skipped)
+  int64_t quarantined_jobs = 0;       // job rows moved to quarantine by this Load
+  int64_t quarantined_results = 0;    // result rows moved to quarantine by this Load
   int64_t incarnation = 0;            // number of times the store was opened, this one included
+};
+
+struct StoreOpenOptions {
+  // Create an empty store although `<path>.id` shows one was here (--new_store).
+  bool allow_new = false;
 };
 
 class Store {
  public:
   // Opens or creates the database at `path` (":memory:" for a throwaway store). Increments
   // the stored incarnation counter. DataLoss naming the file when it is not a database or
-  // fails the integrity check; Internal for other SQLite errors.
-  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+  // fails the integrity check; FailedPrecondition for a lost store (file comment); Internal
+  // for other SQLite errors.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
+                                                     StoreOpenOptions options = {});
+  // The database alone: sqlite open, pragmas, integrity check, schema, incarnation. No marker
+  // and no file identity (the salvage writes its output through this).
+  static absl::StatusOr<std::unique_ptr<Store>> OpenDatabase(const std::string& path);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -90,10 +109,16 @@ class Store {
   absl::StatusOr<StoreContents> Load();
 
   int64_t incarnation() const { return incarnation_; }
+  int64_t store_id() const { return store_id_; }
   const std::string& path() const { return path_; }
 
  private:
   Store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // OK while `path_` is the file Open() opened; else DataLoss, and every later call too.
+  absl::Status CheckFile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves row `rowid` of `table` ("jobs" / "results") to its quarantine table.
+  absl::Status Quarantine(const char* table, int64_t rowid, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Error(const std::string& what, int rc) const;
   // Prepares the cached statements (once, from Open).
@@ -105,10 +130,15 @@ class Store {
   sqlite3* const db_;
   const std::string path_;
   int64_t incarnation_ = 0;
+  int64_t store_id_ = 0;
+  // The opened file's identity (Open(); none for ":memory:" and OpenDatabase()).
+  bool check_file_ = false;
+  uint64_t dev_ = 0, ino_ = 0;
 
   absl::Mutex mu_;
   sqlite3_stmt* put_job_ ABSL_GUARDED_BY(mu_) = nullptr;
   sqlite3_stmt* put_result_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Status file_lost_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace impq::coordinator

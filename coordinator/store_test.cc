@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "common/test_paths.h"
+#include "coordinator/store_recover.h"
 #include "gtest/gtest.h"
 
 namespace impq::coordinator {
@@ -22,7 +24,51 @@ StoredJob Job(const std::string& id, int64_t seq) {
 }
 
 void RemoveDb(const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  for (const char* suffix : {"", "-wal", "-shm", ".id"}) std::remove((path + suffix).c_str());
+}
+
+// Runs `sql` on the file directly (as a damaged disk or a hand edit would change it).
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+int64_t CountRows(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return -1;
+  sqlite3_stmt* st = nullptr;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &st, nullptr) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    n = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+// A store of `jobs` jobs, each with `results` unit results, checkpointed into the main file
+// (no WAL left), closed.
+void WriteStore(const std::string& path, int jobs, int results) {
+  RemoveDb(path);
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  v1::WorkResult r;
+  for (int i = 0; i < 16; ++i) r.add_losses(i + 0.25);
+  for (int i = 1; i <= jobs; ++i) {
+    const std::string id = "job-" + std::to_string(i);
+    ASSERT_TRUE((*s)->PutJob(Job(id, i)).ok());
+    std::vector<ResultRecord> recs;
+    for (int u = 0; u < results; ++u) recs.push_back({id, u, r.SerializeAsString()});
+    ASSERT_TRUE((*s)->PutResults(recs).ok());
+  }
+  s->reset();
+  RawExec(path, "PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 TEST(StoreTest, RoundTripsAcrossReopen) {
@@ -80,7 +126,7 @@ TEST(StoreTest, TornFileIsDataLossNamingTheFile) {
   EXPECT_NE(s.status().message().find(path), std::string::npos);
 }
 
-TEST(StoreTest, TruncatedResultRecordIsSkippedAndCounted) {
+TEST(StoreTest, TruncatedResultRecordIsQuarantinedAndCounted) {
   const std::string path = TempFilePath("store_trunc.db");
   RemoveDb(path);
   v1::WorkResult r;
@@ -109,9 +155,193 @@ TEST(StoreTest, TruncatedResultRecordIsSkippedAndCounted) {
   ASSERT_TRUE(s.ok()) << s.status();
   auto c = (*s)->Load();
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->discarded_results, 1);
+  EXPECT_EQ(c->quarantined_results, 1);
   ASSERT_EQ(c->results.size(), 1u);
   EXPECT_EQ(c->results[0].unit_index, 0);
+  s->reset();
+  EXPECT_EQ(CountRows(path, "quarantine_results"), 1);
+  EXPECT_EQ(CountRows(path, "results"), 1);
+}
+
+TEST(StoreTest, FirstStartCreatesTheStoreAndItsMarker) {
+  const std::string path = TempFilePath("store_first.db");
+  RemoveDb(path);
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::ifstream marker(path + ".id");
+  std::string word, id;
+  marker >> word >> id;
+  EXPECT_EQ(word, "impq-store");
+  EXPECT_EQ(id, std::to_string((*s)->store_id()));
+}
+
+// The store deleted, or truncated to nothing, between two starts: its jobs are not silently
+// replaced by an empty store.
+TEST(StoreTest, LostStoreIsRefusedUnlessNewStoreIsAsked) {
+  const std::string path = TempFilePath("store_lost.db");
+  for (bool truncate : {false, true}) {
+    WriteStore(path, 3, 0);
+    if (truncate) {
+      std::ofstream(path, std::ios::trunc).flush();
+    } else {
+      std::remove(path.c_str());
+    }
+    auto s = Store::Open(path);
+    ASSERT_FALSE(s.ok()) << (truncate ? "truncated" : "deleted");
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+    EXPECT_NE(s.status().message().find(truncate ? "is empty" : "is missing"), std::string::npos)
+        << s.status();
+    EXPECT_NE(s.status().message().find("--new_store"), std::string::npos);
+    EXPECT_NE(s.status().message().find("--recover"), std::string::npos);
+    // Deliberately empty: allowed, and the marker now names the new store.
+    auto fresh = Store::Open(path, {.allow_new = true});
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    EXPECT_TRUE((*fresh)->Load()->jobs.empty());
+    const int64_t id = (*fresh)->store_id();
+    fresh->reset();
+    auto again = Store::Open(path);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->store_id(), id);
+  }
+}
+
+TEST(StoreTest, AnotherStoresFileInItsPlaceIsRefused) {
+  const std::string a = TempFilePath("store_a.db"), b = TempFilePath("store_b.db");
+  WriteStore(a, 1, 0);
+  WriteStore(b, 2, 0);
+  ASSERT_EQ(std::rename(b.c_str(), a.c_str()), 0);  // b's file where a's marker is
+  auto s = Store::Open(a);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition) << s.status();
+  EXPECT_NE(s.status().message().find(a + ".id"), std::string::npos) << s.status();
+}
+
+// Unlinked (or replaced) under a running coordinator: nothing more is acknowledged.
+TEST(StoreTest, StoreRemovedWhileOpenRefusesEveryLaterWrite) {
+  const std::string path = TempFilePath("store_unlinked.db");
+  RemoveDb(path);
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->PutJob(Job("job-1", 1)).ok());
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  const absl::Status put = (*s)->PutJob(Job("job-2", 2));
+  EXPECT_EQ(put.code(), absl::StatusCode::kDataLoss) << put;
+  EXPECT_NE(put.message().find("removed or replaced"), std::string::npos) << put;
+  v1::WorkResult r;
+  r.add_losses(1);
+  EXPECT_EQ((*s)->PutResult("job-1", 0, r).code(), absl::StatusCode::kDataLoss);
+  const ResultRecord rec{"job-1", 1, r.SerializeAsString()};
+  EXPECT_EQ((*s)->PutResults({&rec, 1}).code(), absl::StatusCode::kDataLoss);
+}
+
+// Any content in a job row: a NULL id, a spec that does not parse, an unknown state, a NULL
+// seq. Each is quarantined (kept, byte for byte, with its reason), never a crash; the good
+// job loads.
+TEST(StoreTest, UndecodableJobRowsAreQuarantinedNotFatal) {
+  const std::string path = TempFilePath("store_badrows.db");
+  WriteStore(path, 1, 2);
+  RawExec(path,
+          "PRAGMA ignore_check_constraints=ON;"
+          "CREATE TABLE tmp AS SELECT * FROM jobs;"
+          "DROP TABLE jobs;"
+          "CREATE TABLE jobs (id TEXT, seq INTEGER, spec BLOB, state INTEGER, submitted_ms "
+          "INTEGER, started_ms INTEGER, finished_ms INTEGER, error TEXT, result BLOB);"
+          "INSERT INTO jobs SELECT * FROM tmp; DROP TABLE tmp;"
+          "INSERT INTO jobs VALUES(NULL, 7, x'', 1, 0, 0, 0, '', NULL);"
+          "INSERT INTO jobs VALUES('job-bad-spec', 8, x'ffffffff', 1, 0, 0, 0, '', NULL);"
+          "INSERT INTO jobs VALUES('job-bad-state', 9, x'', 77, 0, 0, 0, '', NULL);"
+          "INSERT INTO jobs VALUES('job-null-seq', NULL, x'', 1, 0, 0, 0, NULL, NULL);");
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto c = (*s)->Load();
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->jobs.size(), 1u);
+  EXPECT_EQ(c->jobs[0].id, "job-1");
+  EXPECT_EQ(c->results.size(), 2u);
+  EXPECT_EQ(c->quarantined_jobs, 4);
+  s->reset();
+  EXPECT_EQ(CountRows(path, "quarantine_jobs"), 4);
+  auto again = Store::Open(path);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->Load()->quarantined_jobs, 0);  // moved once, not reported again
+}
+
+// Bytes of the first page overwritten (a torn write of the header): Open refuses naming the
+// way out; --recover rebuilds the header and salvages every job and result.
+TEST(StoreTest, RecoverSalvagesATornHeader) {
+  const std::string path = TempFilePath("store_rec_header.db");
+  WriteStore(path, 40, 3);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const std::string junk(100, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto refused = Store::Open(path);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(refused.status().message().find("--recover"), std::string::npos) << refused.status();
+  absl::StatusOr<StoreRecoveryReport> r = RecoverStore(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->header_rebuilt);
+  EXPECT_EQ(r->jobs, 40);
+  EXPECT_EQ(r->results, 120);
+  std::ifstream damaged(r->damaged_copy);
+  EXPECT_TRUE(damaged.good()) << r->damaged_copy;
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto c = (*s)->Load();
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->jobs.size(), 40u);
+  EXPECT_EQ(c->results.size(), 120u);
+  EXPECT_EQ(c->jobs[39].spec.permutations(), 4);
+}
+
+// Half the file gone, or a run of random bytes in the middle: what SQLite can still reach is
+// salvaged, the rest is counted as damage, and the result is a store that opens and loads.
+TEST(StoreTest, RecoverSalvagesTheReadablePartOfATruncatedOrScribbledFile) {
+  const std::string path = TempFilePath("store_rec_body.db");
+  for (bool truncate : {true, false}) {
+    WriteStore(path, 600, 4);
+    const auto size = std::filesystem::file_size(path);
+    if (truncate) {
+      std::filesystem::resize_file(path, size / 2);
+    } else {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(size / 3));
+      std::string junk(8192, '\0');
+      for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131 + 7) % 251);
+      f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    auto refused = Store::Open(path);
+    ASSERT_FALSE(refused.ok()) << (truncate ? "truncated" : "scribbled");
+    absl::StatusOr<StoreRecoveryReport> r = RecoverStore(path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->jobs, 0);
+    EXPECT_GT(r->results, 0);
+    EXPECT_LT(r->jobs + r->results, 600 + 600 * 4);
+    EXPECT_GT(r->damaged_regions, 0);
+    auto s = Store::Open(path);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto c = (*s)->Load();
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(static_cast<int64_t>(c->jobs.size()), r->jobs);
+    for (const StoredJob& j : c->jobs) EXPECT_EQ(j.spec.model_path(), "/m.bin");
+  }
+}
+
+TEST(StoreTest, RecoverOfAFileWithNothingReadableChangesNothing) {
+  const std::string path = TempFilePath("store_rec_junk.db");
+  RemoveDb(path);
+  {
+    std::ofstream f(path, std::ios::binary);
+    const std::string junk(3 * 4096, '\x33');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  absl::StatusOr<StoreRecoveryReport> r = RecoverStore(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_EQ(std::filesystem::file_size(path), 3u * 4096);
+  EXPECT_FALSE(std::filesystem::exists(path + ".recovered"));
 }
 
 }  // namespace
