@@ -107,7 +107,7 @@ Served Serve(const std::string& store, int batch_split = 2) {
 
 std::string FreshStore(const std::string& name) {
   const std::string path = "/tmp/impq_service_bench_" + std::to_string(getpid()) + "_" + name + ".db";
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  for (const char* suffix : {"", "-wal", "-shm", ".id"}) std::remove((path + suffix).c_str());
   return path;
 }
 

@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/unit_game.h"
+#include "worker/engine/facts_proto.h"
 #include "worker/engine/spec_options.h"
 
 namespace impq::coordinator {
@@ -33,6 +34,7 @@ struct Coordinator::Job {
   std::set<int64_t> pending;         // unit indexes waiting for a lease, ascending
   std::map<int64_t, v1::WorkResult> stored;  // restored results, answered on replay
   bool has_facts = false;            // the PREPARE unit's answer, for checking later ones
+  std::string facts_digest;          // engine::FactsDigest of `facts` (every answer must match)
   v1::GameFacts facts;
   int64_t evaluations_done = 0;
   int64_t units_done = 0;
@@ -397,6 +399,19 @@ absl::Status Coordinator::ValidateResult(const Job& job, const v1::WorkResult& r
   const Unit& u = job.units[static_cast<size_t>(r.unit_index())];
   const UnitRequest& q = u.request;
   const v1::GameFacts& f = r.facts();
+  // Every answer is about the game the accepted PREPARE described (facts_proto.h).
+  if (q.kind == v1::UNIT_KIND_PREPARE) {
+    const std::string digest = engine::FactsDigest(engine::FactsFromProto(f));
+    if (r.facts_digest() != digest) {
+      return bad(absl::StrCat("result.facts_digest '", r.facts_digest().substr(0, 64),
+                              "' is not the digest of result.facts (", digest, ")"));
+    }
+  } else if (job.has_facts && r.facts_digest() != job.facts_digest) {
+    return bad(absl::StrCat("result.facts_digest '", r.facts_digest().substr(0, 64),
+                            "' differs from the job's prepared game (", job.facts_digest, ", ",
+                            job.facts.player_names_size(), " players): this worker evaluated other files than the PREPARE unit's "
+                            "worker (another model or text under the same path?)"));
+  }
   switch (q.kind) {
     case v1::UNIT_KIND_PREPARE: {
       const int n = f.player_names_size();
@@ -495,7 +510,16 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
     ApplyFailure(*job, r);
     return v1::REPORT_OUTCOME_ACCEPTED;
   }
-  RETURN_IF_ERROR(ValidateResult(*job, r));
+  if (absl::Status invalid = ValidateResult(*job, r); !invalid.ok()) {
+    // A wrong answer counts as a failure of the unit: a worker that keeps answering wrongly
+    // (or a job whose workers disagree) fails the job instead of re-issuing it forever.
+    v1::WorkResult failed;
+    failed.set_unit_index(k);
+    failed.set_worker_id(r.worker_id());
+    failed.set_error(absl::StrCat("invalid result: ", invalid.message()));
+    ApplyFailure(*job, failed);
+    return invalid;
+  }
   // Durable first: queue the result for the next group commit and wait until it is settled,
   // leading the commit when none is running.
   job->units[static_cast<size_t>(k)].state = Unit::State::kCommitting;
@@ -621,6 +645,7 @@ void Coordinator::ApplyResult(Job& job, const v1::WorkResult& r) {
   if (u.request.kind == v1::UNIT_KIND_PREPARE && !job.has_facts) {
     job.has_facts = true;
     job.facts = r.facts();
+    job.facts_digest = r.facts_digest();
   }
   job.evaluations_done += Evaluations(u.request);
   ++job.units_done;

@@ -279,6 +279,15 @@ TEST(CoordinatorTest, LeasesBelongToTheirWorkerAndResultsAreChecked) {
   absl::StatusOr<v1::ReportOutcome> f = c->ReportResult(g->lease_id, forged);
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(f.status().message().find("result.facts"), std::string::npos) << f.status();
+  // A wrong answer counts as a failure of the unit: it is taken back from the lease.
+  r->set_worker_id("honest");
+  EXPECT_EQ(*c->ReportResult(g->lease_id, *r), v1::REPORT_OUTCOME_STALE);
+  g = c->AcquireLease("honest", 1);
+  ASSERT_TRUE(g.ok() && g->has_lease);
+  ASSERT_EQ(g->units[0].kind(), v1::UNIT_KIND_PREPARE);
+  EXPECT_EQ(g->units[0].attempt(), 2);
+  r = ex.Execute(g->units[0]);
+  ASSERT_TRUE(r.ok());
   r->set_worker_id("honest");
   EXPECT_EQ(*c->ReportResult(g->lease_id, *r), v1::REPORT_OUTCOME_ACCEPTED);
   EXPECT_EQ(*c->ReportResult(g->lease_id, *r), v1::REPORT_OUTCOME_DUPLICATE);
@@ -297,6 +306,36 @@ TEST(CoordinatorTest, LeasesBelongToTheirWorkerAndResultsAreChecked) {
   EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(n.status().message().find("result.losses[0] is not finite"), std::string::npos);
   (void)c->CancelJob(st->job_id());
+}
+
+// Workers that prepared another game than the PREPARE unit's (other files under the same
+// path, or a forged PREPARE claiming thousands of players) cannot mix into the result: their
+// answers are refused, each counts as a failure of its unit, and the job fails saying why,
+// instead of finishing on mixed data or re-issuing forever.
+TEST(CoordinatorTest, AnswersAboutAnotherGameFailTheJobNamingTheDisagreement) {
+  std::unique_ptr<Coordinator> c = Open();
+  absl::StatusOr<v1::JobStatus> st = c->SubmitJob(Spec());
+  ASSERT_TRUE(st.ok());
+  // The PREPARE unit is answered by a worker whose game has 4,000 players.
+  SyntheticExecutor liar(4000);
+  absl::StatusOr<LeaseGrant> g;
+  for (int i = 0; i < 200; ++i) {
+    g = c->AcquireLease("liar", 1);
+    ASSERT_TRUE(g.ok());
+    if (g->has_lease) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(g->has_lease);
+  absl::StatusOr<v1::WorkResult> r = liar.Execute(g->units[0]);
+  ASSERT_TRUE(r.ok());
+  r->set_worker_id("liar");
+  ASSERT_EQ(*c->ReportResult(g->lease_id, *r), v1::REPORT_OUTCOME_ACCEPTED);
+  // Honest workers (6 players) answer the rest: every answer disagrees.
+  Workers honest(*c, 2);
+  const v1::JobStatus end = WaitTerminal(*c, st->job_id());
+  EXPECT_EQ(end.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(end.error().find("3 attempts"), std::string::npos) << end.error();
+  EXPECT_NE(end.error().find("4000"), std::string::npos) << end.error();
 }
 
 TEST(CoordinatorTest, SubmitWithTheSameRequestIdReturnsTheFirstJob) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "coordinator/coordinator.h"
+#include "worker/engine/facts_proto.h"
 
 namespace impq::coordinator {
 namespace {
@@ -65,33 +66,7 @@ absl::StatusOr<engine::GameFacts> UnitGame::Prepare() {
   units[0].kind = v1::UNIT_KIND_PREPARE;
   units[0].dataset = v1::DATASET_CALIBRATION;
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> r, coordinator_->RunUnits(job_id_, std::move(units)));
-  const v1::GameFacts& f = r[0].facts();
-  engine::GameFacts out;
-  out.model_config = f.model_config();
-  out.fingerprint = f.fingerprint();
-  out.linear_weights = f.linear_weights();
-  out.player_names.assign(f.player_names().begin(), f.player_names().end());
-  out.bytes2.assign(f.bytes2().begin(), f.bytes2().end());
-  out.bytes4.assign(f.bytes4().begin(), f.bytes4().end());
-  out.width_bytes.assign(f.width_bytes().begin(), f.width_bytes().end());
-  out.calib_sequences = f.calib_sequences();
-  out.calib_tokens = f.calib_tokens();
-  out.calib_processed_tokens = f.calib_processed_tokens();
-  out.select_sequences = f.select_sequences();
-  out.select_tokens = f.select_tokens();
-  out.select_on_calibration = f.select_on_calibration();
-  out.select_sequence_tokens.assign(f.select_sequence_tokens().begin(),
-                                    f.select_sequence_tokens().end());
-  out.heldout_sequences = f.heldout_sequences();
-  out.heldout_tokens = f.heldout_tokens();
-  out.heldout_processed_tokens = f.heldout_processed_tokens();
-  out.lim.assign(f.lim().begin(), f.lim().end());
-  out.zscore.assign(f.zscore().begin(), f.zscore().end());
-  out.actnorm.assign(f.actnorm().begin(), f.actnorm().end());
-  out.heldout_nll_fp32 = f.heldout_nll_fp32();
-  out.load_seconds = f.load_seconds();
-  out.quantize_seconds = f.quantize_seconds();
-  return out;
+  return engine::FactsFromProto(r[0].facts());
 }
 
 absl::StatusOr<std::vector<double>> UnitGame::CalibrationLosses(

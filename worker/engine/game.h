@@ -57,6 +57,10 @@ class Game {
   // Loads and quantizes (once), then reports the facts. Errors: unreadable files, model or
   // backend errors, settings the model cannot serve (ctx beyond seq_len, ...).
   virtual absl::StatusOr<GameFacts> Prepare() = 0;
+  // The facts FactsDigest (facts_proto.h) covers, without what needs activations or timing
+  // (lim, zscore, actnorm, heldout_nll_fp32, seconds stay empty): cheap once loaded, and what
+  // a worker vouches for with every unit it answers. Default: Prepare()'s.
+  virtual absl::StatusOr<GameFacts> StructuralFacts() { return Prepare(); }
   // v(q), the mean NLL on the calibration set, of each coalition over the game's steps
   // (solver/width_ladder.h; players with widths {2, 4}).
   virtual absl::StatusOr<std::vector<double>> CalibrationLosses(

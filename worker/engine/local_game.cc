@@ -28,7 +28,8 @@ absl::Status LocalGame::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<GameFacts> LocalGame::Prepare() {
+absl::StatusOr<GameFacts> LocalGame::StructuralFacts() {
+  if (structural_.has_value()) return *structural_;
   RETURN_IF_ERROR(Load());
   const JobInputs& in = *inputs_;
   const quant::QuantizedModel& qm = *in.qmodel;
@@ -52,6 +53,14 @@ absl::StatusOr<GameFacts> LocalGame::Prepare() {
   f.heldout_sequences = static_cast<int64_t>(in.heldout.sequences.size());
   f.heldout_tokens = in.heldout.scored_tokens;
   f.heldout_processed_tokens = in.heldout.processed_tokens;
+  structural_ = f;
+  return f;
+}
+
+absl::StatusOr<GameFacts> LocalGame::Prepare() {
+  ASSIGN_OR_RETURN(GameFacts f, StructuralFacts());
+  const JobInputs& in = *inputs_;
+  const quant::QuantizedModel& qm = *in.qmodel;
   const forward::WeightSet fp32 = forward::WeightSet::FromModel(in.loaded.model);
   ASSIGN_OR_RETURN(ActivationStatistics act, CollectActivationStatistics(
                                                  *in.forward, fp32, in.calib, options_.threads));

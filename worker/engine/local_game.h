@@ -16,6 +16,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "worker/engine/game.h"
 #include "worker/engine/job.h"
@@ -41,6 +42,7 @@ class LocalGame : public Game {
   ~LocalGame() override;
 
   absl::StatusOr<GameFacts> Prepare() override;
+  absl::StatusOr<GameFacts> StructuralFacts() override;
   absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) override;
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
@@ -56,6 +58,7 @@ class LocalGame : public Game {
   const JobInputs* inputs_;  // given, or loaded_.get()
   EvaluatorFactory factory_;
   std::unique_ptr<JobInputs> loaded_;
+  std::optional<GameFacts> structural_;  // StructuralFacts(), computed once
   std::unique_ptr<solver::CoalitionEvaluator> calib_;
   LocalEvaluator* calib_local_ = nullptr;  // = calib_ when it runs on this CPU
   std::unique_ptr<SequenceEvaluator> select_;

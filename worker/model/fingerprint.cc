@@ -8,27 +8,6 @@
 namespace impq::model {
 namespace {
 
-class Fnv1a64 {
- public:
-  void Bytes(const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) {
-      h_ ^= p[i];
-      h_ *= 0x100000001b3ull;
-    }
-  }
-  void Int(int64_t v) { Bytes(&v, sizeof v); }
-  void Str(const std::string& s) {
-    Int(static_cast<int64_t>(s.size()));
-    Bytes(s.data(), s.size());
-  }
-  void Floats(const float* v, int64_t n) { Bytes(v, static_cast<size_t>(n) * sizeof(float)); }
-  uint64_t value() const { return h_; }
-
- private:
-  uint64_t h_ = 0xcbf29ce484222325ull;
-};
-
 void HashTensor(const Tensor& t, Fnv1a64& h) {
   h.Int(static_cast<int64_t>(t.shape().size()));
   for (int64_t d : t.shape()) h.Int(d);

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/engine/facts_proto.h"
 
 namespace impq::worker_service {
 namespace {
@@ -54,30 +55,7 @@ absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkU
   switch (unit.kind()) {
     case v1::UNIT_KIND_PREPARE: {
       ASSIGN_OR_RETURN(engine::GameFacts f, game.Prepare());
-      v1::GameFacts& out = *r.mutable_facts();
-      out.set_model_config(f.model_config);
-      out.set_fingerprint(f.fingerprint);
-      out.set_linear_weights(f.linear_weights);
-      for (const std::string& name : f.player_names) out.add_player_names(name);
-      for (int64_t b : f.bytes2) out.add_bytes2(b);
-      for (int64_t b : f.bytes4) out.add_bytes4(b);
-      for (int64_t b : f.width_bytes) out.add_width_bytes(b);
-      out.set_calib_sequences(f.calib_sequences);
-      out.set_calib_tokens(f.calib_tokens);
-      out.set_calib_processed_tokens(f.calib_processed_tokens);
-      out.set_select_sequences(f.select_sequences);
-      out.set_select_tokens(f.select_tokens);
-      out.set_select_on_calibration(f.select_on_calibration);
-      for (int64_t t : f.select_sequence_tokens) out.add_select_sequence_tokens(t);
-      out.set_heldout_sequences(f.heldout_sequences);
-      out.set_heldout_tokens(f.heldout_tokens);
-      out.set_heldout_processed_tokens(f.heldout_processed_tokens);
-      for (double x : f.lim) out.add_lim(x);
-      for (double x : f.zscore) out.add_zscore(x);
-      for (double x : f.actnorm) out.add_actnorm(x);
-      out.set_heldout_nll_fp32(f.heldout_nll_fp32);
-      out.set_load_seconds(f.load_seconds);
-      out.set_quantize_seconds(f.quantize_seconds);
+      *r.mutable_facts() = engine::FactsToProto(f);
       break;
     }
     case v1::UNIT_KIND_BATCH: {
@@ -109,6 +87,9 @@ absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkU
       return absl::InvalidArgumentError(
           absl::StrCat("unit.kind ", v1::UnitKind_Name(unit.kind()), " is not served"));
   }
+  // Which game this worker evaluated (the coordinator refuses answers about another one).
+  ASSIGN_OR_RETURN(const engine::GameFacts facts, game.StructuralFacts());
+  r.set_facts_digest(engine::FactsDigest(facts));
   const engine::GameCounters after = game.Counters();
   r.set_block_evals_done(after.block_evals_done - before.block_evals_done);
   r.set_block_evals_full(after.block_evals_full - before.block_evals_full);
