@@ -25,7 +25,7 @@ TEST(RetentionTest, RemovesJobsOlderThanTheAgeLimitWhateverTheCount) {
   const std::vector<FinishedJobRef> f = {{1, 1000}, {2, 5000}, {3, 9000}};
   RetentionPolicy p;
   p.max_finished_jobs = -1;
-  p.max_age = absl::Milliseconds(4500);
+  p.max_age = absl::Milliseconds(5500);
   EXPECT_EQ(JobsBeyondRetention(f, p, 10000), (std::vector<int64_t>{1}));
   EXPECT_EQ(JobsBeyondRetention(f, p, 10000 + 1000), (std::vector<int64_t>{1, 2}));
   p.max_finished_jobs = 1;  // both limits: the union
