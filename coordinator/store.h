@@ -14,6 +14,10 @@
 // those units are simply evaluated again, and returns DataLoss naming the job for a job row
 // that does not parse (a job spec cannot be recomputed).
 //
+// Deletion (the coordinator's retention of finished jobs): DeleteJobs removes job rows with
+// their results and records the highest deleted seq, so a restarted coordinator never hands an
+// id out twice; DeleteResults drops the results of a job that can no longer use them.
+//
 // Thread-safe: calls are serialized by the store's own mutex (a transaction never interleaves
 // with another call's statements), so the coordinator can commit results outside its mutex.
 #ifndef IMPQ_COORDINATOR_STORE_H_
