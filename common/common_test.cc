@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/rng.h"
+#include "common/terminal_text.h"
 #include "common/test_fifo.h"
 #include "common/thread_pool.h"
 #include "gtest/gtest.h"
@@ -22,6 +23,30 @@ std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
   return std::string(dir ? dir : "/tmp") + "/impq_common_test_" + std::to_string(::getpid()) +
          "_" + name;
+}
+
+// The terminal attack of issue 20: a name that clears the screen, retitles the window or
+// rewrites the previous line must come out inert; printable text, UTF-8 included, unchanged.
+TEST(TerminalTextTest, EscapesEveryControlCharacterAndNothingElse) {
+  EXPECT_EQ(EscapeControlChars("plain name, caf\xc3\xa9 \xe2\x9c\x93"),
+            "plain name, caf\xc3\xa9 \xe2\x9c\x93");
+  EXPECT_EQ(EscapeControlChars("\x1b[2J\x1b]0;pwned\x07ok"), "\\x1b[2J\\x1b]0;pwned\\x07ok");
+  EXPECT_EQ(EscapeControlChars("a\rb\nc\td\x7f"), "a\\x0db\\x0ac\\x09d\\x7f");
+  EXPECT_EQ(EscapeControlChars(std::string("nul\0x", 5)), "nul\\x00x");
+  // C1 controls as UTF-8 (U+009B is CSI) and a lone 8-bit CSI byte; a truncated sequence.
+  EXPECT_EQ(EscapeControlChars("\xc2\x9b" "31m"), "\\xc2\\x9b31m");
+  EXPECT_EQ(EscapeControlChars("\x9b" "31m"), "\\x9b31m");
+  EXPECT_EQ(EscapeControlChars("\xe2\x9c"), "\\xe2\\x9c");
+  // Backslashes are doubled, so an escaped name and a name spelling "\x1b" differ.
+  EXPECT_EQ(EscapeControlChars("a\\x1b"), "a\\\\x1b");
+  for (const std::string& hostile : {std::string("\x1b[31m"), std::string("x\xc2\x85"),
+                                     std::string("\xff"), std::string(1, '\0')}) {
+    const std::string out = EscapeControlChars(hostile);
+    EXPECT_FALSE(FindControlChar(out).has_value()) << out;
+  }
+  EXPECT_EQ(FindControlChar("ok \xc3\xa9"), std::nullopt);
+  EXPECT_EQ(FindControlChar("ab\x1b[0m"), 2u);
+  EXPECT_EQ(FindControlChar("ab\xc2\x9b"), 2u);
 }
 
 TEST(RngTest, SameSeedSameStream) {

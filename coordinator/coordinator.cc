@@ -4,9 +4,12 @@
 #include <cmath>
 #include <random>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/unit_game.h"
@@ -47,6 +50,14 @@ struct Coordinator::Job {
   // report does not wake every running job's driver.
   absl::CondVar driver_wake;
   std::shared_ptr<const engine::JobResult> pipeline_result;
+  // Calls holding this Job* across a release of the mutex (a report waiting for its commit):
+  // PruneFinishedJobs neither releases nor removes a pinned job.
+  int pins = 0;
+  // Finished and its units dropped from memory (PruneFinishedJobs); units_released of them.
+  bool released = false;
+  int64_t units_released = 0;
+  // A cancelled or failed job whose unit results are deleted from the store (or had none).
+  bool results_purged = false;
 
   bool terminal() const {
     return rec.state == v1::JOB_STATE_DONE || rec.state == v1::JOB_STATE_FAILED ||
@@ -138,6 +149,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(const Coordinator
   {
     absl::MutexLock lock(&c->mu_);
     RETURN_IF_ERROR(c->Restore(std::move(contents)));
+    c->PruneFinishedJobsLocked();
     c->StartDriversLocked();
   }
   return c;
@@ -153,6 +165,24 @@ Coordinator::Job* Coordinator::FindJob(const std::string& id) {
 void Coordinator::Touch(Job& job) {
   ++job.version;
   changed_.SignalAll();
+  if (auto it = observers_.find(job.rec.id); it != observers_.end()) {
+    const v1::JobStatus status = StatusOf(job);  // once for all of the job's observers
+    for (const auto& [handle, observer] : it->second) observer->OnJobChanged(status);
+  }
+}
+
+absl::Status Coordinator::UnknownJob(const std::string& id) const {
+  // Ids are "job-<seq>" and seqs are never reused: a seq below next_seq_ that is not held
+  // was handed out and removed, which only the retention of finished jobs does. (A failed
+  // or duplicate submission also takes a seq, but its id never reached a client.)
+  int64_t seq = 0;
+  if (absl::StartsWith(id, "job-") && absl::SimpleAtoi(id.substr(4), &seq) && seq > 0 &&
+      seq < next_seq_) {
+    return absl::NotFoundError(absl::StrCat(
+        "job_id '", id, "' was removed by the retention of finished jobs (the coordinator keeps ",
+        "the newest --retain_finished_jobs finished jobs, for --retain_finished_hours)"));
+  }
+  return absl::NotFoundError(absl::StrCat("job_id '", id, "' is unknown"));
 }
 
 absl::Status Coordinator::Persist(Job& job) { return store_->PutJob(job.rec); }
@@ -171,7 +201,7 @@ v1::JobStatus Coordinator::StatusOf(const Job& job) const {
   }
   s.set_evaluations_total(job.evaluations_done + pending_evals);
   s.set_units_done(job.units_done);
-  s.set_units_total(static_cast<int64_t>(job.units.size()));
+  s.set_units_total(static_cast<int64_t>(job.units.size()) + job.units_released);
   s.set_submitted_ms(job.rec.submitted_ms);
   s.set_started_ms(job.rec.started_ms);
   s.set_finished_ms(job.rec.finished_ms);
@@ -238,7 +268,7 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
 absl::StatusOr<JobView> Coordinator::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("job_id '", job_id, "' is unknown"));
+  if (job == nullptr) return UnknownJob(job_id);
   JobView v;
   v.status = StatusOf(*job);
   v.spec = job->rec.spec;
@@ -256,30 +286,92 @@ std::shared_ptr<const engine::JobResult> Coordinator::PipelineResult(const std::
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("job_id '", job_id, "' is unknown"));
+  if (job == nullptr) return UnknownJob(job_id);
   if (!job->terminal()) Finish(*job, v1::JOB_STATE_CANCELLED, "");
   UpdateGauges();
   return StatusOf(*job);
 }
 
-std::vector<v1::JobStatus> Coordinator::ListJobs() {
+absl::StatusOr<JobListPage> Coordinator::ListJobs(const JobListQuery& query) {
+  if (query.page_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size = ", query.page_size, "; expected >= 0 (0 = ", kDefaultPageSize,
+                     ", at most ", kMaxPageSize, ")"));
+  }
+  const int state = static_cast<int>(query.state);
+  if (!v1::JobState_IsValid(state)) {
+    return absl::InvalidArgumentError(absl::StrCat("state = ", state, "; not a JobState"));
+  }
+  PageCursor cursor;
+  cursor.state = state;
+  if (!query.page_token.empty()) {
+    ASSIGN_OR_RETURN(cursor, DecodePageToken(query.page_token, state));
+  }
+  const size_t page_size = static_cast<size_t>(
+      query.page_size == 0 ? kDefaultPageSize : std::min(query.page_size, kMaxPageSize));
   absl::MutexLock lock(&mu_);
-  std::vector<v1::JobStatus> out;
-  for (const Job* j : order_) out.push_back(StatusOf(*j));
-  return out;
+  JobListPage page;
+  size_t bytes = 0;
+  // order_ is sorted by seq: the page starts after the cursor's seq, wherever jobs were added
+  // or removed since.
+  auto it = std::upper_bound(order_.begin(), order_.end(), cursor.after_seq,
+                             [](int64_t seq, const Job* j) { return seq < j->rec.seq; });
+  for (; it != order_.end(); ++it) {
+    const Job& job = **it;
+    if (state != v1::JOB_STATE_UNSPECIFIED && job.rec.state != state) continue;
+    if (page.jobs.size() == page_size) break;
+    v1::JobStatus status = StatusOf(job);
+    bytes += status.ByteSizeLong() + 8;  // + the repeated field's tag and length
+    if (bytes > kMaxPageBytes && !page.jobs.empty()) break;
+    page.jobs.push_back(std::move(status));
+  }
+  if (it != order_.end()) {
+    // The loop stopped at a job it did not list, after listing at least one: every job before
+    // `it` was listed or filtered out.
+    cursor.after_seq = (*std::prev(it))->rec.seq;
+    page.next_page_token = EncodePageToken(cursor);
+  }
+  return page;
+}
+
+absl::StatusOr<int64_t> Coordinator::AddJobObserver(const std::string& job_id,
+                                                    JobObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  if (!accepting_) return absl::UnavailableError("coordinator is shutting down");
+  Job* job = FindJob(job_id);
+  if (job == nullptr) return UnknownJob(job_id);
+  const int64_t handle = next_observer_++;
+  observers_[job_id][handle] = observer;
+  observer_jobs_[handle] = job_id;
+  observer->OnJobChanged(StatusOf(*job));
+  return handle;
+}
+
+void Coordinator::RemoveJobObserver(int64_t handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = observer_jobs_.find(handle);
+  if (it == observer_jobs_.end()) return;
+  if (auto job = observers_.find(it->second); job != observers_.end()) {
+    job->second.erase(handle);
+    if (job->second.empty()) observers_.erase(job);
+  }
+  observer_jobs_.erase(it);
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::WaitForChange(const std::string& job_id,
                                                          int64_t known_version,
                                                          absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  Job* job = FindJob(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("job_id '", job_id, "' is unknown"));
   const absl::Time deadline = absl::Now() + timeout;
-  while (job->version == known_version && accepting_ && absl::Now() < deadline) {
+  while (true) {
+    // Looked up again after every wait: retention may have removed the job meanwhile.
+    Job* job = FindJob(job_id);
+    if (job == nullptr) return UnknownJob(job_id);
+    if (job->version != known_version || !accepting_ || absl::Now() >= deadline) {
+      return StatusOf(*job);
+    }
     changed_.WaitWithDeadline(&mu_, deadline);
   }
-  return StatusOf(*job);
 }
 
 bool Coordinator::shutting_down() {
@@ -479,8 +571,15 @@ absl::StatusOr<v1::ReportOutcome> Coordinator::ReportResult(const std::string& l
   if (r.job_id().empty()) return absl::InvalidArgumentError("result.job_id is required");
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
-  Job* job = FindJob(r.job_id());  // jobs are never removed while running: pointer stays valid
+  Job* job = FindJob(r.job_id());
   if (job == nullptr) return absl::NotFoundError("result.job_id is unknown");
+  if (job->released) {  // finished, its units gone: nothing to report to
+    CountReport(v1::REPORT_OUTCOME_STALE);
+    return v1::REPORT_OUTCOME_STALE;
+  }
+  // The waits below release mu_: the job stays (neither released nor removed) until we return.
+  ++job->pins;
+  absl::Cleanup unpin = [job] { --job->pins; };
   const int64_t k = r.unit_index();
   if (k < 0 || k >= static_cast<int64_t>(job->units.size())) {
     return absl::InvalidArgumentError(absl::StrCat("result.unit_index = ", k, "; job ",
@@ -889,6 +988,73 @@ int Coordinator::ExpireLeasesLocked() {
   return expired;
 }
 
+int Coordinator::PruneFinishedJobs() {
+  absl::MutexLock lock(&mu_);
+  return PruneFinishedJobsLocked();
+}
+
+int Coordinator::PruneFinishedJobsLocked() {
+  // A job whose driver is still returning, or that a report holds, is left for the next call.
+  auto removable = [](const Job& j) { return j.terminal() && !j.driving && j.pins == 0; };
+  // What a finished job no longer needs: its units (and their results) in memory, and, when it
+  // cannot be resumed (cancelled or failed), its unit results in the store.
+  std::vector<std::string> purge;
+  for (Job* j : order_) {
+    if (!removable(*j)) continue;
+    if (!j->released) {
+      j->units_released = static_cast<int64_t>(j->units.size());
+      std::vector<Unit>().swap(j->units);
+      j->pending.clear();
+      j->stored.clear();
+      j->released = true;
+    }
+    if (j->rec.state != v1::JOB_STATE_DONE && !j->results_purged) purge.push_back(j->rec.id);
+  }
+  if (absl::Status st = store_->DeleteResults(purge); !st.ok()) {
+    IMPQ_LOG(WARNING) << "retention: " << st.message() << " (retried later)";
+  } else {
+    for (const std::string& id : purge) FindJob(id)->results_purged = true;
+  }
+  // Retention: the finished jobs beyond the policy leave memory and the store.
+  std::vector<FinishedJobRef> finished;
+  std::map<int64_t, Job*> by_seq;
+  for (Job* j : order_) {
+    if (!j->terminal()) continue;
+    finished.push_back({j->rec.seq, j->rec.finished_ms});
+    by_seq[j->rec.seq] = j;
+  }
+  std::vector<std::string> drop;
+  std::set<const Job*> dropped;
+  int64_t max_seq = 0;
+  for (int64_t seq : JobsBeyondRetention(std::move(finished), options_.retention, NowMs())) {
+    Job* j = by_seq[seq];
+    if (!removable(*j)) continue;
+    drop.push_back(j->rec.id);
+    dropped.insert(j);
+    max_seq = std::max(max_seq, seq);
+  }
+  if (drop.empty()) return 0;
+  if (absl::Status st = store_->DeleteJobs(drop, max_seq); !st.ok()) {
+    IMPQ_LOG(WARNING) << "retention: " << st.message() << " (retried later)";
+    return 0;
+  }
+  order_.erase(std::remove_if(order_.begin(), order_.end(),
+                              [&](const Job* j) { return dropped.contains(j); }),
+               order_.end());
+  for (const std::string& id : drop) {
+    Job* j = FindJob(id);
+    // (A duplicate's record shares its request_id with the job the id maps to.)
+    if (auto r = request_ids_.find(j->rec.spec.request_id());
+        r != request_ids_.end() && r->second == id) {
+      request_ids_.erase(r);
+    }
+    jobs_.erase(id);
+  }
+  if (!order_.empty()) next_job_rr_ %= order_.size();
+  UpdateGauges();
+  return static_cast<int>(drop.size());
+}
+
 int64_t Coordinator::QueueDepth() {
   absl::MutexLock lock(&mu_);
   int64_t depth = 0;
@@ -918,6 +1084,7 @@ void Coordinator::UpdateGauges() {
 absl::Status Coordinator::Restore(StoreContents contents) {
   std::map<std::string, std::vector<v1::WorkResult>> results;
   for (auto& r : contents.results) results[r.job_id].push_back(std::move(r.result));
+  next_seq_ = std::max(next_seq_, contents.max_deleted_seq + 1);
   for (StoredJob& rec : contents.jobs) {
     auto job = std::make_unique<Job>();
     job->rec = std::move(rec);
@@ -937,6 +1104,8 @@ absl::Status Coordinator::Restore(StoreContents contents) {
     if (!job->terminal() && job->rec.state != v1::JOB_STATE_QUEUED) {
       job->rec.state = v1::JOB_STATE_QUEUED;  // the driver replays it from the start
     }
+    // Nothing to delete from the store unless a cancelled or failed job still has results.
+    job->results_purged = results[job->rec.id].empty();
     Job* raw = job.get();
     jobs_[raw->rec.id] = std::move(job);
     order_.push_back(raw);
@@ -954,6 +1123,7 @@ void Coordinator::StartBackground(absl::Duration period) {
       }
       ExpireLeases();
       StartDrivers();
+      PruneFinishedJobs();
     }
   });
 }
@@ -964,7 +1134,10 @@ void Coordinator::Shutdown() {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stop_background_ = true;
-    changed_.SignalAll();  // wakes WaitForChange (watch streams end)
+    changed_.SignalAll();  // wakes WaitForChange
+    for (auto& [job_id, observers] : observers_) {  // ends the watch streams
+      for (auto& [handle, observer] : observers) observer->OnShutdown();
+    }
     for (auto& [id, job] : jobs_) job->driver_wake.SignalAll();  // and the drivers
     for (auto& [id, t] : drivers_) drivers.push_back(std::move(t));
     drivers_.clear();

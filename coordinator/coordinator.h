@@ -31,6 +31,13 @@
 // `error` set is the worker's failure to compute the unit: the unit is re-issued, and after
 // max_unit_failures failures the job FAILS with that error (a poison job never loops).
 //
+// Bounds on the client API (issue 20): at most max_jobs jobs; ListJobs pages (at most 1000
+// jobs and 2 MiB a page); finished jobs beyond the retention policy are removed from memory
+// and the store (PruneFinishedJobs); a job's units and their results are dropped from memory
+// once it is finished, and a cancelled or failed job's unit results from the store as well
+// (nothing can resume it). Watchers of a job are notified through JobObserver, with no thread
+// of theirs.
+//
 // Group commit: an accepted report's result is written to the store *outside* the mutex, and
 // reports that arrive while a commit is running are written together in the next one (one
 // SQLite transaction, one fsync). A report returns ACCEPTED only once its result is durable.
@@ -55,6 +62,7 @@
 #include "common/clock.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/metrics.h"
+#include "coordinator/retention.h"
 #include "coordinator/store.h"
 #include "worker/engine/job.h"
 #include "impq/v1/messages.pb.h"
@@ -75,6 +83,8 @@ struct CoordinatorOptions {
   // coalitions together (prefix reuse) while two workers share every batch.
   int batch_split = 2;
   int64_t max_jobs = 100000;              // jobs kept (queued + running + finished)
+  // Finished jobs kept (retention.h): the rest are removed from memory and the store.
+  RetentionPolicy retention;
   // Optional: every progress report of a job's pipeline, from its driver thread (the embedded
   // `impq run` prints them).
   std::function<void(const std::string& job_id, const engine::JobProgress&)> on_progress;
@@ -100,6 +110,30 @@ struct JobView {
   v1::JobResult result;
 };
 
+// ListJobs' request (services.proto ListJobsRequest) and one page of its answer.
+struct JobListQuery {
+  int page_size = 0;                                // 0 = kDefaultPageSize; > kMaxPageSize = max
+  std::string page_token;                           // empty = the first page
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;  // UNSPECIFIED = every state
+};
+struct JobListPage {
+  std::vector<v1::JobStatus> jobs;
+  std::string next_page_token;  // empty on the last page
+};
+
+// Receives a job's changes (Coordinator::AddJobObserver): the gRPC WatchJob streams, with no
+// thread each. Both methods are called with the coordinator's mutex held: they must return
+// promptly, must not block and must not call the Coordinator.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  // The job's status: once when the observer is added, then after every change (every new
+  // version), up to and past the terminal state.
+  virtual void OnJobChanged(const v1::JobStatus& status) = 0;
+  // The coordinator is shutting down: no further calls follow.
+  virtual void OnShutdown() = 0;
+};
+
 // What a driver asks of the workers: one batch of units of its job, answered in order.
 struct UnitRequest {
   v1::UnitKind kind = v1::UNIT_KIND_UNSPECIFIED;
@@ -123,7 +157,20 @@ class Coordinator {
   absl::StatusOr<JobView> GetJob(const std::string& job_id);  // NotFound for an unknown id
   // Cancels a non-terminal job (its leases answer CANCELLED); terminal jobs are unchanged.
   absl::StatusOr<v1::JobStatus> CancelJob(const std::string& job_id);
-  std::vector<v1::JobStatus> ListJobs();
+  // One page of the jobs in submission order (JobListQuery). InvalidArgument naming page_size
+  // (negative) or page_token (not issued by ListJobs, or for another state filter). A page
+  // holds at most kMaxPageSize jobs and ends early once its statuses reach kMaxPageBytes.
+  static constexpr int kDefaultPageSize = 100;
+  static constexpr int kMaxPageSize = 1000;
+  static constexpr size_t kMaxPageBytes = 2 << 20;
+  absl::StatusOr<JobListPage> ListJobs(const JobListQuery& query = {});
+  // Registers `observer` (not owned; must stay valid until RemoveJobObserver returns) for the
+  // job's changes and calls its OnJobChanged with the current status before returning.
+  // Returns the handle for RemoveJobObserver. NotFound for an unknown job, Unavailable after
+  // Shutdown().
+  absl::StatusOr<int64_t> AddJobObserver(const std::string& job_id, JobObserver* observer);
+  // After it returns the observer is called no more. Unknown handles are ignored.
+  void RemoveJobObserver(int64_t handle);
   // Blocks until the job's version differs from `known_version`, `timeout` (real time)
   // passes or Shutdown() is called, then returns the current status. NotFound for an unknown
   // id.
@@ -157,7 +204,13 @@ class Coordinator {
   // Starts drivers for queued jobs while fewer than max_running_jobs run. Returns how many
   // it started.
   int StartDrivers();
-  // Starts a thread calling ExpireLeases and StartDrivers every `period`.
+  // Applies the retention policy: removes the finished jobs beyond it from memory and the
+  // store (job row and unit results), drops finished jobs' units from memory and a cancelled
+  // or failed job's unit results from the store. A job still referenced by a call in flight
+  // (its driver returning, a report being committed) is left for the next call. Returns how
+  // many jobs were removed.
+  int PruneFinishedJobs();
+  // Starts a thread calling ExpireLeases, StartDrivers and PruneFinishedJobs every `period`.
   void StartBackground(absl::Duration period);
   // Graceful shutdown: stop accepting submissions and granting leases (Unavailable), keep
   // accepting heartbeats and reports of leases in flight (drain), stop the background
@@ -183,6 +236,9 @@ class Coordinator {
 
   int64_t NowMs() const;
   Job* FindJob(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NotFound for a job id not in jobs_, saying when retention removed it.
+  absl::Status UnknownJob(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int PruneFinishedJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Touch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -232,6 +288,10 @@ class Coordinator {
   std::map<std::string, std::thread> drivers_ ABSL_GUARDED_BY(mu_);  // by job id
   std::vector<std::thread> finished_drivers_ ABSL_GUARDED_BY(mu_);   // to join
   std::map<std::string, absl::Time> workers_seen_ ABSL_GUARDED_BY(mu_);
+  // Job observers (AddJobObserver): by job id, then handle; and each handle's job.
+  std::map<std::string, std::map<int64_t, JobObserver*>> observers_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, std::string> observer_jobs_ ABSL_GUARDED_BY(mu_);
+  int64_t next_observer_ ABSL_GUARDED_BY(mu_) = 1;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stop_background_ ABSL_GUARDED_BY(mu_) = false;
   std::thread background_;  // started once by StartBackground, joined by Shutdown

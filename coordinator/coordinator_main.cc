@@ -3,6 +3,7 @@
 //   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db
 //     --data_root /data --metrics_listen 0.0.0.0:9464 [--token_file F] [--lease_seconds 30]
 //     [--tls_cert server.pem --tls_key server.key [--tls_ca clients-ca.pem]]
+//     [--retain_finished_jobs 1000] [--retain_finished_hours 0] [--max_watch_streams 1024]
 #include <pthread.h>
 #include <unistd.h>
 
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   bool new_store = false, recover = false;
   double lease_seconds = 30;
   int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
+  int64_t retain_finished_jobs = 1000, max_watch_streams = 1024;
+  double retain_finished_hours = 0;
   impq::FlagSet flags("impq-coordinator");
   flags.String("listen", &listen, "gRPC address host:port (port 0: pick one)");
   flags.String("store", &store,
@@ -69,6 +72,13 @@ int main(int argc, char** argv) {
   flags.Int("max_unit_failures", &max_unit_failures,
             "reported failures of one unit before its job fails");
   flags.Int("max_running_jobs", &max_running_jobs, "job pipelines driven at once");
+  flags.Int("retain_finished_jobs", &retain_finished_jobs,
+            "finished (done, failed, cancelled) jobs kept; older ones are deleted from memory "
+            "and the store (-1: keep all)");
+  flags.Double("retain_finished_hours", &retain_finished_hours,
+               "finished jobs older than this are deleted (0: no age limit)");
+  flags.Int("max_watch_streams", &max_watch_streams,
+            "WatchJob streams open at once; one more gets RESOURCE_EXHAUSTED");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (recover) {
     absl::StatusOr<impq::coordinator::StoreRecoveryReport> r =
@@ -84,6 +94,12 @@ int main(int argc, char** argv) {
               << (r->padded ? "; file was cut short" : "") << "\nthe damaged file is kept as "
               << r->damaged_copy << "\n";
     return 0;
+  }
+  if (retain_finished_jobs < -1 || !(retain_finished_hours >= 0) || max_watch_streams < 1 ||
+      max_watch_streams > (1 << 20)) {
+    std::cerr << "impq-coordinator: --retain_finished_jobs must be >= -1, "
+                 "--retain_finished_hours >= 0 and --max_watch_streams in [1, 2^20]\n";
+    return 2;
   }
   for (auto [flag, file, out] : {std::tuple{"--token_file", &token_file, &token},
                                   std::tuple{"--worker_token_file", &worker_token_file,
@@ -126,6 +142,8 @@ int main(int argc, char** argv) {
   o.batch_split = static_cast<int>(batch_split);
   o.max_unit_failures = static_cast<int>(max_unit_failures);
   o.max_running_jobs = static_cast<int>(max_running_jobs);
+  o.retention.max_finished_jobs = retain_finished_jobs;
+  o.retention.max_age = absl::Hours(retain_finished_hours);
   for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) o.limits.data_roots.emplace_back(r);
   o.metrics = metrics.get();
   auto coordinator = impq::coordinator::Coordinator::Open(o);
@@ -139,6 +157,7 @@ int main(int argc, char** argv) {
   so.token = token;
   so.worker_token = worker_token;
   so.lease_duration = o.lease_duration;
+  so.max_watch_streams = static_cast<int>(max_watch_streams);
   so.tls = tls;
   auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);
   if (!server.ok()) {

@@ -4,8 +4,11 @@
 // leases belong to their worker; bad specs and results are refused naming the field.
 #include "coordinator/coordinator.h"
 
+#include <sqlite3.h>
+
 #include <atomic>
 #include <limits>
+#include <set>
 #include <thread>
 
 #include "common/test_paths.h"
@@ -153,6 +156,13 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
        "search_batch"},
       {[](v1::JobSpec& s) { s.set_ridge(std::numeric_limits<double>::infinity()); },
        absl::StatusCode::kInvalidArgument, "ridge"},
+      // A name that would drive the terminal of whoever lists the jobs (issue 20).
+      {[](v1::JobSpec& s) { s.set_name("ok\x1b]0;pwned\x07\x1b[2J"); },
+       absl::StatusCode::kInvalidArgument, "spec.name: has control character 0x1b at byte 2"},
+      {[](v1::JobSpec& s) { s.set_name("line\nbreak"); }, absl::StatusCode::kInvalidArgument,
+       "spec.name"},
+      {[](v1::JobSpec& s) { s.set_name("c1 \xc2\x9b" "31m"); }, absl::StatusCode::kInvalidArgument,
+       "spec.name"},
   };
   for (const Case& k : cases) {
     v1::JobSpec s = Spec();
@@ -162,7 +172,7 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
     EXPECT_EQ(st.status().code(), k.code) << st.status();
     EXPECT_NE(st.status().message().find(k.field), std::string::npos) << st.status();
   }
-  EXPECT_TRUE(c->ListJobs().empty());
+  EXPECT_TRUE(c->ListJobs()->jobs.empty());
 }
 
 TEST(CoordinatorTest, NormalizedSpecStatesEverySettingWithTheDefaults) {
@@ -346,7 +356,7 @@ TEST(CoordinatorTest, SubmitWithTheSameRequestIdReturnsTheFirstJob) {
   absl::StatusOr<v1::JobStatus> b = c->SubmitJob(s);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->job_id(), b->job_id());
-  EXPECT_EQ(c->ListJobs().size(), 1u);
+  EXPECT_EQ(c->ListJobs()->jobs.size(), 1u);
   (void)c->CancelJob(a->job_id());
 }
 
@@ -375,6 +385,298 @@ TEST(CoordinatorTest, ShutdownStopsIntakeAndLeavesTheJobToResume) {
   EXPECT_EQ(c->SubmitJob(Spec()).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(c->AcquireLease("w", 1).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(c->GetJob(st->job_id())->status.state(), v1::JOB_STATE_FAILED);
+}
+
+// --- bounds on the client API (issue 20) ---
+
+// A spec that submits fast and never runs far: no workers lease its units in these tests.
+v1::JobSpec Named(int i) {
+  v1::JobSpec s = Spec();
+  // 200-byte names (the maximum): the pages carry the largest statuses a name allows.
+  s.set_name(absl::StrCat("job number ", i, " ", std::string(200, 'n')).substr(0, 200));
+  return s;
+}
+
+std::unique_ptr<Coordinator> OpenBounded(const std::string& path, RetentionPolicy retention,
+                                         Clock* clock = nullptr) {
+  CoordinatorOptions o;
+  o.store_path = path;
+  o.clock = clock;
+  o.max_running_jobs = 1;
+  o.limits.data_roots = {"/data"};
+  o.retention = retention;
+  absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *std::move(c) : nullptr;
+}
+
+// Rows of a query on the store file, read through a connection of its own.
+int64_t StoreRows(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+void RemoveStore(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+// The issue's 20,000 jobs: paged, every job is listed exactly once, each page far below gRPC's
+// 4 MiB default, also while jobs are submitted and removed between the pages.
+TEST(CoordinatorBoundsTest, ListJobsPagesTwentyThousandJobsEachExactlyOnce) {
+  RetentionPolicy keep_none;
+  keep_none.max_finished_jobs = 0;  // a cancelled job goes at the next prune
+  std::unique_ptr<Coordinator> c = OpenBounded(":memory:", keep_none);
+  constexpr int kJobs = 20000;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kJobs; ++i) {
+    absl::StatusOr<v1::JobStatus> st = c->SubmitJob(Named(i));
+    ASSERT_TRUE(st.ok()) << st.status();
+    ids.push_back(st->job_id());
+  }
+  // The old single response: 20,000 statuses are over gRPC's 4 MiB.
+  {
+    JobListQuery q;
+    std::string token;
+    int64_t bytes = 0;
+    do {
+      q.page_token = token;
+      q.page_size = Coordinator::kMaxPageSize;
+      absl::StatusOr<JobListPage> p = c->ListJobs(q);
+      ASSERT_TRUE(p.ok());
+      for (auto& s : p->jobs) bytes += static_cast<int64_t>(s.ByteSizeLong());
+      token = p->next_page_token;
+    } while (!token.empty());
+    EXPECT_GT(bytes, 4 << 20);
+  }
+  std::map<std::string, int> seen;
+  std::set<std::string> removed, added;
+  std::string token;
+  int pages = 0;
+  do {
+    JobListQuery q;
+    q.page_size = 5000;  // clamped to kMaxPageSize
+    q.page_token = token;
+    absl::StatusOr<JobListPage> page = c->ListJobs(q);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_LE(page->jobs.size(), static_cast<size_t>(Coordinator::kMaxPageSize));
+    // The response's wire size: each status with its field tag and length (<= 6 bytes).
+    size_t wire = page->next_page_token.size() + 6;
+    for (const auto& s : page->jobs) {
+      ++seen[s.job_id()];
+      wire += s.ByteSizeLong() + 6;
+    }
+    EXPECT_LT(wire, size_t{1} << 20);  // well under 4 MiB
+    token = page->next_page_token;
+    ++pages;
+    // Between pages: jobs come (listed at the end) and go (cancelled, then removed by
+    // retention): one listed already, one not yet reached.
+    if (pages % 4 == 1 && pages * 1000 + 500 < kJobs) {
+      absl::StatusOr<v1::JobStatus> n = c->SubmitJob(Named(kJobs + pages));
+      ASSERT_TRUE(n.ok()) << n.status();
+      added.insert(n->job_id());
+      for (const std::string& id : {ids[pages * 1000 - 10], ids[pages * 1000 + 500]}) {
+        ASSERT_TRUE(c->CancelJob(id).ok());
+        removed.insert(id);
+      }
+      EXPECT_EQ(c->PruneFinishedJobs(), 2);
+    }
+  } while (!token.empty());
+  EXPECT_GE(pages, kJobs / Coordinator::kMaxPageSize);
+  for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id << " listed " << n << " times";
+  for (const std::string& id : ids) {
+    // A job present for the whole walk is listed; a removed one at most once.
+    EXPECT_EQ(seen.count(id), removed.contains(id) ? seen.count(id) : 1u) << id;
+  }
+  for (const std::string& id : added) EXPECT_EQ(seen.count(id), 1u) << id;
+  EXPECT_EQ(c->ListJobs()->jobs.size(), static_cast<size_t>(Coordinator::kDefaultPageSize));
+}
+
+TEST(CoordinatorBoundsTest, ListJobsRefusesBadPagingNamingTheField) {
+  std::unique_ptr<Coordinator> c = OpenBounded(":memory:", RetentionPolicy());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(c->SubmitJob(Named(i))->job_id());
+  ASSERT_TRUE(c->CancelJob(ids[1]).ok());
+  ASSERT_TRUE(c->CancelJob(ids[3]).ok());
+  JobListQuery q;
+  q.page_size = -1;
+  EXPECT_EQ(c->ListJobs(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c->ListJobs(q).status().message().find("page_size"), std::string::npos);
+  q.page_size = 0;
+  q.page_token = "not-a-token";
+  EXPECT_EQ(c->ListJobs(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c->ListJobs(q).status().message().find("page_token"), std::string::npos);
+  // The state filter, one job a page: the cancelled ones only.
+  q = JobListQuery();
+  q.state = v1::JOB_STATE_CANCELLED;
+  q.page_size = 1;
+  absl::StatusOr<JobListPage> p = c->ListJobs(q);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->jobs.size(), 1u);
+  EXPECT_EQ(p->jobs[0].job_id(), ids[1]);
+  // Its token with another filter is refused ...
+  JobListQuery other;
+  other.page_token = p->next_page_token;
+  EXPECT_NE(c->ListJobs(other).status().message().find("page_token"), std::string::npos);
+  // ... and with the same one gives the next cancelled job, then the end.
+  q.page_token = p->next_page_token;
+  p = c->ListJobs(q);
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->jobs.size(), 1u);
+  EXPECT_EQ(p->jobs[0].job_id(), ids[3]);
+  if (!p->next_page_token.empty()) {
+    q.page_token = p->next_page_token;
+    EXPECT_TRUE(c->ListJobs(q)->jobs.empty());
+  }
+}
+
+// Retention: the oldest finished jobs beyond the limit leave memory and the store (job row and
+// unit results), also across a restart; their ids answer NOT_FOUND saying why, and are never
+// handed out again. A cancelled job's unit results are deleted even when the job is kept.
+TEST(CoordinatorBoundsTest, RetentionRemovesOldFinishedJobsFromMemoryAndStore) {
+  const std::string path = TempFilePath("coordinator_retention.db");
+  RemoveStore(path);
+  RetentionPolicy keep2;
+  keep2.max_finished_jobs = 2;
+  FakeClock clock;  // finish times one second apart: the finish order is unambiguous
+  std::vector<std::string> ids;
+  {
+    std::unique_ptr<Coordinator> c = OpenBounded(path, keep2, &clock);
+    ids.push_back(c->SubmitJob(Spec())->job_id());
+    // Some unit results of job 0 in the store, then it is cancelled.
+    {
+      Workers w(*c, 1, /*max_units=*/6);
+      for (int i = 0; i < 2000 && c->GetJob(ids[0])->status.units_done() < 6; ++i) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      w.Stop();
+    }
+    ASSERT_GE(c->GetJob(ids[0])->status.units_done(), 6);
+    ASSERT_GE(StoreRows(path, "SELECT count(*) FROM results WHERE job_id='" + ids[0] + "'"), 6);
+    for (int i = 1; i < 6; ++i) ids.push_back(c->SubmitJob(Named(i))->job_id());
+    ASSERT_TRUE(c->CancelJob(ids[0]).ok());
+    const int64_t units_total = c->GetJob(ids[0])->status.units_total();
+    // 1 finished job is within the limit, but a cancelled job's results go (once its driver
+    // has returned: polled, bounded only against a hang).
+    for (int i = 0; i < 2000 && StoreRows(path, "SELECT count(*) FROM results") != 0; ++i) {
+      EXPECT_EQ(c->PruneFinishedJobs(), 0);
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    EXPECT_EQ(StoreRows(path, "SELECT count(*) FROM results"), 0);
+    EXPECT_EQ(c->GetJob(ids[0])->status.units_total(), units_total);  // the status stays
+    for (int i : {3, 1, 4}) {  // finished in this order
+      clock.Advance(absl::Seconds(1));
+      ASSERT_TRUE(c->CancelJob(ids[i]).ok());
+    }
+    EXPECT_EQ(c->PruneFinishedJobs(), 2);  // 0 and 3, the first to finish
+    EXPECT_EQ(c->ListJobs()->jobs.size(), 4u);
+    EXPECT_EQ(StoreRows(path, "SELECT count(*) FROM jobs"), 4);
+    for (int i : {0, 3}) {
+      absl::StatusOr<JobView> v = c->GetJob(ids[i]);
+      EXPECT_EQ(v.status().code(), absl::StatusCode::kNotFound);
+      EXPECT_NE(v.status().message().find("removed by the retention"), std::string::npos)
+          << v.status();
+    }
+    EXPECT_EQ(c->GetJob("job-999999").status().message().find("retention"), std::string::npos);
+    // The newest job finishes and goes too: its seq is not reused after a restart.
+    keep2.max_finished_jobs = 0;
+  }
+  {
+    std::unique_ptr<Coordinator> c = OpenBounded(path, keep2, &clock);  // keeps none: pruned on open
+    EXPECT_EQ(c->ListJobs()->jobs.size(), 2u);  // the unfinished 2 and 5
+    EXPECT_EQ(StoreRows(path, "SELECT count(*) FROM jobs"), 2);
+    ASSERT_TRUE(c->CancelJob(ids[5]).ok());
+    EXPECT_EQ(c->PruneFinishedJobs(), 1);
+    EXPECT_EQ(c->GetJob(ids[5]).status().code(), absl::StatusCode::kNotFound);
+  }
+  std::unique_ptr<Coordinator> c = OpenBounded(path, keep2, &clock);
+  absl::StatusOr<v1::JobStatus> next = c->SubmitJob(Spec());
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(next->job_id(), ids[5]);  // "job-%06d": the order of the ids is their seqs'
+  EXPECT_NE(c->GetJob(ids[5]).status().message().find("retention"), std::string::npos);
+}
+
+TEST(CoordinatorBoundsTest, RetentionByAgeUsesTheClock) {
+  FakeClock clock;
+  RetentionPolicy day;
+  day.max_finished_jobs = -1;
+  day.max_age = absl::Hours(24);
+  std::unique_ptr<Coordinator> c = OpenBounded(":memory:", day, &clock);
+  // The one driver slot goes to this job, so no driver of a or b is still returning when the
+  // policy is applied.
+  ASSERT_TRUE(c->SubmitJob(Spec()).ok());
+  const std::string a = c->SubmitJob(Spec())->job_id();
+  const std::string b = c->SubmitJob(Spec())->job_id();
+  ASSERT_TRUE(c->CancelJob(a).ok());
+  clock.Advance(absl::Hours(20));
+  ASSERT_TRUE(c->CancelJob(b).ok());
+  EXPECT_EQ(c->PruneFinishedJobs(), 0);
+  clock.Advance(absl::Hours(5));  // a finished 25 h ago, b 5 h ago
+  EXPECT_EQ(c->PruneFinishedJobs(), 1);
+  EXPECT_EQ(c->GetJob(a).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(c->GetJob(b).ok());
+}
+
+// What a watch stream sees (JobObserver): the current status at once, then each change up to
+// the terminal state; nothing after RemoveJobObserver; OnShutdown on Shutdown.
+class RecordingObserver : public JobObserver {
+ public:
+  void OnJobChanged(const v1::JobStatus& s) override {
+    absl::MutexLock lock(&mu);
+    seen.push_back(s);
+  }
+  void OnShutdown() override {
+    absl::MutexLock lock(&mu);
+    ++shutdowns;
+  }
+  absl::Mutex mu;
+  std::vector<v1::JobStatus> seen;
+  int shutdowns = 0;
+};
+
+TEST(CoordinatorBoundsTest, ObserversGetTheCurrentStatusThenEveryChange) {
+  std::unique_ptr<Coordinator> c = OpenBounded(":memory:", RetentionPolicy());
+  const std::string id = c->SubmitJob(Spec())->job_id();
+  RecordingObserver first, second;
+  absl::StatusOr<int64_t> h1 = c->AddJobObserver(id, &first);
+  absl::StatusOr<int64_t> h2 = c->AddJobObserver(id, &second);
+  ASSERT_TRUE(h1.ok() && h2.ok());
+  EXPECT_EQ(c->AddJobObserver("job-424242", &first).status().code(), absl::StatusCode::kNotFound);
+  {
+    absl::MutexLock lock(&first.mu);
+    ASSERT_EQ(first.seen.size(), 1u);
+    EXPECT_EQ(first.seen[0].job_id(), id);
+  }
+  c->RemoveJobObserver(*h2);
+  ASSERT_TRUE(c->CancelJob(id).ok());
+  const int64_t version = c->GetJob(id)->status.version();  // (not under an observer's lock)
+  {
+    absl::MutexLock lock(&first.mu);
+    ASSERT_GE(first.seen.size(), 2u);
+    for (size_t i = 1; i < first.seen.size(); ++i) {
+      EXPECT_GT(first.seen[i].version(), first.seen[i - 1].version());
+    }
+    EXPECT_EQ(first.seen.back().state(), v1::JOB_STATE_CANCELLED);
+    EXPECT_EQ(first.seen.back().version(), version);
+  }
+  {
+    absl::MutexLock lock(&second.mu);
+    for (const auto& s : second.seen) EXPECT_NE(s.state(), v1::JOB_STATE_CANCELLED);
+  }
+  c->Shutdown();
+  EXPECT_EQ(first.shutdowns, 1);
+  EXPECT_EQ(second.shutdowns, 0);
+  EXPECT_EQ(c->AddJobObserver(id, &second).status().code(), absl::StatusCode::kUnavailable);
+  c->RemoveJobObserver(*h1);
 }
 
 }  // namespace

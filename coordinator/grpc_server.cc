@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "coordinator/watch_stream.h"
 #include "impq/v1/services.grpc.pb.h"
 
 namespace impq::coordinator {
@@ -48,7 +49,7 @@ class CallTracker {
 
 // OK when `token` is empty or the call carries "authorization: Bearer <token>" (compared in
 // constant time: the token's prefix does not leak through timing); UNAUTHENTICATED otherwise.
-grpc::Status CheckBearer(grpc::ServerContext* ctx, const std::string& token, const char* who) {
+grpc::Status CheckBearer(grpc::ServerContextBase* ctx, const std::string& token, const char* who) {
   if (token.empty()) return grpc::Status::OK;
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
@@ -69,10 +70,13 @@ grpc::Status CheckBearer(grpc::ServerContext* ctx, const std::string& token, con
   return grpc::Status::OK;
 }
 
-class ImpqServiceImpl final : public v1::ImpqService::Service {
+// WatchJob is a callback method (watch_stream.h: no thread per stream); the unary methods
+// stay on the sync server's thread pool.
+class ImpqServiceImpl final
+    : public v1::ImpqService::WithCallbackMethod_WatchJob<v1::ImpqService::Service> {
  public:
-  ImpqServiceImpl(Coordinator* c, std::string token, CallTracker* calls)
-      : c_(c), token_(std::move(token)), calls_(calls) {}
+  ImpqServiceImpl(Coordinator* c, std::string token, CallTracker* calls, int max_watch_streams)
+      : c_(c), token_(std::move(token)), calls_(calls), watch_limit_(max_watch_streams) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                          v1::SubmitJobResponse* resp) override {
@@ -97,26 +101,23 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
     if (v->has_result) *resp->mutable_result() = v->result;
     return grpc::Status::OK;
   }
-  grpc::Status WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
-                        grpc::ServerWriter<v1::JobStatus>* writer) override {
-    CallTracker::Scope call(calls_);
-    if (grpc::Status a = Auth(ctx); !a.ok()) return a;
-    if (req->job_id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required");
-    int64_t version = -1;
-    while (!ctx->IsCancelled()) {
-      // A shutdown ends every watch (the stream would otherwise hold the drain for its grace).
-      if (calls_->draining() || c_->shutting_down()) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
-      }
-      absl::StatusOr<v1::JobStatus> s = c_->WaitForChange(req->job_id(), version, absl::Seconds(1));
-      if (!s.ok()) return ToGrpc(s.status());
-      if (s->version() == version) continue;
-      version = s->version();
-      if (!writer->Write(*s)) break;
-      const auto st = s->state();
-      if (st == v1::JOB_STATE_DONE || st == v1::JOB_STATE_FAILED || st == v1::JOB_STATE_CANCELLED) break;
+  grpc::ServerWriteReactor<v1::JobStatus>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                     const v1::WatchJobRequest* req) override {
+    if (grpc::Status a = Auth(ctx); !a.ok()) return RefusedWatchStream(a);
+    if (req->job_id().empty()) {
+      return RefusedWatchStream(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));
     }
-    return grpc::Status::OK;
+    if (calls_->draining()) {
+      return RefusedWatchStream(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down"));
+    }
+    if (!watch_limit_.TryAcquire()) {
+      return RefusedWatchStream(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat(watch_limit_.max(), " WatchJob streams are open (the coordinator's "
+                       "--max_watch_streams); retry later or poll GetJob")));
+    }
+    return StartWatchStream(c_, &watch_limit_, req->job_id());
   }
   grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
                          v1::CancelJobResponse* resp) override {
@@ -128,19 +129,29 @@ class ImpqServiceImpl final : public v1::ImpqService::Service {
     *resp->mutable_status() = *s;
     return grpc::Status::OK;
   }
-  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                         v1::ListJobsResponse* resp) override {
     CallTracker::Scope call(calls_);
     if (grpc::Status a = Auth(ctx); !a.ok()) return a;
-    for (auto& s : c_->ListJobs()) *resp->add_jobs() = std::move(s);
+    JobListQuery q;
+    q.page_size = req->page_size();
+    q.page_token = req->page_token();
+    q.state = req->state();
+    absl::StatusOr<JobListPage> page = c_->ListJobs(q);
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto& s : page->jobs) *resp->add_jobs() = std::move(s);
+    resp->set_next_page_token(std::move(page->next_page_token));
     return grpc::Status::OK;
   }
 
  private:
-  grpc::Status Auth(grpc::ServerContext* ctx) const { return CheckBearer(ctx, token_, "client"); }
+  grpc::Status Auth(grpc::ServerContextBase* ctx) const {
+    return CheckBearer(ctx, token_, "client");
+  }
   Coordinator* c_;
   const std::string token_;
   CallTracker* calls_;
+  WatchStreamLimit watch_limit_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
@@ -216,7 +227,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto impl = std::make_unique<Impl>();
-  impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token, &impl->calls);
+  if (options.max_watch_streams < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_watch_streams = ", options.max_watch_streams,
+                                                   "; expected >= 1"));
+  }
+  impl->impq = std::make_unique<ImpqServiceImpl>(coordinator, options.token, &impl->calls,
+                                                 options.max_watch_streams);
   impl->worker =
       std::make_unique<WorkerServiceImpl>(coordinator, options.lease_duration,
                                           options.worker_token, &impl->calls);

@@ -25,6 +25,9 @@ struct ServerOptions {
   // results, a worker cannot submit or read jobs).
   std::string worker_token;
   int max_message_bytes = 16 << 20;    // larger requests get RESOURCE_EXHAUSTED
+  // WatchJob streams open at once (each is a callback reactor, no thread: watch_stream.h);
+  // one more gets RESOURCE_EXHAUSTED. >= 1.
+  int max_watch_streams = 1024;
   absl::Duration lease_duration = absl::Seconds(30);  // echoed to workers in each lease
   // TLS for both services (common/grpc_tls.h): cert + key turn it on; a CA as well requires
   // client certificates signed by it. Default: plaintext.
@@ -34,16 +37,17 @@ struct ServerOptions {
 class CoordinatorServer {
  public:
   // Starts serving `coordinator` (not owned; must outlive the server). Unavailable when the
-  // address cannot be bound; the TLS errors of MakeServerCredentials (naming the file).
+  // address cannot be bound; InvalidArgument naming a bad option; the TLS errors of
+  // MakeServerCredentials (naming the file).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Coordinator* coordinator,
                                                                   const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown(0) if still running
   int port() const;
-  // Graceful and prompt: marks health NOT_SERVING, ends every WatchJob stream (UNAVAILABLE),
-  // waits up to `grace` for the unary calls in flight to finish (a ReportResult in a group
-  // commit returns once durable), then cancels what is left and closes every connection —
-  // idle clients do not hold it up. Call Coordinator::Shutdown() first to stop intake.
-  // Idempotent.
+  // Graceful and prompt: marks health NOT_SERVING, refuses new WatchJob streams, waits up to
+  // `grace` for the unary calls in flight to finish (a ReportResult in a group commit returns
+  // once durable), then cancels what is left and closes every connection — idle clients do
+  // not hold it up. Call Coordinator::Shutdown() first: it stops intake and ends every open
+  // WatchJob stream with UNAVAILABLE (streams still open here are cancelled). Idempotent.
   void Shutdown(absl::Duration grace);
   // Blocks until Shutdown() completes.
   void Wait();

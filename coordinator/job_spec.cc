@@ -6,7 +6,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/terminal_text.h"
 #include "common/status.h"
 
 namespace impq::coordinator {
@@ -72,6 +74,12 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
   v1::JobSpec s = in;
   s.DiscardUnknownFields();  // a client cannot make the store hold what no one reads
   if (s.name().size() > 200) return Bad("name", absl::StrCat("is ", s.name().size(), " bytes; expected <= 200"));
+  // Names are printed by impqctl and shown on dashboards: no terminal control sequences.
+  if (std::optional<size_t> at = FindControlChar(s.name())) {
+    return Bad("name", absl::StrFormat("has control character 0x%02x at byte %d; expected "
+                                       "printable UTF-8 text",
+                                       static_cast<unsigned char>(s.name()[*at]), *at));
+  }
   auto path = [&](const char* field, std::string* p, bool required) -> absl::Status {
     absl::StatusOr<std::string> r = ConfinePath(field, *p, limits, required);
     if (!r.ok()) return r.status();

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <utility>
@@ -363,6 +364,70 @@ absl::Status Store::PutResults(std::span<const ResultRecord> records) {
   return absl::OkStatus();
 }
 
+absl::Status Store::ForEachIdInTransaction(const char* what,
+                                           std::initializer_list<const char*> per_id,
+                                           std::span<const std::string> ids,
+                                           const std::string& then) {
+  std::vector<Stmt> stmts(per_id.size());
+  size_t i = 0;
+  for (const char* sql : per_id) {
+    const int rc = sqlite3_prepare_v2(db_, sql, -1, &stmts[i++].s, nullptr);
+    if (rc != SQLITE_OK) return Error(absl::StrCat("prepare ", what), rc);
+  }
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  auto fail = [&](absl::Status s) {
+    if (!sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+    return s;
+  };
+  for (const std::string& id : ids) {
+    for (Stmt& st : stmts) {
+      BindText(st.s, 1, id);
+      const int rc = sqlite3_step(st.s);
+      sqlite3_reset(st.s);
+      sqlite3_clear_bindings(st.s);
+      if (rc != SQLITE_DONE) return fail(Error(absl::StrCat(what, " ", id), rc));
+    }
+  }
+  if (!then.empty()) {
+    if (absl::Status s = Exec(then.c_str()); !s.ok()) return fail(s);
+  }
+  if (absl::Status s = Exec("COMMIT"); !s.ok()) return fail(s);
+  return absl::OkStatus();
+}
+
+absl::Status Store::DeleteResults(std::span<const std::string> job_ids) {
+  if (job_ids.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckFile());
+  return ForEachIdInTransaction("delete results of job", {"DELETE FROM results WHERE job_id = ?1"},
+                                job_ids, "");
+}
+
+absl::Status Store::DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq) {
+  if (job_ids.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckFile());
+  return ForEachIdInTransaction(
+      "delete job",
+      {"DELETE FROM results WHERE job_id = ?1", "DELETE FROM jobs WHERE id = ?1"}, job_ids,
+      absl::StrCat("INSERT INTO meta(key, value) VALUES('max_deleted_seq', ", max_seq,
+                   ") ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)"));
+}
+
+absl::StatusOr<Store::RowCounts> Store::CountRows() {
+  absl::MutexLock lock(&mu_);
+  RowCounts out;
+  for (auto [sql, dst] : {std::pair{"SELECT count(*) FROM jobs", &out.jobs},
+                          std::pair{"SELECT count(*) FROM results", &out.results}}) {
+    Stmt st;
+    int rc = sqlite3_prepare_v2(db_, sql, -1, &st.s, nullptr);
+    if (rc != SQLITE_OK) return Error(sql, rc);
+    if ((rc = sqlite3_step(st.s)) != SQLITE_ROW) return Error(sql, rc);
+    *dst = sqlite3_column_int64(st.s, 0);
+  }
+  return out;
+}
+
 absl::StatusOr<StoreContents> Store::Load() {
   absl::MutexLock lock(&mu_);
   StoreContents out;
@@ -370,6 +435,14 @@ absl::StatusOr<StoreContents> Store::Load() {
   // Rows that do not decode are collected first and quarantined after each scan (a table is
   // not modified under its own cursor).
   std::vector<std::pair<int64_t, std::string>> bad;
+  {
+    Stmt st;
+    int rc = sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key='max_deleted_seq'", -1,
+                                &st.s, nullptr);
+    if (rc != SQLITE_OK) return Error("prepare load max_deleted_seq", rc);
+    if ((rc = sqlite3_step(st.s)) == SQLITE_ROW) out.max_deleted_seq = sqlite3_column_int64(st.s, 0);
+    else if (rc != SQLITE_DONE) return Error("load max_deleted_seq", rc);
+  }
   {
     Stmt st;
     int rc = sqlite3_prepare_v2(

@@ -22,12 +22,17 @@
 //   the file that was opened: a store unlinked or replaced under a running coordinator fails
 //   every later write (DataLoss) instead of acknowledging what a restart would lose.
 //
+// Deletion (the coordinator's retention of finished jobs): DeleteJobs removes job rows with
+// their results and records the highest deleted seq, so a restarted coordinator never hands an
+// id out twice; DeleteResults drops the results of a job that can no longer use them.
+//
 // Thread-safe: calls are serialized by the store's own mutex (a transaction never interleaves
 // with another call's statements), so the coordinator can commit results outside its mutex.
 #ifndef IMPQ_COORDINATOR_STORE_H_
 #define IMPQ_COORDINATOR_STORE_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +78,9 @@ struct StoreContents {
   std::vector<StoredResult> results;  // by (job seq, unit index)
   int64_t quarantined_jobs = 0;       // job rows moved to quarantine by this Load
   int64_t quarantined_results = 0;    // result rows moved to quarantine by this Load
+  // The highest seq DeleteJobs ever removed (0: none): seqs are never handed out again, even
+  // when the newest jobs were deleted.
+  int64_t max_deleted_seq = 0;
   int64_t incarnation = 0;            // number of times the store was opened, this one included
 };
 
@@ -105,6 +113,16 @@ class Store {
   // PutResult for every record, in one transaction: all are durable when it returns OK, none
   // is when it fails (rolled back). An empty span is OK and writes nothing.
   absl::Status PutResults(std::span<const ResultRecord> records);
+  // Deletes the unit results of these jobs (their job rows stay), in one transaction.
+  absl::Status DeleteResults(std::span<const std::string> job_ids);
+  // Deletes these jobs' rows and unit results and raises the stored max_deleted_seq to
+  // `max_seq`, in one transaction (all or nothing).
+  absl::Status DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq);
+  // Rows in the jobs and results tables (tests and diagnostics).
+  struct RowCounts {
+    int64_t jobs = 0, results = 0;
+  };
+  absl::StatusOr<RowCounts> CountRows();
   // Everything stored. See the file comment for corrupt rows.
   absl::StatusOr<StoreContents> Load();
 
@@ -125,6 +143,11 @@ class Store {
   absl::Status Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status InsertResult(const std::string& job_id, int64_t unit_index,
                             const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the `per_id` statements (each with one '?1' text parameter) for every id, then the
+  // statement `then` (no parameters; empty = none), all in one transaction.
+  absl::Status ForEachIdInTransaction(const char* what, std::initializer_list<const char*> per_id,
+                                      std::span<const std::string> ids, const std::string& then)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after Open.
   sqlite3* const db_;

@@ -344,5 +344,43 @@ TEST(StoreTest, RecoverOfAFileWithNothingReadableChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(path + ".recovered"));
 }
 
+TEST(StoreTest, DeleteJobsRemovesRowsAndResultsAndRemembersTheHighestSeq) {
+  const std::string path = TempFilePath("store_delete.db");
+  RemoveDb(path);
+  v1::WorkResult r;
+  r.add_losses(1.0);
+  {
+    auto s = Store::Open(path);
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (int i = 1; i <= 3; ++i) {
+      const std::string id = "job-00000" + std::to_string(i);
+      ASSERT_TRUE((*s)->PutJob(Job(id, i)).ok());
+      for (int u = 0; u < 4; ++u) ASSERT_TRUE((*s)->PutResult(id, u, r).ok());
+    }
+    const std::vector<std::string> results_of = {"job-000001"};
+    ASSERT_TRUE((*s)->DeleteResults(results_of).ok());
+    Store::RowCounts n = *(*s)->CountRows();
+    EXPECT_EQ(n.jobs, 3);
+    EXPECT_EQ(n.results, 8);
+    // The newest job goes: its seq must never be handed out again.
+    const std::vector<std::string> drop = {"job-000002", "job-000003"};
+    ASSERT_TRUE((*s)->DeleteJobs(drop, 3).ok());
+    n = *(*s)->CountRows();
+    EXPECT_EQ(n.jobs, 1);
+    EXPECT_EQ(n.results, 0);
+    // A lower seq later does not lower the mark.
+    const std::vector<std::string> none_left = {"job-000009"};
+    ASSERT_TRUE((*s)->DeleteJobs(none_left, 2).ok());
+  }
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok());
+  auto c = (*s)->Load();
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->jobs.size(), 1u);
+  EXPECT_EQ(c->jobs[0].id, "job-000001");
+  EXPECT_TRUE(c->results.empty());
+  EXPECT_EQ(c->max_deleted_seq, 3);
+}
+
 }  // namespace
 }  // namespace impq::coordinator

@@ -6,7 +6,9 @@
 //           [--job_file spec.json (JobSpec as protobuf JSON; flags given override it)] [--watch]
 //   status --job ID     watch --job ID     result --job ID [--json: the result document, the
 //           very JSON `impq run --json` writes]     cancel --job ID
-//   list                health
+//   list [--limit N] [--state S] [--page_size N]     health
+// Every string the server sends (names, errors, ...) is printed through EscapeControlChars: a
+// job name cannot drive the terminal.
 #include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -15,12 +17,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "cli/job_flags.h"
 #include "common/file_util.h"
 #include "common/token_file.h"
 #include "common/flags.h"
 #include "common/grpc_tls.h"
+#include "common/terminal_text.h"
 #include "impq/v1/services.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -38,8 +42,11 @@ void Prepare(grpc::ClientContext& ctx, const Global& g, bool deadline = true) {
   if (!g.token.empty()) ctx.AddMetadata("authorization", "Bearer " + g.token);
 }
 
+// What the server sent, safe to print (common/terminal_text.h).
+std::string Safe(const std::string& server_text) { return impq::EscapeControlChars(server_text); }
+
 int Fail(const grpc::Status& s) {
-  std::cerr << "impqctl: " << s.error_code() << " " << s.error_message() << "\n";
+  std::cerr << "impqctl: " << s.error_code() << " " << Safe(s.error_message()) << "\n";
   return 1;
 }
 
@@ -56,9 +63,10 @@ const char* StateName(impq::v1::JobState s) {
 }
 
 std::string Line(const impq::v1::JobStatus& s) {
-  return absl::StrFormat("%-12s %-11s %8d/%-8d units %d/%d %s%s", s.job_id(), StateName(s.state()),
-                         s.evaluations_done(), s.evaluations_total(), s.units_done(),
-                         s.units_total(), s.name(), s.error().empty() ? "" : " error: " + s.error());
+  return absl::StrFormat("%-12s %-11s %8d/%-8d units %d/%d %s%s", Safe(s.job_id()),
+                         StateName(s.state()), s.evaluations_done(), s.evaluations_total(),
+                         s.units_done(), s.units_total(), Safe(s.name()),
+                         s.error().empty() ? "" : " error: " + Safe(s.error()));
 }
 
 int Watch(ImpqService::Stub& stub, const Global& g, const std::string& id) {
@@ -79,7 +87,8 @@ int Watch(ImpqService::Stub& stub, const Global& g, const std::string& id) {
     const double frac = s.evaluations_total() > 0
                             ? static_cast<double>(s.evaluations_done()) / s.evaluations_total() : 0;
     const int width = 30, filled = static_cast<int>(frac * width);
-    std::fprintf(stderr, "\r%s %-10s [%s%s] %lld/%lld evals  %.1f/s  ETA %s   ", s.job_id().c_str(),
+    std::fprintf(stderr, "\r%s %-10s [%s%s] %lld/%lld evals  %.1f/s  ETA %s   ",
+                 Safe(s.job_id()).c_str(),
                  StateName(s.state()), std::string(filled, '#').c_str(),
                  std::string(width - filled, '.').c_str(),
                  static_cast<long long>(s.evaluations_done()),
@@ -90,8 +99,38 @@ int Watch(ImpqService::Stub& stub, const Global& g, const std::string& id) {
   std::fprintf(stderr, "\n");
   grpc::Status st = reader->Finish();
   if (!st.ok()) return Fail(st);
-  std::cout << id << " " << StateName(last) << "\n";
+  std::cout << Safe(id) << " " << StateName(last) << "\n";
   return last == impq::v1::JOB_STATE_DONE ? 0 : 1;
+}
+
+// `list`: every job, a page per call (the server caps a page at 1000 jobs), at most `limit`
+// (0: all) with `state` (UNSPECIFIED: all).
+int List(ImpqService::Stub& stub, const Global& g, int64_t limit, impq::v1::JobState state,
+         int64_t page_size) {
+  std::string token;
+  int64_t printed = 0;
+  do {
+    grpc::ClientContext ctx;
+    Prepare(ctx, g);
+    impq::v1::ListJobsRequest req;
+    int64_t want = page_size;
+    if (limit > 0) want = std::min(want, limit - printed);
+    req.set_page_size(static_cast<int32_t>(std::min<int64_t>(want, 1 << 30)));
+    req.set_page_token(token);
+    req.set_state(state);
+    impq::v1::ListJobsResponse resp;
+    if (grpc::Status st = stub.ListJobs(&ctx, req, &resp); !st.ok()) return Fail(st);
+    for (const auto& s : resp.jobs()) {
+      std::cout << Line(s) << "\n";
+      if (limit > 0 && ++printed >= limit) return 0;
+    }
+    if (!resp.next_page_token().empty() && (resp.next_page_token() == token || resp.jobs_size() == 0)) {
+      std::cerr << "impqctl: the server's next_page_token does not advance; stopping\n";
+      return 1;
+    }
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return 0;
 }
 
 int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool json) {
@@ -115,7 +154,7 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
   // With a width set (ModelInfo.width_bytes) v(∅) and v(N) are all-widest and all-narrowest.
   const bool ladder = r.model().width_bytes_size() > 0;
   std::cout << absl::StrFormat("job %s: %d permutations (%s), v(%s) = %.6f, v(%s) = %.6f\n\n",
-                               id, r.permutations_used(), r.stop_reason(),
+                               Safe(id), r.permutations_used(), Safe(r.stop_reason()),
                                ladder ? "all-widest" : "all-4", r.loss_all4(),
                                ladder ? "all-narrowest" : "all-2", r.loss_all2());
   // With a width set (JobSpec.widths) φ is per ladder step: steps_per_player rows a player.
@@ -125,7 +164,7 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
   std::cout << "| player | phi | SE |\n|---|---:|---:|\n";
   for (int i = 0; i < r.phi_size(); ++i) {
     const int p = i / steps_per_player;
-    std::string label = p < names ? r.model().player_names(p) : absl::StrCat(p);
+    std::string label = p < names ? Safe(r.model().player_names(p)) : absl::StrCat(p);
     if (steps_per_player > 1) absl::StrAppend(&label, " step ", i % steps_per_player);
     std::cout << absl::StrFormat("| %s | %.6f | %.6f |\n", label, r.phi(i), r.standard_error(i));
   }
@@ -190,7 +229,8 @@ int main(int argc, char** argv) {
   std::shared_ptr<grpc::Channel> channel = *std::move(channel_or);
   auto stub = ImpqService::NewStub(channel);
 
-  std::string job, job_file, name, request_id;
+  std::string job, job_file, name, request_id, state_name;
+  int64_t limit = 0, page_size = 1000;
   bool json = false, watch = false;
   impq::FlagSet f("impqctl " + cmd);
   impq::cli::JobFlags job_flags;  // `impq run`'s flag table
@@ -204,7 +244,13 @@ int main(int argc, char** argv) {
   } else if (cmd == "status" || cmd == "watch" || cmd == "result" || cmd == "cancel") {
     f.String("job", &job, "job id", /*required=*/true);
     if (cmd == "result") f.Bool("json", &json, "print the result as JSON");
-  } else if (cmd != "list" && cmd != "health") {
+  } else if (cmd == "list") {
+    f.Int("limit", &limit, "print at most N jobs, oldest first (0: all)");
+    f.String("state", &state_name,
+             "only jobs in this state: queued, estimating, solving, measuring, done, failed, "
+             "cancelled");
+    f.Int("page_size", &page_size, "jobs per ListJobs call (the coordinator caps it at 1000)");
+  } else if (cmd != "health") {
     std::cerr << "impqctl: unknown command '" << cmd << "'\n";
     return 2;
   }
@@ -251,7 +297,7 @@ int main(int argc, char** argv) {
     Prepare(ctx, g);
     impq::v1::SubmitJobResponse resp;
     if (grpc::Status st = stub->SubmitJob(&ctx, req, &resp); !st.ok()) return Fail(st);
-    std::cout << resp.job_id() << "\n";
+    std::cout << Safe(resp.job_id()) << "\n";
     return watch ? Watch(*stub, g, resp.job_id()) : 0;
   }
   if (cmd == "status") {
@@ -277,12 +323,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "list") {
-    grpc::ClientContext ctx;
-    Prepare(ctx, g);
-    impq::v1::ListJobsResponse resp;
-    if (grpc::Status st = stub->ListJobs(&ctx, impq::v1::ListJobsRequest(), &resp); !st.ok()) return Fail(st);
-    for (const auto& s : resp.jobs()) std::cout << Line(s) << "\n";
-    return 0;
+    impq::v1::JobState state = impq::v1::JOB_STATE_UNSPECIFIED;
+    if (!state_name.empty() &&
+        !impq::v1::JobState_Parse("JOB_STATE_" + absl::AsciiStrToUpper(state_name), &state)) {
+      std::cerr << "impqctl: --state '" << state_name << "' is not a job state\n";
+      return 2;
+    }
+    if (limit < 0 || page_size < 1) {
+      std::cerr << "impqctl: --limit must be >= 0 and --page_size >= 1\n";
+      return 2;
+    }
+    return List(*stub, g, limit, state, page_size);
   }
   // health: the standard grpc.health.v1 service.
   auto health = grpc::health::v1::Health::NewStub(channel);

@@ -293,8 +293,11 @@ TEST(ServiceClusterTest, TwoHundredConcurrentJobsFromTwentyClients) {
   auto list = [&] {
     grpc::ClientContext ctx;
     Auth(ctx);
+    v1::ListJobsRequest req;
+    req.set_page_size(1000);  // all 200 in one page (the default page is 100 jobs)
     v1::ListJobsResponse resp;
-    EXPECT_TRUE(stub->ListJobs(&ctx, v1::ListJobsRequest(), &resp).ok());
+    EXPECT_TRUE(stub->ListJobs(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.next_page_token().empty());
     return resp;
   };
   v1::ListJobsResponse all;
