@@ -185,7 +185,10 @@ absl::Status Coordinator::UnknownJob(const std::string& id) const {
   return absl::NotFoundError(absl::StrCat("job_id '", id, "' is unknown"));
 }
 
-absl::Status Coordinator::Persist(Job& job) { return store_->PutJob(job.rec); }
+absl::Status Coordinator::Persist(Job& job) {
+  job.rec.evaluations = job.evaluations_done;
+  return store_->PutJob(job.rec);
+}
 
 v1::JobStatus Coordinator::StatusOf(const Job& job) const {
   v1::JobStatus s;
@@ -1092,13 +1095,9 @@ absl::Status Coordinator::Restore(StoreContents contents) {
     if (!job->rec.spec.request_id().empty()) {
       request_ids_.emplace(job->rec.spec.request_id(), job->rec.id);
     }
+    // A finished job's units are not rebuilt: its count is the one stored with it.
+    if (job->terminal()) job->evaluations_done = job->rec.evaluations;
     for (v1::WorkResult& r : results[job->rec.id]) {
-      // A finished job's units are not rebuilt: count its evaluations from the results.
-      // (Digest: "kind:dataset:begin-end:..."; a split SEQUENCES coalition counts once.)
-      if (job->terminal()) {
-        const bool first_part = r.unit_digest().find(":0-") != std::string::npos;
-        job->evaluations_done += r.losses_size() + (first_part ? r.sequence_sums_size() : 0);
-      }
       if (!job->terminal()) job->stored.emplace(r.unit_index(), std::move(r));
     }
     if (!job->terminal() && job->rec.state != v1::JOB_STATE_QUEUED) {

@@ -247,6 +247,14 @@ TEST(CoordinatorTest, RestartReplaysTheJobWithoutEvaluatingAReportedUnitAgain) {
   // Every unit was executed once in all: the replay answered the reported ones from the store.
   EXPECT_EQ(executed_before + w.CalibrationEvaluations(), all_units);
   EXPECT_EQ(WithoutTimings(c->GetJob(id)->result.document()), InProcessDocument(Spec()));
+  // A finished job keeps its evaluation count across another restart (stored with its row).
+  const int64_t evaluations = c->GetJob(id)->status.evaluations_done();
+  EXPECT_GT(evaluations, 0);
+  c->Shutdown();
+  c.reset();
+  c = Open(path);
+  EXPECT_EQ(c->GetJob(id)->status.evaluations_done(), evaluations);
+  EXPECT_EQ(c->GetJob(id)->status.state(), v1::JOB_STATE_DONE);
 }
 
 TEST(CoordinatorTest, PoisonJobFailsWithTheWorkersErrorAndDoesNotStarveAGoodJob) {

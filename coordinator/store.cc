@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
@@ -85,6 +86,7 @@ absl::Status DecodeJob(sqlite3_stmt* st, StoredJob& j, bool* result_dropped) {
   j.finished_ms = sqlite3_column_int64(st, 6);
   const unsigned char* err = sqlite3_column_text(st, 7);
   j.error = err != nullptr ? reinterpret_cast<const char*>(err) : "";
+  j.evaluations = std::max<int64_t>(0, sqlite3_column_int64(st, 9));
   j.has_result = false;
   if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
     j.has_result = j.result.ParseFromString(ColumnBytes(st, 8));
@@ -93,6 +95,29 @@ absl::Status DecodeJob(sqlite3_stmt* st, StoredJob& j, bool* result_dropped) {
       *result_dropped = true;
       j.result.Clear();
       if (j.state == v1::JOB_STATE_DONE) j.state = v1::JOB_STATE_ESTIMATING;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Migrate(sqlite3* db) {
+  for (const char* table : {"jobs", "quarantine_jobs"}) {
+    Stmt st;
+    int rc = sqlite3_prepare_v2(db, absl::StrCat("PRAGMA table_info(", table, ")").c_str(), -1,
+                                &st.s, nullptr);
+    bool has = false;
+    while (rc == SQLITE_OK && sqlite3_step(st.s) == SQLITE_ROW) {
+      const unsigned char* name = sqlite3_column_text(st.s, 1);
+      has = has || (name != nullptr && std::string(reinterpret_cast<const char*>(name)) == "evaluations");
+    }
+    if (has) continue;
+    rc = sqlite3_exec(db,
+                      absl::StrCat("ALTER TABLE ", table,
+                                   " ADD COLUMN evaluations INTEGER NOT NULL DEFAULT 0")
+                          .c_str(),
+                      nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      return absl::InternalError(absl::StrCat("add ", table, ".evaluations: ", sqlite3_errmsg(db)));
     }
   }
   return absl::OkStatus();
@@ -164,6 +189,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::OpenDatabase(const std::string& pa
     }
   }
   RETURN_IF_ERROR(store->Exec(store_rows::kSchema));
+  RETURN_IF_ERROR(store_rows::Migrate(db));
   RETURN_IF_ERROR(store->Exec(
       "INSERT INTO meta(key, value) VALUES('incarnation', 1) "
       "ON CONFLICT(key) DO UPDATE SET value = value + 1"));
@@ -285,7 +311,7 @@ absl::Status Store::Prepare() {
   int rc = sqlite3_prepare_v2(
       db_,
       "INSERT OR REPLACE INTO jobs(id, seq, spec, state, submitted_ms, started_ms, finished_ms, "
-      "error, result) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+      "error, result, evaluations) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
       -1, &put_job_, nullptr);
   if (rc != SQLITE_OK) return Error("prepare PutJob", rc);
   rc = sqlite3_prepare_v2(
@@ -314,6 +340,7 @@ absl::Status Store::PutJob(const StoredJob& job) {
   } else {
     sqlite3_bind_null(st, 9);
   }
+  sqlite3_bind_int64(st, 10, job.evaluations);
   const int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);

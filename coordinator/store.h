@@ -58,6 +58,7 @@ struct StoredJob {
   std::string error;
   bool has_result = false;
   v1::JobResult result;  // final (DONE) result
+  int64_t evaluations = 0;  // evaluations done when the row was written (a finished job's count)
 };
 
 struct StoredResult {

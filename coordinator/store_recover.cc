@@ -192,6 +192,8 @@ absl::StatusOr<StoreRecoveryReport> RecoverStore(const std::string& path) {
     sqlite3* db;
     ~CloseDb() { sqlite3_close_v2(db); }
   } close_src{src};
+  // A store written before a column existed reads with its default (our copy only).
+  (void)store_rows::Migrate(src);
   for (const char* table : {"jobs", "results"}) {
     Stmt st;
     if (sqlite3_prepare_v2(src, absl::StrCat("SELECT 1 FROM ", table, " LIMIT 0").c_str(), -1,

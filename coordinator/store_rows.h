@@ -19,12 +19,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, spec BLOB NOT NULL, state INTEGER NOT NULL,
   submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
-  error TEXT NOT NULL, result BLOB);
+  error TEXT NOT NULL, result BLOB, evaluations INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS results (
   job_id TEXT NOT NULL, unit_index INTEGER NOT NULL, result BLOB NOT NULL,
   PRIMARY KEY (job_id, unit_index));
 CREATE TABLE IF NOT EXISTS quarantine_jobs (
-  id, seq, spec, state, submitted_ms, started_ms, finished_ms, error, result,
+  id, seq, spec, state, submitted_ms, started_ms, finished_ms, error, result, evaluations,
   reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine_results (
   job_id, unit_index, result, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL);
@@ -32,8 +32,8 @@ CREATE TABLE IF NOT EXISTS quarantine_results (
 
 // The columns a job row is read with, in the order DecodeJob expects (then `rowid`).
 inline constexpr const char* kJobColumns =
-    "id, seq, spec, state, submitted_ms, started_ms, finished_ms, error, result";
-inline constexpr int kJobColumnCount = 9;
+    "id, seq, spec, state, submitted_ms, started_ms, finished_ms, error, result, evaluations";
+inline constexpr int kJobColumnCount = 10;
 inline constexpr const char* kResultColumns = "job_id, unit_index, result";
 inline constexpr int kResultColumnCount = 3;
 
@@ -45,6 +45,10 @@ struct Stmt {
   Stmt& operator=(const Stmt&) = delete;
   ~Stmt() { sqlite3_finalize(s); }
 };
+
+// Adds the columns later versions introduced to the tables of a store written by an earlier
+// one (jobs.evaluations). Idempotent.
+absl::Status Migrate(sqlite3* db);
 
 // Decodes columns [0, kJobColumnCount) of `st` into `job`. Any content is safe: a NULL or
 // non-text id, an unparseable spec, an unknown state, a negative seq are errors naming the

@@ -163,6 +163,40 @@ TEST(StoreTest, TruncatedResultRecordIsQuarantinedAndCounted) {
   EXPECT_EQ(CountRows(path, "results"), 1);
 }
 
+// A store written before jobs.evaluations existed opens (the column is added) and keeps its
+// jobs; the count is stored from then on.
+TEST(StoreTest, StoreOfAnEarlierSchemaIsMigrated) {
+  const std::string path = TempFilePath("store_v0.db");
+  RemoveDb(path);
+  v1::JobSpec spec;
+  spec.set_permutations(3);
+  const std::string hex = [&] {
+    std::string out;
+    for (unsigned char c : spec.SerializeAsString()) out += "0123456789abcdef"[c >> 4], out += "0123456789abcdef"[c & 15];
+    return out;
+  }();
+  RawExec(path,
+          "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+          "CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, spec BLOB NOT "
+          "NULL, state INTEGER NOT NULL, submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT "
+          "NULL, finished_ms INTEGER NOT NULL, error TEXT NOT NULL, result BLOB);"
+          "INSERT INTO jobs VALUES('job-000001', 1, x'" + hex + "', 5, 1, 2, 3, '', NULL);");
+  auto s = Store::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto c = (*s)->Load();
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->jobs.size(), 1u);
+  EXPECT_EQ(c->jobs[0].spec.permutations(), 3);
+  EXPECT_EQ(c->jobs[0].evaluations, 0);
+  StoredJob j = c->jobs[0];
+  j.evaluations = 1234;
+  ASSERT_TRUE((*s)->PutJob(j).ok());
+  s->reset();
+  auto again = Store::Open(path);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->Load()->jobs[0].evaluations, 1234);
+}
+
 TEST(StoreTest, FirstStartCreatesTheStoreAndItsMarker) {
   const std::string path = TempFilePath("store_first.db");
   RemoveDb(path);
@@ -245,12 +279,13 @@ TEST(StoreTest, UndecodableJobRowsAreQuarantinedNotFatal) {
           "CREATE TABLE tmp AS SELECT * FROM jobs;"
           "DROP TABLE jobs;"
           "CREATE TABLE jobs (id TEXT, seq INTEGER, spec BLOB, state INTEGER, submitted_ms "
-          "INTEGER, started_ms INTEGER, finished_ms INTEGER, error TEXT, result BLOB);"
+          "INTEGER, started_ms INTEGER, finished_ms INTEGER, error TEXT, result BLOB, evaluations "
+          "INTEGER);"
           "INSERT INTO jobs SELECT * FROM tmp; DROP TABLE tmp;"
-          "INSERT INTO jobs VALUES(NULL, 7, x'', 1, 0, 0, 0, '', NULL);"
-          "INSERT INTO jobs VALUES('job-bad-spec', 8, x'ffffffff', 1, 0, 0, 0, '', NULL);"
-          "INSERT INTO jobs VALUES('job-bad-state', 9, x'', 77, 0, 0, 0, '', NULL);"
-          "INSERT INTO jobs VALUES('job-null-seq', NULL, x'', 1, 0, 0, 0, NULL, NULL);");
+          "INSERT INTO jobs VALUES(NULL, 7, x'', 1, 0, 0, 0, '', NULL, 0);"
+          "INSERT INTO jobs VALUES('job-bad-spec', 8, x'ffffffff', 1, 0, 0, 0, '', NULL, 0);"
+          "INSERT INTO jobs VALUES('job-bad-state', 9, x'', 77, 0, 0, 0, '', NULL, 0);"
+          "INSERT INTO jobs VALUES('job-null-seq', NULL, x'', 1, 0, 0, 0, NULL, NULL, 0);");
   auto s = Store::Open(path);
   ASSERT_TRUE(s.ok()) << s.status();
   auto c = (*s)->Load();

@@ -300,7 +300,7 @@ TEST(ServiceAttackTest, UndecodableStoreRowIsQuarantinedAndTheRestServed) {
     const int rc = sqlite3_exec(
         db,
         "CREATE TABLE t AS SELECT * FROM jobs; DROP TABLE jobs; ALTER TABLE t RENAME TO jobs;"
-        "INSERT INTO jobs VALUES(NULL, 99, x'08', 1, 0, 0, 0, NULL, NULL);",
+        "INSERT INTO jobs VALUES(NULL, 99, x'08', 1, 0, 0, 0, NULL, NULL, 0);",
         nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << (err != nullptr ? err : "");
     sqlite3_free(err);
