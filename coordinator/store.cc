@@ -165,8 +165,11 @@ absl::StatusOr<std::unique_ptr<Store>> Store::OpenDatabase(const std::string& pa
   const std::string recover_hint = absl::StrCat(
       "; to salvage its readable jobs run `impq-coordinator --recover --store ", path,
       "` (README: Store recovery)");
-  // The first statements touch the file header: a torn or foreign file fails here.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
+  // The first statements touch the file header: a torn or foreign file fails here. Pages
+  // freed by retention go back to the file system (incremental_vacuum after each deletion);
+  // auto_vacuum takes effect only on a new database (a store created earlier keeps its size).
+  for (const char* pragma : {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL",
+                             "PRAGMA synchronous=FULL"}) {
     if (absl::Status s = store->Exec(pragma); !s.ok()) {
       if (s.code() != absl::StatusCode::kDataLoss) return s;
       return absl::DataLossError(absl::StrCat(s.message(), recover_hint));
@@ -419,6 +422,8 @@ absl::Status Store::ForEachIdInTransaction(const char* what,
     if (absl::Status s = Exec(then.c_str()); !s.ok()) return fail(s);
   }
   if (absl::Status s = Exec("COMMIT"); !s.ok()) return fail(s);
+  // Gives the freed pages back (the file shrinks at the next checkpoint); best effort.
+  if (absl::Status s = Exec("PRAGMA incremental_vacuum"); !s.ok()) IMPQ_LOG(WARNING) << s.message();
   return absl::OkStatus();
 }
 
