@@ -4,8 +4,6 @@
 // leases belong to their worker; bad specs and results are refused naming the field.
 #include "coordinator/coordinator.h"
 
-#include <sqlite3.h>
-
 #include <atomic>
 #include <limits>
 #include <set>
@@ -14,6 +12,7 @@
 #include "common/test_paths.h"
 #include "coordinator/in_process_worker_client.h"
 #include "coordinator/test_game.h"
+#include "coordinator/test_sqlite.h"
 #include "gtest/gtest.h"
 #include "worker/engine/spec_options.h"
 #include "worker/service/worker_loop.h"
@@ -418,21 +417,6 @@ std::unique_ptr<Coordinator> OpenBounded(const std::string& path, RetentionPolic
   return c.ok() ? *std::move(c) : nullptr;
 }
 
-// Rows of a query on the store file, read through a connection of its own.
-int64_t StoreRows(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  int64_t n = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      n = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(db);
-  return n;
-}
 
 void RemoveStore(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());

@@ -8,6 +8,7 @@
 
 #include "common/test_paths.h"
 #include "coordinator/store_recover.h"
+#include "coordinator/test_sqlite.h"
 #include "gtest/gtest.h"
 
 namespace impq::coordinator {
@@ -27,29 +28,12 @@ void RemoveDb(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm", ".id"}) std::remove((path + suffix).c_str());
 }
 
-// Runs `sql` on the file directly (as a damaged disk or a hand edit would change it).
 void RawExec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
+  EXPECT_EQ(StoreExec(path, sql), "") << sql;
 }
 
 int64_t CountRows(const std::string& path, const std::string& table) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return -1;
-  sqlite3_stmt* st = nullptr;
-  int64_t n = -1;
-  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &st, nullptr) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    n = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
+  return StoreRows(path, "SELECT count(*) FROM " + table);
 }
 
 // A store of `jobs` jobs, each with `results` unit results, checkpointed into the main file

@@ -8,8 +8,6 @@
 //  - the store deleted, emptied, scribbled on, unlinked under a running coordinator, or
 //    holding an undecodable row: a refusal that names the way out (--new_store, --recover),
 //    a salvage that keeps the jobs, a quarantine; never a silent empty store or a crash.
-#include <sqlite3.h>
-
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -18,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "coordinator/test_sqlite.h"
 #include "gtest/gtest.h"
 #include "tests/service/service_test_util.h"
 
@@ -294,17 +293,11 @@ TEST(ServiceAttackTest, UndecodableStoreRowIsQuarantinedAndTheRestServed) {
   {
     // A row no coordinator wrote: NULL id (the schema's NOT NULL bypassed by rebuilding the
     // table without it, as a hand edit or another tool could).
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir + "/c.db").c_str(), &db), SQLITE_OK);
-    char* err = nullptr;
-    const int rc = sqlite3_exec(
-        db,
-        "CREATE TABLE t AS SELECT * FROM jobs; DROP TABLE jobs; ALTER TABLE t RENAME TO jobs;"
-        "INSERT INTO jobs VALUES(NULL, 99, x'08', 1, 0, 0, 0, NULL, NULL, 0);",
-        nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << (err != nullptr ? err : "");
-    sqlite3_free(err);
-    sqlite3_close(db);
+    EXPECT_EQ(coordinator::StoreExec(
+                  dir + "/c.db",
+                  "CREATE TABLE t AS SELECT * FROM jobs; DROP TABLE jobs; ALTER TABLE t RENAME TO "
+                  "jobs; INSERT INTO jobs VALUES(NULL, 99, x'08', 1, 0, 0, 0, NULL, NULL, 0);"),
+              "");
   }
   CoordinatorProcess c = StartCoordinator(dir);
   ASSERT_GT(c.grpc_port, 0) << "see " << dir << "/coordinator.log";

@@ -4,7 +4,6 @@
 // control characters kept off the terminal (refused in job names by the coordinator, escaped
 // by impqctl whatever a server sends).
 #include <grpcpp/grpcpp.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/test_paths.h"
+#include "coordinator/test_sqlite.h"
 #include "gtest/gtest.h"
 #include "impq/v1/services.grpc.pb.h"
 #include "tests/service/service_test_util.h"
@@ -329,20 +329,6 @@ TEST(ServiceBoundsTest, ImpqctlListPagesThroughEveryJob) {
   EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
 }
 
-int64_t StoreRows(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  int64_t n = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      n = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(db);
-  return n;
-}
 
 // --retain_finished_jobs: the oldest finished jobs leave the coordinator and its store file,
 // stay gone after a restart, and their ids say why; a name with control characters is refused.
@@ -386,8 +372,8 @@ TEST(ServiceBoundsTest, RetentionOfFinishedJobsAcrossARestart) {
   stub.reset();
   EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
   const std::string db = dir + "/c.db";
-  EXPECT_EQ(StoreRows(db, "SELECT count(*) FROM jobs"), 3);
-  EXPECT_EQ(StoreRows(db, "SELECT count(*) FROM jobs WHERE id IN ('" + ids[0] + "', '" + ids[1] + "')"), 0);
+  EXPECT_EQ(coordinator::StoreRows(db, "SELECT count(*) FROM jobs"), 3);
+  EXPECT_EQ(coordinator::StoreRows(db, "SELECT count(*) FROM jobs WHERE id IN ('" + ids[0] + "', '" + ids[1] + "')"), 0);
   // Restarted: the same three jobs; the removed ids stay removed, and are not handed out again.
   CoordinatorProcess again = StartCoordinator(dir, "127.0.0.1:0", flags);
   ASSERT_GT(again.grpc_port, 0);
