@@ -1181,6 +1181,9 @@ TEST_F(GpuKernelTest, RtnQuantizeIsBitIdenticalToRtnQuantizer) {
   cases.push_back({4, 257, 4096, 64});  // a realistic layer slice, many warps per block
   cases.push_back({2, 64, 11008, 128});
   cases.push_back({2, 3, 1000, 1000});  // one group larger than a warp's 32 lanes many times
+  cases.push_back({3, 64, 4096, 64});   // 3 and 8 bits on a realistic slice (issue 23)
+  cases.push_back({3, 9, 1001, 128});   // 3 bits, a row ending inside a byte
+  cases.push_back({8, 64, 4096, 64});
   for (const RtnCase& tc : cases) {
     SCOPED_TRACE(testing::Message() << tc.bits << " bits " << tc.rows << "x" << tc.cols << " G"
                                     << tc.group);
