@@ -36,6 +36,5 @@ ldd "${bins[@]}" | awk '/=> \//{print $1, $3}' | sort -u | while read -r name pa
 done
 for f in stories260K.bin tok512.bin tinystories_v2_valid_100.txt tinystories_valid_a.txt; do cp "$data/$f" "$stage/data/"; done
 mkdir -p "$root/.dev"
-grep -qx '/.dev/' "$root/.git/info/exclude" 2>/dev/null || echo '/.dev/' >>"$root/.git/info/exclude"
 tar -C "$stage" -cJf "$root/.dev/impq-gpu.tar.xz" .
 ls -la "$root/.dev/impq-gpu.tar.xz"

@@ -58,7 +58,8 @@ echo "|---|---|---|" >>"$summary"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   step gpu_test "${TEST_S:-120}" "$out/gpu_test.log" \
     "$work/bin/gpu_test" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER}
-  grep -E '^\[  (FAILED|PASSED|SKIPPED) |tests ran' "$out/gpu_test.log" | head -40
+  grep -E '^\[  FAILED  \]|^\[  PASSED  \]|^\[  SKIPPED \] [0-9]+ test|tests? from .* ran' \
+    "$out/gpu_test.log" | head -40
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   step "gpu_bench widths 2,4" "${BENCH_S:-180}" "$out/gpu_bench.log" \
