@@ -10,6 +10,7 @@
 // so its api().model_set_linear_rtn_widths stays null.
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 
 #include "worker/gpu/gpu_api.h"
 
@@ -39,8 +40,14 @@ ImpqGpuApi MakeApi() {
   api.device_count = DeviceCount;
   api.device_info = DeviceInfo;
   // Every other entry point: no device behind it. A captureless generic lambda converts to
-  // each entry point's function-pointer type.
-  const auto no_device = [](auto...) { return IMPQ_GPU_ENODEVICE; };
+  // each entry point's function-pointer type; its last argument is the ImpqGpuError*.
+  const auto no_device = [](auto... args) {
+    ImpqGpuError* err = std::get<sizeof...(args) - 1>(std::tie(args...));
+    if (err != nullptr) {
+      std::snprintf(err->message, sizeof(err->message), "fake version-1 plugin: no device");
+    }
+    return IMPQ_GPU_ENODEVICE;
+  };
   api.kernel_rtn_quantize = no_device;
   api.kernel_pack = no_device;
   api.kernel_unpack = no_device;
