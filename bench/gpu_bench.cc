@@ -534,7 +534,9 @@ int Main(int argc, char** argv) {
       "| shape | widths | evaluations / permutation | s / permutation (1 GPU) |",
       static_cast<long long>(permutations), scaling->Efficiency(),
       static_cast<long long>(scaling->workers), scaling->speedup);
-  for (int64_t g : gpus) std::printf(" %lld GPU%s hours |", static_cast<long long>(g), g > 1 ? "s" : "");
+  for (int64_t g : gpus) {
+    std::printf(" %lld GPU%s hours |", static_cast<long long>(g), g > 1 ? "s" : "");
+  }
   std::printf("\n|---|---|---:|---:|");
   for (size_t i = 0; i < gpus.size(); ++i) std::printf("---:|");
   std::printf("\n");
