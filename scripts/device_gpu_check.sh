@@ -21,8 +21,8 @@
 # 8-GPU projection uses: take it from cluster_bench's table in the README (2 workers), or
 # measure it again with build/bench/cluster_bench. Optional: SHAPES (default 1b,8b),
 # GPU_TEST_FILTER, SKIP_TESTS=1, SKIP_BENCH=1, SKIP_WIDTHS=1, SERVICE=1, and the step limits in
-# seconds TEST_S (120), BENCH_S (180), WIDTHS_S (130), SERVICE_S (60): 430 s with SERVICE
-# off, plus ~15 s to unpack.
+# seconds TEST_S (120), BENCH_S (180), WIDTHS_S (130), SERVICE_S (30): 430 s with SERVICE
+# off, 460 s with it, plus ~15 s to unpack.
 #
 # Results under $OUT (or ./gpu-check-out), at most 7 files (the device tool brings back 8):
 # gpu.txt, gpu_test.log, gpu_bench.log, gpu_bench_widths.log, service_widths.log (SERVICE=1),
@@ -72,7 +72,7 @@ if [ "${SKIP_WIDTHS:-0}" != 1 ]; then
 fi
 if [ "${SERVICE:-0}" = 1 ]; then
   svc="$(mktemp -d)"
-  step "service --widths 2,3,4,8 (gpu worker)" "${SERVICE_S:-60}" "$svc/run.log" \
+  step "service --widths 2,3,4,8 (gpu worker)" "${SERVICE_S:-30}" "$svc/run.log" \
     env OUT="$svc" DEVICES=gpu WIDTHS=2,3,4,8 "$root/scripts/device_service_check.sh"
   for f in "$svc"/*; do echo "== $(basename "$f")"; cat "$f"; done >"$out/service_widths.log"
 fi
