@@ -21,7 +21,7 @@
 # 8-GPU projection uses: take it from cluster_bench's table in the README (2 workers), or
 # measure it again with build/bench/cluster_bench. Optional: SHAPES (default 1b,8b),
 # GPU_TEST_FILTER, SKIP_TESTS=1, SKIP_BENCH=1, SKIP_WIDTHS=1, SERVICE=1, and the step limits in
-# seconds TEST_S (120), BENCH_S (180), WIDTHS_S (130), SERVICE_S (30): 430 s with SERVICE
+# seconds TEST_S (100), BENCH_S (200), WIDTHS_S (115), SERVICE_S (45): 415 s with SERVICE
 # off, 460 s with it, plus ~15 s to unpack.
 #
 # Results under $OUT (or ./gpu-check-out), at most 7 files (the device tool brings back 8):
@@ -56,24 +56,25 @@ step() {  # step NAME LIMIT_S LOG CMD...: runs CMD under `timeout`, its output i
 echo "| step | result | time |" >>"$summary"
 echo "|---|---|---|" >>"$summary"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  step gpu_test "${TEST_S:-120}" "$out/gpu_test.log" \
+  step gpu_test "${TEST_S:-100}" "$out/gpu_test.log" \
     "$work/bin/gpu_test" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER}
   grep -E '^\[  FAILED  \]|^\[  PASSED  \]|^\[  SKIPPED \] [0-9]+ test|tests? from .* ran' \
     "$out/gpu_test.log" | head -40
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  step "gpu_bench widths 2,4" "${BENCH_S:-180}" "$out/gpu_bench.log" \
+  step "gpu_bench widths 2,4" "${BENCH_S:-200}" "$out/gpu_bench.log" \
     "$work/bin/gpu_bench" --scaling "$SCALING" --shapes "${SHAPES:-1b,8b}" --widths 2,4
 fi
 if [ "${SKIP_WIDTHS:-0}" != 1 ]; then
-  step "gpu_bench 8b widths 2,3,4,8" "${WIDTHS_S:-130}" "$out/gpu_bench_widths.log" \
+  step "gpu_bench 8b widths 2,3,4,8" "${WIDTHS_S:-115}" "$out/gpu_bench_widths.log" \
     "$work/bin/gpu_bench" --scaling "$SCALING" --shapes 8b --widths 2,3,4,8 \
     --walk_steps "${WIDTHS_WALK_STEPS:-48}" --block_walks 1 --iters 3
 fi
 if [ "${SERVICE:-0}" = 1 ]; then
   svc="$(mktemp -d)"
-  step "service --widths 2,3,4,8 (gpu worker)" "${SERVICE_S:-30}" "$svc/run.log" \
-    env OUT="$svc" DEVICES=gpu WIDTHS=2,3,4,8 "$root/scripts/device_service_check.sh"
+  step "service --widths 2,3,4,8 (gpu worker)" "${SERVICE_S:-45}" "$svc/run.log" \
+    env OUT="$svc" DEVICES=gpu WIDTHS=2,3,4,8 HELDOUT_DOCS=50 WORKER_THREADS=8 \
+      "$root/scripts/device_service_check.sh"
   for f in "$svc"/*; do echo "== $(basename "$f")"; cat "$f"; done >"$out/service_widths.log"
 fi
 echo "| total | | $((SECONDS - start_all)) s |" | tee -a "$summary"

@@ -4,7 +4,8 @@
 # --device cpu. Prints both results (Shapley values and allocations) so that they can be
 # compared; the GPU evaluates in bf16 (kernels.cuh), the CPU in f32, so values differ by the
 # bf16 contract's rounding while the allocations should agree. Logs go to $OUT.
-# DEVICES (default "gpu cpu") picks the workers; WIDTHS (e.g. 2,3,4,8; default: the job's
+# DEVICES (default "gpu cpu") picks the workers, WORKER_THREADS (default 1) their CPU threads,
+# HELDOUT_DOCS (default 500) the held-out documents measured; WIDTHS (e.g. 2,3,4,8; default: the job's
 # default 2,4) makes it a width-set job, which a GPU worker evaluates on the GPU (plugin API
 # version 2; the worker's log names the plugin version).
 set -uo pipefail
@@ -24,7 +25,7 @@ ctl=("$work/bin/impqctl" --server "127.0.0.1:$port" --token_file "$work/token.tx
 rc=0
 for device in ${DEVICES:-gpu cpu}; do
   "$work/bin/impq-worker" --coordinator "127.0.0.1:$port" --token_file "$work/token.txt" \
-    --device "$device" >"$out/worker_$device.log" 2>&1 &
+    --device "$device" --threads "${WORKER_THREADS:-1}" >"$out/worker_$device.log" 2>&1 &
   worker=$!
   sleep 2
   if ! kill -0 "$worker" 2>/dev/null; then
@@ -32,9 +33,10 @@ for device in ${DEVICES:-gpu cpu}; do
   fi
   start=$(date +%s%N)
   timeout 600 "${ctl[@]}" submit --model "$data/stories260K.bin" --tokenizer "$data/tok512.bin" \
-    --calib "$data/tinystories_v2_valid_100.txt" --calib_docs 50 --players module \
-    --permutations 4 --antithetic --bits 2.5,3.0 ${WIDTHS:+--widths "$WIDTHS"} --watch \
-    >"$out/job_$device.txt" 2>&1 || rc=1
+    --calib-text "$data/tinystories_v2_valid_100.txt" --calib-docs 50 \
+    --heldout-text "$data/tinystories_valid_a.txt" --heldout-docs "${HELDOUT_DOCS:-500}" \
+    --players module --permutations 4 --antithetic --budgets 2.5,3.0 \
+    ${WIDTHS:+--widths "$WIDTHS"} --watch >"$out/job_$device.txt" 2>&1 || rc=1
   end=$(date +%s%N)
   echo "== $device worker: job took $(( (end - start) / 1000000 )) ms"
   job="$(grep -o 'job-[0-9]*' "$out/job_$device.txt" | head -1)"
