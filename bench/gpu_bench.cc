@@ -531,20 +531,22 @@ int Main(int argc, char** argv) {
   std::printf(
       "\n%lld permutations with block players, from the measured block walks; more than one "
       "GPU at the service's measured parallel efficiency %.3f (--scaling %lld:%.3f):\n\n"
-      "| shape | widths | evaluations / permutation | s / permutation (1 GPU) |",
+      "| shape | widths | calibration seqs x tokens | evaluations / permutation | "
+      "s / permutation (1 GPU) |",
       static_cast<long long>(permutations), scaling->Efficiency(),
       static_cast<long long>(scaling->workers), scaling->speedup);
   for (int64_t g : gpus) {
     std::printf(" %lld GPU%s hours |", static_cast<long long>(g), g > 1 ? "s" : "");
   }
-  std::printf("\n|---|---|---:|---:|");
+  std::printf("\n|---|---|---:|---:|---:|");
   for (size_t i = 0; i < gpus.size(); ++i) std::printf("---:|");
   std::printf("\n");
   for (const Result& r : results) {
     const Walk& wk = r.walks[1];
     const double per_walk = wk.seconds / wk.walks;
-    std::printf("| %s | %s | %d | %.1f |", r.shape.c_str(), absl::StrJoin(widths, ",").c_str(),
-                wk.steps / wk.walks, per_walk);
+    std::printf("| %s | %s | %lld x %lld | %d | %.1f |", r.shape.c_str(),
+                absl::StrJoin(widths, ",").c_str(), static_cast<long long>(seqs),
+                static_cast<long long>(tokens), wk.steps / wk.walks, per_walk);
     for (int64_t g : gpus) {
       std::printf(" %.2f |", bench::ProjectedSeconds(per_walk, permutations, g, *scaling) / 3600);
     }
