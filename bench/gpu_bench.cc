@@ -1,24 +1,39 @@
 // gpu_bench: how fast is the whole-model loss on the GPU, against cuBLAS's own bf16 GEMM peak
-// measured in the same run, and how much block work does prefix reuse save along a walk?
+// measured in the same run, how much does prefix reuse save along walks, and how long would
+// the paper's job (100 permutations of Llama-3.1-8B with block players) take on 1 and 8 GPUs?
 //
 // For synthetic models with the shapes of Llama-3.2-1B and Llama-3.1-8B (random weights, RTN
-// 2- and 4-bit variants quantized on the device from host f32 generated one module at a time)
-// it evaluates `--seqs` sequences of `--tokens` random tokens (every position scored):
-//   1. full evaluations (prefix cache off): wall time, tokens/s, achieved TFLOP/s, where
+// variants at each of --widths quantized on the device from host f32 generated one module at
+// a time: model_set_linear_rtn_widths) it evaluates `--seqs` sequences of `--tokens` random
+// tokens (every position scored):
+//   1. full evaluations (prefix cache off; all-widest, all-narrowest and a random mix): wall
+//      time per evaluation, tokens/s, achieved TFLOP/s of the WHOLE evaluation (embedding,
+//      norms, attention, head, NLL and the host round trip included), where
 //        FLOPs = 2 · linear params · tokens                      (the seven GEMMs per block)
 //              + layers · seqs · 4 · (T²/2) · q_dim              (causal q·k and p·v)
 //              + 2 · dim · vocab · scored tokens                 (the output head)
 //      against cuBLAS bf16 GEMM throughput (api.bench_gemm_tflops) at 8192³ and at the model's
 //      own GEMM shapes (rows = the plugin's batch of 8192 rows; the head at its chunk rows),
 //      combined into one "model-shape peak" = Σ flops / Σ (flops / peak) over one evaluation;
-//   2. a permutation walk with module players (all 4-bit, then one module at 2 bits per step)
-//      with the prefix cache on: the saved fraction of block evaluations, the walk's time, and
-//      whether the walk's losses are bit-identical to full evaluations (three steps re-run
-//      with the cache off).
-// Prints Markdown tables. Without a CUDA device (or plugin) it says why and exits 0.
+//   2. permutation walks with the prefix cache on (solver/width_ladder.h: from all-widest to
+//      all-narrowest, one player one rung per step), with module players (`--walk_steps` of
+//      the walk) and with block players (`--block_walks` whole walks, the paper's players):
+//      the saved fraction of block evaluations, seconds per step, the speed-up of a step over
+//      a full evaluation, and whether the walk's losses are bit-identical to full evaluations
+//      (three steps of the module walk re-run with the cache off);
+//   3. the projection (bench/gpu_projection.h): 100 permutations (`--permutations`) of block
+//      players on 1 GPU from the measured block walks, and on `--gpus` GPUs with the service's
+//      measured parallel efficiency (`--scaling W:S`, required: e.g. cluster_bench's 2-worker
+//      speed-up, README "The whole job across worker processes").
+// Prints Markdown tables (the device's name first).
 //
-//   build/bench/gpu_bench [--shapes 1b,8b] [--seqs 8] [--tokens 2048] [--iters 3]
-//                         [--walk_steps 0 (= the whole walk)] [--device 0]
+//   build/bench/gpu_bench --scaling W:S [--shapes 1b,8b] [--widths 2,4] [--seqs 8]
+//                         [--tokens 2048] [--iters 3] [--walk_steps 0 (= the whole walk)]
+//                         [--block_walks 2] [--permutations 100] [--gpus 1,8] [--device 0]
+//
+// Exit codes: 0 every shape ran; 1 a shape failed (its error is printed); 2 bad flags;
+// 77 skipped: no CUDA plugin, no device, or a plugin too old for --widths (the reason is
+// printed; 77 is the "skipped" code of automake and CTest's SKIP_RETURN_CODE convention).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,11 +46,16 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/gpu_projection.h"
 #include "common/flags.h"
+#include "common/logging.h"
 #include "common/rng.h"
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 #include "worker/forward/rope.h"
 #include "worker/gpu/gpu_api.h"
 #include "worker/gpu/gpu_runtime.h"
@@ -93,20 +113,63 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+constexpr int kExitSkipped = 77;
+
+// One permutation walk's figures.
+struct Walk {
+  std::string players;  // "module" / "block"
+  int n_players = 0, walks = 0, steps = 0;  // steps: evaluations over all walks
+  double seconds = 0;                       // wall time of all steps
+  double saved = 0;                         // saved fraction of block evaluations
+  int64_t cache_bytes = 0, cached = 0;
+  bool identical = true;
+  int identical_checked = 0;  // steps re-run with the cache off (module walk only)
+};
+
 struct Result {
   std::string shape;
   double linear_params = 0, setup_s = 0, eval_s = 0, tokens_per_s = 0, tflops = 0;
   double peak_square = 0, peak_model = 0;
   std::vector<std::string> gemm_rows;  // the per-shape GEMM table
-  int players = 0, steps = 0;
-  double saved = -1, walk_s = 0, identical_checked = 0;
-  bool identical = true;
-  int64_t cache_bytes = 0, cached = 0;
+  std::vector<Walk> walks;             // module walk, block walks
 };
 
+// The plugin's variant table with player p (covering `per_player` consecutive modules of
+// layer-major order: 1 for module players, 7 for block players) at bits[p].
+std::vector<uint8_t> VariantsOfBits(const std::vector<int>& bits, int per_player) {
+  std::vector<uint8_t> v(bits.size() * static_cast<size_t>(per_player));
+  for (size_t p = 0; p < bits.size(); ++p) {
+    for (int j = 0; j < per_player; ++j) {
+      v[p * per_player + j] = static_cast<uint8_t>(impq_gpu_variant_of_bits(bits[p]));
+    }
+  }
+  return v;
+}
+
+// The bits per player of every step of walks [0, walks) of the widths' ladder over n players
+// (for two widths: SeededPermutationSampler's walks, all-wider to all-narrower).
+std::vector<std::vector<int>> WalkBits(int n, const std::vector<int>& widths, uint64_t seed,
+                                       int walks, int64_t max_steps) {
+  auto ladder = solver::WidthLadder::Create(n, widths);
+  IMPQ_CHECK(ladder.ok()) << ladder.status();  // widths validated by Main
+  const solver::LadderPermutationSampler sampler(*ladder, seed, false);
+  std::vector<std::vector<int>> out;
+  for (int k = 0; k < walks; ++k) {
+    std::vector<solver::Coalition> walk = solver::WalkCoalitions(sampler.Get(k));
+    if (max_steps > 0 && static_cast<size_t>(max_steps) < walk.size()) walk.resize(max_steps);
+    for (const solver::Coalition& q : walk) {
+      auto bits = ladder->BitsOf(q);
+      IMPQ_CHECK(bits.ok()) << bits.status();
+      out.push_back(*std::move(bits));
+    }
+  }
+  return out;
+}
+
 // Everything for one shape; false when it could not run (message printed).
-bool RunShape(GpuRuntime& rt, int device, const Shape& s, int64_t seqs, int64_t T, int64_t iters,
-              int64_t walk_steps, Result* out) {
+bool RunShape(GpuRuntime& rt, int device, const Shape& s, const std::vector<int>& widths,
+              int64_t seqs, int64_t T, int64_t iters, int64_t walk_steps, int64_t block_walks,
+              Result* out) {
   const ImpqGpuApi& api = rt.api();
   Check ok{api};
   ImpqGpuError err{};
@@ -169,6 +232,8 @@ bool RunShape(GpuRuntime& rt, int device, const Shape& s, int64_t seqs, int64_t 
   std::unique_ptr<ImpqGpuModel, void (*)(ImpqGpuModel*)> m(raw, api.model_destroy);
   embedding = {};
 
+  unsigned mask = 0;
+  for (int b : widths) mask |= IMPQ_GPU_WIDTH_MASK(b);
   std::vector<float> w;
   for (int l = 0; l < L; ++l) {
     for (int k = 0; k < model::kNumLinear; ++k) {
@@ -176,10 +241,13 @@ bool RunShape(GpuRuntime& rt, int device, const Shape& s, int64_t seqs, int64_t 
       w.resize(static_cast<size_t>(c.LinearRows(kind) * c.LinearCols(kind)));
       FillRandom(w, DeriveSeed(100 + l, k), 0.02f);
       r.linear_params += static_cast<double>(w.size());
-      if (!ok(api.model_set_linear_rtn(m.get(), l, k, w.data(), 64, 0, &err), err,
-              s.name + ": model_set_linear_rtn")) {
-        return false;
-      }
+      // A version-1 plugin has no model_set_linear_rtn_widths; Main let it through only for
+      // widths {2, 4}, which its model_set_linear_rtn quantizes.
+      const int rc = api.model_set_linear_rtn_widths != nullptr
+                         ? api.model_set_linear_rtn_widths(m.get(), l, k, w.data(), 64, mask, 0,
+                                                           &err)
+                         : api.model_set_linear_rtn(m.get(), l, k, w.data(), 64, 0, &err);
+      if (!ok(rc, err, s.name + ": model_set_linear_rtn_widths")) return false;
     }
   }
   w = {};
@@ -197,17 +265,20 @@ bool RunShape(GpuRuntime& rt, int device, const Shape& s, int64_t seqs, int64_t 
         api.model_set_eval(m.get(), tokens.data(), offsets.data(), seqs, begin.data(), cache, &err),
         err, s.name + ": model_set_eval");
   };
-  const size_t nv = static_cast<size_t>(L) * model::kNumLinear;
-  std::vector<uint8_t> all4(nv, IMPQ_GPU_VARIANT_4BIT), all2(nv, IMPQ_GPU_VARIANT_2BIT), mixed(nv);
-  for (size_t i = 0; i < nv; ++i)
-    mixed[i] = rng.Below(2) ? IMPQ_GPU_VARIANT_2BIT : IMPQ_GPU_VARIANT_4BIT;
+  const int n_modules = L * model::kNumLinear;
+  const size_t nv = static_cast<size_t>(n_modules);
+  std::vector<int> mixed_bits(nv);
+  for (int& b : mixed_bits) b = widths[rng.Below(widths.size())];
+  const std::vector<uint8_t> widest = VariantsOfBits(std::vector<int>(nv, widths.back()), 1);
+  const std::vector<uint8_t> narrowest = VariantsOfBits(std::vector<int>(nv, widths.front()), 1);
+  const std::vector<uint8_t> mixed = VariantsOfBits(mixed_bits, 1);
   std::vector<double> sums(static_cast<size_t>(seqs));
 
   // 1. Full evaluations.
   if (!set_eval(0)) return false;
-  if (!ok(api.model_evaluate(m.get(), all4.data(), sums.data(), &err), err, "warm-up"))
+  if (!ok(api.model_evaluate(m.get(), widest.data(), sums.data(), &err), err, "warm-up"))
     return false;
-  const std::vector<uint8_t>* assignments[] = {&all4, &all2, &mixed};
+  const std::vector<uint8_t>* assignments[] = {&widest, &narrowest, &mixed};
   const auto t_eval = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < iters; ++i) {
     if (!ok(api.model_evaluate(m.get(), assignments[i % 3]->data(), sums.data(), &err), err,
@@ -260,81 +331,118 @@ bool RunShape(GpuRuntime& rt, int device, const Shape& s, int64_t seqs, int64_t 
   }
   r.peak_model = f_sum / t_sum;
 
-  // 2. A permutation walk with prefix reuse.
-  const int n_players = L * model::kNumLinear;
-  r.players = n_players;
-  std::vector<solver::Coalition> walk =
-      solver::WalkCoalitions(solver::SeededPermutationSampler(n_players, 11, false).Get(0));
-  if (walk_steps > 0 && static_cast<size_t>(walk_steps) < walk.size()) walk.resize(walk_steps);
-  r.steps = static_cast<int>(walk.size());
-  auto variants_of = [&](const solver::Coalition& q) {
-    std::vector<uint8_t> v(nv);
-    for (size_t i = 0; i < nv; ++i) v[i] = q[i] ? IMPQ_GPU_VARIANT_2BIT : IMPQ_GPU_VARIANT_4BIT;
-    return v;
+  // 2. Permutation walks with prefix reuse: module players, then block players (7 modules
+  // each). Each walk set starts from a fresh cache (model_set_eval), so its first step is a
+  // full evaluation, as the first step of every walk of a job is.
+  auto run_walks = [&](const char* players, int per_player, int walks, int64_t max_steps,
+                       bool check_identity, Walk* wk) {
+    const int n = n_modules / per_player;
+    wk->players = players;
+    wk->n_players = n;
+    wk->walks = walks;
+    const std::vector<std::vector<int>> steps = WalkBits(n, widths, 11, walks, max_steps);
+    wk->steps = static_cast<int>(steps.size());
+    if (!set_eval(int64_t{1} << 40)) return false;  // the plugin caps it by free memory
+    std::vector<std::vector<double>> walk_sums;
+    const auto t_walk = std::chrono::steady_clock::now();
+    for (const std::vector<int>& bits : steps) {
+      if (!ok(api.model_evaluate(m.get(), VariantsOfBits(bits, per_player).data(), sums.data(),
+                                 &err),
+              err, std::string(players) + " walk model_evaluate")) {
+        return false;
+      }
+      if (check_identity) walk_sums.push_back(sums);
+    }
+    wk->seconds = Seconds(t_walk);
+    ImpqGpuEvalStats st{};
+    if (!ok(api.model_stats(m.get(), &st, &err), err, "model_stats")) return false;
+    wk->saved = st.block_evals_full > 0
+                    ? 1.0 - static_cast<double>(st.block_evals_done) / st.block_evals_full
+                    : 0.0;
+    wk->cache_bytes = st.cache_bytes;
+    wk->cached = st.cached_sequences;
+    if (check_identity) {
+      // Bit-identity with full evaluations at the first, middle and last step.
+      if (!set_eval(0)) return false;
+      for (size_t k : {size_t{0}, steps.size() / 2, steps.size() - 1}) {
+        if (!ok(api.model_evaluate(m.get(), VariantsOfBits(steps[k], per_player).data(),
+                                   sums.data(), &err),
+                err, "check model_evaluate")) {
+          return false;
+        }
+        wk->identical = wk->identical && std::memcmp(sums.data(), walk_sums[k].data(),
+                                                     sums.size() * sizeof(double)) == 0;
+        ++wk->identical_checked;
+      }
+    }
+    return true;
   };
-  if (!set_eval(int64_t{1} << 40)) return false;  // the plugin caps it by free memory
-  std::vector<std::vector<double>> walk_sums;
-  const auto t_walk = std::chrono::steady_clock::now();
-  for (const auto& q : walk) {
-    if (!ok(api.model_evaluate(m.get(), variants_of(q).data(), sums.data(), &err), err,
-            "walk model_evaluate")) {
-      return false;
-    }
-    walk_sums.push_back(sums);
-  }
-  r.walk_s = Seconds(t_walk);
-  ImpqGpuEvalStats st{};
-  if (!ok(api.model_stats(m.get(), &st, &err), err, "model_stats")) return false;
-  r.saved = st.block_evals_full > 0
-                ? 1.0 - static_cast<double>(st.block_evals_done) / st.block_evals_full
-                : 0.0;
-  r.cache_bytes = st.cache_bytes;
-  r.cached = st.cached_sequences;
-  // Bit-identity with full evaluations at the first, middle and last step.
-  if (!set_eval(0)) return false;
-  for (size_t k : {size_t{0}, walk.size() / 2, walk.size() - 1}) {
-    if (!ok(api.model_evaluate(m.get(), variants_of(walk[k]).data(), sums.data(), &err), err,
-            "check model_evaluate")) {
-      return false;
-    }
-    r.identical = r.identical &&
-                  std::memcmp(sums.data(), walk_sums[k].data(), sums.size() * sizeof(double)) == 0;
-    ++r.identical_checked;
+  r.walks.resize(2);
+  if (!run_walks("module", 1, 1, walk_steps, true, &r.walks[0])) return false;
+  if (!run_walks("block", model::kNumLinear, static_cast<int>(block_walks), 0, false,
+                 &r.walks[1])) {
+    return false;
   }
   return true;
 }
 
 int Main(int argc, char** argv) {
-  std::string shapes = "1b,8b";
-  int64_t seqs = 8, tokens = 2048, iters = 3, walk_steps = 0, device = 0;
+  std::string shapes = "1b,8b", widths_text = "2,4", scaling_text, gpus_text = "1,8";
+  int64_t seqs = 8, tokens = 2048, iters = 3, walk_steps = 0, block_walks = 2,
+          permutations = 100, device = 0;
   FlagSet flags("gpu_bench");
+  flags.String("scaling", &scaling_text,
+               "W:S, the service's measured speed-up S with W workers over one (e.g. "
+               "cluster_bench's 2-worker ratio); projects the job on --gpus GPUs",
+               /*required=*/true);
   flags.String("shapes", &shapes, "comma-separated: 1b (Llama-3.2-1B), 8b (Llama-3.1-8B)");
+  flags.String("widths", &widths_text,
+               "the game's widths, ascending, of 2, 3, 4, 8 (each kept on the device as bf16)");
   flags.Int("seqs", &seqs, "sequences per evaluation");
   flags.Int("tokens", &tokens, "tokens per sequence");
   flags.Int("iters", &iters, "timed full evaluations per shape");
-  flags.Int("walk_steps", &walk_steps, "steps of the prefix-reuse walk (0: the whole walk)");
+  flags.Int("walk_steps", &walk_steps, "steps of the module-player walk (0: the whole walk)");
+  flags.Int("block_walks", &block_walks, "whole block-player walks timed for the projection");
+  flags.Int("permutations", &permutations, "permutations of the projected job");
+  flags.String("gpus", &gpus_text, "comma-separated GPU counts of the projection");
   flags.Int("device", &device, "CUDA device ordinal");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
-  if (seqs < 1 || tokens < 2 || iters < 1 || walk_steps < 0) {
-    std::cerr << "gpu_bench: --seqs >= 1, --tokens >= 2, --iters >= 1, --walk_steps >= 0\n";
+  if (seqs < 1 || tokens < 2 || iters < 1 || walk_steps < 0 || block_walks < 1 ||
+      permutations < 1) {
+    std::cerr << "gpu_bench: --seqs >= 1, --tokens >= 2, --iters >= 1, --walk_steps >= 0, "
+                 "--block_walks >= 1, --permutations >= 1\n";
     return 2;
   }
-  auto rt = GpuRuntime::Load();
-  if (!rt.ok()) {
-    std::cout << "gpu_bench: skipped, the CUDA plugin did not load: " << rt.status().message()
-              << "\n";
-    return 0;
-  }
-  if ((*rt)->device_count() == 0) {
-    std::cout << "gpu_bench: skipped, no CUDA device: " << (*rt)->no_device_reason() << "\n";
-    return 0;
-  }
-  auto info = (*rt)->DeviceInfo(static_cast<int>(device));
-  if (!info.ok()) {
-    std::cerr << "gpu_bench: " << info.status() << "\n";
+  const absl::StatusOr<bench::ScalingFigure> scaling = bench::ParseScaling(scaling_text);
+  if (!scaling.ok()) {
+    std::cerr << "gpu_bench: " << scaling.status().message() << "\n";
     return 2;
   }
-  std::vector<Result> results;
+  std::vector<int64_t> gpus;
+  for (absl::string_view g : absl::StrSplit(gpus_text, ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(g, &v) || v < 1) {
+      std::cerr << "gpu_bench: --gpus \"" << gpus_text << "\": expected counts >= 1\n";
+      return 2;
+    }
+    gpus.push_back(v);
+  }
+  std::vector<int> widths;
+  for (absl::string_view b : absl::StrSplit(widths_text, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(b, &v) || impq_gpu_variant_of_bits(v) < 0 ||
+        (!widths.empty() && v <= widths.back())) {
+      std::cerr << "gpu_bench: --widths \"" << widths_text
+                << "\": expected ascending widths of 2, 3, 4, 8\n";
+      return 2;
+    }
+    widths.push_back(v);
+  }
+  if (widths.size() < 2) {
+    std::cerr << "gpu_bench: --widths \"" << widths_text << "\": at least two widths\n";
+    return 2;
+  }
+  std::vector<const Shape*> chosen;
   for (absl::string_view name : absl::StrSplit(shapes, ',')) {
     const Shape* shape = nullptr;
     for (const Shape& s : kShapes) {
@@ -344,18 +452,46 @@ int Main(int argc, char** argv) {
       std::cerr << "gpu_bench: unknown shape \"" << name << "\" (1b, 8b)\n";
       return 2;
     }
+    chosen.push_back(shape);
+  }
+
+  auto rt = GpuRuntime::Load();
+  if (!rt.ok()) {
+    std::cout << "gpu_bench: skipped (exit " << kExitSkipped
+              << "), the CUDA plugin did not load: " << rt.status().message() << "\n";
+    return kExitSkipped;
+  }
+  if ((*rt)->device_count() == 0) {
+    std::cout << "gpu_bench: skipped (exit " << kExitSkipped
+              << "), no CUDA device: " << (*rt)->no_device_reason() << "\n";
+    return kExitSkipped;
+  }
+  if (absl::Status w = GpuRuntime::CheckWidths((*rt)->api_version(), (*rt)->plugin_path(), widths);
+      !w.ok()) {
+    std::cout << "gpu_bench: skipped (exit " << kExitSkipped << "), " << w.message() << "\n";
+    return kExitSkipped;
+  }
+  auto info = (*rt)->DeviceInfo(static_cast<int>(device));
+  if (!info.ok()) {
+    std::cerr << "gpu_bench: " << info.status() << "\n";
+    return 2;
+  }
+  std::vector<Result> results;
+  for (const Shape* shape : chosen) {
     Result r;
     std::cerr << "gpu_bench: " << shape->name << " ...\n";
-    if (RunShape(**rt, static_cast<int>(device), *shape, seqs, tokens, iters, walk_steps, &r)) {
+    if (RunShape(**rt, static_cast<int>(device), *shape, widths, seqs, tokens, iters, walk_steps,
+                 block_walks, &r)) {
       results.push_back(r);
     } else {
       std::cerr << "gpu_bench: " << shape->name << " did not run (see above)\n";
     }
   }
-  std::printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB), driver %d, runtime %d\n\n", info->name,
-              info->cc_major, info->cc_minor, info->sm_count,
+  std::printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB), driver %d, runtime %d, plugin API %d; "
+              "widths [%s]\n\n",
+              info->name, info->cc_major, info->cc_minor, info->sm_count,
               static_cast<double>(info->total_bytes) / (1 << 30), info->driver_version,
-              info->runtime_version);
+              info->runtime_version, (*rt)->api_version(), absl::StrJoin(widths, ", ").c_str());
   std::printf(
       "| shape | linear params | seqs x tokens | setup s | s / evaluation | tokens/s | "
       "TFLOP/s | cuBLAS bf16 8192^3 | cuBLAS at model shapes | of 8192^3 peak | of "
@@ -373,18 +509,50 @@ int Main(int argc, char** argv) {
     for (const std::string& line : r.gemm_rows) std::printf("%s\n", line.c_str());
   }
   std::printf(
-      "\n| shape | players | walk steps | sequences cached | cache GiB | saved block "
-      "evaluations | walk s | s / step | bit-identical to full (steps checked) |\n"
-      "|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+      "\n| shape | players | walks | steps | sequences cached | cache GiB | saved block "
+      "evaluations | walk s | s / step | speed-up over full evaluation | bit-identical to "
+      "full (steps checked) |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
   for (const Result& r : results) {
-    std::printf("| %s | %d | %d | %lld | %.1f | %.1f%% | %.1f | %.3f | %s (%.0f) |\n",
-                r.shape.c_str(), r.players, r.steps, static_cast<long long>(r.cached),
-                static_cast<double>(r.cache_bytes) / (1 << 30), 100 * r.saved, r.walk_s,
-                r.walk_s / r.steps, r.identical ? "yes" : "NO", r.identical_checked);
+    for (const Walk& wk : r.walks) {
+      const double per_step = wk.seconds / wk.steps;
+      std::printf("| %s | %d %s | %d | %d | %lld | %.1f | %.1f%% | %.1f | %.3f | %.2fx | %s |\n",
+                  r.shape.c_str(), wk.n_players, wk.players.c_str(), wk.walks, wk.steps,
+                  static_cast<long long>(wk.cached),
+                  static_cast<double>(wk.cache_bytes) / (1 << 30), 100 * wk.saved, wk.seconds,
+                  per_step, r.eval_s / per_step,
+                  wk.identical_checked == 0
+                      ? "not checked"
+                      : (std::string(wk.identical ? "yes" : "NO") + " (" +
+                         std::to_string(wk.identical_checked) + ")")
+                            .c_str());
+    }
   }
-  return results.size() == static_cast<size_t>(std::count(shapes.begin(), shapes.end(), ',') + 1)
-             ? 0
-             : 1;
+  std::printf(
+      "\n%lld permutations with block players, from the measured block walks; more than one "
+      "GPU at the service's measured parallel efficiency %.3f (--scaling %lld:%.3f):\n\n"
+      "| shape | widths | calibration seqs x tokens | evaluations / permutation | "
+      "s / permutation (1 GPU) |",
+      static_cast<long long>(permutations), scaling->Efficiency(),
+      static_cast<long long>(scaling->workers), scaling->speedup);
+  for (int64_t g : gpus) {
+    std::printf(" %lld GPU%s hours |", static_cast<long long>(g), g > 1 ? "s" : "");
+  }
+  std::printf("\n|---|---|---:|---:|---:|");
+  for (size_t i = 0; i < gpus.size(); ++i) std::printf("---:|");
+  std::printf("\n");
+  for (const Result& r : results) {
+    const Walk& wk = r.walks[1];
+    const double per_walk = wk.seconds / wk.walks;
+    std::printf("| %s | %s | %lld x %lld | %d | %.1f |", r.shape.c_str(),
+                absl::StrJoin(widths, ",").c_str(), static_cast<long long>(seqs),
+                static_cast<long long>(tokens), wk.steps / wk.walks, per_walk);
+    for (int64_t g : gpus) {
+      std::printf(" %.2f |", bench::ProjectedSeconds(per_walk, permutations, g, *scaling) / 3600);
+    }
+    std::printf("\n");
+  }
+  return results.size() == chosen.size() ? 0 : 1;
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 # tests read. CUDA's own libraries (cudart, cuBLAS) are NOT packed: the target machine has them.
 #
 #   scripts/device_bundle.sh [build-dir]      -> .dev/impq-gpu.tar.xz  (.dev/ is git-ignored)
-# On the GPU machine: scripts/device_gpu_check.sh (unpacks it, runs the tests and the bench)
+# On the GPU machine: SCALING=W:S scripts/device_gpu_check.sh (unpacks it, runs the tests and
+# the benches; see there)
 # and scripts/device_service_check.sh (a coordinator, a GPU worker and a CPU worker serve the
 # same job).
 set -euo pipefail
@@ -14,6 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
 data="${IMPQ_SHARED_DATA:-$root/../shared/data}"
 cmake --build "$build" --target gpu_test gpu_bench choice_bound_bench impq_cuda \
+  impq_fake_gpu_plugin_v1 \
   impq-coordinator impq-worker impqctl -j"$(nproc)"
 
 stage="$(mktemp -d)"
@@ -24,6 +26,7 @@ bins=("$build/worker/gpu/gpu_test" "$build/bench/gpu_bench" "$build/bench/choice
   "$build/worker/service/impq-worker" "$build/cli/impqctl/impqctl")
 for b in "${bins[@]}"; do strip -o "$stage/bin/$(basename "$b")" "$b"; done
 strip -o "$stage/bin/libimpq_cuda.so" "$build/worker/gpu/libimpq_cuda.so"
+strip -o "$stage/bin/libimpq_fake_gpu_plugin_v1.so" "$build/worker/gpu/libimpq_fake_gpu_plugin_v1.so"
 # Shared libraries outside glibc/libstdc++/CUDA (the GPU machine has those, newer).
 ldd "${bins[@]}" | awk '/=> \//{print $1, $3}' | sort -u | while read -r name path; do
   case "$name" in
@@ -33,6 +36,5 @@ ldd "${bins[@]}" | awk '/=> \//{print $1, $3}' | sort -u | while read -r name pa
 done
 for f in stories260K.bin tok512.bin tinystories_v2_valid_100.txt tinystories_valid_a.txt; do cp "$data/$f" "$stage/data/"; done
 mkdir -p "$root/.dev"
-grep -qx '/.dev/' "$root/.git/info/exclude" 2>/dev/null || echo '/.dev/' >>"$root/.git/info/exclude"
 tar -C "$stage" -cJf "$root/.dev/impq-gpu.tar.xz" .
 ls -la "$root/.dev/impq-gpu.tar.xz"

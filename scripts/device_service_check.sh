@@ -4,6 +4,10 @@
 # --device cpu. Prints both results (Shapley values and allocations) so that they can be
 # compared; the GPU evaluates in bf16 (kernels.cuh), the CPU in f32, so values differ by the
 # bf16 contract's rounding while the allocations should agree. Logs go to $OUT.
+# DEVICES (default "gpu cpu") picks the workers, WORKER_THREADS (default 1) their CPU threads,
+# HELDOUT_DOCS (default 500) the held-out documents measured; WIDTHS (e.g. 2,3,4,8; default: the job's
+# default 2,4) makes it a width-set job, which a GPU worker evaluates on the GPU (plugin API
+# version 2; the worker's log names the plugin version).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out_default=service-check-out
@@ -21,7 +25,7 @@ ctl=("$work/bin/impqctl" --server "127.0.0.1:$port" --token_file "$work/token.tx
 rc=0
 for device in ${DEVICES:-gpu cpu}; do
   "$work/bin/impq-worker" --coordinator "127.0.0.1:$port" --token_file "$work/token.txt" \
-    --device "$device" >"$out/worker_$device.log" 2>&1 &
+    --device "$device" --threads "${WORKER_THREADS:-1}" >"$out/worker_$device.log" 2>&1 &
   worker=$!
   sleep 2
   if ! kill -0 "$worker" 2>/dev/null; then
@@ -29,13 +33,15 @@ for device in ${DEVICES:-gpu cpu}; do
   fi
   start=$(date +%s%N)
   timeout 600 "${ctl[@]}" submit --model "$data/stories260K.bin" --tokenizer "$data/tok512.bin" \
-    --calib "$data/tinystories_v2_valid_100.txt" --calib_docs 50 --players module \
-    --permutations 4 --antithetic --bits 2.5,3.0 --watch >"$out/job_$device.txt" 2>&1 || rc=1
+    --calib-text "$data/tinystories_v2_valid_100.txt" --calib-docs 50 \
+    --heldout-text "$data/tinystories_valid_a.txt" --heldout-docs "${HELDOUT_DOCS:-500}" \
+    --players module --permutations 4 --antithetic --budgets 2.5,3.0 \
+    ${WIDTHS:+--widths "$WIDTHS"} --watch >"$out/job_$device.txt" 2>&1 || rc=1
   end=$(date +%s%N)
   echo "== $device worker: job took $(( (end - start) / 1000000 )) ms"
   job="$(grep -o 'job-[0-9]*' "$out/job_$device.txt" | head -1)"
   "${ctl[@]}" result --job "$job" | tee "$out/result_$device.txt"
-  grep -i "device\|gpu\|cuda" "$out/worker_$device.log" | head -5
+  grep -i "device\|gpu\|cuda\|widths" "$out/worker_$device.log" | head -8
   kill "$worker"; wait "$worker" 2>/dev/null
 done
 kill "$coord"; wait "$coord" 2>/dev/null

@@ -16,9 +16,18 @@
  * Two groups of entry points:
  *   1. kernel_*: run ONE kernel (or one composite: GEMM, attention) on host buffers. Used by
  *      tests/benchmarks to compare each GPU kernel against the CPU reference.
- *   2. model_*: a resident model (2- and 4-bit variants of every linear module dequantized to
- *      bf16 and kept on the device, so an assignment change swaps pointers), an evaluation
- *      set uploaded once, and evaluate() with prefix reuse along permutation walks.
+ *   2. model_*: a resident model (the 2-, 3-, 4- and 8-bit variants a job needs of every linear
+ *      module dequantized to bf16 and kept on the device, so an assignment change swaps
+ *      pointers), an evaluation set uploaded once, and evaluate() with prefix reuse along
+ *      permutation walks.
+ *
+ * Versions. The table only grows at its end, so a host accepts a plugin of any version from
+ * IMPQ_GPU_API_MIN_VERSION to IMPQ_GPU_API_VERSION and reads only the entry points that
+ * version has (gpu_runtime.cc copies the older table's prefix):
+ *   1  2- and 4-bit weights only (bits 3 and 8 refused with IMPQ_GPU_EINVAL);
+ *   2  every width of worker/quant/block_format.h (2, 3, 4, 8): IMPQ_GPU_VARIANT_3BIT/_8BIT,
+ *      bits 3 and 8 in every kernel_* and model_set_linear_packed, and
+ *      model_set_linear_rtn_widths.
  *
  * Plain C: compiled by g++ (host) and nvcc (plugin). */
 #ifndef IMPQ_WORKER_GPU_GPU_API_H_
@@ -31,7 +40,9 @@
 extern "C" {
 #endif
 
-#define IMPQ_GPU_API_VERSION 1
+#define IMPQ_GPU_API_VERSION 2
+/* The oldest plugin version a host of this version still loads (see "Versions"). */
+#define IMPQ_GPU_API_MIN_VERSION 1
 
 #define IMPQ_GPU_OK 0
 #define IMPQ_GPU_EINVAL 1       /* bad argument (absl InvalidArgument) */
@@ -59,11 +70,33 @@ typedef struct ImpqGpuDeviceInfo {
 /* Gated feed-forward activation (= model::FfnActivation). */
 #define IMPQ_GPU_ACT_SILU 0
 #define IMPQ_GPU_ACT_GELU_TANH 1
-/* Variants of a linear module kept on the device (the coalition picks one per module). */
+/* Variants of a linear module kept on the device (the coalition picks one per module). The
+ * values of version 1 keep their numbers; 3 and 8 bits (version 2) come after them. */
 #define IMPQ_GPU_VARIANT_2BIT 0
 #define IMPQ_GPU_VARIANT_4BIT 1
 #define IMPQ_GPU_VARIANT_FULL 2 /* the unquantized weights, bf16 */
-#define IMPQ_GPU_NUM_VARIANTS 3
+#define IMPQ_GPU_VARIANT_3BIT 3 /* version >= 2 */
+#define IMPQ_GPU_VARIANT_8BIT 4 /* version >= 2 */
+#define IMPQ_GPU_NUM_VARIANTS 5
+
+/* The variant holding a module quantized at `bits` (2, 3, 4 or 8), -1 for any other value. */
+static inline int impq_gpu_variant_of_bits(int bits) {
+  switch (bits) {
+    case 2:
+      return IMPQ_GPU_VARIANT_2BIT;
+    case 3:
+      return IMPQ_GPU_VARIANT_3BIT;
+    case 4:
+      return IMPQ_GPU_VARIANT_4BIT;
+    case 8:
+      return IMPQ_GPU_VARIANT_8BIT;
+    default:
+      return -1;
+  }
+}
+
+/* Bit b set: width b (model_set_linear_rtn_widths). */
+#define IMPQ_GPU_WIDTH_MASK(b) (1u << (b))
 
 /* Per-layer norm multipliers (host, float32), already including Gemma's (offset + w): the
  * same arrays LlamaForward multiplies by. Null where the architecture has no such norm. */
@@ -117,8 +150,9 @@ typedef struct ImpqGpuApi {
   int (*device_info)(int device, ImpqGpuDeviceInfo* info, ImpqGpuError* err);
 
   /* ---- 1. single kernels on host buffers (tests, benchmarks) ---- */
-  /* Every entry point with `bits` takes 2 or 4 (3 and 8 bits, which block_format.h also
-   * defines, are refused with IMPQ_GPU_EINVAL naming the value: they run on the CPU). */
+  /* Every entry point with `bits` takes 2, 3, 4 or 8: the widths of block_format.h (a
+   * version-1 plugin takes 2 or 4 and refuses 3 and 8 with IMPQ_GPU_EINVAL naming the
+   * value). */
   /* RTN quantization, the CPU's RtnQuantizer bit for bit: codes packed per block_format.h,
    * scales/zeros [rows][groups]. */
   int (*kernel_rtn_quantize)(int device, int bits, int64_t rows, int64_t cols, int64_t group,
@@ -171,9 +205,10 @@ typedef struct ImpqGpuApi {
   int (*model_create)(int device, const ImpqGpuModelDesc* desc, ImpqGpuModel** out,
                       ImpqGpuError* err);
   void (*model_destroy)(ImpqGpuModel* model);
-  /* Variant `variant` of linear module (layer, kind = model::LinearKind) from packed codes
-   * (bits 2 or 4; dequantized on the device to bf16 and kept), or from f32 weights
-   * (IMPQ_GPU_VARIANT_FULL: rounded to bf16). Host pointers. */
+  /* The variant impq_gpu_variant_of_bits(bits) of linear module (layer, kind =
+   * model::LinearKind) from packed codes (bits 2, 3, 4 or 8 — 2 or 4 in version 1 —
+   * dequantized on the device to bf16 and kept), or from f32 weights (IMPQ_GPU_VARIANT_FULL:
+   * rounded to bf16). Host pointers. */
   int (*model_set_linear_packed)(ImpqGpuModel* model, int layer, int kind, int bits,
                                  int64_t group, const uint8_t* packed, const float* scales,
                                  const float* zeros, ImpqGpuError* err);
@@ -181,7 +216,8 @@ typedef struct ImpqGpuApi {
                               ImpqGpuError* err);
   /* Quantizes f32 weights with RTN on the device at 2 AND 4 bits (group `group`) and keeps
    * both dequantized variants (and the full one when keep_full != 0). For large synthetic
-   * models (benchmarks) where host quantization would dominate. */
+   * models (benchmarks) where host quantization would dominate. Equals
+   * model_set_linear_rtn_widths with IMPQ_GPU_WIDTH_MASK(2) | IMPQ_GPU_WIDTH_MASK(4). */
   int (*model_set_linear_rtn)(ImpqGpuModel* model, int layer, int kind, const float* w,
                               int64_t group, int keep_full, ImpqGpuError* err);
   /* The evaluation set: n_seqs sequences, sequence s = tokens[offsets[s] .. offsets[s+1]),
@@ -197,7 +233,23 @@ typedef struct ImpqGpuApi {
   int (*model_evaluate)(ImpqGpuModel* model, const uint8_t* variants, double* seq_nll,
                         ImpqGpuError* err);
   int (*model_stats)(ImpqGpuModel* model, ImpqGpuEvalStats* stats, ImpqGpuError* err);
+
+  /* ---- version 2 (absent from a version-1 table: read only when version >= 2) ---- */
+  /* As model_set_linear_rtn, at every width whose IMPQ_GPU_WIDTH_MASK bit is set in
+   * `widths_mask` (a non-empty subset of 2, 3, 4, 8; anything else is IMPQ_GPU_EINVAL naming
+   * the mask). Each width's codes are those of the CPU's RtnQuantizer (kernel_rtn_quantize). */
+  int (*model_set_linear_rtn_widths)(ImpqGpuModel* model, int layer, int kind, const float* w,
+                                     int64_t group, unsigned widths_mask, int keep_full,
+                                     ImpqGpuError* err);
 } ImpqGpuApi;
+
+/* Bytes of the leading part of ImpqGpuApi that a plugin of `version` fills (0 for a version
+ * outside [IMPQ_GPU_API_MIN_VERSION, IMPQ_GPU_API_VERSION]). */
+static inline size_t impq_gpu_api_bytes(int version) {
+  if (version == 1) return offsetof(ImpqGpuApi, model_set_linear_rtn_widths);
+  if (version == 2) return sizeof(ImpqGpuApi);
+  return 0;
+}
 
 /* The plugin's one exported symbol. */
 typedef const ImpqGpuApi* (*ImpqGpuGetApiFn)(void);

@@ -1,8 +1,11 @@
 #include "worker/gpu/gpu_evaluator.h"
 
+#include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "worker/gpu/gpu_model_reference.h"
 
@@ -11,8 +14,8 @@ namespace impq::gpu {
 using model::LinearKind;
 
 GpuEvaluator::GpuEvaluator(GpuRuntime* runtime, const quant::QuantizedModel& qmodel,
-                           const eval::EvalSet& set)
-    : runtime_(runtime), qmodel_(qmodel), set_(set) {}
+                           const eval::EvalSet& set, solver::WidthLadder ladder)
+    : runtime_(runtime), qmodel_(qmodel), set_(set), ladder_(std::move(ladder)) {}
 
 GpuEvaluator::~GpuEvaluator() {
   if (model_ != nullptr) runtime_->api().model_destroy(model_);
@@ -76,7 +79,20 @@ absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "GpuEvaluatorOptions.max_cache_bytes = ", options.max_cache_bytes, "; expected >= 0"));
   }
-  std::unique_ptr<GpuEvaluator> ev(new GpuEvaluator(runtime, qmodel, set));
+  ASSIGN_OR_RETURN(solver::WidthLadder ladder,
+                   solver::WidthLadder::Create(qmodel.num_players(), options.widths));
+  for (int bits : options.widths) {
+    if (!qmodel.HasWidth(bits)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GpuEvaluator: width ", bits, " bits is not prepared by the quantized model "
+                       "(widths [", absl::StrJoin(qmodel.widths(), ", "), "])"));
+    }
+  }
+  // A plugin older than the widths (version 1 and 3 or 8 bits): refused here, by name, before
+  // anything is uploaded.
+  RETURN_IF_ERROR(
+      GpuRuntime::CheckWidths(runtime->api_version(), runtime->plugin_path(), options.widths));
+  std::unique_ptr<GpuEvaluator> ev(new GpuEvaluator(runtime, qmodel, set, std::move(ladder)));
   const ImpqGpuApi& api = runtime->api();
 
   // Everything but the linear modules, exactly as LlamaForward multiplies by it.
@@ -88,7 +104,7 @@ absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
   for (int l = 0; l < c.n_layers; ++l) {
     for (int k = 0; k < model::kNumLinear; ++k) {
       const auto kind = static_cast<LinearKind>(k);
-      for (int bits : {2, 4}) {
+      for (int bits : options.widths) {
         const quant::PackedTensor& p = qmodel.Packed(l, kind, bits);
         RETURN_IF_ERROR(ev->Check(
             api.model_set_linear_packed(ev->model_, l, k, bits, p.group_size, p.codes.data(),
@@ -122,42 +138,53 @@ absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
   return ev;
 }
 
-absl::StatusOr<std::vector<uint8_t>> GpuEvaluator::Variants(std::span<const int> bits) const {
-  const int n = num_players();
+absl::StatusOr<std::vector<uint8_t>> VariantTable(const quant::QuantizedModel& qmodel,
+                                                  std::span<const int> bits,
+                                                  std::span<const int> held, bool full) {
+  const int n = qmodel.num_players();
   if (static_cast<int>(bits.size()) != n) {
     return absl::InvalidArgumentError(
         absl::StrCat("GpuEvaluator: ", bits.size(), " widths for ", n, " players"));
   }
-  const model::ModelConfig& c = qmodel_.model().config;
+  int widest = -1;
+  for (int b : held) {
+    if (impq_gpu_variant_of_bits(b) >= 0) widest = std::max(widest, b);
+  }
+  if (widest < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GpuEvaluator: no quantized width held (held: [", absl::StrJoin(held, ", "), "])"));
+  }
+  const model::ModelConfig& c = qmodel.model().config;
   std::vector<uint8_t> v(static_cast<size_t>(c.n_layers) * model::kNumLinear,
-                         IMPQ_GPU_VARIANT_4BIT);
+                         static_cast<uint8_t>(impq_gpu_variant_of_bits(widest)));
   for (int i = 0; i < n; ++i) {
-    uint8_t variant;
-    switch (bits[i]) {
-      case 2:
-        variant = IMPQ_GPU_VARIANT_2BIT;
-        break;
-      case 4:
-        variant = IMPQ_GPU_VARIANT_4BIT;
-        break;
-      case 16:
-      case 32:
-        if (!full_uploaded_) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "GpuEvaluator: player ", i, " at ", bits[i],
-              " bits needs the full-precision weights (GpuEvaluatorOptions.upload_full)"));
-        }
-        variant = IMPQ_GPU_VARIANT_FULL;
-        break;
-      default:
-        return absl::InvalidArgumentError(absl::StrCat("GpuEvaluator: player ", i, " at ", bits[i],
-                                                       " bits; expected 2, 4, 16 or 32"));
+    const int b = bits[i];
+    int variant;
+    if (b == 16 || b == 32) {
+      if (!full) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "GpuEvaluator: player ", i, " at ", b,
+            " bits needs the full-precision weights (GpuEvaluatorOptions.upload_full)"));
+      }
+      variant = IMPQ_GPU_VARIANT_FULL;
+    } else if (std::find(held.begin(), held.end(), b) != held.end() &&
+               impq_gpu_variant_of_bits(b) >= 0) {
+      variant = impq_gpu_variant_of_bits(b);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GpuEvaluator: player ", i, " at ", b, " bits; expected one of [",
+                       absl::StrJoin(held, ", "), "] (the widths on the device) or 16/32"));
     }
-    for (const quant::LinearRef& r : qmodel_.players()[i].linears) {
-      v[static_cast<size_t>(r.layer) * model::kNumLinear + static_cast<int>(r.kind)] = variant;
+    for (const quant::LinearRef& r : qmodel.players()[i].linears) {
+      v[static_cast<size_t>(r.layer) * model::kNumLinear + static_cast<int>(r.kind)] =
+          static_cast<uint8_t>(variant);
     }
   }
   return v;
+}
+
+absl::StatusOr<std::vector<uint8_t>> GpuEvaluator::Variants(std::span<const int> bits) const {
+  return VariantTable(qmodel_, bits, ladder_.widths(), full_uploaded_);
 }
 
 absl::StatusOr<std::vector<double>> GpuEvaluator::Run(const std::vector<uint8_t>& variants) {
@@ -178,13 +205,17 @@ double GpuEvaluator::Mean(const std::vector<double>& sums) const {
 
 absl::StatusOr<std::vector<double>> GpuEvaluator::Evaluate(
     std::span<const solver::Coalition> coalitions) {
-  const int n = num_players();
   std::vector<std::vector<uint8_t>> variants;
   variants.reserve(coalitions.size());
-  std::vector<int> bits(static_cast<size_t>(n));
   for (const solver::Coalition& q : coalitions) {
-    RETURN_IF_ERROR(solver::ValidateCoalition(q, n));
-    for (int i = 0; i < n; ++i) bits[i] = q[i] != 0 ? 2 : 4;
+    // The binary game: q_i = 1 is the narrower width; else the ladder's closed coalitions
+    // (LocalEvaluator's ValidateCoalition and BitsOf, so both evaluators play one game).
+    if (ladder_.binary()) {
+      RETURN_IF_ERROR(solver::ValidateCoalition(q, num_players()));
+    } else {
+      RETURN_IF_ERROR(ladder_.ValidateClosed(q));
+    }
+    ASSIGN_OR_RETURN(const std::vector<int> bits, ladder_.BitsOf(q));
     ASSIGN_OR_RETURN(std::vector<uint8_t> v, Variants(bits));
     variants.push_back(std::move(v));
   }

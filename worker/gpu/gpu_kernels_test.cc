@@ -296,6 +296,88 @@ TEST(GpuRuntimeTest, ValidateApiChecksVersionAndEveryEntryPoint) {
   const absl::Status m = GpuRuntime::ValidateApi(&missing, "p.so");
   EXPECT_EQ(m.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(m.message(), HasSubstr("kernel_nll"));
+  // Version 2's entry point is required from version 2 on ...
+  ImpqGpuApi no_widths = api;
+  no_widths.model_set_linear_rtn_widths = nullptr;
+  const absl::Status w = GpuRuntime::ValidateApi(&no_widths, "p.so");
+  EXPECT_EQ(w.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(w.message(), HasSubstr("model_set_linear_rtn_widths"));
+  // ... and not read in a version-1 table, which is accepted (an older plugin).
+  ImpqGpuApi v1 = no_widths;
+  v1.version = 1;
+  EXPECT_TRUE(GpuRuntime::ValidateApi(&v1, "p.so").ok());
+  ImpqGpuApi v0 = api;
+  v0.version = IMPQ_GPU_API_MIN_VERSION - 1;
+  EXPECT_EQ(GpuRuntime::ValidateApi(&v0, "p.so").code(), absl::StatusCode::kFailedPrecondition);
+  // The version-1 table is the prefix before the version-2 entry.
+  EXPECT_EQ(impq_gpu_api_bytes(1), offsetof(ImpqGpuApi, model_set_linear_rtn_widths));
+  EXPECT_EQ(impq_gpu_api_bytes(IMPQ_GPU_API_VERSION), sizeof(ImpqGpuApi));
+  EXPECT_EQ(impq_gpu_api_bytes(IMPQ_GPU_API_VERSION + 1), 0u);
+}
+
+TEST(GpuRuntimeTest, WidthsByPluginVersion) {
+  for (int bits : {2, 4}) {
+    EXPECT_TRUE(GpuRuntime::SupportsBits(1, bits));
+    EXPECT_TRUE(GpuRuntime::SupportsBits(2, bits));
+  }
+  for (int bits : {3, 8}) {
+    EXPECT_FALSE(GpuRuntime::SupportsBits(1, bits));
+    EXPECT_TRUE(GpuRuntime::SupportsBits(2, bits));
+  }
+  for (int bits : {0, 1, 5, 16, 32}) EXPECT_FALSE(GpuRuntime::SupportsBits(2, bits)) << bits;
+  // The variant of each width: version 1's numbers unchanged, 3 and 8 after them, distinct.
+  EXPECT_EQ(impq_gpu_variant_of_bits(2), IMPQ_GPU_VARIANT_2BIT);
+  EXPECT_EQ(impq_gpu_variant_of_bits(4), IMPQ_GPU_VARIANT_4BIT);
+  EXPECT_EQ(impq_gpu_variant_of_bits(3), IMPQ_GPU_VARIANT_3BIT);
+  EXPECT_EQ(impq_gpu_variant_of_bits(8), IMPQ_GPU_VARIANT_8BIT);
+  EXPECT_EQ(impq_gpu_variant_of_bits(16), -1);
+  EXPECT_EQ(IMPQ_GPU_VARIANT_2BIT, 0);
+  EXPECT_EQ(IMPQ_GPU_VARIANT_4BIT, 1);
+  EXPECT_EQ(IMPQ_GPU_VARIANT_FULL, 2);
+
+  const std::vector<int> binary = {2, 4}, ladder = {2, 3, 4, 8};
+  EXPECT_TRUE(GpuRuntime::CheckWidths(1, "old.so", binary).ok());
+  EXPECT_TRUE(GpuRuntime::CheckWidths(2, "new.so", ladder).ok());
+  const absl::Status old = GpuRuntime::CheckWidths(1, "old.so", ladder);
+  EXPECT_EQ(old.code(), absl::StatusCode::kFailedPrecondition);
+  for (const char* part : {"old.so", "API version 1", "[2, 3, 4, 8]", "API version 2 for [3, 8]",
+                           "rebuild libimpq_cuda.so"}) {
+    EXPECT_THAT(old.message(), HasSubstr(part));
+  }
+  const absl::Status odd = GpuRuntime::CheckWidths(2, "new.so", std::vector<int>{2, 5});
+  EXPECT_EQ(odd.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(odd.message(), HasSubstr("[5]"));
+}
+
+// The fake plugin of testdata/fake_plugin_v1.cc: $IMPQ_FAKE_GPU_PLUGIN_V1 (the device bundle
+// sets it), else the build tree's.
+std::string FakePluginV1() {
+  const char* env = std::getenv("IMPQ_FAKE_GPU_PLUGIN_V1");
+  if (env != nullptr && env[0] != '\0') return env;
+#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
+  return IMPQ_FAKE_GPU_PLUGIN_V1;
+#else
+  return "";
+#endif
+}
+
+TEST(GpuRuntimeTest, OlderPluginLoadsWithOnlyItsVersionsEntryPoints) {
+  const std::string path = FakePluginV1();
+  if (path.empty() || !FileExists(path)) GTEST_SKIP() << "fake version-1 plugin not built";
+  ScopedEnv env("IMPQ_CUDA_PLUGIN", path);
+  absl::StatusOr<std::unique_ptr<GpuRuntime>> rt = GpuRuntime::Load();
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_EQ((*rt)->api_version(), 1);
+  EXPECT_EQ((*rt)->api().version, 1);
+  EXPECT_EQ((*rt)->device_count(), 1);
+  EXPECT_TRUE((*rt)->SupportsBits(4));
+  EXPECT_FALSE((*rt)->SupportsBits(3));
+  EXPECT_FALSE((*rt)->SupportsBits(8));
+  // The plugin's table holds a sentinel there; the host copied only version 1's part.
+  EXPECT_EQ((*rt)->api().model_set_linear_rtn_widths, nullptr);
+  absl::StatusOr<ImpqGpuDeviceInfo> info = (*rt)->DeviceInfo(0);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_STREQ(info->name, "fake version-1 plugin");
 }
 
 TEST(GpuRuntimeTest, ToStatusMapsEveryCode) {
@@ -362,8 +444,8 @@ class PluginTest : public ::testing::Test {
 TEST_F(PluginTest, RejectsBadArgumentsNamingThem) {
   ImpqGpuError err{};
   std::vector<uint8_t> codes = {0, 1, 2, 3, 0, 1, 2, 3}, packed(8);
-  EXPECT_EQ(api().kernel_pack(0, 3, 1, 8, codes.data(), packed.data(), &err), IMPQ_GPU_EINVAL);
-  EXPECT_THAT(std::string(err.message), HasSubstr("bits = 3"));
+  EXPECT_EQ(api().kernel_pack(0, 5, 1, 8, codes.data(), packed.data(), &err), IMPQ_GPU_EINVAL);
+  EXPECT_THAT(std::string(err.message), HasSubstr("bits = 5 (expected 2, 3, 4 or 8)"));
   codes[5] = 4;
   EXPECT_EQ(api().kernel_pack(0, 2, 2, 4, codes.data(), packed.data(), &err), IMPQ_GPU_EINVAL);
   EXPECT_THAT(std::string(err.message), HasSubstr("row 1 column 1 is 4"));
@@ -1099,6 +1181,9 @@ TEST_F(GpuKernelTest, RtnQuantizeIsBitIdenticalToRtnQuantizer) {
   cases.push_back({4, 257, 4096, 64});  // a realistic layer slice, many warps per block
   cases.push_back({2, 64, 11008, 128});
   cases.push_back({2, 3, 1000, 1000});  // one group larger than a warp's 32 lanes many times
+  cases.push_back({3, 64, 4096, 64});   // 3 and 8 bits on a realistic slice (issue 23)
+  cases.push_back({3, 9, 1001, 128});   // 3 bits, a row ending inside a byte
+  cases.push_back({8, 64, 4096, 64});
   for (const RtnCase& tc : cases) {
     SCOPED_TRACE(testing::Message() << tc.bits << " bits " << tc.rows << "x" << tc.cols << " G"
                                     << tc.group);
@@ -1121,12 +1206,15 @@ TEST_F(GpuKernelTest, RtnQuantizeIsBitIdenticalToRtnQuantizer) {
   }
 }
 
+// Every width of block_format.h: 2 and 4 (codes within a byte), 8 (a code per byte) and 3
+// (codes straddling bytes: odd column counts put the row's end, and 3-column groups their
+// boundaries, inside a byte).
 TEST_F(GpuKernelTest, PackUnpackDequantizeAreBitIdentical) {
   Rng rng(31);
-  for (int bits : {2, 4}) {
+  for (int bits : {2, 3, 4, 8}) {
     for (const auto& [rows, cols, group] :
          {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 2}, {4, 37, 16}, {17, 131, 64},
-          {64, 4096, 128}, {5, 30, 3}}) {
+          {64, 4096, 128}, {5, 30, 3}, {7, 13, 5}}) {
       SCOPED_TRACE(testing::Message() << bits << " bits " << rows << "x" << cols << " G" << group);
       std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
       for (uint8_t& c : codes) c = static_cast<uint8_t>(rng.Below(1u << bits));

@@ -40,7 +40,9 @@
 //       are (a batch then splits into runs with other GEMM shapes).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +56,7 @@
 #include "gtest/gtest.h"
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
+#include "solver/width_ladder.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/engine/stories_fixture.h"
 #include "worker/eval/evaluator.h"
@@ -219,21 +222,29 @@ class Stories {
   const forward::LlamaForward& fwd() const { return stories_.fwd(); }
   const eval::EvalSet& set() const { return stories_.set(); }
   const quant::QuantizedModel& qmodel() const { return *qmodel_; }
+  // The same at every width of block_format.h, {2, 3, 4, 8}.
+  const quant::QuantizedModel& qmodel_all_widths() const { return *qmodel_all_; }
   const model::Tokenizer& tokenizer() const { return stories_.tokenizer(); }
 
  private:
   Stories()
-      : stories_(128, 8), qmodel_(stories_.Quantize(quant::PlayerGranularity::kModule)) {}
+      : stories_(128, 8),
+        qmodel_(stories_.Quantize(quant::PlayerGranularity::kModule)),
+        qmodel_all_(stories_.Quantize(quant::PlayerGranularity::kModule, kAllWidths)) {}
+  static constexpr int kAllWidths[] = {2, 3, 4, 8};
   engine::fixtures::StoriesFixture stories_;
   std::unique_ptr<quant::QuantizedModel> qmodel_;
+  std::unique_ptr<quant::QuantizedModel> qmodel_all_;
 };
 
-std::unique_ptr<quant::QuantizedModel> Quantize(const Model& m) {
+std::unique_ptr<quant::QuantizedModel> Quantize(
+    const Model& m, std::span<const int> widths = quant::QuantizedModel::kDefaultWidths) {
   auto rtn = quant::MakeQuantizer("rtn");
   IMPQ_CHECK(rtn.ok());
   quant::QuantConfig cfg;
   cfg.group_size = 32;  // a ragged last group on the 100- and 72-column modules
-  auto q = quant::QuantizedModel::Build(m, **rtn, cfg, quant::PlayerGranularity::kModule, nullptr);
+  auto q = quant::QuantizedModel::Build(m, **rtn, cfg, quant::PlayerGranularity::kModule, nullptr,
+                                        nullptr, widths);
   IMPQ_CHECK(q.ok()) << q.status();
   return *std::move(q);
 }
@@ -244,6 +255,31 @@ std::vector<int> MixedBits(int n, uint64_t seed) {
   std::vector<int> bits(static_cast<size_t>(n));
   for (int& b : bits) b = rng.Below(2) == 0 ? 2 : 4;
   return bits;
+}
+
+// A seeded assignment of the widths 2, 3, 4 and 8 over the players (each width used when
+// n >= 4: the first four players take one each).
+std::vector<int> MixedWidths(int n, uint64_t seed) {
+  constexpr int kWidths[] = {2, 3, 4, 8};
+  Rng rng(seed);
+  std::vector<int> bits(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) bits[i] = i < 4 ? kWidths[i] : kWidths[rng.Below(4)];
+  return bits;
+}
+
+// The widths' ladder walk number k (solver/width_ladder.h: every player from 8 down to 2 bits,
+// one rung per step), as bits per player for each of its n·3 + 1 coalitions.
+std::vector<std::vector<int>> LadderWalkBits(int n, uint64_t seed, uint64_t k) {
+  auto ladder = solver::WidthLadder::Create(n, {2, 3, 4, 8});
+  IMPQ_CHECK(ladder.ok()) << ladder.status();
+  std::vector<std::vector<int>> out;
+  const solver::LadderPermutationSampler sampler(*ladder, seed, false);
+  for (const solver::Coalition& q : solver::WalkCoalitions(sampler.Get(k))) {
+    auto bits = ladder->BitsOf(q);
+    IMPQ_CHECK(bits.ok()) << bits.status();
+    out.push_back(*std::move(bits));
+  }
+  return out;
 }
 
 // ============================================================ the plugin's pass on the CPU
@@ -346,9 +382,9 @@ class CpuPluginModel {
       for (int k = 0; k < model::kNumLinear; ++k) {
         const auto kind = static_cast<LinearKind>(k);
         std::array<std::vector<uint16_t>, IMPQ_GPU_NUM_VARIANTS> v;
-        for (int bits : {2, 4}) {
+        for (int bits : q.widths()) {  // as GpuEvaluator uploads them (model_set_linear_packed)
           const quant::PackedTensor& p = q.Packed(l, kind, bits);
-          auto& dst = v[bits == 2 ? IMPQ_GPU_VARIANT_2BIT : IMPQ_GPU_VARIANT_4BIT];
+          auto& dst = v[impq_gpu_variant_of_bits(bits)];
           dst.resize(static_cast<size_t>(p.rows * p.cols));
           DequantizeRef(bits, p.rows, p.cols, p.group_size, p.codes.data(), p.scales.data(),
                         p.zeros.data(), nullptr, dst.data());
@@ -405,7 +441,9 @@ class CpuPluginModel {
 
   // Per-sequence NLL sums of variants[layer * 7 + kind].
   std::vector<double> Evaluate(const std::vector<uint8_t>& variants) {
-    IMPQ_CHECK(pass::CheckVariants(sh_, variants.data(), [](int, int) { return true; }).empty());
+    const std::string bad = pass::CheckVariants(
+        sh_, variants.data(), [&](int i, int v) { return !linear_[i][v].empty(); });
+    IMPQ_CHECK(bad.empty()) << bad;
     pass::Weights<uint16_t> w;
     w.embedding = q_.model().embedding.data();
     w.output = output_.data();
@@ -417,7 +455,11 @@ class CpuPluginModel {
       w.norms.push_back(
           {ptr(l.attn), ptr(l.ffn), ptr(l.q), ptr(l.k), ptr(l.post_attn), ptr(l.post_ffn)});
     }
-    for (const auto& v : linear_) w.linear.push_back({v[0].data(), v[1].data(), v[2].data()});
+    for (const auto& v : linear_) {
+      std::array<const uint16_t*, IMPQ_GPU_NUM_VARIANTS> p{};
+      for (int k = 0; k < IMPQ_GPU_NUM_VARIANTS; ++k) p[k] = v[k].empty() ? nullptr : v[k].data();
+      w.linear.push_back(p);
+    }
     pass::Scratch<uint16_t> sc;
     sc.x = x_.data();
     sc.q = q_buf_.data();
@@ -475,14 +517,17 @@ class CpuPluginModel {
   int64_t cached_ = 0, blocks_done_ = 0, blocks_full_ = 0;
 };
 
-// variants[layer * 7 + kind] with player i at bits[i] (2, 4, or 16/32 = full): as GpuEvaluator.
+// variants[layer * 7 + kind] with player i at bits[i] (2, 3, 4, 8, or 16/32 = full), written
+// out from gpu_api.h's numbers (the test's own statement of GpuEvaluator's VariantTable).
 std::vector<uint8_t> VariantsOf(const quant::QuantizedModel& q, const std::vector<int>& bits) {
   const ModelConfig& c = q.model().config;
   std::vector<uint8_t> v(static_cast<size_t>(c.n_layers) * model::kNumLinear,
                          IMPQ_GPU_VARIANT_4BIT);
   for (int i = 0; i < q.num_players(); ++i) {
     const uint8_t variant = bits[i] == 2   ? IMPQ_GPU_VARIANT_2BIT
+                            : bits[i] == 3 ? IMPQ_GPU_VARIANT_3BIT
                             : bits[i] == 4 ? IMPQ_GPU_VARIANT_4BIT
+                            : bits[i] == 8 ? IMPQ_GPU_VARIANT_8BIT
                                            : IMPQ_GPU_VARIANT_FULL;
     for (const quant::LinearRef& r : q.players()[i].linears) {
       v[static_cast<size_t>(r.layer) * model::kNumLinear + static_cast<int>(r.kind)] = variant;
@@ -727,6 +772,130 @@ TEST(PluginPassOnCpuTest, PrefixReuseAlongWalksMatchesFullEvaluations) {
   EXPECT_EQ(all.blocks_done(), before);
 }
 
+// Width sets (2, 3, 4, 8 bits): the pass with the kernel references against the reference for
+// an assignment that uses every width, and along a ladder walk (every player from 8 to 2 bits)
+// prefix reuse gives the sums of full evaluations; GpuEvaluator's variant table is the
+// test's own (VariantsOf) at every step.
+TEST(PluginPassOnCpuTest, WidthSetsMatchReferenceAndReuseAlongLadderWalks) {
+  const Model m = SharpRandomModel(LlamaConfig(), 29);
+  const auto qm = Quantize(m, std::vector<int>{2, 3, 4, 8});
+  const quant::QuantizedModel& q = *qm;
+  const eval::EvalSet set = RandomSet(m.config, 400);
+  const int n = q.num_players();
+  const std::vector<int> held = {2, 3, 4, 8};
+
+  const std::vector<int> mixed = MixedWidths(n, 8);
+  CpuPluginModel emu(q, set, 0);
+  const std::vector<double> got = emu.Evaluate(VariantsOf(q, mixed));
+  GpuModelReference ref(q.model());
+  auto w = q.Apply(mixed);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (size_t i = 0; i < set.sequences.size(); ++i) {
+    const eval::EvalSequence& seq = set.sequences[i];
+    double max_abs = 0;
+    const double want = ref.SequenceNll(seq, *w, &max_abs);
+    const double tol = 2 * BoundF32(m.config, static_cast<int64_t>(seq.tokens.size()), max_abs);
+    EXPECT_LE(std::abs(got[i] - want) / seq.scored(), tol)
+        << "sequence " << i << " pass " << got[i] << " reference " << want;
+  }
+
+  CpuPluginModel full(q, set, 0);
+  CpuPluginModel all(q, set, int64_t{1} << 30);
+  const std::vector<std::vector<int>> walk = LadderWalkBits(n, 5, 0);
+  ASSERT_EQ(walk.size(), static_cast<size_t>(3 * n + 1));
+  EXPECT_EQ(walk.front(), std::vector<int>(n, 8));
+  EXPECT_EQ(walk.back(), std::vector<int>(n, 2));
+  for (size_t k = 0; k < walk.size(); ++k) {
+    const std::vector<uint8_t> v = VariantsOf(q, walk[k]);
+    auto table = VariantTable(q, walk[k], held, /*full=*/false);
+    ASSERT_TRUE(table.ok()) << table.status();
+    ASSERT_EQ(*table, v) << "step " << k;
+    const std::vector<double> want = full.Evaluate(v);
+    for (double x : want) ASSERT_TRUE(std::isfinite(x)) << "step " << k;
+    EXPECT_EQ(all.Evaluate(v), want) << "step " << k;
+  }
+  EXPECT_LT(all.blocks_done(), full.blocks_done());
+}
+
+// GpuEvaluator's assignment -> variant table, on the CPU: every player's modules, the widths
+// held, full precision only when uploaded, errors naming the player.
+TEST(GpuEvaluatorLogicTest, VariantTableMapsEveryWidthAndNamesWhatIsMissing) {
+  const Stories& s = Stories::Get();
+  const quant::QuantizedModel& q = s.qmodel_all_widths();
+  const int n = q.num_players();
+  const std::vector<int> all = {2, 3, 4, 8}, binary = {2, 4};
+  const std::vector<int> mixed = MixedWidths(n, 3);
+  auto v = VariantTable(q, mixed, all, false);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, VariantsOf(q, mixed));
+  for (int bits : all) {
+    auto u = VariantTable(q, std::vector<int>(n, bits), all, false);
+    ASSERT_TRUE(u.ok()) << u.status();
+    EXPECT_EQ(*u, std::vector<uint8_t>(u->size(), static_cast<uint8_t>(
+                                                      impq_gpu_variant_of_bits(bits))));
+  }
+  auto full = VariantTable(q, std::vector<int>(n, 32), binary, true);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(*full, std::vector<uint8_t>(full->size(), IMPQ_GPU_VARIANT_FULL));
+
+  auto not_held = VariantTable(q, mixed, binary, false);  // player 1 at 3 bits
+  EXPECT_EQ(not_held.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(not_held.status().message(), HasSubstr("player 1 at 3 bits"));
+  EXPECT_THAT(not_held.status().message(), HasSubstr("[2, 4]"));
+  auto no_full = VariantTable(q, std::vector<int>(n, 16), all, false);
+  EXPECT_EQ(no_full.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto short_bits = VariantTable(q, std::vector<int>(n - 1, 4), all, false);
+  EXPECT_EQ(short_bits.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(short_bits.status().message(), HasSubstr("players"));
+}
+
+// testdata/fake_plugin_v1.cc's library: $IMPQ_FAKE_GPU_PLUGIN_V1 (the device bundle sets it),
+// else the build tree's ("" when neither).
+std::string FakePluginV1Path() {
+  const char* env = std::getenv("IMPQ_FAKE_GPU_PLUGIN_V1");
+  if (env != nullptr && env[0] != '\0') return env;
+#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
+  return IMPQ_FAKE_GPU_PLUGIN_V1;
+#else
+  return "";
+#endif
+}
+
+// A worker whose libimpq_cuda.so predates 3/8 bits (the version-1 fake plugin, through the real
+// dlopen seam): a width-set evaluator is refused by name before anything reaches the plugin;
+// the binary game's widths pass that check (and then meet the fake's missing device).
+TEST(GpuEvaluatorLogicTest, OlderPluginRefusesWidthSetsByName) {
+  const std::string path = FakePluginV1Path();
+  if (path.empty() || !std::ifstream(path).good()) {
+    GTEST_SKIP() << "fake version-1 plugin not built";
+  }
+  ScopedEnv plugin("IMPQ_CUDA_PLUGIN", path);
+  absl::StatusOr<std::unique_ptr<GpuRuntime>> rt = GpuRuntime::Load();
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  ASSERT_EQ((*rt)->api_version(), 1);
+  const Stories& s = Stories::Get();
+  GpuEvaluatorOptions o;
+  o.widths = {2, 3, 4, 8};
+  auto ev = GpuEvaluator::Create(rt->get(), 0, s.qmodel_all_widths(), s.set(), o);
+  ASSERT_FALSE(ev.ok());
+  EXPECT_EQ(ev.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(ev.status().message(), HasSubstr("API version 1"));
+  EXPECT_THAT(ev.status().message(), HasSubstr("need API version 2 for [3, 8]"));
+  EXPECT_THAT(ev.status().message(), HasSubstr(path));
+  o.widths = {2, 4};
+  auto binary = GpuEvaluator::Create(rt->get(), 0, s.qmodel_all_widths(), s.set(), o);
+  ASSERT_FALSE(binary.ok());
+  EXPECT_EQ(binary.status().code(), absl::StatusCode::kUnavailable) << binary.status();
+  EXPECT_THAT(binary.status().message(), HasSubstr("model_create"));
+  // Widths the quantized model did not prepare, and no ladder at all.
+  o.widths = {3, 4};
+  EXPECT_EQ(GpuEvaluator::Create(rt->get(), 0, s.qmodel(), s.set(), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.widths = {4};
+  EXPECT_EQ(GpuEvaluator::Create(rt->get(), 0, s.qmodel(), s.set(), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(PluginPassOnCpuTest, ChecksTheSetAndTheVariants) {
   pass::Shape sh;
   sh.n_layers = 2;
@@ -758,9 +927,15 @@ TEST(PluginPassOnCpuTest, ChecksTheSetAndTheVariants) {
   v[9] = IMPQ_GPU_VARIANT_FULL;
   EXPECT_THAT(pass::CheckVariants(sh, v.data(), all_but_full),
               HasSubstr("the full variant of layer 1 attn_v was never set"));
-  v[9] = 3;
+  v[9] = IMPQ_GPU_VARIANT_3BIT;
+  auto no_3bit = [](int, int variant) { return variant != IMPQ_GPU_VARIANT_3BIT; };
+  EXPECT_THAT(pass::CheckVariants(sh, v.data(), no_3bit),
+              HasSubstr("the 3-bit variant of layer 1 attn_v was never set"));
+  v[9] = IMPQ_GPU_VARIANT_8BIT;
+  EXPECT_EQ(pass::CheckVariants(sh, v.data(), no_3bit), "");
+  v[9] = IMPQ_GPU_NUM_VARIANTS;
   EXPECT_THAT(pass::CheckVariants(sh, v.data(), all_but_full),
-              HasSubstr("variants[9] (layer 1 attn_v) = 3"));
+              HasSubstr("variants[9] (layer 1 attn_v) = 5; expected 0..4"));
 
   // Batches: consecutive sequences up to the row budget, never splitting one.
   const std::vector<int64_t> offs = {0, 5, 9, 14, 16};
@@ -813,10 +988,12 @@ TEST(PluginPassOnCpuTest, ChecksTheSetAndTheVariants) {
 
 std::unique_ptr<GpuEvaluator> MakeGpuEvaluator(GpuRuntime* rt, const quant::QuantizedModel& q,
                                                const eval::EvalSet& set, int64_t cache_bytes,
-                                               bool full = false) {
+                                               bool full = false,
+                                               std::vector<int> widths = {2, 4}) {
   GpuEvaluatorOptions o;
   o.max_cache_bytes = cache_bytes;
   o.upload_full = full;
+  o.widths = std::move(widths);
   auto ev = GpuEvaluator::Create(rt, 0, q, set, o);
   IMPQ_CHECK(ev.ok()) << ev.status();
   return *std::move(ev);
@@ -1011,6 +1188,145 @@ TEST(GpuModelTest, ProfilePrintsEveryOperationAndChangesNothing) {
   }
 }
 
+// Width sets on the device (API version 2): every width against the reference, the ladder
+// game's losses against the CPU LocalEvaluator playing the same game (same bound as the binary
+// game above), and prefix reuse along a ladder walk bit-identical to full evaluations.
+TEST(GpuModelTest, WidthSetsMatchReferenceCpuEngineAndFullEvaluations) {
+  SKIP_WITHOUT_GPU(rt);
+  const Stories& s = Stories::Get();
+  const quant::QuantizedModel& q = s.qmodel_all_widths();
+  const int n = q.num_players();
+  const std::vector<int> widths = {2, 3, 4, 8};
+  auto gpu = MakeGpuEvaluator(rt, q, s.set(), int64_t{1} << 30, /*full=*/false, widths);
+  EXPECT_EQ(gpu->num_steps(), 3 * n);
+  for (int bits : widths) {
+    ExpectMatchesReference(*gpu, q, s.set(), std::vector<int>(n, bits),
+                           "all " + std::to_string(bits) + "-bit");
+  }
+  ExpectMatchesReference(*gpu, q, s.set(), MixedWidths(n, 5), "mixed widths");
+
+  // The ladder game against the CPU engine's (closed coalitions over 3·n steps).
+  engine::LocalEvaluatorOptions lo;
+  lo.max_cache_bytes = 0;
+  lo.widths = widths;
+  auto cpu = engine::LocalEvaluator::Create(q, s.fwd(), s.set(), lo);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  const solver::WidthLadder& ladder = gpu->ladder();
+  std::vector<solver::Coalition> coalitions;
+  for (const std::vector<int>& bits : {std::vector<int>(n, 8), std::vector<int>(n, 3),
+                                       MixedWidths(n, 6)}) {
+    auto c = ladder.CoalitionOfBits(bits);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coalitions.push_back(*c);
+  }
+  auto want = (*cpu)->Evaluate(coalitions);
+  auto got = gpu->Evaluate(coalitions);
+  ASSERT_TRUE(want.ok() && got.ok()) << want.status() << " / " << got.status();
+  GpuModelReference ref(s.model());
+  for (size_t k = 0; k < coalitions.size(); ++k) {
+    auto bits = ladder.BitsOf(coalitions[k]);
+    ASSERT_TRUE(bits.ok());
+    const auto w = q.Apply(*bits);
+    ASSERT_TRUE(w.ok());
+    double ref_sum = 0, tol = 0;
+    for (const auto& seq : s.set().sequences) {
+      double max_abs = 0;
+      ref_sum += ref.SequenceNll(seq, *w, &max_abs);
+      tol = std::max(
+          tol, 2 * BoundF32(s.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs));
+    }
+    const double ref_mean = ref_sum / static_cast<double>(s.set().scored_tokens);
+    EXPECT_LE(std::abs((*got)[k] - (*want)[k]), tol + std::abs(ref_mean - (*want)[k]))
+        << "coalition " << k << ": gpu " << (*got)[k] << " cpu " << (*want)[k] << " reference "
+        << ref_mean;
+  }
+
+  // A ladder walk: every sequence cached gives the full evaluations' losses bit for bit.
+  std::vector<solver::Coalition> walk =
+      solver::WalkCoalitions(solver::LadderPermutationSampler(ladder, 3, false).Get(0));
+  auto none = MakeGpuEvaluator(rt, q, s.set(), 0, false, widths);
+  auto full_losses = none->Evaluate(walk);
+  ASSERT_TRUE(full_losses.ok()) << full_losses.status();
+  auto reuse = MakeGpuEvaluator(rt, q, s.set(), int64_t{1} << 30, false, widths);
+  auto reuse_losses = reuse->Evaluate(walk);
+  ASSERT_TRUE(reuse_losses.ok()) << reuse_losses.status();
+  for (size_t k = 0; k < walk.size(); ++k) {
+    EXPECT_EQ((*reuse_losses)[k], (*full_losses)[k]) << "step " << k;
+  }
+  auto st = reuse->stats();
+  ASSERT_TRUE(st.ok());
+  EXPECT_GT(st->SavedFraction(), 0.3) << st->block_evals_done << " of " << st->block_evals_full;
+  // Not closed: player 0's second step without its first.
+  solver::Coalition open(static_cast<size_t>(3 * n), 0);
+  open[1] = 1;
+  EXPECT_EQ(gpu->Evaluate(std::vector<solver::Coalition>{open}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// model_set_linear_rtn_widths (what gpu_bench uses) keeps, at every width, the variants that
+// uploading the CPU RtnQuantizer's packed tensors gives: the losses are bit-identical.
+TEST(GpuModelTest, RtnWidthsOnTheDeviceEqualTheCpuQuantizersTensors) {
+  SKIP_WITHOUT_GPU(rt);
+  const Stories& s = Stories::Get();
+  const quant::QuantizedModel& q = s.qmodel_all_widths();
+  const Model& m = s.model();
+  const ModelConfig& c = m.config;
+  const ImpqGpuApi& api = rt->api();
+  ASSERT_NE(api.model_set_linear_rtn_widths, nullptr);
+  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m);
+  ImpqGpuError err{};
+  ImpqGpuModel *a = nullptr, *b = nullptr;
+  ASSERT_EQ(api.model_create(0, &desc->desc, &a, &err), IMPQ_GPU_OK) << err.message;
+  std::unique_ptr<ImpqGpuModel, void (*)(ImpqGpuModel*)> guard_a(a, api.model_destroy);
+  ASSERT_EQ(api.model_create(0, &desc->desc, &b, &err), IMPQ_GPU_OK) << err.message;
+  std::unique_ptr<ImpqGpuModel, void (*)(ImpqGpuModel*)> guard_b(b, api.model_destroy);
+  const unsigned mask = IMPQ_GPU_WIDTH_MASK(2) | IMPQ_GPU_WIDTH_MASK(3) | IMPQ_GPU_WIDTH_MASK(4) |
+                        IMPQ_GPU_WIDTH_MASK(8);
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (int k = 0; k < model::kNumLinear; ++k) {
+      const auto kind = static_cast<LinearKind>(k);
+      for (int bits : {2, 3, 4, 8}) {
+        const quant::PackedTensor& p = q.Packed(l, kind, bits);
+        ASSERT_EQ(api.model_set_linear_packed(a, l, k, bits, p.group_size, p.codes.data(),
+                                              p.scales.data(), p.zeros.data(), &err),
+                  IMPQ_GPU_OK)
+            << err.message;
+      }
+      ASSERT_EQ(api.model_set_linear_rtn_widths(b, l, k, m.layers[l][kind].data(), q.group_size(),
+                                                mask, 0, &err),
+                IMPQ_GPU_OK)
+          << err.message;
+    }
+  }
+  EXPECT_EQ(api.model_set_linear_rtn_widths(b, 0, 0, m.layers[0][LinearKind::kQ].data(), 64,
+                                            IMPQ_GPU_WIDTH_MASK(5), 0, &err),
+            IMPQ_GPU_EINVAL);
+  EXPECT_THAT(err.message, HasSubstr("widths_mask = 0x20"));
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> offsets = {0}, begin;
+  for (const auto& seq : s.set().sequences) {
+    tokens.insert(tokens.end(), seq.tokens.begin(), seq.tokens.end());
+    offsets.push_back(static_cast<int64_t>(tokens.size()));
+    begin.push_back(seq.score_begin);
+  }
+  const auto n_seqs = static_cast<int64_t>(s.set().sequences.size());
+  for (ImpqGpuModel* model : {a, b}) {
+    ASSERT_EQ(api.model_set_eval(model, tokens.data(), offsets.data(), n_seqs, begin.data(), 0,
+                                 &err),
+              IMPQ_GPU_OK)
+        << err.message;
+  }
+  const int n = q.num_players();
+  for (const std::vector<int>& bits : {std::vector<int>(n, 2), std::vector<int>(n, 3),
+                                       std::vector<int>(n, 8), MixedWidths(n, 9)}) {
+    const std::vector<uint8_t> v = VariantsOf(q, bits);
+    std::vector<double> sa(static_cast<size_t>(n_seqs)), sb(sa.size());
+    ASSERT_EQ(api.model_evaluate(a, v.data(), sa.data(), &err), IMPQ_GPU_OK) << err.message;
+    ASSERT_EQ(api.model_evaluate(b, v.data(), sb.data(), &err), IMPQ_GPU_OK) << err.message;
+    EXPECT_EQ(0, std::memcmp(sa.data(), sb.data(), sa.size() * sizeof(double)));
+  }
+}
+
 TEST(GpuModelTest, RejectsBadArguments) {
   SKIP_WITHOUT_GPU(rt);
   const Stories& s = Stories::Get();
@@ -1060,10 +1376,10 @@ TEST(GpuModelTest, RejectsBadArguments) {
                                         p.zeros.data(), &err),
             IMPQ_GPU_EINVAL);
   EXPECT_THAT(err.message, HasSubstr("kind"));
-  EXPECT_EQ(api.model_set_linear_packed(m, 0, 0, 3, 64, p.codes.data(), p.scales.data(),
+  EXPECT_EQ(api.model_set_linear_packed(m, 0, 0, 5, 64, p.codes.data(), p.scales.data(),
                                         p.zeros.data(), &err),
             IMPQ_GPU_EINVAL);
-  EXPECT_THAT(err.message, HasSubstr("bits"));
+  EXPECT_THAT(err.message, HasSubstr("bits = 5; expected 2, 3, 4 or 8"));
 
   std::vector<uint8_t> all4(nv, IMPQ_GPU_VARIANT_4BIT);
   std::vector<double> sums(2);

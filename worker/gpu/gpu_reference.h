@@ -18,7 +18,7 @@
 //
 // Signatures mirror the plugin's C ABI (host pointers, the same argument order); buffers are
 // row-major and sized as gpu_api.h says. REQUIRES (not checked): the kernel's documented
-// preconditions (valid sizes, tokens/targets in range, bits in {2, 4}). Plain functions,
+// preconditions (valid sizes, tokens/targets in range, bits in {2, 3, 4, 8}). Plain functions,
 // thread-safe, deterministic.
 #ifndef IMPQ_WORKER_GPU_GPU_REFERENCE_H_
 #define IMPQ_WORKER_GPU_GPU_REFERENCE_H_

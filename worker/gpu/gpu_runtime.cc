@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -85,7 +86,7 @@ absl::StatusOr<std::unique_ptr<GpuRuntime>> GpuRuntime::Load() {
     std::unique_ptr<GpuRuntime> rt(new GpuRuntime(handle, api, path));
     ImpqGpuError err{};
     int count = 0;
-    const int rc = api->device_count(&count, &err);
+    const int rc = rt->api().device_count(&count, &err);
     if (rc == IMPQ_GPU_OK && count > 0) {
       rt->device_count_ = count;
     } else {
@@ -115,47 +116,87 @@ absl::Status GpuRuntime::ValidateApi(const ImpqGpuApi* api, absl::string_view pa
     return absl::UnavailableError(
         absl::StrCat("CUDA plugin ", path, ": ", IMPQ_GPU_GET_API_SYMBOL, "() returned null"));
   }
-  if (api->version != IMPQ_GPU_API_VERSION) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("CUDA plugin ", path, " implements API version ", api->version,
-                     ", this build of impq expects version ", IMPQ_GPU_API_VERSION,
-                     " (rebuild the plugin together with impq)"));
+  // Only `version` is read before the version is known: a table is at least that long.
+  if (api->version < IMPQ_GPU_API_MIN_VERSION || api->version > IMPQ_GPU_API_VERSION) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA plugin ", path, " implements API version ", api->version,
+        ", this build of impq loads versions ", IMPQ_GPU_API_MIN_VERSION, " to ",
+        IMPQ_GPU_API_VERSION, " (rebuild the plugin together with impq)"));
   }
-  const std::pair<const char*, bool> entries[] = {
-      {"device_count", api->device_count != nullptr},
-      {"device_info", api->device_info != nullptr},
-      {"kernel_rtn_quantize", api->kernel_rtn_quantize != nullptr},
-      {"kernel_pack", api->kernel_pack != nullptr},
-      {"kernel_unpack", api->kernel_unpack != nullptr},
-      {"kernel_dequantize", api->kernel_dequantize != nullptr},
-      {"kernel_embed", api->kernel_embed != nullptr},
-      {"kernel_rmsnorm", api->kernel_rmsnorm != nullptr},
-      {"kernel_rope", api->kernel_rope != nullptr},
-      {"kernel_attention", api->kernel_attention != nullptr},
-      {"kernel_glu", api->kernel_glu != nullptr},
-      {"kernel_gemm", api->kernel_gemm != nullptr},
-      {"kernel_nll", api->kernel_nll != nullptr},
-      {"bench_gemm_tflops", api->bench_gemm_tflops != nullptr},
-      {"model_create", api->model_create != nullptr},
-      {"model_destroy", api->model_destroy != nullptr},
-      {"model_set_linear_packed", api->model_set_linear_packed != nullptr},
-      {"model_set_linear_f32", api->model_set_linear_f32 != nullptr},
-      {"model_set_linear_rtn", api->model_set_linear_rtn != nullptr},
-      {"model_set_eval", api->model_set_eval != nullptr},
-      {"model_evaluate", api->model_evaluate != nullptr},
-      {"model_stats", api->model_stats != nullptr},
+  struct Entry {
+    const char* name;
+    int since;  // the first version with this entry point
+    bool present;
   };
-  for (const auto& [name, present] : entries) {
-    if (!present) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("CUDA plugin ", path, " lacks the entry point ", name));
+  const Entry entries[] = {
+      {"device_count", 1, api->device_count != nullptr},
+      {"device_info", 1, api->device_info != nullptr},
+      {"kernel_rtn_quantize", 1, api->kernel_rtn_quantize != nullptr},
+      {"kernel_pack", 1, api->kernel_pack != nullptr},
+      {"kernel_unpack", 1, api->kernel_unpack != nullptr},
+      {"kernel_dequantize", 1, api->kernel_dequantize != nullptr},
+      {"kernel_embed", 1, api->kernel_embed != nullptr},
+      {"kernel_rmsnorm", 1, api->kernel_rmsnorm != nullptr},
+      {"kernel_rope", 1, api->kernel_rope != nullptr},
+      {"kernel_attention", 1, api->kernel_attention != nullptr},
+      {"kernel_glu", 1, api->kernel_glu != nullptr},
+      {"kernel_gemm", 1, api->kernel_gemm != nullptr},
+      {"kernel_nll", 1, api->kernel_nll != nullptr},
+      {"bench_gemm_tflops", 1, api->bench_gemm_tflops != nullptr},
+      {"model_create", 1, api->model_create != nullptr},
+      {"model_destroy", 1, api->model_destroy != nullptr},
+      {"model_set_linear_packed", 1, api->model_set_linear_packed != nullptr},
+      {"model_set_linear_f32", 1, api->model_set_linear_f32 != nullptr},
+      {"model_set_linear_rtn", 1, api->model_set_linear_rtn != nullptr},
+      {"model_set_eval", 1, api->model_set_eval != nullptr},
+      {"model_evaluate", 1, api->model_evaluate != nullptr},
+      {"model_stats", 1, api->model_stats != nullptr},
+      // Version 2: evaluated (and read) only when the table has it.
+      {"model_set_linear_rtn_widths", 2,
+       api->version >= 2 && api->model_set_linear_rtn_widths != nullptr},
+  };
+  for (const Entry& e : entries) {
+    if (e.since <= api->version && !e.present) {
+      return absl::FailedPreconditionError(absl::StrCat("CUDA plugin ", path, " (API version ",
+                                                        api->version,
+                                                        ") lacks the entry point ", e.name));
     }
   }
   return absl::OkStatus();
 }
 
+bool GpuRuntime::SupportsBits(int api_version, int bits) {
+  if (bits == 2 || bits == 4) return api_version >= 1;
+  if (bits == 3 || bits == 8) return api_version >= 2;
+  return false;
+}
+
+absl::Status GpuRuntime::CheckWidths(int api_version, absl::string_view path,
+                                     std::span<const int> widths) {
+  std::vector<int> missing;
+  for (int b : widths) {
+    if (!SupportsBits(api_version, b)) missing.push_back(b);
+  }
+  if (missing.empty()) return absl::OkStatus();
+  const bool known = std::all_of(missing.begin(), missing.end(),
+                                 [](int b) { return SupportsBits(IMPQ_GPU_API_VERSION, b); });
+  if (!known) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA plugin ", path, ": widths [", absl::StrJoin(missing, ", "),
+        "] are not among the widths the GPU path evaluates (2, 3, 4, 8)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "CUDA plugin ", path, " implements API version ", api_version,
+      ", which evaluates 2- and 4-bit weights only; widths [", absl::StrJoin(widths, ", "),
+      "] need API version 2 for [", absl::StrJoin(missing, ", "),
+      "] bits (rebuild libimpq_cuda.so together with impq)"));
+}
+
 GpuRuntime::GpuRuntime(void* handle, const ImpqGpuApi* api, std::string path)
-    : handle_(handle), api_(api), path_(std::move(path)) {}
+    : handle_(handle), path_(std::move(path)) {
+  // An older plugin's table is shorter: copy only what its version defines (gpu_api.h).
+  std::memcpy(&api_, api, impq_gpu_api_bytes(api->version));
+}
 
 // The handle is deliberately not dlclose()d: once the plugin has initialised the CUDA runtime
 // and cuBLAS, unloading them (and their atexit handlers) is not supported by those libraries.
@@ -169,7 +210,7 @@ absl::StatusOr<ImpqGpuDeviceInfo> GpuRuntime::DeviceInfo(int device) const {
   }
   ImpqGpuDeviceInfo info{};
   ImpqGpuError err{};
-  const int rc = api_->device_info(device, &info, &err);
+  const int rc = api_.device_info(device, &info, &err);
   if (rc != IMPQ_GPU_OK) return ToStatus(rc, err, absl::StrCat("device_info(", device, ")"));
   return info;
 }

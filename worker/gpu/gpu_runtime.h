@@ -16,6 +16,7 @@
 #define IMPQ_WORKER_GPU_GPU_RUNTIME_H_
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,11 @@ class GpuRuntime {
   // dlopen(RTLD_NOW | RTLD_LOCAL). Errors:
   //   Unavailable         no candidate loads (the message lists every path tried and its
   //                       dlerror()), or the library lacks impq_gpu_get_api / returns null;
-  //   FailedPrecondition  the plugin's API version differs from IMPQ_GPU_API_VERSION.
+  //   FailedPrecondition  the plugin's API version is outside [IMPQ_GPU_API_MIN_VERSION,
+  //                       IMPQ_GPU_API_VERSION] (gpu_api.h "Versions").
+  // An older plugin (version >= IMPQ_GPU_API_MIN_VERSION) loads: api() then holds its entry
+  // points and null for the ones its version lacks; api_version() and SupportsBits() say what
+  // it can do.
   // A machine without a GPU or driver still loads the plugin: device_count() is then 0.
   static absl::StatusOr<std::unique_ptr<GpuRuntime>> Load();
 
@@ -53,8 +58,20 @@ class GpuRuntime {
   const std::string& no_device_reason() const { return no_device_reason_; }
   // InvalidArgument unless 0 <= device < device_count(); otherwise the plugin's answer.
   absl::StatusOr<ImpqGpuDeviceInfo> DeviceInfo(int device) const;
-  // The plugin's entry points. Valid while this object lives.
-  const ImpqGpuApi& api() const { return *api_; }
+  // The plugin's entry points (a copy of its table; the entries newer than api_version() are
+  // null). Valid while this object lives.
+  const ImpqGpuApi& api() const { return api_; }
+  // The plugin's API version, in [IMPQ_GPU_API_MIN_VERSION, IMPQ_GPU_API_VERSION].
+  int api_version() const { return api_.version; }
+  // True when the plugin evaluates weights of `bits`: 2 and 4 from version 1, 3 and 8 from
+  // version 2; false for any other value.
+  bool SupportsBits(int bits) const { return SupportsBits(api_version(), bits); }
+  static bool SupportsBits(int api_version, int bits);
+  // OK when a plugin of `api_version` (loaded from `path`) evaluates every width of `widths`;
+  // else FailedPrecondition naming the plugin, its version, the widths it lacks and the
+  // version they need (e.g. a version-1 plugin asked for widths [2, 3, 4]).
+  static absl::Status CheckWidths(int api_version, absl::string_view path,
+                                  std::span<const int> widths);
   // The file the plugin was loaded from.
   const std::string& plugin_path() const { return path_; }
 
@@ -67,15 +84,17 @@ class GpuRuntime {
   static std::vector<std::string> CandidatePaths();
 
   // The checks Load() applies to the table a plugin returns, as a pure function (also used by
-  // tests): Unavailable when `api` is null; FailedPrecondition when api->version differs from
-  // IMPQ_GPU_API_VERSION or an entry point is null (the message names it and `path`).
+  // tests): Unavailable when `api` is null; FailedPrecondition when api->version is outside
+  // [IMPQ_GPU_API_MIN_VERSION, IMPQ_GPU_API_VERSION] or an entry point of that version is null
+  // (the message names it and `path`). Reads only the entries api->version has.
   static absl::Status ValidateApi(const ImpqGpuApi* api, absl::string_view path);
 
  private:
+  // Copies the first impq_gpu_api_bytes(api->version) bytes of *api. REQUIRES: ValidateApi OK.
   GpuRuntime(void* handle, const ImpqGpuApi* api, std::string path);
 
   void* handle_;              // dlopen handle, never closed (see ~GpuRuntime)
-  const ImpqGpuApi* api_;     // owned by the plugin
+  ImpqGpuApi api_{};          // the plugin's table, entries beyond its version null
   std::string path_;
   int device_count_ = 0;
   std::string no_device_reason_;

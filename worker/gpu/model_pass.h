@@ -51,7 +51,9 @@ namespace impq::gpu::pass {
 inline constexpr int kNumLinear = 7;  // = model::kNumLinear, order model::LinearKind
 inline constexpr const char* kLinearNames[kNumLinear] = {"attn_q",   "attn_k", "attn_v",  "attn_o",
                                                          "ffn_gate", "ffn_up", "ffn_down"};
-inline constexpr const char* kVariantNames[IMPQ_GPU_NUM_VARIANTS] = {"2-bit", "4-bit", "full"};
+// By IMPQ_GPU_VARIANT_* value.
+inline constexpr const char* kVariantNames[IMPQ_GPU_NUM_VARIANTS] = {"2-bit", "4-bit", "full",
+                                                                     "3-bit", "8-bit"};
 // Rows per batch: GEMMs of 8192 x dim x out run near cuBLAS's peak on H100/A100.
 inline constexpr int64_t kMaxBatchRows = 8192;
 // Bytes of the f32 logits of one head chunk.

@@ -1,7 +1,6 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "solver/width_ladder.h"
@@ -51,18 +50,23 @@ class EngineExecutor : public UnitExecutor {
     o.threads = threads_;
     engine::EvaluatorFactory factory;
 #ifdef IMPQ_WORKER_WITH_GPU
-    if (runtime_ != nullptr && o.widths != std::vector<int>{2, 4}) {
-      // The CUDA kernels are 2/4-bit: a width-set job runs on this node's CPU, as a model
-      // that does not fit the device does — slower, but every worker serves every job (a
-      // GPU-only fleet would otherwise never finish it).
-      IMPQ_LOG(WARNING) << "GPU evaluator: widths [" << absl::StrJoin(o.widths, ",")
-                        << "] run on the CPU (the CUDA kernels are 2- and 4-bit)";
-    } else if (runtime_ != nullptr) {
-      factory = [this](const quant::QuantizedModel& qm, const eval::EvalSet& set,
-                       int64_t cache_bytes)
+    // Every width of a job (2, 3, 4, 8) runs on the GPU with a plugin of API version 2. An
+    // older plugin (2- and 4-bit only) cannot: GpuRuntime::CheckWidths says so by name, and
+    // such a job then runs on this node's CPU, as a model that does not fit the device does
+    // (every worker serves every job: a GPU-only fleet would otherwise never finish it).
+    absl::Status widths_ok = absl::OkStatus();
+    if (runtime_ != nullptr) {
+      widths_ok = gpu::GpuRuntime::CheckWidths(runtime_->api_version(), runtime_->plugin_path(),
+                                               o.widths);
+      if (!widths_ok.ok()) IMPQ_LOG(WARNING) << "GPU evaluator: " << widths_ok << "; using the CPU";
+    }
+    if (runtime_ != nullptr && widths_ok.ok()) {
+      factory = [this, widths = o.widths](const quant::QuantizedModel& qm,
+                                          const eval::EvalSet& set, int64_t cache_bytes)
           -> absl::StatusOr<std::unique_ptr<solver::CoalitionEvaluator>> {
         gpu::GpuEvaluatorOptions go;
         go.max_cache_bytes = cache_bytes;
+        go.widths = widths;
         absl::StatusOr<std::unique_ptr<gpu::GpuEvaluator>> g =
             gpu::GpuEvaluator::Create(runtime_.get(), 0, qm, set, go);
         if (g.ok()) {
@@ -103,7 +107,8 @@ class EngineExecutor : public UnitExecutor {
     } else {
       runtime_ = *std::move(rt);
       IMPQ_LOG(INFO) << "engine: GPU 0 (" << info->name << ", sm_" << info->cc_major
-                     << info->cc_minor << ", " << (info->total_bytes >> 20) << " MiB)";
+                     << info->cc_minor << ", " << (info->total_bytes >> 20)
+                     << " MiB; plugin API version " << runtime_->api_version() << ")";
       return;
     }
     if (want_gpu) {

@@ -39,8 +39,9 @@ absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name);
 // widths, spec.widths) once per (model, tokenizer, backend, group size, players, widths), and
 // the evaluation sets once per (text, docs, context, widths); keeps the most recent one of
 // each. With a width set the units' coalitions and walks are over the steps of the job's
-// ladder (messages.proto), mapped to bits per player by the evaluator; the GPU evaluator runs
-// 2 and 4 bits only, so a GPU worker evaluates such a job on its CPU (with a warning).
+// ladder (messages.proto), mapped to bits per player by the evaluator, on the GPU too (plugin
+// API version 2; with an older plugin, 2- and 4-bit only, a GPU worker evaluates such a job on
+// its CPU with a warning naming the plugin's version: gpu::GpuRuntime::CheckWidths).
 // Losses come from engine::LocalEvaluator (CPU)
 // or gpu::GpuEvaluator (GPU, bf16 numerics: close to but not bit-identical with the CPU's),
 // both with prefix reuse. On the GPU, a model that does not fit the device runs on the CPU,

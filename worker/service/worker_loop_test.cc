@@ -4,10 +4,16 @@
 #include "worker/service/worker_loop.h"
 
 #include <atomic>
+#include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "common/scoped_env.h"
 #include "common/test_paths.h"
 #include "gtest/gtest.h"
+#include "worker/engine/job.h"
+#include "worker/engine/spec_options.h"
 
 namespace impq::worker_service {
 namespace {
@@ -105,6 +111,56 @@ TEST(EngineExecutorTest, DeviceChoice) {
   if (!gpu->Health().ok()) {
     EXPECT_EQ(gpu->Health().code(), absl::StatusCode::kUnavailable);
     EXPECT_EQ(gpu->Execute(v1::WorkUnit()).status(), gpu->Health());
+  }
+}
+
+// A GPU worker whose libimpq_cuda.so predates 3/8 bits (worker/gpu/testdata's fake
+// version-1 plugin, loaded through the real dlopen seam: it reports a device and runs
+// nothing): the executor serves, a width-set job's calibration losses are computed on the CPU
+// (GpuRuntime::CheckWidths refuses the plugin by name, logged) and equal the CPU executor's,
+// and so are a {2, 4} job's (the plugin is tried and answers "no device").
+TEST(EngineExecutorTest, OlderPluginServesWidthSetJobsOnTheCpu) {
+#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
+  const std::string plugin = IMPQ_FAKE_GPU_PLUGIN_V1;
+#else
+  const std::string plugin;
+#endif
+  if (plugin.empty() || !std::ifstream(plugin).good()) GTEST_SKIP() << "no fake plugin built";
+  ScopedEnv env("IMPQ_CUDA_PLUGIN", plugin);
+  auto gpu = NewEngineExecutor(1, EngineDevice::kGpu);
+  if (!gpu->Health().ok()) GTEST_SKIP() << "built without the GPU path: " << gpu->Health();
+  auto cpu = NewEngineExecutor(1, EngineDevice::kCpu);
+  for (const std::vector<int>& widths : {std::vector<int>{2, 3, 4}, std::vector<int>{2, 4}}) {
+    engine::JobOptions o;
+    o.model_path = SharedDataPath("stories260K.bin");
+    o.tokenizer_path = SharedDataPath("tok512.bin");
+    o.calib_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
+    o.heldout_text_path = SharedDataPath("tinystories_valid_a.txt");
+    o.calib_docs = 4;
+    o.heldout_docs = 2;
+    o.ctx = 128;
+    o.widths = widths;
+    v1::WorkUnit prepare;
+    prepare.set_kind(v1::UNIT_KIND_PREPARE);
+    *prepare.mutable_spec() = engine::SpecFromJobOptions(o);
+    absl::StatusOr<v1::WorkResult> facts = cpu->Execute(prepare);
+    ASSERT_TRUE(facts.ok()) << facts.status();
+    const size_t steps = facts->facts().player_names_size() * (widths.size() - 1);
+    ASSERT_GT(steps, 0u);
+    v1::WorkUnit batch = prepare;
+    batch.set_kind(v1::UNIT_KIND_BATCH);
+    batch.set_dataset(v1::DATASET_CALIBRATION);
+    batch.add_coalitions(std::string(steps, '0'));
+    const size_t rungs = widths.size() - 1;  // player 0 down to the narrowest width
+    batch.add_coalitions(std::string(rungs, '1') + std::string(steps - rungs, '0'));
+    batch.add_coalitions(std::string(steps, '1'));
+    absl::StatusOr<v1::WorkResult> want = cpu->Execute(batch);
+    absl::StatusOr<v1::WorkResult> got = gpu->Execute(batch);
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->losses_size(), 3);
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(got->losses(k), want->losses(k)) << k;
+    EXPECT_TRUE(gpu->Health().ok()) << gpu->Health();
   }
 }
 

@@ -1,8 +1,10 @@
 // The resident model of the CUDA plugin: the model_* entry points of gpu_api.h.
 //
 // Layout on the device (one ImpqGpuModel per model_create, on one device):
-//   - every linear module's variants (2-bit, 4-bit, full) as bf16 [out, in]: an assignment is
-//     a table of pointers, changing it moves no data;
+//   - every linear module's variants (2-, 3-, 4-, 8-bit and full, those that were set) as
+//     bf16 [out, in]: an assignment is a table of pointers, changing it moves no data. The
+//     quantized widths are dequantized once, when set (LaunchDequantize: the CPU's
+//     DequantizeRef bit for bit), so every width then runs the same cuBLAS bf16 GEMMs;
 //   - embedding f32 [vocab, dim] (the CPU's values, scaled at lookup), output head bf16,
 //     norm multipliers and rotary tables f32 (the CPU's own arrays, see GpuModelTables);
 //   - the evaluation set: tokens, the targets of every scored row (compact, in sequence order)
@@ -428,7 +430,9 @@ pass::Weights<bf16> WeightsView(const ImpqGpuModel* m) {
         {n.attn.get(), n.ffn.get(), n.q.get(), n.k.get(), n.post_attn.get(), n.post_ffn.get()});
   }
   for (const auto& variants : m->linear) {
-    w.linear.push_back({variants[0].get(), variants[1].get(), variants[2].get()});
+    std::array<const bf16*, IMPQ_GPU_NUM_VARIANTS> p{};
+    for (int v = 0; v < IMPQ_GPU_NUM_VARIANTS; ++v) p[v] = variants[v].get();
+    w.linear.push_back(p);
   }
   return w;
 }
@@ -788,9 +792,10 @@ int ModelSetLinearPacked(ImpqGpuModel* model, int layer, int kind, int bits, int
   return Guarded(model, err, "model_set_linear_packed", [&](ImpqGpuError* e) -> int {
     ImpqGpuModel* m = model;
     IMPQ_MODEL_TRY(CheckLinear(m, e, "model_set_linear_packed", layer, kind));
-    if (bits != 2 && bits != 4) {
-      return SetGpuError(e, IMPQ_GPU_EINVAL, "model_set_linear_packed: bits = %d; expected 2 or 4",
-                         bits);
+    const int variant = impq_gpu_variant_of_bits(bits);
+    if (variant < 0) {
+      return SetGpuError(e, IMPQ_GPU_EINVAL,
+                         "model_set_linear_packed: bits = %d; expected 2, 3, 4 or 8", bits);
     }
     const int64_t rows = m->shape.LinearRows(kind), cols = m->shape.LinearCols(kind);
     if (group <= 0) {
@@ -812,8 +817,7 @@ int ModelSetLinearPacked(ImpqGpuModel* model, int layer, int kind, int bits, int
     IMPQ_MODEL_TRY(Upload(m, e, scales, params, &d_scales, "scales"));
     IMPQ_MODEL_TRY(Upload(m, e, zeros, params, &d_zeros, "zeros"));
     bf16* dst = nullptr;
-    IMPQ_MODEL_TRY(VariantBuffer(m, e, layer, kind,
-                                 bits == 2 ? IMPQ_GPU_VARIANT_2BIT : IMPQ_GPU_VARIANT_4BIT, &dst));
+    IMPQ_MODEL_TRY(VariantBuffer(m, e, layer, kind, variant, &dst));
     IMPQ_LAUNCH_RETURN(e, LaunchDequantize(bits, rows, cols, group, d_packed.get(), d_scales.get(),
                                            d_zeros.get(), nullptr, dst, m->stream));
     IMPQ_CUDA_RETURN(e, cudaStreamSynchronize(m->stream));  // before the temporaries go
@@ -832,20 +836,31 @@ int ModelSetLinearF32(ImpqGpuModel* model, int layer, int kind, const float* w, 
   });
 }
 
-int ModelSetLinearRtn(ImpqGpuModel* model, int layer, int kind, const float* w, int64_t group,
-                      int keep_full, ImpqGpuError* err) {
-  return Guarded(model, err, "model_set_linear_rtn", [&](ImpqGpuError* e) -> int {
+int ModelSetLinearRtnWidths(ImpqGpuModel* model, int layer, int kind, const float* w,
+                            int64_t group, unsigned widths_mask, int keep_full,
+                            ImpqGpuError* err) {
+  return Guarded(model, err, "model_set_linear_rtn_widths", [&](ImpqGpuError* e) -> int {
     ImpqGpuModel* m = model;
-    IMPQ_MODEL_TRY(CheckLinear(m, e, "model_set_linear_rtn", layer, kind));
+    IMPQ_MODEL_TRY(CheckLinear(m, e, "model_set_linear_rtn_widths", layer, kind));
     if (group <= 0) {
-      return SetGpuError(e, IMPQ_GPU_EINVAL, "model_set_linear_rtn: group = %lld; expected > 0",
+      return SetGpuError(e, IMPQ_GPU_EINVAL,
+                         "model_set_linear_rtn_widths: group = %lld; expected > 0",
                          static_cast<long long>(group));
+    }
+    constexpr unsigned kAllWidths = IMPQ_GPU_WIDTH_MASK(2) | IMPQ_GPU_WIDTH_MASK(3) |
+                                    IMPQ_GPU_WIDTH_MASK(4) | IMPQ_GPU_WIDTH_MASK(8);
+    if (widths_mask == 0 || (widths_mask & ~kAllWidths) != 0) {
+      return SetGpuError(e, IMPQ_GPU_EINVAL,
+                         "model_set_linear_rtn_widths: widths_mask = 0x%x; expected a non-empty "
+                         "set of the bits 2, 3, 4, 8 (mask 0x%x)",
+                         widths_mask, kAllWidths);
     }
     InvalidateCache(m);
     const int64_t rows = m->shape.LinearRows(kind), cols = m->shape.LinearCols(kind);
     DeviceArray<float> d_w;
     IMPQ_MODEL_TRY(Upload(m, e, w, rows * cols, &d_w, "w"));
-    for (int bits : {2, 4}) {
+    for (int bits : {2, 3, 4, 8}) {
+      if ((widths_mask & IMPQ_GPU_WIDTH_MASK(bits)) == 0) continue;
       DeviceArray<uint8_t> d_packed;
       DeviceArray<float> d_scales, d_zeros;
       const int64_t params = rows * impq_groups_per_row(cols, group);
@@ -855,8 +870,7 @@ int ModelSetLinearRtn(ImpqGpuModel* model, int layer, int kind, const float* w, 
       IMPQ_LAUNCH_RETURN(e, LaunchRtnQuantize(bits, rows, cols, group, d_w.get(), d_packed.get(),
                                               d_scales.get(), d_zeros.get(), m->stream));
       bf16* dst = nullptr;
-      IMPQ_MODEL_TRY(VariantBuffer(
-          m, e, layer, kind, bits == 2 ? IMPQ_GPU_VARIANT_2BIT : IMPQ_GPU_VARIANT_4BIT, &dst));
+      IMPQ_MODEL_TRY(VariantBuffer(m, e, layer, kind, impq_gpu_variant_of_bits(bits), &dst));
       IMPQ_LAUNCH_RETURN(e,
                          LaunchDequantize(bits, rows, cols, group, d_packed.get(), d_scales.get(),
                                           d_zeros.get(), nullptr, dst, m->stream));
@@ -870,6 +884,12 @@ int ModelSetLinearRtn(ImpqGpuModel* model, int layer, int kind, const float* w, 
     IMPQ_CUDA_RETURN(e, cudaStreamSynchronize(m->stream));
     return IMPQ_GPU_OK;
   });
+}
+
+int ModelSetLinearRtn(ImpqGpuModel* model, int layer, int kind, const float* w, int64_t group,
+                      int keep_full, ImpqGpuError* err) {
+  return ModelSetLinearRtnWidths(model, layer, kind, w, group,
+                                 IMPQ_GPU_WIDTH_MASK(2) | IMPQ_GPU_WIDTH_MASK(4), keep_full, err);
 }
 
 int ModelSetEval(ImpqGpuModel* model, const int32_t* tokens, const int64_t* offsets, int64_t n_seqs,

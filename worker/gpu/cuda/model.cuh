@@ -19,6 +19,9 @@ int ModelSetLinearF32(ImpqGpuModel* model, int layer, int kind, const float* w,
                       ImpqGpuError* err);
 int ModelSetLinearRtn(ImpqGpuModel* model, int layer, int kind, const float* w, int64_t group,
                       int keep_full, ImpqGpuError* err);
+int ModelSetLinearRtnWidths(ImpqGpuModel* model, int layer, int kind, const float* w,
+                            int64_t group, unsigned widths_mask, int keep_full,
+                            ImpqGpuError* err);
 int ModelSetEval(ImpqGpuModel* model, const int32_t* tokens, const int64_t* offsets,
                  int64_t n_seqs, const int64_t* score_begin, int64_t max_cache_bytes,
                  ImpqGpuError* err);

@@ -176,11 +176,11 @@ int BadSize(ImpqGpuError* err, const char* fn, const char* arg, long long v, con
   return SetGpuError(err, IMPQ_GPU_EINVAL, "%s: %s = %lld (expected %s)", fn, arg, v, need);
 }
 
-// The packing arithmetic (rtn_math.h, block_format.h) handles every width of the table,
-// but the plugin's variants and its device tests cover 2 and 4 bits only: 3 and 8 bits are
-// refused here, by name, until they are checked on a device (they run on the CPU).
+// Every width of block_format.h's table (2, 3, 4, 8): the packing arithmetic (rtn_math.h,
+// block_format.h's bit stream) is one formula for all of them, and gpu_kernels_test.cc checks
+// each width against the CPU references.
 int CheckBits(ImpqGpuError* err, const char* fn, int bits) {
-  if (bits != 2 && bits != 4) return BadSize(err, fn, "bits", bits, "2 or 4");
+  if (!impq_bits_supported(bits)) return BadSize(err, fn, "bits", bits, "2, 3, 4 or 8");
   return IMPQ_GPU_OK;
 }
 
@@ -678,6 +678,7 @@ ImpqGpuApi MakeApi() {
   api.model_set_eval = ModelSetEval;
   api.model_evaluate = ModelEvaluate;
   api.model_stats = ModelStats;
+  api.model_set_linear_rtn_widths = ModelSetLinearRtnWidths;
   return api;
 }
 
