@@ -1,9 +1,14 @@
 // impq-coordinator: serves ImpqService + WorkerService over gRPC, with health, reflection and
 // Prometheus metrics.
-//   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db
-//     --data_root /data --metrics_listen 0.0.0.0:9464 [--token_file F] [--lease_seconds 30]
+//   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db --data_root /data
+//     --token_file client.token --worker_token_file worker.token
+//     [--metrics_listen 0.0.0.0:9464] [--health_listen 127.0.0.1:8081] [--lease_seconds 30]
 //     [--tls_cert server.pem --tls_key server.key [--tls_ca clients-ca.pem]]
+// Secure by default: without a client token, a worker token and a data root it refuses to
+// start (exit 2) unless --insecure is given. Token files may also be named by
+// $IMPQ_TOKEN_FILE / $IMPQ_WORKER_TOKEN_FILE (common/token_file.h).
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -13,6 +18,7 @@
 #include <iostream>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -36,22 +42,34 @@ int main(int argc, char** argv) {
   // as well: a global graph update on every nested lock. The service's lock order is fixed.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string listen = "127.0.0.1:50051", store = "impq.db", roots, token, token_file,
-              worker_token_file, worker_token,
-              metrics_listen = "127.0.0.1:9464", port_file;
+              worker_token_file, worker_token, metrics_listen = "127.0.0.1:9464", port_file,
+              health_listen;
   impq::TlsFiles tls;
   double lease_seconds = 30;
+  bool insecure = false;
   int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
   impq::FlagSet flags("impq-coordinator");
   flags.String("listen", &listen, "gRPC address host:port (port 0: pick one)");
   flags.String("store", &store, "SQLite store file (created if missing)");
-  flags.String("data_root", &roots, "comma-separated directories job paths must lie in");
-  flags.String("token", &token, "bearer token required on the client API (prefer --token_file)");
-  flags.String("token_file", &token_file, "file holding the bearer token");
+  flags.String("data_root", &roots,
+               "comma-separated directories job files must resolve into (realpath; required "
+               "unless --insecure)");
+  flags.String("token_file", &token_file,
+               "file holding the clients' bearer token (ImpqService); default $IMPQ_TOKEN_FILE; "
+               "required unless --insecure");
   flags.String("worker_token_file", &worker_token_file,
                "file holding the workers' bearer token (WorkerService; distinct from the "
-               "clients' token; without it any caller may lease units and report results)");
+               "clients'); default $IMPQ_WORKER_TOKEN_FILE; required unless --insecure");
+  flags.String("token", &token, "DEPRECATED (argv is visible in ps): use --token_file");
+  flags.Bool("insecure", &insecure,
+             "start even without --token_file, --worker_token_file or --data_root (anyone "
+             "reaching the port may then submit jobs naming any file, or lease units)");
   flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
-  flags.String("port_file", &port_file, "write 'grpc_port metrics_port' here once listening");
+  flags.String("health_listen", &health_listen,
+               "plaintext host:port serving only grpc.health.v1 (for probes under mutual TLS; "
+               "bind it to 127.0.0.1) ('' = off)");
+  flags.String("port_file", &port_file,
+               "write 'grpc_port metrics_port health_port' here once listening");
   flags.String("tls_cert", &tls.cert, "PEM certificate: serve both services over TLS");
   flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
   flags.String("tls_ca", &tls.ca, "PEM CA: also require client certificates signed by it (mTLS)");
@@ -62,20 +80,63 @@ int main(int argc, char** argv) {
             "reported failures of one unit before its job fails");
   flags.Int("max_running_jobs", &max_running_jobs, "job pipelines driven at once");
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
-  for (auto [flag, file, out] : {std::tuple{"--token_file", &token_file, &token},
-                                  std::tuple{"--worker_token_file", &worker_token_file,
-                                             &worker_token}}) {
-    if (file->empty()) continue;
-    absl::StatusOr<std::string> t = impq::ReadTokenFile(*file);
+  if (!token.empty()) {
+    std::cerr << impq::ArgvTokenWarning("impq-coordinator", "--token", "--token_file",
+                                        impq::kTokenFileEnv);
+  }
+  for (auto [flag, file, env, out] :
+       {std::tuple{"--token_file", &token_file, impq::kTokenFileEnv, &token},
+        std::tuple{"--worker_token_file", &worker_token_file, impq::kWorkerTokenFileEnv,
+                   &worker_token}}) {
+    absl::StatusOr<std::string> t = impq::ReadTokenFromFlagOrEnv(flag, *file, env);
     if (!t.ok()) {
-      std::cerr << "impq-coordinator: " << flag << ": " << t.status().message() << "\n";
+      std::cerr << "impq-coordinator: " << t.status().message() << "\n";
       return 2;
     }
-    *out = *std::move(t);
+    if (!t->empty()) *out = *std::move(t);
+  }
+  if (!worker_token.empty() && worker_token == token) {
+    std::cerr << "impq-coordinator: the workers' token (--worker_token_file) equals the "
+                 "clients' (--token_file): a client could then lease units and report results; "
+                 "generate a distinct one\n";
+    return 2;
+  }
+  std::vector<std::string> data_roots;
+  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) {
+    std::string root(r);
+    struct stat st;
+    if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      std::cerr << "impq-coordinator: --data_root: '" << root << "' is not a directory\n";
+      return 2;
+    }
+    data_roots.push_back(std::move(root));
+  }
+  // Secure defaults: what an anonymous caller could do without each of these.
+  std::vector<std::string> missing;
+  if (token.empty()) {
+    missing.push_back("no client token: pass --token_file FILE or set IMPQ_TOKEN_FILE "
+                      "(without it anyone reaching the port submits, reads and cancels jobs)");
   }
   if (worker_token.empty()) {
-    std::cerr << "impq-coordinator: WARNING: no --worker_token_file: any caller that reaches "
-                 "the WorkerService can lease units and report results\n";
+    missing.push_back("no worker token: pass --worker_token_file FILE or set "
+                      "IMPQ_WORKER_TOKEN_FILE (without it anyone reaching the port leases units "
+                      "and reports invented results)");
+  }
+  if (data_roots.empty()) {
+    missing.push_back("no data root: pass --data_root DIR[,DIR] (without it a job may name any "
+                      "file this machine and the workers can read)");
+  }
+  if (!missing.empty()) {
+    std::cerr << "impq-coordinator: " << (insecure ? "WARNING: running INSECURE (--insecure)"
+                                                   : "refusing to start")
+              << ":\n";
+    for (const std::string& m : missing) std::cerr << "  - " << m << "\n";
+    if (!insecure) {
+      std::cerr << "  Make each token file with: (umask 077; head -c 32 /dev/urandom | base64 > "
+                   "FILE)\n  The two tokens must differ. Pass --insecure to start anyway (local "
+                   "experiments only).\n";
+      return 2;
+    }
   }
   prometheus::Registry* registry_ptr = nullptr;
   auto registry = std::make_shared<prometheus::Registry>();
@@ -102,7 +163,7 @@ int main(int argc, char** argv) {
   o.batch_split = static_cast<int>(batch_split);
   o.max_unit_failures = static_cast<int>(max_unit_failures);
   o.max_running_jobs = static_cast<int>(max_running_jobs);
-  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) o.limits.data_roots.emplace_back(r);
+  o.limits.data_roots = data_roots;
   o.metrics = metrics.get();
   auto coordinator = impq::coordinator::Coordinator::Open(o);
   if (!coordinator.ok()) {
@@ -116,6 +177,7 @@ int main(int argc, char** argv) {
   so.worker_token = worker_token;
   so.lease_duration = o.lease_duration;
   so.tls = tls;
+  so.health_listen = health_listen;
   auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);
   if (!server.ok()) {
     std::cerr << "impq-coordinator: " << server.status() << "\n";
@@ -126,7 +188,8 @@ int main(int argc, char** argv) {
                  << (*coordinator)->incarnation() << ")";
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << " " << metrics_port << "\n";
+    std::ofstream(tmp) << (*server)->port() << " " << metrics_port << " "
+                       << (*server)->health_port() << "\n";
     std::rename(tmp.c_str(), port_file.c_str());
   }
   int signal_number = 0;
