@@ -5,6 +5,7 @@
 #include "coordinator/coordinator.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -32,6 +33,10 @@ const std::string& DataRoot() {
     for (const char* f : {"m.bin", "t.bin", "c.txt", "e.txt", "poison.bin"}) {
       std::ofstream(*r + "/" + f) << f;
     }
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(DataRoot(), ec);
+    });
     return r;
   }();
   return *root;
