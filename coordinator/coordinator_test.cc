@@ -33,6 +33,10 @@ const std::string& DataRoot() {
     for (const char* f : {"m.bin", "t.bin", "c.txt", "e.txt", "poison.bin"}) {
       std::ofstream(*r + "/" + f) << f;
     }
+    // A safetensors file whose folder's config.json (read by name next to it) leads outside.
+    std::filesystem::create_directories(*r + "/hf");
+    std::ofstream(*r + "/hf/model.safetensors") << "weights";
+    std::filesystem::create_symlink("/etc/passwd", *r + "/hf/config.json");
     std::atexit([] {
       std::error_code ec;
       std::filesystem::remove_all(DataRoot(), ec);
@@ -161,6 +165,9 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
        absl::StatusCode::kNotFound, "model_path"},
       {[](v1::JobSpec& s) { s.set_tokenizer_path("../../../etc/shadow"); },
        absl::StatusCode::kPermissionDenied, "tokenizer_path"},
+      {[](v1::JobSpec& s) { s.set_model_path("hf/model.safetensors"); },
+       absl::StatusCode::kPermissionDenied,
+       "spec.model_path: 'hf/model.safetensors': a file in its folder"},
       {[](v1::JobSpec& s) { s.set_permutations(7); }, absl::StatusCode::kInvalidArgument, "permutations"},
       {[](v1::JobSpec& s) { s.set_permutations(1000000); }, absl::StatusCode::kInvalidArgument,
        "permutations"},

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "worker/model/loader.h"
 
 namespace impq::coordinator {
 namespace {
@@ -33,6 +34,10 @@ absl::StatusOr<std::string> ConfinePath(const std::string& field, const std::str
     return Bad(field, "is not a valid path");
   }
   if (!limits.data_roots.empty()) {
+    // The model with the files its readers open next to it (worker/model/loader.h).
+    if (field == "model_path") {
+      return model::ResolveModelInDataRoots("spec.model_path", path, limits.data_roots);
+    }
     return ResolveInDataRoots(absl::StrCat("spec.", field), path, limits.data_roots);
   }
   if (std::filesystem::path(path).is_relative()) {

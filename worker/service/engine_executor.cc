@@ -7,6 +7,7 @@
 #include "common/status.h"
 #include "solver/width_ladder.h"
 #include "worker/engine/local_game.h"
+#include "worker/model/loader.h"
 #include "worker/engine/spec_options.h"
 #include "worker/service/game_executor.h"
 #include "worker/service/unit_executor.h"
@@ -97,8 +98,9 @@ class EngineExecutor : public UnitExecutor {
   // (--insecure, the embedded run): unchecked.
   absl::Status ConfinePaths(engine::JobOptions& o) const {
     if (data_roots_.empty()) return absl::OkStatus();
-    for (auto [field, path] : {std::pair{"spec.model_path", &o.model_path},
-                               std::pair{"spec.tokenizer_path", &o.tokenizer_path},
+    ASSIGN_OR_RETURN(o.model_path,
+                     model::ResolveModelInDataRoots("spec.model_path", o.model_path, data_roots_));
+    for (auto [field, path] : {std::pair{"spec.tokenizer_path", &o.tokenizer_path},
                                std::pair{"spec.calibration_text_path", &o.calib_text_path},
                                std::pair{"spec.evaluation_text_path", &o.heldout_text_path}}) {
       if (path->empty()) continue;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "common/test_paths.h"
@@ -141,6 +142,20 @@ TEST(EngineExecutorTest, PathsOutsideTheDataRootsAreRefusedBeforeOpening) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
   EXPECT_NE(r.status().message().find("spec.calibration_text_path: '" + root +
                                       "/calib.txt' resolves outside the data roots"),
+            absl::string_view::npos)
+      << r.status();
+  // A single safetensors file: its folder's config.json (opened by name) is checked too.
+  std::filesystem::create_directories(root + "/hf");
+  { std::ofstream(root + "/hf/model.safetensors") << "weights"; }
+  ASSERT_EQ(::symlink("/etc/passwd", (root + "/hf/config.json").c_str()), 0);
+  o.model_path = root + "/hf/model.safetensors";
+  o.calib_text_path = SharedDataPath("tinystories_valid_a.txt");
+  *unit.mutable_spec() = engine::SpecFromJobOptions(o);
+  r = NewEngineExecutor(1, EngineDevice::kCpu, {root, SharedDataPath("")})->Execute(unit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_NE(r.status().message().find("spec.model_path: '" + root +
+                                      "/hf/model.safetensors': a file in its folder"),
             absl::string_view::npos)
       << r.status();
   std::filesystem::remove_all(root);
