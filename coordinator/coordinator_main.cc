@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   IMPQ_LOG(INFO) << "impq-coordinator: gRPC on port " << (*server)->port() << ", metrics on port "
-                 << metrics_port << ", store " << store << " (incarnation "
+                 << metrics_port << ", health on port " << (*server)->health_port()
+                 << ", store " << store << " (incarnation "
                  << (*coordinator)->incarnation() << ")";
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Generates the two bearer tokens of the service, never committed (deploy/secrets/ is in
-# .gitignore):
+# Generates the two bearer tokens of the service, never committed nor copied into an image
+# (deploy/secrets/ is in .gitignore and .dockerignore):
 #   deploy/secrets/token          the clients' token (impqctl; coordinator --token_file)
 #   deploy/secrets/worker_token   the workers' token (impq-worker --token_file; coordinator
 #                                 --worker_token_file)

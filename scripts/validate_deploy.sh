@@ -196,6 +196,10 @@ else
 fi
 
 tool_checks=$ran
+# The tokens scripts/make_secrets.sh writes stay out of git and out of every image (COPY . /src).
+for ignore in .gitignore .dockerignore; do
+  if grep -Eq '^/?deploy/secrets/?$' "$ignore"; then pass "$ignore lists deploy/secrets/"; else fail "$ignore does not list deploy/secrets/"; fi
+done
 for f in deploy/Dockerfile deploy/coordinator.Dockerfile deploy/worker.Dockerfile; do
   if grep -q '^FROM ' "$f"; then pass "$f has FROM"; else fail "$f has no FROM"; fi
   # The last USER of the file (the final stage's) is a non-zero uid or a non-root name.
