@@ -8,7 +8,6 @@
 // start (exit 2) unless --insecure is given. Token files may also be named by
 // $IMPQ_TOKEN_FILE / $IMPQ_WORKER_TOKEN_FILE (common/token_file.h).
 #include <pthread.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -20,13 +19,13 @@
 #include <tuple>
 #include <vector>
 
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/token_file.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/secure_defaults.h"
 #include "coordinator/grpc_server.h"
 #include "prometheus/exposer.h"
 
@@ -101,15 +100,10 @@ int main(int argc, char** argv) {
                  "generate a distinct one\n";
     return 2;
   }
-  std::vector<std::string> data_roots;
-  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) {
-    std::string root(r);
-    struct stat st;
-    if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      std::cerr << "impq-coordinator: --data_root: '" << root << "' is not a directory\n";
-      return 2;
-    }
-    data_roots.push_back(std::move(root));
+  absl::StatusOr<std::vector<std::string>> data_roots = impq::ParseDataRoots(roots);
+  if (!data_roots.ok()) {
+    std::cerr << "impq-coordinator: " << data_roots.status().message() << "\n";
+    return 2;
   }
   // Secure defaults: what an anonymous caller could do without each of these.
   std::vector<std::string> missing;
@@ -122,21 +116,15 @@ int main(int argc, char** argv) {
                       "IMPQ_WORKER_TOKEN_FILE (without it anyone reaching the port leases units "
                       "and reports invented results)");
   }
-  if (data_roots.empty()) {
+  if (data_roots->empty()) {
     missing.push_back("no data root: pass --data_root DIR[,DIR] (without it a job may name any "
                       "file this machine and the workers can read)");
   }
-  if (!missing.empty()) {
-    std::cerr << "impq-coordinator: " << (insecure ? "WARNING: running INSECURE (--insecure)"
-                                                   : "refusing to start")
-              << ":\n";
-    for (const std::string& m : missing) std::cerr << "  - " << m << "\n";
-    if (!insecure) {
-      std::cerr << "  Make each token file with: (umask 077; head -c 32 /dev/urandom | base64 > "
-                   "FILE)\n  The two tokens must differ. Pass --insecure to start anyway (local "
-                   "experiments only).\n";
-      return 2;
-    }
+  if (std::optional<int> exit_code = impq::RefuseToStartUnlessInsecure(
+          "impq-coordinator", missing, insecure,
+          "  Make each token file with: (umask 077; head -c 32 /dev/urandom | base64 > FILE)\n"
+          "  The two tokens must differ.\n")) {
+    return *exit_code;
   }
   prometheus::Registry* registry_ptr = nullptr;
   auto registry = std::make_shared<prometheus::Registry>();
@@ -163,7 +151,7 @@ int main(int argc, char** argv) {
   o.batch_split = static_cast<int>(batch_split);
   o.max_unit_failures = static_cast<int>(max_unit_failures);
   o.max_running_jobs = static_cast<int>(max_running_jobs);
-  o.limits.data_roots = data_roots;
+  o.limits.data_roots = *data_roots;
   o.metrics = metrics.get();
   auto coordinator = impq::coordinator::Coordinator::Open(o);
   if (!coordinator.ok()) {

@@ -7,7 +7,6 @@
 //     [--tls_ca ca.pem [--tls_cert client.pem --tls_key client.key] [--tls_server_name N]]
 // Secure by default: without the workers' token (--token_file or $IMPQ_WORKER_TOKEN_FILE) and
 // a --data_root it refuses to start (exit 2) unless --insecure is given.
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -18,12 +17,12 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
 #include "common/token_file.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/secure_defaults.h"
 #include "worker/service/worker_loop.h"
 
 namespace {
@@ -77,34 +76,23 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!t->empty()) token = *std::move(t);
-  std::vector<std::string> data_roots;
-  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) {
-    std::string root(r);
-    struct stat st;
-    if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      std::cerr << "impq-worker: --data_root: '" << root << "' is not a directory\n";
-      return 2;
-    }
-    data_roots.push_back(std::move(root));
+  absl::StatusOr<std::vector<std::string>> data_roots = impq::ParseDataRoots(roots);
+  if (!data_roots.ok()) {
+    std::cerr << "impq-worker: " << data_roots.status().message() << "\n";
+    return 2;
   }
   std::vector<std::string> missing;
   if (token.empty()) {
     missing.push_back("no worker token: pass --token_file FILE or set IMPQ_WORKER_TOKEN_FILE "
                       "(the coordinator's --worker_token_file)");
   }
-  if (data_roots.empty()) {
+  if (data_roots->empty()) {
     missing.push_back("no data root: pass --data_root DIR[,DIR] (where the job files are "
                       "mounted; a unit naming a file elsewhere is refused)");
   }
-  if (!missing.empty()) {
-    std::cerr << "impq-worker: " << (insecure ? "WARNING: running INSECURE (--insecure)"
-                                              : "refusing to start")
-              << ":\n";
-    for (const std::string& m : missing) std::cerr << "  - " << m << "\n";
-    if (!insecure) {
-      std::cerr << "  Pass --insecure to start anyway (local experiments only).\n";
-      return 2;
-    }
+  if (std::optional<int> exit_code =
+          impq::RefuseToStartUnlessInsecure("impq-worker", missing, insecure, "")) {
+    return *exit_code;
   }
   if (worker_id.empty()) {
     char host[256] = {0};
@@ -130,7 +118,7 @@ int main(int argc, char** argv) {
   }
   auto executor =
       impq::worker_service::NewEngineExecutor(static_cast<int>(threads), *engine_device,
-                                              data_roots);
+                                              *data_roots);
   impq::worker_service::WorkerLoopOptions o;
   o.worker_id = worker_id;
   o.capacity = static_cast<int>(capacity);
