@@ -108,7 +108,8 @@ std::optional<Run> RunCluster(int workers, int threads, const std::string& data,
   std::vector<pid_t> pids;
   for (int w = 0; w < workers; ++w) {
     pids.push_back(Spawn({bin + "/worker/service/impq-worker", "--coordinator", target,
-                          "--token_file", dir + "/worker_token", "--worker_id",
+                          "--token_file", dir + "/worker_token", "--data_root", data,
+                          "--worker_id",
                           "w" + std::to_string(w),
                           "--threads", std::to_string(threads), "--device", "cpu"},
                          dir + "/w" + std::to_string(w) + ".log"));

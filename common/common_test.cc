@@ -256,5 +256,95 @@ TEST(FileUtilTest, OnlyRegularFilesAreOpenedAndNothingBlocks) {
   ::unlink(path.c_str());
 }
 
+// A data root with a model, a model folder, and the links an attacker would plant in it.
+class DataRootTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_ = TempPath("roots");
+    ASSERT_EQ(std::system(("rm -rf " + base_ + " && mkdir -p " + base_ + "/root/hf " + base_ +
+                           "/outside")
+                              .c_str()),
+              0);
+    root_ = base_ + "/root";
+    ASSERT_TRUE(WriteFileAtomically(root_ + "/m.bin", "model").ok());
+    ASSERT_TRUE(WriteFileAtomically(root_ + "/hf/config.json", "{}").ok());
+    ASSERT_TRUE(WriteFileAtomically(base_ + "/outside/secret", "secret").ok());
+    ASSERT_EQ(::symlink("m.bin", (root_ + "/alias.bin").c_str()), 0);            // stays inside
+    ASSERT_EQ(::symlink("/etc/passwd", (root_ + "/passwd").c_str()), 0);         // escapes
+    ASSERT_EQ(::symlink("../outside", (root_ + "/out").c_str()), 0);             // escapes (dir)
+    // A link to the root under another name: a second spelling of the same root.
+    ASSERT_EQ(::symlink("root", (base_ + "/root_link").c_str()), 0);
+  }
+  void TearDown() override { (void)!std::system(("rm -rf " + base_).c_str()); }
+  std::string base_, root_;
+};
+
+TEST_F(DataRootTest, InsidePathsResolveSpelledUnderTheConfiguredRoot) {
+  const std::vector<std::string> roots = {root_};
+  EXPECT_EQ(*ResolveInDataRoots("f", root_ + "/m.bin", roots), root_ + "/m.bin");
+  EXPECT_EQ(*ResolveInDataRoots("f", "m.bin", roots), root_ + "/m.bin");  // relative: 1st root
+  EXPECT_EQ(*ResolveInDataRoots("f", root_ + "/hf/../alias.bin", roots), root_ + "/m.bin");
+  EXPECT_EQ(*ResolveInDataRoots("f", root_ + "/hf", roots), root_ + "/hf");
+  // The root configured through a link keeps its spelling; the file is the same.
+  const std::string linked = base_ + "/root_link";
+  EXPECT_EQ(*ResolveInDataRoots("f", linked + "/alias.bin", {linked}), linked + "/m.bin");
+}
+
+TEST_F(DataRootTest, EscapesAreRefusedNamingTheFieldAndThePathButNotTheRoot) {
+  const std::vector<std::string> roots = {root_};
+  struct Case {
+    std::string path;
+    absl::StatusCode code;
+    std::string says;
+  } cases[] = {
+      {"/etc/passwd", absl::StatusCode::kPermissionDenied, "is outside the data roots"},
+      {root_ + "/../outside/secret", absl::StatusCode::kPermissionDenied, "is outside"},
+      {"../outside/secret", absl::StatusCode::kPermissionDenied, "is outside"},
+      {root_ + "/passwd", absl::StatusCode::kPermissionDenied, "through a symbolic link"},
+      {root_ + "/out/secret", absl::StatusCode::kPermissionDenied, "through a symbolic link"},
+      {"out/secret", absl::StatusCode::kPermissionDenied, "through a symbolic link"},
+      {root_ + "/missing.bin", absl::StatusCode::kNotFound, "no such file"},
+      // Outside lexically and missing: the same answer as an existing file outside (no
+      // existence oracle beyond the roots).
+      {"/etc/no-such-file", absl::StatusCode::kPermissionDenied, "is outside the data roots"},
+  };
+  for (const Case& k : cases) {
+    absl::StatusOr<std::string> r = ResolveInDataRoots("spec.model_path", k.path, roots);
+    ASSERT_FALSE(r.ok()) << k.path << " -> " << *r;
+    EXPECT_EQ(r.status().code(), k.code) << r.status();
+    const std::string msg(r.status().message());
+    EXPECT_EQ(msg.rfind("spec.model_path: '" + k.path + "'", 0), 0u) << msg;
+    EXPECT_NE(msg.find(k.says), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("/etc/passwd", ("spec.model_path: '" + k.path + "'").size()),
+              std::string::npos)
+        << "the link's target leaked: " << msg;
+    if (k.path[0] != '/') EXPECT_EQ(msg.find(root_), std::string::npos) << msg;
+  }
+}
+
+TEST_F(DataRootTest, AFolderWhoseEntryEscapesIsRefused) {
+  ASSERT_EQ(::symlink((base_ + "/outside/secret").c_str(), (root_ + "/hf/tokenizer.json").c_str()),
+            0);
+  absl::StatusOr<std::string> r = ResolveInDataRoots("spec.model_path", "hf", {root_});
+  ASSERT_FALSE(r.ok()) << *r;
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("'tokenizer.json' resolves outside"), absl::string_view::npos)
+      << r.status();
+}
+
+TEST_F(DataRootTest, FifosAndDevicesAreRefusedWithoutOpeningThem) {
+  ScopedFifo fifo(root_ + "/fifo.bin");
+  ASSERT_TRUE(fifo.made());
+  absl::StatusOr<std::string> r = ResolveInDataRoots("spec.model_path", "fifo.bin", {root_});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("it is a FIFO"), absl::string_view::npos) << r.status();
+  r = ResolveInDataRoots("spec.model_path", "/dev/null", {"/dev"});
+  EXPECT_NE(r.status().message().find("a character device"), absl::string_view::npos) << r.status();
+  EXPECT_FALSE(fifo.watchdog_fired()) << "the FIFO was opened";
+  // Control characters in a path are escaped in the message.
+  r = ResolveInDataRoots("f", "\x1b[31mred", {root_});
+  EXPECT_EQ(r.status().message().find('\x1b'), absl::string_view::npos) << r.status();
+}
+
 }  // namespace
 }  // namespace impq

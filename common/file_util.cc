@@ -1,6 +1,8 @@
 #include "common/file_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
 
 namespace impq {
 
@@ -112,6 +115,133 @@ absl::StatusOr<std::string> ReadFileHead(const std::string& path, size_t max_byt
     return s;
   }
   return out;
+}
+
+namespace {
+
+// True when `path` is `dir` or lies below it (both absolute and normalised; no trailing '/'
+// except for "/" itself).
+bool IsUnder(const std::string& path, const std::string& dir) {
+  if (dir == "/") return !path.empty() && path[0] == '/';
+  return path.size() >= dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+         (path.size() == dir.size() || path[dir.size()] == '/');
+}
+
+std::string LexicalAbsolute(const std::string& path) {
+  std::string n = std::filesystem::path(AbsolutePath(path)).lexically_normal().string();
+  while (n.size() > 1 && n.back() == '/') n.pop_back();
+  return n;
+}
+
+// realpath(3) into a std::string; errno is left set on failure.
+bool RealPath(const std::string& path, std::string* out) {
+  char* r = ::realpath(path.c_str(), nullptr);
+  if (r == nullptr) return false;
+  *out = r;
+  ::free(r);
+  return true;
+}
+
+struct Root {
+  std::string given;  // as configured, absolute and normalised
+  std::string real;   // its realpath; empty when it does not resolve
+};
+
+// The index of the root whose real path holds `real`, or -1.
+int RealRootOf(const std::vector<Root>& roots, const std::string& real) {
+  for (size_t i = 0; i < roots.size(); ++i) {
+    if (!roots[i].real.empty() && IsUnder(real, roots[i].real)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// Quoted for an error message: the user's own path, with control characters escaped (a
+// terminal showing the message must not interpret them).
+std::string Quoted(const std::string& path) { return absl::CHexEscape(path); }
+
+constexpr int kMaxDirectoryEntries = 10000;
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveInDataRoots(const std::string& field, const std::string& path,
+                                               const std::vector<std::string>& roots) {
+  const std::string q = absl::StrCat(field, ": '", Quoted(path), "'");
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": is empty"));
+  if (path.size() > PATH_MAX || path.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": is not a valid path"));
+  }
+  if (roots.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(q, ": no data root is configured to resolve it in"));
+  }
+  std::vector<Root> rs;
+  for (const std::string& r : roots) {
+    Root root{LexicalAbsolute(r), ""};
+    if (!RealPath(root.given, &root.real)) root.real.clear();
+    rs.push_back(std::move(root));
+  }
+  const std::string lexical = LexicalAbsolute(
+      std::filesystem::path(path).is_absolute()
+          ? path
+          : (std::filesystem::path(rs.front().given) / path).string());
+  const bool lexically_inside = std::any_of(
+      rs.begin(), rs.end(), [&](const Root& r) { return IsUnder(lexical, r.given); });
+  if (!lexically_inside) {
+    return absl::PermissionDeniedError(absl::StrCat(q, " is outside the data roots"));
+  }
+  std::string real;
+  if (!RealPath(lexical, &real)) {
+    const int err = errno;
+    if (err == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(q, ": no such file under the data roots"));
+    }
+    if (err == ELOOP || err == ENAMETOOLONG || err == ENOTDIR) {
+      return absl::InvalidArgumentError(absl::StrCat(q, ": cannot be resolved: ", std::strerror(err)));
+    }
+    return ErrnoToStatus(err, "cannot be resolved", q);
+  }
+  const int at = RealRootOf(rs, real);
+  if (at < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(q, " resolves outside the data roots (through a symbolic link)"));
+  }
+  struct stat st;
+  if (::stat(real.c_str(), &st) != 0) return ErrnoToStatus(errno, "cannot stat", q);
+  if (S_ISDIR(st.st_mode)) {
+    // A model folder: the readers open its files by name (config.json, shards, tokenizer).
+    DIR* d = ::opendir(real.c_str());
+    if (d == nullptr) return ErrnoToStatus(errno, "cannot list", q);
+    int n = 0;
+    absl::Status bad;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      if (++n > kMaxDirectoryEntries) {
+        bad = absl::InvalidArgumentError(absl::StrCat(
+            q, ": a directory of more than ", kMaxDirectoryEntries, " entries"));
+        break;
+      }
+      const std::string entry = real + "/" + name;
+      struct stat lst;
+      if (::lstat(entry.c_str(), &lst) != 0 || !S_ISLNK(lst.st_mode)) continue;
+      std::string target;  // a dangling link cannot be opened: nothing to confine
+      if (RealPath(entry, &target) && RealRootOf(rs, target) < 0) {
+        bad = absl::PermissionDeniedError(
+            absl::StrCat(q, ": its entry '", Quoted(name),
+                         "' resolves outside the data roots (through a symbolic link)"));
+        break;
+      }
+    }
+    ::closedir(d);
+    if (!bad.ok()) return bad;
+  } else if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(q, " is not a regular file or directory: it is ", FileKind(st.st_mode)));
+  }
+  const Root& r = rs[at];
+  const std::string below = real.substr(r.real == "/" ? 0 : r.real.size());  // "" or "/..."
+  if (r.given == "/") return below.empty() ? r.given : below;
+  return r.given + below;
 }
 
 absl::StatusOr<std::shared_ptr<const MappedFile>> MappedFile::Open(const std::string& path) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -83,6 +84,28 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
 // symlinks are not resolved. Empty stays empty; a path the cwd cannot complete is returned as is.
 // The one spelling of a path a job records (settings, identity) and the coordinator stores.
 std::string AbsolutePath(const std::string& path);
+
+// Resolves `path` and confines it to the data roots: the one rule, used where a job's spec is
+// accepted (the coordinator) and again where its files are opened (each worker), so a symlink
+// swapped in between is caught by the second check.
+//   - A relative `path` is taken relative to the first root.
+//   - Lexical check first (after "a/../b" normalisation, no file system access): a path that
+//     is not spelled under a root is refused without looking at it, so the answer does not
+//     tell whether a file outside the roots exists.
+//   - Then realpath(3) (every symlink, ".", ".."): the file must exist, and its real path
+//     must lie under the real path of some root.
+//   - It must be a regular file or a directory (a FIFO, device or socket is refused without
+//     being opened). For a directory (a Hugging Face model folder), each entry in it must
+//     resolve under a root too: the readers open the files of a model folder by name.
+// Returns the real path re-spelled under the root as configured (root + the part below the
+// root's real path): symlinks below the root are gone, the root's own spelling is kept.
+// `roots` must be non-empty; each is a directory (absolute, or relative to the working
+// directory). Errors start with `field` and quote `path` as given — never the roots, nor the
+// path a symlink points to: PermissionDenied (outside the roots, lexically or through a
+// symlink), NotFound (no such file), InvalidArgument (not a valid path; not a regular file or
+// directory, naming its kind), or the errno's code.
+absl::StatusOr<std::string> ResolveInDataRoots(const std::string& field, const std::string& path,
+                                               const std::vector<std::string>& roots);
 
 // Status for a failed system call on `path`, mapping errno to a code (ENOENT -> NotFound, ...).
 absl::Status ErrnoToStatus(int err, const std::string& what, const std::string& path);

@@ -1,8 +1,9 @@
-// ReadTokenFile: a bearer token from a file (never argv, which `ps` shows): its contents
-// without surrounding whitespace. Used by every binary that takes --token_file.
+// Bearer tokens from files (never argv, which `ps` shows): ReadTokenFile, and the flag-or-
+// environment rule every binary that takes a token follows (ReadTokenFromFlagOrEnv).
 #ifndef IMPQ_COMMON_TOKEN_FILE_H_
 #define IMPQ_COMMON_TOKEN_FILE_H_
 
+#include <cstdlib>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,41 @@ inline absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": the token file is empty"));
   }
   return token;
+}
+
+// Environment variables naming token files (never the tokens: a file can be a mounted
+// Secret with its own permissions). The clients' token: impq-coordinator's --token_file and
+// impqctl's; the workers' token: impq-coordinator's --worker_token_file and impq-worker's
+// --token_file.
+inline constexpr char kTokenFileEnv[] = "IMPQ_TOKEN_FILE";
+inline constexpr char kWorkerTokenFileEnv[] = "IMPQ_WORKER_TOKEN_FILE";
+
+// The token of `flag` (e.g. "--token_file"): ReadTokenFile(file) when `file` is non-empty,
+// else ReadTokenFile($env_var) when that variable is set and non-empty, else "" (no token
+// configured). Errors start with the flag or the variable, then the file's error.
+inline absl::StatusOr<std::string> ReadTokenFromFlagOrEnv(const std::string& flag,
+                                                          const std::string& file,
+                                                          const char* env_var) {
+  std::string from = flag, path = file;
+  if (path.empty()) {
+    const char* env = std::getenv(env_var);
+    if (env == nullptr || *env == '\0') return std::string();
+    from = absl::StrCat("$", env_var);
+    path = env;
+  }
+  absl::StatusOr<std::string> t = ReadTokenFile(path);
+  if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(from, ": ", t.status().message()));
+  return t;
+}
+
+// The warning a binary prints when a token is given on its command line (deprecated flag
+// `flag`): every local user sees argv in ps and /proc.
+inline std::string ArgvTokenWarning(const std::string& program, const std::string& flag,
+                                    const std::string& file_flag, const char* env_var) {
+  return absl::StrCat(program, ": WARNING: ", flag,
+                      " is deprecated: a token on the command line is visible to every local "
+                      "user (ps, /proc/PID/cmdline); put it in a file (mode 0600) and pass ",
+                      file_flag, " or set ", env_var, "\n");
 }
 
 }  // namespace impq

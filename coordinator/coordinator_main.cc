@@ -1,9 +1,13 @@
 // impq-coordinator: serves ImpqService + WorkerService over gRPC, with health, reflection and
 // Prometheus metrics.
-//   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db
-//     --data_root /data --metrics_listen 0.0.0.0:9464 [--token_file F] [--lease_seconds 30]
+//   impq-coordinator --listen 0.0.0.0:50051 --store /var/lib/impq/impq.db --data_root /data
+//     --token_file client.token --worker_token_file worker.token
+//     [--metrics_listen 0.0.0.0:9464] [--health_listen 127.0.0.1:8081] [--lease_seconds 30]
 //     [--tls_cert server.pem --tls_key server.key [--tls_ca clients-ca.pem]]
 //     [--retain_finished_jobs 1000] [--retain_finished_hours 0] [--max_watch_streams 1024]
+// Secure by default: without a client token, a worker token and a data root it refuses to
+// start (exit 2) unless --insecure is given. Token files may also be named by
+// $IMPQ_TOKEN_FILE / $IMPQ_WORKER_TOKEN_FILE (common/token_file.h).
 #include <pthread.h>
 #include <unistd.h>
 
@@ -14,14 +18,15 @@
 #include <iostream>
 #include <optional>
 #include <tuple>
+#include <vector>
 
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/token_file.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/secure_defaults.h"
 #include "coordinator/grpc_server.h"
 #include "coordinator/store_recover.h"
 #include "prometheus/exposer.h"
@@ -38,11 +43,12 @@ int main(int argc, char** argv) {
   // as well: a global graph update on every nested lock. The service's lock order is fixed.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string listen = "127.0.0.1:50051", store = "impq.db", roots, token, token_file,
-              worker_token_file, worker_token,
-              metrics_listen = "127.0.0.1:9464", port_file;
+              worker_token_file, worker_token, metrics_listen = "127.0.0.1:9464", port_file,
+              health_listen;
   impq::TlsFiles tls;
   bool new_store = false, recover = false;
   double lease_seconds = 30;
+  bool insecure = false;
   int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
   int64_t retain_finished_jobs = 1000, max_watch_streams = 1024;
   double retain_finished_hours = 0;
@@ -55,14 +61,25 @@ int main(int argc, char** argv) {
   flags.Bool("recover", &recover,
              "salvage the readable jobs of a damaged --store into a fresh one, keep the damaged "
              "file beside it, and exit (README: Store recovery)");
-  flags.String("data_root", &roots, "comma-separated directories job paths must lie in");
-  flags.String("token", &token, "bearer token required on the client API (prefer --token_file)");
-  flags.String("token_file", &token_file, "file holding the bearer token");
+  flags.String("data_root", &roots,
+               "comma-separated directories job files must resolve into (realpath; required "
+               "unless --insecure)");
+  flags.String("token_file", &token_file,
+               "file holding the clients' bearer token (ImpqService); default $IMPQ_TOKEN_FILE; "
+               "required unless --insecure");
   flags.String("worker_token_file", &worker_token_file,
                "file holding the workers' bearer token (WorkerService; distinct from the "
-               "clients' token; without it any caller may lease units and report results)");
+               "clients'); default $IMPQ_WORKER_TOKEN_FILE; required unless --insecure");
+  flags.String("token", &token, "DEPRECATED (argv is visible in ps): use --token_file");
+  flags.Bool("insecure", &insecure,
+             "start even without --token_file, --worker_token_file or --data_root (anyone "
+             "reaching the port may then submit jobs naming any file, or lease units)");
   flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
-  flags.String("port_file", &port_file, "write 'grpc_port metrics_port' here once listening");
+  flags.String("health_listen", &health_listen,
+               "plaintext host:port serving only grpc.health.v1 (for probes under mutual TLS; "
+               "bind it to 127.0.0.1) ('' = off)");
+  flags.String("port_file", &port_file,
+               "write 'grpc_port metrics_port health_port' here once listening");
   flags.String("tls_cert", &tls.cert, "PEM certificate: serve both services over TLS");
   flags.String("tls_key", &tls.key, "PEM private key of --tls_cert");
   flags.String("tls_ca", &tls.ca, "PEM CA: also require client certificates signed by it (mTLS)");
@@ -101,20 +118,52 @@ int main(int argc, char** argv) {
                  "--retain_finished_hours >= 0 and --max_watch_streams in [1, 2^20]\n";
     return 2;
   }
-  for (auto [flag, file, out] : {std::tuple{"--token_file", &token_file, &token},
-                                  std::tuple{"--worker_token_file", &worker_token_file,
-                                             &worker_token}}) {
-    if (file->empty()) continue;
-    absl::StatusOr<std::string> t = impq::ReadTokenFile(*file);
+  if (!token.empty()) {
+    std::cerr << impq::ArgvTokenWarning("impq-coordinator", "--token", "--token_file",
+                                        impq::kTokenFileEnv);
+  }
+  for (auto [flag, file, env, out] :
+       {std::tuple{"--token_file", &token_file, impq::kTokenFileEnv, &token},
+        std::tuple{"--worker_token_file", &worker_token_file, impq::kWorkerTokenFileEnv,
+                   &worker_token}}) {
+    absl::StatusOr<std::string> t = impq::ReadTokenFromFlagOrEnv(flag, *file, env);
     if (!t.ok()) {
-      std::cerr << "impq-coordinator: " << flag << ": " << t.status().message() << "\n";
+      std::cerr << "impq-coordinator: " << t.status().message() << "\n";
       return 2;
     }
-    *out = *std::move(t);
+    if (!t->empty()) *out = *std::move(t);
+  }
+  if (!worker_token.empty() && worker_token == token) {
+    std::cerr << "impq-coordinator: the workers' token (--worker_token_file) equals the "
+                 "clients' (--token_file): a client could then lease units and report results; "
+                 "generate a distinct one\n";
+    return 2;
+  }
+  absl::StatusOr<std::vector<std::string>> data_roots = impq::ParseDataRoots(roots);
+  if (!data_roots.ok()) {
+    std::cerr << "impq-coordinator: " << data_roots.status().message() << "\n";
+    return 2;
+  }
+  // Secure defaults: what an anonymous caller could do without each of these.
+  std::vector<std::string> missing;
+  if (token.empty()) {
+    missing.push_back("no client token: pass --token_file FILE or set IMPQ_TOKEN_FILE "
+                      "(without it anyone reaching the port submits, reads and cancels jobs)");
   }
   if (worker_token.empty()) {
-    std::cerr << "impq-coordinator: WARNING: no --worker_token_file: any caller that reaches "
-                 "the WorkerService can lease units and report results\n";
+    missing.push_back("no worker token: pass --worker_token_file FILE or set "
+                      "IMPQ_WORKER_TOKEN_FILE (without it anyone reaching the port leases units "
+                      "and reports invented results)");
+  }
+  if (data_roots->empty()) {
+    missing.push_back("no data root: pass --data_root DIR[,DIR] (without it a job may name any "
+                      "file this machine and the workers can read)");
+  }
+  if (std::optional<int> exit_code = impq::RefuseToStartUnlessInsecure(
+          "impq-coordinator", missing, insecure,
+          "  Make each token file with: (umask 077; head -c 32 /dev/urandom | base64 > FILE)\n"
+          "  The two tokens must differ.\n")) {
+    return *exit_code;
   }
   prometheus::Registry* registry_ptr = nullptr;
   auto registry = std::make_shared<prometheus::Registry>();
@@ -144,7 +193,7 @@ int main(int argc, char** argv) {
   o.max_running_jobs = static_cast<int>(max_running_jobs);
   o.retention.max_finished_jobs = retain_finished_jobs;
   o.retention.max_age = absl::Hours(retain_finished_hours);
-  for (absl::string_view r : absl::StrSplit(roots, ',', absl::SkipEmpty())) o.limits.data_roots.emplace_back(r);
+  o.limits.data_roots = *data_roots;
   o.metrics = metrics.get();
   auto coordinator = impq::coordinator::Coordinator::Open(o);
   if (!coordinator.ok()) {
@@ -159,17 +208,20 @@ int main(int argc, char** argv) {
   so.lease_duration = o.lease_duration;
   so.max_watch_streams = static_cast<int>(max_watch_streams);
   so.tls = tls;
+  so.health_listen = health_listen;
   auto server = impq::coordinator::CoordinatorServer::Start(coordinator->get(), so);
   if (!server.ok()) {
     std::cerr << "impq-coordinator: " << server.status() << "\n";
     return 1;
   }
   IMPQ_LOG(INFO) << "impq-coordinator: gRPC on port " << (*server)->port() << ", metrics on port "
-                 << metrics_port << ", store " << store << " (incarnation "
+                 << metrics_port << ", health on port " << (*server)->health_port()
+                 << ", store " << store << " (incarnation "
                  << (*coordinator)->incarnation() << ")";
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << " " << metrics_port << "\n";
+    std::ofstream(tmp) << (*server)->port() << " " << metrics_port << " "
+                       << (*server)->health_port() << "\n";
     std::rename(tmp.c_str(), port_file.c_str());
   }
   int signal_number = 0;

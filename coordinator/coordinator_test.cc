@@ -5,6 +5,9 @@
 #include "coordinator/coordinator.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <thread>
@@ -22,12 +25,37 @@ namespace {
 
 constexpr int kPlayers = 6;
 
-v1::JobSpec Spec(const std::string& model = "/data/m.bin") {
+// The data root of these tests: a fresh directory with the files the specs name (the
+// coordinator resolves every path and requires it to exist under the root; the synthetic
+// executors never read them).
+const std::string& DataRoot() {
+  static const std::string* root = [] {
+    auto* r = new std::string(TempFilePath("coordinator_test_data"));
+    std::filesystem::create_directories(*r);
+    for (const char* f : {"m.bin", "t.bin", "c.txt", "e.txt", "poison.bin"}) {
+      std::ofstream(*r + "/" + f) << f;
+    }
+    // A safetensors file whose folder's config.json (read by name next to it) leads outside.
+    std::filesystem::create_directories(*r + "/hf");
+    std::ofstream(*r + "/hf/model.safetensors") << "weights";
+    std::filesystem::create_symlink("/etc/passwd", *r + "/hf/config.json");
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(DataRoot(), ec);
+    });
+    return r;
+  }();
+  return *root;
+}
+
+std::string DataPath(const std::string& file) { return DataRoot() + "/" + file; }
+
+v1::JobSpec Spec(const std::string& model = DataPath("m.bin")) {
   v1::JobSpec s;
   s.set_model_path(model);
-  s.set_tokenizer_path("/data/t.bin");
-  s.set_calibration_text_path("/data/c.txt");
-  s.set_evaluation_text_path("/data/e.txt");
+  s.set_tokenizer_path(DataPath("t.bin"));
+  s.set_calibration_text_path(DataPath("c.txt"));
+  s.set_evaluation_text_path(DataPath("e.txt"));
   s.set_permutations(8);
   s.set_seed(7);
   s.add_average_bits(2.5);
@@ -43,7 +71,7 @@ std::unique_ptr<Coordinator> Open(const std::string& path = ":memory:",
   o.lease_duration = absl::Seconds(30);
   o.max_units_per_lease = 2;
   o.max_running_jobs = max_running_jobs;
-  o.limits.data_roots = {"/data"};
+  o.limits.data_roots = {DataRoot()};
   absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o);
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *std::move(c) : nullptr;
@@ -99,7 +127,7 @@ v1::JobStatus WaitTerminal(Coordinator& c, const std::string& id) {
 
 // The pipeline on a SyntheticGame in this thread: what the coordinator must reproduce.
 std::string InProcessDocument(const v1::JobSpec& spec) {
-  absl::StatusOr<v1::JobSpec> normalized = NormalizeJobSpec(spec, SpecLimits{{"/data"}});
+  absl::StatusOr<v1::JobSpec> normalized = NormalizeJobSpec(spec, SpecLimits{{DataRoot()}});
   EXPECT_TRUE(normalized.ok()) << normalized.status();
   absl::StatusOr<engine::JobOptions> o = engine::JobOptionsFromSpec(*normalized);
   EXPECT_TRUE(o.ok()) << o.status();
@@ -135,6 +163,13 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
        "model_path"},
       {[](v1::JobSpec& s) { s.set_model_path("/data/../etc/passwd"); },
        absl::StatusCode::kPermissionDenied, "model_path"},
+      {[](v1::JobSpec& s) { s.set_model_path(DataPath("missing.bin")); },
+       absl::StatusCode::kNotFound, "model_path"},
+      {[](v1::JobSpec& s) { s.set_tokenizer_path("../../../etc/shadow"); },
+       absl::StatusCode::kPermissionDenied, "tokenizer_path"},
+      {[](v1::JobSpec& s) { s.set_model_path("hf/model.safetensors"); },
+       absl::StatusCode::kPermissionDenied,
+       "spec.model_path: 'hf/model.safetensors': a file in its folder"},
       {[](v1::JobSpec& s) { s.set_permutations(7); }, absl::StatusCode::kInvalidArgument, "permutations"},
       {[](v1::JobSpec& s) { s.set_permutations(1000000); }, absl::StatusCode::kInvalidArgument,
        "permutations"},
@@ -170,6 +205,10 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
     ASSERT_FALSE(st.ok()) << k.field;
     EXPECT_EQ(st.status().code(), k.code) << st.status();
     EXPECT_NE(st.status().message().find(k.field), std::string::npos) << st.status();
+    // Refusals of a path quote the path but never state where the data roots are.
+    if (st.status().code() == absl::StatusCode::kPermissionDenied) {
+      EXPECT_EQ(st.status().message().find(DataRoot()), std::string::npos) << st.status();
+    }
   }
   EXPECT_TRUE(c->ListJobs()->jobs.empty());
 }
@@ -179,10 +218,10 @@ TEST(CoordinatorTest, NormalizedSpecStatesEverySettingWithTheDefaults) {
   s.set_model_path("m.bin");
   s.set_calibration_text_path("c.txt");
   s.set_evaluation_text_path("e.txt");
-  absl::StatusOr<v1::JobSpec> n = NormalizeJobSpec(s, SpecLimits{{"/data"}});
+  absl::StatusOr<v1::JobSpec> n = NormalizeJobSpec(s, SpecLimits{{DataRoot()}});
   ASSERT_TRUE(n.ok()) << n.status();
   const engine::JobOptions d;
-  EXPECT_EQ(n->model_path(), "/data/m.bin");
+  EXPECT_EQ(n->model_path(), DataPath("m.bin"));
   EXPECT_EQ(n->players(), "module");
   EXPECT_EQ(n->permutations(), d.permutations);
   EXPECT_TRUE(n->antithetic());
@@ -258,7 +297,7 @@ TEST(CoordinatorTest, RestartReplaysTheJobWithoutEvaluatingAReportedUnitAgain) {
 
 TEST(CoordinatorTest, PoisonJobFailsWithTheWorkersErrorAndDoesNotStarveAGoodJob) {
   std::unique_ptr<Coordinator> c = Open();
-  v1::JobSpec poison = Spec("/data/poison.bin");
+  v1::JobSpec poison = Spec(DataPath("poison.bin"));
   poison.set_permutations(1000);
   absl::StatusOr<v1::JobStatus> bad = c->SubmitJob(poison);
   absl::StatusOr<v1::JobStatus> good = c->SubmitJob(Spec());
@@ -410,7 +449,7 @@ std::unique_ptr<Coordinator> OpenBounded(const std::string& path, RetentionPolic
   o.store_path = path;
   o.clock = clock;
   o.max_running_jobs = 1;
-  o.limits.data_roots = {"/data"};
+  o.limits.data_roots = {DataRoot()};
   o.retention = retention;
   absl::StatusOr<std::unique_ptr<Coordinator>> c = Coordinator::Open(o);
   EXPECT_TRUE(c.ok()) << c.status();

@@ -8,16 +8,31 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "coordinator/watch_stream.h"
 #include "impq/v1/services.grpc.pb.h"
 
 namespace impq::coordinator {
+
+grpc::Status ToCallerStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  const auto code = static_cast<grpc::StatusCode>(s.code());
+  switch (s.code()) {
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnknown:
+      // The store's and the file system's failures name server paths (the store file, ...):
+      // they are the operator's, in the log; the caller gets the code.
+      IMPQ_LOG(ERROR) << "call failed: " << s;
+      return grpc::Status(code, "internal error in the coordinator (the details are in its log)");
+    default:
+      return grpc::Status(code, std::string(s.message()));
+  }
+}
+
 namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
+grpc::Status ToGrpc(const absl::Status& s) { return ToCallerStatus(s); }
 
 // Counts the calls in flight, so that Shutdown can drain them and then close every connection
 // at once (grpc::Server::Shutdown with a deadline otherwise waits for idle clients to hang up).
@@ -210,6 +225,9 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<WorkerServiceImpl> worker;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  // The plaintext health-only server (ServerOptions::health_listen); null when off.
+  std::unique_ptr<grpc::Server> health;
+  int health_port = 0;
   bool shut_down = false;
 };
 
@@ -218,6 +236,8 @@ CoordinatorServer::CoordinatorServer(std::unique_ptr<Impl> impl) : impl_(std::mo
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 int CoordinatorServer::port() const { return impl_->port; }
+
+int CoordinatorServer::health_port() const { return impl_->health_port; }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     Coordinator* coordinator, const ServerOptions& options) {
@@ -251,6 +271,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (impl->server == nullptr || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.health_listen.empty()) {
+    // No service registered: the builder adds the default health service (enabled above), and
+    // nothing else of the coordinator is reachable through this plaintext port.
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(options.health_listen, grpc::InsecureServerCredentials(),
+                        &impl->health_port);
+    hb.SetMaxReceiveMessageSize(4096);
+    impl->health = hb.BuildAndStart();
+    if (impl->health == nullptr || impl->health_port == 0) {
+      impl->server->Shutdown(absl::ToChronoTime(absl::Now()));
+      return absl::UnavailableError(
+          absl::StrCat("--health_listen: cannot listen on ", options.health_listen));
+    }
+    impl->health->GetHealthCheckService()->SetServingStatus(true);
+  }
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));
 }
@@ -259,12 +294,14 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  if (impl_->health != nullptr) impl_->health->GetHealthCheckService()->SetServingStatus(false);
   // Drain: watches end at once, unary calls in flight finish (a report returns once its result
   // is durable). Then close: a deadline already past makes grpc cancel whatever is left and
   // drop every connection instead of waiting for idle clients to disconnect.
   impl_->calls.StartDraining();
   impl_->calls.AwaitDrained(absl::Now() + grace);
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now()));
+  if (impl_->health != nullptr) impl_->health->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 void CoordinatorServer::Wait() { impl_->server->Wait(); }

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/support/status.h>
+
 #include "absl/status/statusor.h"
 #include "common/grpc_tls.h"
 #include "coordinator/coordinator.h"
@@ -32,7 +34,18 @@ struct ServerOptions {
   // TLS for both services (common/grpc_tls.h): cert + key turn it on; a CA as well requires
   // client certificates signed by it. Default: plaintext.
   TlsFiles tls;
+  // When non-empty, host:port of a second, plaintext gRPC server that carries only the
+  // standard health service (grpc.health.v1; SERVING while the main server is): for
+  // orchestrator probes, which speak neither mutual TLS nor bearer tokens. Bind it to
+  // loopback (127.0.0.1:PORT) and probe from inside the container (deploy/k8s: `impqctl
+  // --server 127.0.0.1:PORT health`); it exposes nothing else.
+  std::string health_listen;
 };
+
+// The grpc::Status a caller receives for `s`: same code and message, except for internal
+// failures (kInternal, kDataLoss, kUnknown: the store, I/O), whose messages name server paths
+// — those are logged, and the caller gets the code with a fixed message.
+grpc::Status ToCallerStatus(const absl::Status& s);
 
 class CoordinatorServer {
  public:
@@ -43,6 +56,7 @@ class CoordinatorServer {
                                                                   const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown(0) if still running
   int port() const;
+  int health_port() const;  // 0 when ServerOptions::health_listen is empty
   // Graceful and prompt: marks health NOT_SERVING, refuses new WatchJob streams, waits up to
   // `grace` for the unary calls in flight to finish (a ReportResult in a group commit returns
   // once durable), then cancels what is left and closes every connection — idle clients do

@@ -5,11 +5,14 @@
 #include <cmath>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/terminal_text.h"
 #include "common/status.h"
+#include "worker/model/loader.h"
 
 namespace impq::coordinator {
 namespace {
@@ -18,7 +21,11 @@ absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("spec.", field, ": ", what));
 }
 
-// Lexically normalizes `path` and checks it against the roots.
+// A job's path as the workers will open it. With data roots: common/file_util.h's
+// ResolveInDataRoots (realpath, confined, must exist here: the coordinator and the workers
+// mount the same data volume at the same place, so a file the coordinator cannot see is one
+// the workers cannot open either — refused at submit rather than failing on every worker).
+// Without (--insecure, the embedded `impq run`): any absolute path, lexically normalised.
 absl::StatusOr<std::string> ConfinePath(const std::string& field, const std::string& path,
                                         const SpecLimits& limits, bool required) {
   if (path.empty()) {
@@ -28,23 +35,18 @@ absl::StatusOr<std::string> ConfinePath(const std::string& field, const std::str
   if (path.size() > 4096 || path.find('\0') != std::string::npos) {
     return Bad(field, "is not a valid path");
   }
-  std::filesystem::path p(path);
-  if (p.is_relative()) {
-    if (limits.data_roots.empty()) {
-      return Bad(field, absl::StrCat("'", path, "' must be absolute (no data root configured)"));
+  if (!limits.data_roots.empty()) {
+    // The model with the files its readers open next to it (worker/model/loader.h).
+    if (field == "model_path") {
+      return model::ResolveModelInDataRoots("spec.model_path", path, limits.data_roots);
     }
-    p = std::filesystem::path(limits.data_roots.front()) / p;
+    return ResolveInDataRoots(absl::StrCat("spec.", field), path, limits.data_roots);
   }
-  const std::string norm = p.lexically_normal().string();
-  if (limits.data_roots.empty()) return norm;
-  for (const auto& root : limits.data_roots) {
-    std::string r = std::filesystem::path(root).lexically_normal().string();
-    if (!r.empty() && r.back() != '/') r += '/';
-    if (norm.rfind(r, 0) == 0) return norm;
+  if (std::filesystem::path(path).is_relative()) {
+    return Bad(field, absl::StrCat("'", absl::CHexEscape(path),
+                                   "' must be absolute (no data root configured)"));
   }
-  return absl::PermissionDeniedError(
-      absl::StrCat("spec.", field, ": '", path, "' is outside the data roots [",
-                   absl::StrJoin(limits.data_roots, ", "), "]"));
+  return std::filesystem::path(path).lexically_normal().string();
 }
 
 // spec.widths: empty, or >= 2 distinct ascending entries of {2, 3, 4, 8}.

@@ -12,9 +12,9 @@
 namespace impq::coordinator {
 
 struct SpecLimits {
-  // Model and text paths must lie inside one of these directories (lexically, after
-  // normalization, which resolves ".." components). Relative paths are taken relative to the
-  // first root. Empty: any absolute path is accepted.
+  // Model and text paths must exist and resolve (realpath: symlinks, "..") inside one of these
+  // directories; relative paths are taken relative to the first root (ResolveInDataRoots,
+  // common/file_util.h). Empty (--insecure, embedded): any absolute path, not checked.
   std::vector<std::string> data_roots;
   int64_t max_permutations = 100000;
   int max_budgets = 64;
@@ -24,7 +24,9 @@ struct SpecLimits {
 // the ones `impq run` uses; engine/spec_options.h), unknown fields dropped and paths made
 // absolute, or InvalidArgument naming the field, its value and what is expected — the
 // pipeline's own checks (engine::ValidateJobOptions) included, so the service refuses what
-// the CLI refuses with the same words. PermissionDenied for a path outside the roots.
+// the CLI refuses with the same words. For paths, ResolveInDataRoots' errors
+// (PermissionDenied outside the roots, NotFound, InvalidArgument for a FIFO...), which name the
+// field and the path as given, never the roots.
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& spec, const SpecLimits& limits);
 
 }  // namespace impq::coordinator

@@ -16,9 +16,14 @@ RUN apt-get update -qq \
 FROM debian:12-slim
 COPY --from=build /out/deps/ /
 COPY --from=build /out/bin/ /usr/local/bin/
-RUN useradd --system --uid 10001 impq && mkdir -p /var/lib/impq && chown impq /var/lib/impq
-USER 10001
+RUN useradd --system --uid 10001 --user-group impq && mkdir -p /var/lib/impq \
+ && chown impq:impq /var/lib/impq
+USER 10001:10001
 VOLUME /var/lib/impq
 EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/impq-coordinator"]
-CMD ["--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9464", "--store=/var/lib/impq/impq.db", "--data_root=/data"]
+# Secure by default: the token files (a mounted Secret; see deploy/k8s/secret.example.yaml)
+# and /data must be provided, or the coordinator refuses to start.
+CMD ["--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9464", "--store=/var/lib/impq/impq.db", \
+     "--data_root=/data", "--token_file=/etc/impq/token", \
+     "--worker_token_file=/etc/impq/worker_token", "--health_listen=127.0.0.1:8081"]

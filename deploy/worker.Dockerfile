@@ -26,7 +26,8 @@ COPY --from=build /out/deps/ /
 COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build /out/lib/ /usr/local/lib/impq/
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
-RUN useradd --system --uid 10001 impq
-USER 10001
+RUN useradd --system --uid 10001 --user-group impq
+USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/impq-worker"]
-CMD ["--coordinator=impq-coordinator:50051"]
+# Secure by default: the workers' token file and /data must be provided, or it refuses to start.
+CMD ["--coordinator=impq-coordinator:50051", "--token_file=/etc/impq/worker_token", "--data_root=/data"]

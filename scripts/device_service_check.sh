@@ -14,18 +14,23 @@ out_default=service-check-out
 # shellcheck source=scripts/device_env.sh
 source "$root/scripts/device_env.sh"
 data="$work/data"
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token.txt"
+# The clients' and the workers' tokens (distinct; files, never argv).
+(umask 077
+ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token.txt"
+ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/worker_token.txt")
 port=50561
 "$work/bin/impq-coordinator" --listen "127.0.0.1:$port" --store "$work/impq.db" \
-  --data_root "$data" --token_file "$work/token.txt" --metrics_listen 127.0.0.1:9469 \
+  --data_root "$data" --token_file "$work/token.txt" \
+  --worker_token_file "$work/worker_token.txt" --metrics_listen 127.0.0.1:9469 \
   >"$out/coordinator.log" 2>&1 &
 coord=$!
 sleep 1
 ctl=("$work/bin/impqctl" --server "127.0.0.1:$port" --token_file "$work/token.txt")
 rc=0
 for device in ${DEVICES:-gpu cpu}; do
-  "$work/bin/impq-worker" --coordinator "127.0.0.1:$port" --token_file "$work/token.txt" \
-    --device "$device" --threads "${WORKER_THREADS:-1}" >"$out/worker_$device.log" 2>&1 &
+  "$work/bin/impq-worker" --coordinator "127.0.0.1:$port" --token_file "$work/worker_token.txt" \
+    --data_root "$data" --device "$device" --threads "${WORKER_THREADS:-1}" \
+    >"$out/worker_$device.log" 2>&1 &
   worker=$!
   sleep 2
   if ! kill -0 "$worker" 2>/dev/null; then

@@ -1,5 +1,5 @@
 // impqctl: the user's command line for an impq-coordinator.
-//   impqctl [--server H:P] [--token T | --token_file F] <command> [flags]
+//   impqctl [--server H:P] [--token_file F (default $IMPQ_TOKEN_FILE)] <command> [flags]
 //   submit  [the job flags of `impq run`: --model M --tokenizer T --calib-text C
 //           --heldout-text H --players module --budgets 2.5,3 --widths 2,3,4,8 ...; same names,
 //           same defaults: cli/job_flags.h] [--name N] [--request-id ID]
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
     else break;
   }
   constexpr char kUsage[] =
-      "usage: impqctl [--server H:P] [--token T|--token_file F] [--tls_ca F "
+      "usage: impqctl [--server H:P] [--token_file F (default $IMPQ_TOKEN_FILE)] [--tls_ca F "
       "[--tls_cert F --tls_key F] [--tls_server_name N]] "
       "submit|status|watch|result|cancel|list|health [flags]\n"
       "`impqctl <command> --help` lists a command's flags.\n";
@@ -211,12 +211,16 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (!token_file.empty()) {
-    absl::StatusOr<std::string> t = impq::ReadTokenFile(token_file);
-    if (!t.ok()) {
-      std::cerr << "impqctl: --token_file: " << t.status().message() << "\n";
-      return 2;
-    }
+  if (!g.token.empty()) {
+    std::cerr << impq::ArgvTokenWarning("impqctl", "--token", "--token_file",
+                                        impq::kTokenFileEnv);
+  }
+  if (absl::StatusOr<std::string> t =
+          impq::ReadTokenFromFlagOrEnv("--token_file", token_file, impq::kTokenFileEnv);
+      !t.ok()) {
+    std::cerr << "impqctl: " << t.status().message() << "\n";
+    return 2;
+  } else if (!t->empty()) {
     g.token = *std::move(t);
   }
   const std::string cmd = args[i];

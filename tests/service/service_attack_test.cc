@@ -96,8 +96,10 @@ TEST(ServiceAttackTest, PoisonFilesFailTheirJobsAndTheGoodJobBehindThemFinishes)
   const std::string b = Submit(*stub, poison_bomb);
   const std::string good = Submit(*stub, SmallJob("good"));
   ASSERT_FALSE(a.empty() || b.empty() || good.empty());
-  const pid_t w1 = StartWorker(dir, c.target(), "w1");
-  const pid_t w2 = StartWorker(dir, c.target(), "w2");
+  // The workers confine paths to the same roots as the coordinator.
+  const std::vector<std::string> roots = {"--data_root", SharedDataPath("") + "," + dir};
+  const pid_t w1 = StartWorker(dir, c.target(), "w1", roots);
+  const pid_t w2 = StartWorker(dir, c.target(), "w2", roots);
   const v1::GetJobResponse ra = WaitTerminal(*stub, a, 300);
   const v1::GetJobResponse rb = WaitTerminal(*stub, b, 300);
   const v1::GetJobResponse rg = WaitTerminal(*stub, good, 300);
@@ -222,8 +224,8 @@ std::pair<int, std::string> RefusedStart(const std::string& dir, std::vector<std
   std::remove((dir + "/coordinator.log").c_str());
   CoordinatorProcess c = StartCoordinator(dir, "127.0.0.1:0", std::move(extra));
   EXPECT_EQ(c.grpc_port, 0) << "the coordinator started";
-  const int code = c.grpc_port == 0 ? ExitCode(c.pid) : (Stop(c.pid, SIGKILL), -1);
-  return {code, ReadLog(dir + "/coordinator.log")};
+  if (c.grpc_port != 0) Stop(c.pid, SIGKILL);
+  return {c.exit_code, ReadLog(dir + "/coordinator.log")};
 }
 
 TEST(ServiceAttackTest, DeletedOrEmptiedStoreIsRefusedUntilNewStoreIsAsked) {

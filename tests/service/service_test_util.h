@@ -84,6 +84,8 @@ struct CoordinatorProcess {
   pid_t pid = -1;
   int grpc_port = 0;
   int metrics_port = 0;
+  int health_port = 0;  // with --health_listen
+  int exit_code = -1;   // when it exited before listening (refused to start): its exit code
   std::string target() const { return "127.0.0.1:" + std::to_string(grpc_port); }
 };
 
@@ -109,8 +111,14 @@ inline CoordinatorProcess StartCoordinator(const std::string& dir,
   argv.insert(argv.end(), extra.begin(), extra.end());
   p.pid = Spawn(argv, dir + "/coordinator.log");
   for (int i = 0; i < 200 && p.grpc_port == 0; ++i) {
-    std::ifstream(ports) >> p.grpc_port >> p.metrics_port;
-    if (p.grpc_port == 0) usleep(50 * 1000);
+    std::ifstream(ports) >> p.grpc_port >> p.metrics_port >> p.health_port;
+    if (p.grpc_port != 0) break;
+    int status = 0;
+    if (waitpid(p.pid, &status, WNOHANG) == p.pid) {  // it exited: reaped here
+      p.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    usleep(50 * 1000);
   }
   return p;
 }
@@ -118,8 +126,11 @@ inline CoordinatorProcess StartCoordinator(const std::string& dir,
 inline pid_t StartWorker(const std::string& dir, const std::string& target, const std::string& id,
                          std::vector<std::string> extra = {}) {
   // The CPU engine: results are compared bit for bit with the (CPU) embedded run.
+  // Secure defaults: the workers' token from a file, and the shared data as the only root
+  // (the worker resolves and confines every path of a unit again before opening it).
   std::vector<std::string> argv = {IMPQ_WORKER_BINARY, "--coordinator", target, "--worker_id", id,
-                                   "--device", "cpu", "--token_file", dir + "/worker_token"};
+                                   "--device", "cpu", "--token_file", dir + "/worker_token",
+                                   "--data_root", SharedDataPath("")};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return Spawn(argv, dir + "/" + id + ".log");
 }

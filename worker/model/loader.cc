@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -57,12 +58,20 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path
   return std::unique_ptr<Tokenizer>(std::move(tok));
 }
 
+namespace {
+
+// A single file whose format reads companion files from its folder (HfModelDir).
+bool ReadsItsFolder(const std::string& path) {
+  return absl::EndsWith(path, ".safetensors") || absl::EndsWith(path, ".safetensors.index.json");
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
   if (HasGgufMagic(model_path)) return model_path;
   std::error_code ec;
   const bool is_dir = fs::is_directory(model_path, ec);
-  if (is_dir || absl::EndsWith(model_path, ".safetensors") ||
-      absl::EndsWith(model_path, ".safetensors.index.json")) {
+  if (is_dir || ReadsItsFolder(model_path)) {
     const std::string dir = HfModelDir(model_path);
     const std::string spm = (fs::path(dir) / "tokenizer.model").string();
     if (Exists(spm)) return spm;
@@ -80,6 +89,27 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path) {
   return absl::NotFoundError(absl::StrCat(
       model_path, ": this model format carries no tokenizer (a llama2.c checkpoint needs its "
                   "tokenizer.bin); pass a tokenizer explicitly (--tokenizer)"));
+}
+
+absl::StatusOr<std::string> ResolveModelInDataRoots(const std::string& field,
+                                                    const std::string& model_path,
+                                                    const std::vector<std::string>& roots) {
+  ASSIGN_OR_RETURN(std::string resolved, ResolveInDataRoots(field, model_path, roots));
+  std::error_code ec;
+  if (!fs::is_directory(resolved, ec) && ReadsItsFolder(resolved)) {
+    absl::StatusOr<std::string> folder = ResolveInDataRoots(field, HfModelDir(resolved), roots);
+    if (!folder.ok()) {
+      // Said of the path as given: the folder's spelling is the server's.
+      return absl::Status(folder.status().code(),
+                          absl::StrCat(field, ": '", absl::CHexEscape(model_path), "': ",
+                                       folder.status().code() ==
+                                               absl::StatusCode::kPermissionDenied
+                                           ? "a file in its folder (config.json, shards, "
+                                             "tokenizer) resolves outside the data roots"
+                                           : "its folder cannot be checked"));
+    }
+  }
+  return resolved;
 }
 
 bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab) {

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "worker/model/model.h"
@@ -36,6 +37,16 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path);
 // rows. The padding rows are never produced by the tokenizer; eval::ValidateEvalSet still
 // rejects ids >= model_vocab.
 bool VocabulariesMatch(int64_t tokenizer_pieces, int64_t model_vocab);
+
+// ResolveInDataRoots (common/file_util.h) for a model reference, including the files the
+// readers open next to it by name: a single file of a folder format (".safetensors",
+// ".safetensors.index.json": config.json, shards and the tokenizer FindTokenizerFor finds live
+// in its folder) has that folder's entries checked as a model folder's are, so a config.json
+// linked to a file outside the roots is refused too (PermissionDenied naming `field`). The
+// coordinator (at submit) and the worker (before loading) both confine a job's model with it.
+absl::StatusOr<std::string> ResolveModelInDataRoots(const std::string& field,
+                                                    const std::string& model_path,
+                                                    const std::vector<std::string>& roots);
 
 // Loads both; an empty `tokenizer_path` uses FindTokenizerFor(model_path). InvalidArgument
 // naming both files when !VocabulariesMatch(tokenizer's size, model's vocab_size).

@@ -1,10 +1,13 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "solver/width_ladder.h"
 #include "worker/engine/local_game.h"
+#include "worker/model/loader.h"
 #include "worker/engine/spec_options.h"
 #include "worker/service/game_executor.h"
 #include "worker/service/unit_executor.h"
@@ -18,7 +21,10 @@ namespace {
 
 class EngineExecutor : public UnitExecutor {
  public:
-  EngineExecutor(int threads, EngineDevice device) : threads_(threads) { ChooseDevice(device); }
+  EngineExecutor(int threads, EngineDevice device, std::vector<std::string> data_roots)
+      : threads_(threads), data_roots_(std::move(data_roots)) {
+    ChooseDevice(device);
+  }
 
   absl::Status Health() const override { return health_; }
 
@@ -47,6 +53,7 @@ class EngineExecutor : public UnitExecutor {
 #endif
     ASSIGN_OR_RETURN(engine::JobOptions o, engine::JobOptionsFromSpec(spec));
     RETURN_IF_ERROR(engine::ValidateJobOptions(o));
+    RETURN_IF_ERROR(ConfinePaths(o));
     o.threads = threads_;
     engine::EvaluatorFactory factory;
 #ifdef IMPQ_WORKER_WITH_GPU
@@ -86,6 +93,24 @@ class EngineExecutor : public UnitExecutor {
 #endif
     game_ = std::make_unique<engine::LocalGame>(std::move(o), nullptr, std::move(factory));
     key_ = key;
+    return absl::OkStatus();
+  }
+
+  // The worker's own check of a unit's paths, whatever the coordinator checked (it may run
+  // with other roots, or a symlink may have been swapped since the submit): each is resolved
+  // and confined to this worker's --data_root (common/file_util.h) and the resolved path is
+  // the one opened. The same rule and the same messages as the coordinator's. No roots
+  // (--insecure, the embedded run): unchecked.
+  absl::Status ConfinePaths(engine::JobOptions& o) const {
+    if (data_roots_.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(o.model_path,
+                     model::ResolveModelInDataRoots("spec.model_path", o.model_path, data_roots_));
+    for (auto [field, path] : {std::pair{"spec.tokenizer_path", &o.tokenizer_path},
+                               std::pair{"spec.calibration_text_path", &o.calib_text_path},
+                               std::pair{"spec.evaluation_text_path", &o.heldout_text_path}}) {
+      if (path->empty()) continue;
+      ASSIGN_OR_RETURN(*path, ResolveInDataRoots(field, *path, data_roots_));
+    }
     return absl::OkStatus();
   }
 
@@ -138,6 +163,7 @@ class EngineExecutor : public UnitExecutor {
   }
 
   const int threads_;
+  const std::vector<std::string> data_roots_;  // empty: paths unchecked
   absl::Status health_;  // OK while serving
 #ifdef IMPQ_WORKER_WITH_GPU
   // Null: the CPU engine. Declared before the datasets, whose evaluators use it.
@@ -158,8 +184,9 @@ absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name) {
       absl::StrCat("device \"", name, "\": expected cpu, auto or gpu"));
 }
 
-std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads, EngineDevice device) {
-  return std::make_unique<EngineExecutor>(threads, device);
+std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads, EngineDevice device,
+                                                std::vector<std::string> data_roots) {
+  return std::make_unique<EngineExecutor>(threads, device, std::move(data_roots));
 }
 
 }  // namespace impq::worker_service

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "impq/v1/messages.pb.h"
@@ -47,8 +48,12 @@ absl::StatusOr<EngineDevice> ParseEngineDevice(const std::string& name);
 // both with prefix reuse. On the GPU, a model that does not fit the device runs on the CPU,
 // and a CUDA failure makes Health() fail: the device is unusable afterwards (gpu_api.h), so
 // the worker stops instead of failing every unit.
+// With `data_roots`, every path of a unit's spec is resolved and confined to them before a
+// file is opened (ResolveInDataRoots, common/file_util.h: the unit fails with PermissionDenied
+// naming the field for a path outside, through a symlink included); empty: unchecked.
 std::unique_ptr<UnitExecutor> NewEngineExecutor(int threads,
-                                                EngineDevice device = EngineDevice::kCpu);
+                                                EngineDevice device = EngineDevice::kCpu,
+                                                std::vector<std::string> data_roots = {});
 
 }  // namespace impq::worker_service
 

@@ -3,7 +3,10 @@
 // re-issues the unit or fails the job). Loops against the real coordinator: coordinator/.
 #include "worker/service/worker_loop.h"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -14,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "worker/engine/job.h"
 #include "worker/engine/spec_options.h"
+#include "worker/service/unit_executor.h"
 
 namespace impq::worker_service {
 namespace {
@@ -162,6 +166,53 @@ TEST(EngineExecutorTest, OlderPluginServesWidthSetJobsOnTheCpu) {
     for (int k = 0; k < 3; ++k) EXPECT_EQ(got->losses(k), want->losses(k)) << k;
     EXPECT_TRUE(gpu->Health().ok()) << gpu->Health();
   }
+}
+
+// The worker's own confinement: a unit whose file resolves outside the worker's --data_root is
+// refused before any file is opened, naming the field; with the root holding the files, the
+// same unit's paths pass the check (and the failure, if any, is a load error of the model).
+TEST(EngineExecutorTest, PathsOutsideTheDataRootsAreRefusedBeforeOpening) {
+  const std::string root = TempFilePath("executor_root");
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directories(root);
+  ASSERT_EQ(::symlink("/etc/passwd", (root + "/calib.txt").c_str()), 0);
+  engine::JobOptions o;
+  o.model_path = SharedDataPath("stories260K.bin");
+  o.tokenizer_path = SharedDataPath("tok512.bin");
+  o.calib_text_path = root + "/calib.txt";
+  o.heldout_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
+  v1::WorkUnit unit;
+  *unit.mutable_spec() = engine::SpecFromJobOptions(o);
+  // Model outside the root: refused first, naming the field.
+  absl::StatusOr<v1::WorkResult> r =
+      NewEngineExecutor(1, EngineDevice::kCpu, {root})->Execute(unit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_NE(r.status().message().find("spec.model_path: '"), absl::string_view::npos)
+      << r.status();
+  // Everything else inside (the shared data as a second root): the symlink is the refusal.
+  r = NewEngineExecutor(1, EngineDevice::kCpu, {root, SharedDataPath("")})->Execute(unit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_NE(r.status().message().find("spec.calibration_text_path: '" + root +
+                                      "/calib.txt' resolves outside the data roots"),
+            absl::string_view::npos)
+      << r.status();
+  // A single safetensors file: its folder's config.json (opened by name) is checked too.
+  std::filesystem::create_directories(root + "/hf");
+  { std::ofstream(root + "/hf/model.safetensors") << "weights"; }
+  ASSERT_EQ(::symlink("/etc/passwd", (root + "/hf/config.json").c_str()), 0);
+  o.model_path = root + "/hf/model.safetensors";
+  o.calib_text_path = SharedDataPath("tinystories_valid_a.txt");
+  *unit.mutable_spec() = engine::SpecFromJobOptions(o);
+  r = NewEngineExecutor(1, EngineDevice::kCpu, {root, SharedDataPath("")})->Execute(unit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  EXPECT_NE(r.status().message().find("spec.model_path: '" + root +
+                                      "/hf/model.safetensors': a file in its folder"),
+            absl::string_view::npos)
+      << r.status();
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace
