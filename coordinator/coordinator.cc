@@ -124,6 +124,9 @@ v1::JobState StateOfPhase(const std::string& phase) {
 
 constexpr size_t kMaxExpiredLeases = 4096;  // remembered to answer EXPIRED, oldest evicted
 constexpr size_t kMaxWorkersSeen = 4096;
+// Items (coalition and assignment strings) in one lease beyond its first unit (each unit is at
+// most kMaxUnitItemBytes): with the spec, a lease stays well under gRPC's 4 MiB.
+constexpr int64_t kMaxLeaseBytes = 2 * kMaxUnitItemBytes;
 
 }  // namespace
 
@@ -418,10 +421,18 @@ absl::StatusOr<LeaseGrant> Coordinator::AcquireLease(const std::string& worker_i
     lease->worker_id = worker_id;
     lease->job_id = job->rec.id;
     lease->deadline = clock_->Now() + options_.lease_duration;
+    // Units up to `capacity`, and up to kMaxLeaseBytes of items (at least one unit): a lease
+    // always fits in one gRPC message.
+    int64_t lease_bytes = 0;
     while (!job->pending.empty() && static_cast<int>(lease->units.size()) < capacity) {
       const int64_t k = *job->pending.begin();
-      job->pending.erase(job->pending.begin());
       Unit& u = job->units[static_cast<size_t>(k)];
+      int64_t unit_bytes = 0;
+      for (const std::string& c : u.request.coalitions) unit_bytes += static_cast<int64_t>(c.size());
+      for (const std::string& a : u.request.assignments) unit_bytes += static_cast<int64_t>(a.size());
+      if (!lease->units.empty() && lease_bytes + unit_bytes > kMaxLeaseBytes) break;
+      lease_bytes += unit_bytes;
+      job->pending.erase(job->pending.begin());
       u.state = Unit::State::kLeased;
       u.lease_id = lease->id;
       ++u.attempt;

@@ -43,7 +43,10 @@ UnitGame::UnitGame(Coordinator* coordinator, std::string job_id, std::vector<int
 absl::StatusOr<std::vector<v1::WorkResult>> UnitGame::Run(int kind, int dataset,
                                                           std::vector<std::string> items) {
   std::vector<UnitRequest> units;
-  for (auto [begin, end] : Parts(0, static_cast<int64_t>(items.size()), batch_split_)) {
+  int64_t bytes = 0;
+  for (const std::string& item : items) bytes += static_cast<int64_t>(item.size());
+  const int64_t parts = std::max<int64_t>(batch_split_, (bytes + kMaxUnitItemBytes - 1) / kMaxUnitItemBytes);
+  for (auto [begin, end] : Parts(0, static_cast<int64_t>(items.size()), parts)) {
     UnitRequest u;
     u.kind = static_cast<v1::UnitKind>(kind);
     u.dataset = static_cast<v1::Dataset>(dataset);

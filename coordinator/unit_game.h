@@ -26,6 +26,11 @@ namespace impq::coordinator {
 class Coordinator;
 struct UnitRequest;
 
+// A unit's items (coalition or assignment strings) stay under this many bytes: a batch of
+// larger items is cut into more units than batch_split (a real model's batches are far below;
+// the bound keeps every lease under gRPC's 4 MiB message limit whatever the player count).
+inline constexpr int64_t kMaxUnitItemBytes = int64_t{1} << 20;
+
 class UnitGame : public engine::Game {
  public:
   // `coordinator` outlives the game; `widths` are the job's (assignments' characters).

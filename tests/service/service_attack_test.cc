@@ -3,7 +3,7 @@
 //  - poison files (NaN weights, a header claiming 2^24 layers) fail their jobs with the
 //    worker's error while a good job submitted behind them finishes, both workers alive;
 //  - the worker API: a lease hijacked by another worker id, an invented answer, oversized and
-//    countless worker ids;
+//    countless worker ids, a forged PREPARE claiming 4,000 players;
 //  - a retried submission (same request id) is one job;
 //  - the store deleted, emptied, scribbled on, unlinked under a running coordinator, or
 //    holding an undecodable row: a refusal that names the way out (--new_store, --recover),
@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "coordinator/test_sqlite.h"
+#include "worker/engine/facts_proto.h"
 #include "gtest/gtest.h"
 #include "tests/service/service_test_util.h"
 
@@ -184,6 +185,62 @@ TEST(ServiceAttackTest, WorkerApiRefusesHijackedLeasesInventedAnswersAndIdFloods
   const v1::GetJobResponse done = WaitTerminal(*stub, job, 300);
   EXPECT_EQ(done.status().state(), v1::JOB_STATE_DONE) << done.status().error();
   EXPECT_EQ(done.result().phi_size(), 5);
+  Stop(w, SIGTERM);
+  EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
+}
+
+// A worker (with the worker token) answers the PREPARE unit claiming 4,000 players, with a
+// self-consistent digest: the honest workers then refuse the coalitions of 4,000 entries (or
+// disagree with the digest), each refusal counts as a failure of its unit, and the job ends
+// FAILED saying so — not DONE on invented facts, not stuck on units too large to lease (a
+// batch is cut so that every lease fits in one gRPC message).
+TEST(ServiceAttackTest, ForgedPrepareClaimingThousandsOfPlayersFailsTheJob) {
+  const std::string dir = FreshDir("attack_forged_prepare");
+  CoordinatorProcess c = StartCoordinator(dir);
+  ASSERT_GT(c.grpc_port, 0) << "see " << dir << "/coordinator.log";
+  auto channel = grpc::CreateChannel(c.target(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ImpqService::NewStub(channel);
+  auto workers = v1::WorkerService::NewStub(channel);
+  const std::string job = Submit(*stub, SmallJob("victim"));
+  ASSERT_FALSE(job.empty());
+  v1::AcquireLeaseResponse lease;
+  for (int i = 0; i < 200 && !lease.has_lease(); ++i) {
+    grpc::ClientContext ctx;
+    Auth(ctx, kWorkerToken);
+    v1::AcquireLeaseRequest req;
+    req.set_worker_id("liar");
+    req.set_capacity(1);
+    ASSERT_TRUE(workers->AcquireLease(&ctx, req, &lease).ok());
+    if (!lease.has_lease()) usleep(20 * 1000);
+  }
+  ASSERT_TRUE(lease.has_lease());
+  ASSERT_EQ(lease.lease().units(0).kind(), v1::UNIT_KIND_PREPARE);
+  coordinator::SyntheticGame fake(4000, {2, 4});
+  absl::StatusOr<engine::GameFacts> facts = fake.Prepare();
+  ASSERT_TRUE(facts.ok());
+  v1::WorkResult forged;
+  forged.set_job_id(job);
+  forged.set_unit_index(lease.lease().units(0).unit_index());
+  forged.set_worker_id("liar");
+  *forged.mutable_facts() = engine::FactsToProto(*facts);
+  forged.set_facts_digest(engine::FactsDigest(*facts));
+  {
+    grpc::ClientContext ctx;
+    Auth(ctx, kWorkerToken);
+    v1::ReportResultRequest req;
+    req.set_lease_id(lease.lease().lease_id());
+    *req.mutable_result() = forged;
+    v1::ReportResultResponse resp;
+    ASSERT_TRUE(workers->ReportResult(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.outcome(), v1::REPORT_OUTCOME_ACCEPTED);
+  }
+  const pid_t w = StartWorker(dir, c.target(), "w1");
+  const v1::GetJobResponse end = WaitTerminal(*stub, job, 300);
+  EXPECT_EQ(end.status().state(), v1::JOB_STATE_FAILED);
+  // The honest worker's refusal (its game has 5 players), or the digest disagreement.
+  EXPECT_NE(end.status().error().find("4000"), std::string::npos) << end.status().error();
+  EXPECT_NE(end.status().error().find("3 attempts"), std::string::npos) << end.status().error();
+  EXPECT_TRUE(Alive(w));
   Stop(w, SIGTERM);
   EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
 }
