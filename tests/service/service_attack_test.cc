@@ -39,17 +39,6 @@ int ExitCode(pid_t pid) {
   return -1;
 }
 
-std::string Submit(v1::ImpqService::Stub& stub, const v1::JobSpec& spec, grpc::Status* status = nullptr) {
-  grpc::ClientContext ctx;
-  Auth(ctx);
-  v1::SubmitJobRequest req;
-  *req.mutable_spec() = spec;
-  v1::SubmitJobResponse resp;
-  const grpc::Status st = stub.SubmitJob(&ctx, req, &resp);
-  if (status != nullptr) *status = st;
-  return resp.job_id();
-}
-
 int ListedJobs(v1::ImpqService::Stub& stub) {
   grpc::ClientContext ctx;
   Auth(ctx);

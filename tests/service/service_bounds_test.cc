@@ -40,6 +40,7 @@ using service_test::kToken;
 using service_test::SharedModelSpec;
 using service_test::StartCoordinator;
 using service_test::Stop;
+using service_test::Submit;
 
 std::unique_ptr<v1::ImpqService::Stub> Client(const CoordinatorProcess& c) {
   return v1::ImpqService::NewStub(
@@ -48,17 +49,6 @@ std::unique_ptr<v1::ImpqService::Stub> Client(const CoordinatorProcess& c) {
 
 // A job that stays unfinished while no worker runs (these tests start none).
 v1::JobSpec IdleJob(const std::string& name) { return SharedModelSpec(name, 2, 2, 32, 4, 1); }
-
-std::string Submit(v1::ImpqService::Stub& stub, const v1::JobSpec& spec) {
-  grpc::ClientContext ctx;
-  Auth(ctx);
-  v1::SubmitJobRequest req;
-  *req.mutable_spec() = spec;
-  v1::SubmitJobResponse resp;
-  grpc::Status st = stub.SubmitJob(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << st.error_message();
-  return resp.job_id();
-}
 
 grpc::Status Cancel(v1::ImpqService::Stub& stub, const std::string& id) {
   grpc::ClientContext ctx;

@@ -44,17 +44,6 @@ void ExpectSameAsEmbedded(const v1::GetJobResponse& job) {
   EXPECT_EQ(Comparable(job.result()), Comparable(embedded));
 }
 
-std::string Submit(v1::ImpqService::Stub& stub, const v1::JobSpec& spec) {
-  grpc::ClientContext ctx;
-  Auth(ctx);
-  v1::SubmitJobRequest req;
-  *req.mutable_spec() = spec;
-  v1::SubmitJobResponse resp;
-  grpc::Status st = stub.SubmitJob(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << st.error_message();
-  return resp.job_id();
-}
-
 TEST(ServiceClusterTest, ThreeWorkersMatchEmbeddedAndMetricsMove) {
   const std::string dir = FreshDir("three");
   CoordinatorProcess c = StartCoordinator(dir);
@@ -471,20 +460,9 @@ TEST(ServiceClusterTest, HostileRequestsGetTheRightCodeNamingTheField) {
 TEST(ServiceClusterTest, JobOverTlsAndPlaintextClientFailsCleanly) {
   if (system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "openssl CLI not installed";
   const std::string dir = FreshDir("tls");
-  // A CA, and a server certificate for localhost / 127.0.0.1 signed by it.
   // Two CAs (the second one signs nothing the server uses), and a server certificate for
   // localhost / 127.0.0.1 signed by the first. P-256 keys: fast to generate.
-  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  const std::string make =
-      "cd " + dir + " && "
-      "openssl req -x509 " + ec + " -days 1 -subj /CN=impq-test-ca -keyout ca.key -out ca.pem && "
-      "openssl req -x509 " + ec + " -days 1 -subj /CN=other-ca -keyout other.key -out other.pem && "
-      "openssl req " + ec + " -subj /CN=localhost -keyout server.key -out server.csr && "
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
-      "-extfile san.ext -out server.pem";
-  ASSERT_EQ(system(("(" + make + ") > " + dir + "/openssl.log 2>&1").c_str()), 0)
-      << "see " << dir << "/openssl.log";
+  ASSERT_TRUE(MakeTestCertificates(dir)) << "see " << dir << "/openssl.log";
   CoordinatorProcess c = StartCoordinator(
       dir, "127.0.0.1:0", {"--tls_cert", dir + "/server.pem", "--tls_key", dir + "/server.key"});
   ASSERT_GT(c.grpc_port, 0) << "see " << dir << "/coordinator.log";

@@ -334,16 +334,7 @@ TEST(PathConfinementTest, WorkerRefusesAFileSwappedForASymlinkAfterTheSubmit) {
 TEST(ProbeTest, LoopbackHealthPortAnswersUnderMutualTlsAndServesNothingElse) {
   if (system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "openssl CLI not installed";
   const std::string dir = FreshDir("health_mtls");
-  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  const std::string make =
-      "cd " + dir + " && "
-      "openssl req -x509 " + ec + " -days 1 -subj /CN=impq-test-ca -keyout ca.key -out ca.pem && "
-      "openssl req " + ec + " -subj /CN=localhost -keyout server.key -out server.csr && "
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
-      "-extfile san.ext -out server.pem";
-  ASSERT_EQ(system(("(" + make + ") > " + dir + "/openssl.log 2>&1").c_str()), 0)
-      << "see " << dir << "/openssl.log";
+  ASSERT_TRUE(MakeTestCertificates(dir)) << "see " << dir << "/openssl.log";
   CoordinatorProcess c = StartCoordinator(
       dir, "127.0.0.1:0",
       {"--tls_cert", dir + "/server.pem", "--tls_key", dir + "/server.key", "--tls_ca",

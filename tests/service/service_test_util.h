@@ -135,6 +135,41 @@ inline pid_t StartWorker(const std::string& dir, const std::string& target, cons
   return Spawn(argv, dir + "/" + id + ".log");
 }
 
+// SubmitJob with the client token: the job id, "" on failure. Without `status` a failure is a
+// test failure; with it, the caller checks `*status`.
+inline std::string Submit(v1::ImpqService::Stub& stub, const v1::JobSpec& spec,
+                          grpc::Status* status = nullptr) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kToken);
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = spec;
+  v1::SubmitJobResponse resp;
+  const grpc::Status st = stub.SubmitJob(&ctx, req, &resp);
+  if (status != nullptr) {
+    *status = st;
+  } else {
+    EXPECT_TRUE(st.ok()) << st.error_message();
+  }
+  return resp.job_id();
+}
+
+// In `dir`, with the openssl CLI (P-256 keys: fast): a test CA (ca.pem, ca.key), a second CA
+// that signs nothing the server uses (other.pem), and a server certificate for localhost /
+// 127.0.0.1 signed by the first (server.pem, server.key). False when openssl fails (its output
+// is in dir/openssl.log).
+inline bool MakeTestCertificates(const std::string& dir) {
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const std::string make =
+      "cd " + dir + " && "
+      "openssl req -x509 " + ec + " -days 1 -subj /CN=impq-test-ca -keyout ca.key -out ca.pem && "
+      "openssl req -x509 " + ec + " -days 1 -subj /CN=other-ca -keyout other.key -out other.pem && "
+      "openssl req " + ec + " -subj /CN=localhost -keyout server.key -out server.csr && "
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+      "-extfile san.ext -out server.pem";
+  return system(("(" + make + ") > " + dir + "/openssl.log 2>&1").c_str()) == 0;
+}
+
 // A fresh empty directory for one test.
 // A block-granularity job on the shared stories260K model: calibration on
 // tinystories_valid_a.txt, allocations measured on tinystories_v2_valid_100.txt, budgets 2.5
