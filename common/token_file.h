@@ -25,6 +25,16 @@ inline absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
+// a == b in time that depends only on the lengths (a secret's prefix does not leak through
+// timing).
+inline bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() != b.size() ? 1u : 0u;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    diff |= static_cast<unsigned>(static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]));
+  }
+  return diff == 0;
+}
+
 // Environment variables naming token files (never the tokens: a file can be a mounted
 // Secret with its own permissions). The clients' token: impq-coordinator's --token_file and
 // impqctl's; the workers' token: impq-coordinator's --worker_token_file and impq-worker's

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   bool new_store = false, recover = false;
   double lease_seconds = 30;
   bool insecure = false;
+  std::string metrics_auth_file;
   int64_t units_per_lease = 8, batch_split = 2, max_unit_failures = 3, max_running_jobs = 4;
   int64_t retain_finished_jobs = 1000, max_watch_streams = 1024;
   double retain_finished_hours = 0;
@@ -75,6 +77,9 @@ int main(int argc, char** argv) {
              "start even without --token_file, --worker_token_file or --data_root (anyone "
              "reaching the port may then submit jobs naming any file, or lease units)");
   flags.String("metrics_listen", &metrics_listen, "Prometheus endpoint host:port ('' = off)");
+  flags.String("metrics_auth_file", &metrics_auth_file,
+               "file holding 'user:password': the metrics endpoint then requires HTTP basic "
+               "auth (Prometheus: basic_auth with password_file)");
   flags.String("health_listen", &health_listen,
                "plaintext host:port serving only grpc.health.v1 (for probes under mutual TLS; "
                "bind it to 127.0.0.1) ('' = off)");
@@ -175,6 +180,31 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::cerr << "metrics: cannot listen on " << metrics_listen << ": " << e.what() << "\n";
       return 1;
+    }
+    if (!metrics_auth_file.empty()) {
+      absl::StatusOr<std::string> auth = impq::ReadTokenFile(metrics_auth_file);
+      const size_t colon = auth.ok() ? auth->find(':') : std::string::npos;
+      if (!auth.ok() || colon == 0 || colon == std::string::npos) {
+        std::cerr << "impq-coordinator: --metrics_auth_file: "
+                  << (auth.ok() ? metrics_auth_file + ": expected one line 'user:password'"
+                                : std::string(auth.status().message()))
+                  << "\n";
+        return 2;
+      }
+      exposer->RegisterAuth(
+          [user = auth->substr(0, colon), password = auth->substr(colon + 1)](
+              const std::string& u, const std::string& p) {
+            // Both compared, in constant time, whatever the first gives.
+            const bool user_ok = impq::ConstantTimeEquals(u, user);
+            const bool password_ok = impq::ConstantTimeEquals(p, password);
+            return user_ok && password_ok;
+          });
+    } else if (!absl::StartsWith(metrics_listen, "127.0.0.1:") &&
+               !absl::StartsWith(metrics_listen, "localhost:") &&
+               !absl::StartsWith(metrics_listen, "[::1]:")) {
+      std::cerr << "impq-coordinator: WARNING: metrics on " << metrics_listen
+                << " without --metrics_auth_file: anyone reaching that port reads the job "
+                   "counts and worker names (restrict it by network policy, or set it)\n";
     }
     exposer->RegisterCollectable(registry);
     metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];

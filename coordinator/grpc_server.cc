@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/token_file.h"
 #include "coordinator/watch_stream.h"
 #include "impq/v1/services.grpc.pb.h"
 
@@ -73,12 +74,7 @@ grpc::Status CheckBearer(grpc::ServerContextBase* ctx, const std::string& token,
                         absl::StrCat("authorization metadata is required (", who, " token)"));
   }
   const std::string got(it->second.data(), it->second.size());
-  const std::string want = "Bearer " + token;
-  unsigned diff = got.size() != want.size() ? 1u : 0u;
-  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
-    diff |= static_cast<unsigned>(got[i] ^ want[i]);
-  }
-  if (diff != 0) {
+  if (!ConstantTimeEquals(got, "Bearer " + token)) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         absl::StrCat("authorization: wrong ", who, " token"));
   }

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <limits>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "coordinator/test_sqlite.h"
@@ -232,6 +233,36 @@ TEST(ServiceAttackTest, ForgedPrepareClaimingThousandsOfPlayersFailsTheJob) {
   EXPECT_TRUE(Alive(w));
   Stop(w, SIGTERM);
   EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
+}
+
+// The metrics endpoint with --metrics_auth_file: no credentials or wrong ones get 401, the
+// right ones the page; a malformed auth file refuses the start.
+TEST(ServiceAttackTest, MetricsEndpointRequiresBasicAuthWhenConfigured) {
+  const std::string dir = FreshDir("attack_metrics_auth");
+  std::ofstream(dir + "/metrics_auth") << "prometheus:m3trics-pw\n";
+  CoordinatorProcess c =
+      StartCoordinator(dir, "127.0.0.1:0", {"--metrics_auth_file", dir + "/metrics_auth"});
+  ASSERT_GT(c.grpc_port, 0) << "see " << dir << "/coordinator.log";
+  ASSERT_GT(c.metrics_port, 0);
+  auto basic = [](const std::string& user_password) {
+    return "Authorization: Basic " + absl::Base64Escape(user_password) + "\r\n";
+  };
+  const std::string none = HttpGet(c.metrics_port, "/metrics");
+  EXPECT_NE(none.find(" 401 "), std::string::npos) << none.substr(0, 200);
+  EXPECT_EQ(none.find("impq_coordinator_"), std::string::npos);
+  const std::string wrong = HttpGet(c.metrics_port, "/metrics", basic("prometheus:guess"));
+  EXPECT_NE(wrong.find(" 401 "), std::string::npos) << wrong.substr(0, 200);
+  const std::string right = HttpGet(c.metrics_port, "/metrics", basic("prometheus:m3trics-pw"));
+  EXPECT_NE(right.find(" 200 "), std::string::npos) << right.substr(0, 200);
+  EXPECT_NE(right.find("impq_coordinator_jobs"), std::string::npos);
+  EXPECT_EQ(Stop(c.pid, SIGTERM), 0);
+  std::ofstream(dir + "/metrics_auth", std::ios::trunc) << "no-colon-here\n";
+  CoordinatorProcess bad =
+      StartCoordinator(dir, "127.0.0.1:0", {"--metrics_auth_file", dir + "/metrics_auth"});
+  EXPECT_EQ(bad.grpc_port, 0);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(ReadLog(dir + "/coordinator.log").find("expected one line 'user:password'"),
+            std::string::npos);
 }
 
 TEST(ServiceAttackTest, RetriedSubmissionIsOneJob) {

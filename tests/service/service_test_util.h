@@ -52,7 +52,9 @@ inline int Stop(pid_t pid, int sig) {
 
 inline bool Alive(pid_t pid) { return waitpid(pid, nullptr, WNOHANG) == 0; }
 
-inline std::string HttpGet(int port, const std::string& path) {
+// The whole HTTP/1.0 response (status line, headers, body) of GET `path` on 127.0.0.1:`port`;
+// `headers`: extra header lines, each ending in "\r\n".
+inline std::string HttpGet(int port, const std::string& path, const std::string& headers = "") {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -62,7 +64,7 @@ inline std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + headers + "\r\n";
   (void)!write(fd, req.data(), req.size());
   std::string out;
   char buf[4096];
