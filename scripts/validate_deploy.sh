@@ -82,7 +82,8 @@ for w in pods:
                     f"{where}: env {e['name']} reads {ref['name']}/{ref['key']}, not in the template"
         if name == "impq-coordinator":
             for flag in ("--token_file=", "--worker_token_file=", "--data_root=", "--tls_cert=",
-                         "--tls_key=", "--tls_ca=", "--health_listen=127.0.0.1:"):
+                         "--tls_key=", "--tls_ca=", "--health_listen=127.0.0.1:",
+                         "--metrics_auth_file="):
                 assert any(a.startswith(flag) for a in args), f"{where}: no {flag}"
             assert "--insecure" not in args, f"{where}: --insecure"
             for probe in ("readinessProbe", "livenessProbe"):
@@ -183,7 +184,8 @@ for name, svc in c["services"].items():
     entry = " ".join(argv)
     binary = argv[0].rsplit("/", 1)[-1] if argv else ""
     if binary == "impq-coordinator":
-        for flag in ("--token_file=/run/secrets/", "--worker_token_file=/run/secrets/", "--data_root="):
+        for flag in ("--token_file=/run/secrets/", "--worker_token_file=/run/secrets/", "--data_root=",
+                     "--metrics_auth_file=/run/secrets/"):
             assert flag in entry, f"{name}: no {flag}"
     if binary == "impq-worker":
         for flag in ("--token_file=/run/secrets/", "--data_root="):
