@@ -70,21 +70,15 @@ JobFlags::JobFlags() {
   estimator_ = d.estimator();
   budgets_ = absl::StrJoin(d.average_bits(), ",");
   widths_ = "2,4";
-  search_model_ = d.search_model();
   calib_docs_ = d.calibration_docs();
   heldout_docs_ = d.evaluation_docs();
-  select_docs_ = d.select_docs();
   ctx_ = d.context();
   group_size_ = d.group_size();
   permutations_ = d.permutations();
   seed_ = static_cast<int64_t>(d.seed());
   stable_batches_ = d.stable_batches();
   random_draws_ = d.random_draws();
-  search_batch_ = d.search_batch();
-  search_max_changed_ = d.search_max_changed();
   se_threshold_ = d.se_threshold();
-  choice_z_ = d.choice_z();
-  extra_fraction_ = d.extra_evaluation_fraction();
   antithetic_ = d.antithetic();
 }
 
@@ -118,16 +112,7 @@ void JobFlags::Register(FlagSet& flags) {
                "SPQE walks a ladder of steps, the allocation is multiple-choice; budgets keep "
                "the 2/4-bit scale)");
   flags.Int("random-draws", &random_draws_, "random baseline: allocations averaged");
-  flags.Double("choice-z", &choice_z_,
-               "paired standard errors a more elaborate candidate tier must win by");
-  flags.Double("extra-fraction", &extra_fraction_,
-               "calibration evaluations of the per-budget choice, as a fraction of SPQE's");
-  flags.Int("search-batch", &search_batch_, "local search: evaluations per model refit");
-  flags.Int("search-max-changed", &search_max_changed_, "local search: players changed per move");
-  flags.String("search-model", &search_model_, "local search's ranking: first_order | local");
-  flags.Int("select-docs", &select_docs_,
-            "measure the choice on the next N documents of the calibration text (0: on the "
-            "calibration set)");
+  choice_.Register(flags);
 }
 
 absl::Status JobFlags::ApplyTo(const FlagSet& flags, v1::JobSpec& s) const {
@@ -168,12 +153,14 @@ absl::Status JobFlags::ApplyTo(const FlagSet& flags, v1::JobSpec& s) const {
     if (s.widths_size() == 2 && s.widths(0) == 2 && s.widths(1) == 4) s.clear_widths();
   }
   if (set("random-draws")) s.set_random_draws(static_cast<int32_t>(random_draws_));
-  if (set("choice-z")) s.set_choice_z(choice_z_);
-  if (set("extra-fraction")) s.set_extra_evaluation_fraction(extra_fraction_);
-  if (set("search-batch")) s.set_search_batch(search_batch_);
-  if (set("search-max-changed")) s.set_search_max_changed(static_cast<int32_t>(search_max_changed_));
-  if (set("search-model")) s.set_search_model(search_model_);
-  if (set("select-docs")) s.set_select_docs(select_docs_);
+  if (set("choice-z")) s.set_choice_z(choice_.choice_z());
+  if (set("extra-fraction")) s.set_extra_evaluation_fraction(choice_.extra_fraction());
+  if (set("search-batch")) s.set_search_batch(choice_.search_batch());
+  if (set("search-max-changed")) {
+    s.set_search_max_changed(static_cast<int32_t>(choice_.search_max_changed()));
+  }
+  if (set("search-model")) s.set_search_model(choice_.search_model());
+  if (set("select-docs")) s.set_select_docs(choice_.select_docs());
   return absl::OkStatus();
 }
 

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "common/flags.h"
 #include "impq/v1/messages.pb.h"
+#include "worker/engine/choice_flags.h"
 
 namespace impq::cli {
 
@@ -31,11 +32,12 @@ class JobFlags {
 
  private:
   std::string model_, tokenizer_, calib_text_, heldout_text_, mode_, players_, backend_,
-      estimator_, budgets_, widths_, search_model_;
-  int64_t calib_docs_, heldout_docs_, select_docs_, ctx_, group_size_, permutations_, seed_,
-      stable_batches_, random_draws_, search_batch_, search_max_changed_;
-  double se_threshold_, choice_z_, extra_fraction_;
+      estimator_, budgets_, widths_;
+  int64_t calib_docs_, heldout_docs_, ctx_, group_size_, permutations_, seed_, stable_batches_,
+      random_draws_;
+  double se_threshold_;
   bool antithetic_;
+  engine::ChoiceFlags choice_;  // the per-budget choice's flags (one definition)
 };
 
 }  // namespace impq::cli

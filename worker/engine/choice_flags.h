@@ -1,6 +1,7 @@
 // The command-line flags of the per-budget choice (JobOptions: choice_z,
-// extra_evaluation_fraction, the measured local search, select_docs), shared by `impq run` and
-// bench/impq_bench so that both spell and document them alike.
+// extra_evaluation_fraction, the measured local search, select_docs): the one place they are
+// spelled and documented, registered by cli/job_flags.h (`impq run`, `impqctl submit`) and by
+// bench/impq_bench. Header-only (no link dependency on the engine).
 #ifndef IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
 #define IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
 
@@ -37,6 +38,13 @@ class ChoiceFlags {
               "measure the choice on the next N documents of the calibration text (0: on the "
               "calibration set)");
   }
+
+  double choice_z() const { return choice_z_; }
+  double extra_fraction() const { return extra_fraction_; }
+  int64_t search_batch() const { return search_batch_; }
+  int64_t search_max_changed() const { return search_max_changed_; }
+  const std::string& search_model() const { return search_model_; }
+  int64_t select_docs() const { return select_docs_; }
 
   // Copies the parsed values; engine::ValidateJobOptions checks them.
   void ApplyTo(JobOptions& o) const {
