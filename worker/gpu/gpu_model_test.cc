@@ -999,6 +999,32 @@ std::unique_ptr<GpuEvaluator> MakeGpuEvaluator(GpuRuntime* rt, const quant::Quan
   return *std::move(ev);
 }
 
+// The GPU's mean NLL of each assignment `bits[k]` (got[k]) against the f32 CPU engine's
+// (want[k]): |gpu - cpu| <= |gpu - ref| + |ref - cpu|, the first within 2·B32 per token
+// (checked per sequence by ExpectMatchesReference), the second computed here on the CPU.
+void ExpectGpuNearCpu(const Stories& s, const quant::QuantizedModel& q,
+                      const std::vector<std::vector<int>>& bits, const std::vector<double>& got,
+                      const std::vector<double>& want) {
+  ASSERT_EQ(got.size(), bits.size());
+  ASSERT_EQ(want.size(), bits.size());
+  GpuModelReference ref(s.model());
+  for (size_t k = 0; k < bits.size(); ++k) {
+    const auto w = q.Apply(bits[k]);
+    ASSERT_TRUE(w.ok());
+    double ref_sum = 0, tol = 0;
+    for (const auto& seq : s.set().sequences) {
+      double max_abs = 0;
+      ref_sum += ref.SequenceNll(seq, *w, &max_abs);
+      tol = std::max(
+          tol, 2 * BoundF32(s.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs));
+    }
+    const double ref_mean = ref_sum / static_cast<double>(s.set().scored_tokens);
+    EXPECT_LE(std::abs(got[k] - want[k]), tol + std::abs(ref_mean - want[k]))
+        << "coalition " << k << ": gpu " << got[k] << " cpu " << want[k] << " reference "
+        << ref_mean;
+  }
+}
+
 // Per-sequence GPU sums against the reference: 2·B32 per scored token.
 void ExpectMatchesReference(GpuEvaluator& gpu, const quant::QuantizedModel& q,
                             const eval::EvalSet& set, const std::vector<int>& bits,
@@ -1044,26 +1070,12 @@ TEST(GpuModelTest, Stories260KMatchesReferenceAndCpuEngine) {
   auto want = (*cpu)->Evaluate(coalitions);
   auto got = gpu->Evaluate(coalitions);
   ASSERT_TRUE(want.ok() && got.ok()) << want.status() << " / " << got.status();
-  // |gpu - cpu| <= |gpu - ref| + |ref - cpu|: the first is within 2·B32 per token (checked
-  // per sequence above), the second is computed here on the CPU.
-  GpuModelReference ref(s.model());
-  for (size_t k = 0; k < coalitions.size(); ++k) {
-    std::vector<int> bits(n);
-    for (int i = 0; i < n; ++i) bits[i] = coalitions[k][i] ? 2 : 4;
-    const auto w = q.Apply(bits);
-    ASSERT_TRUE(w.ok());
-    double ref_sum = 0, tol = 0;
-    for (const auto& seq : s.set().sequences) {
-      double max_abs = 0;
-      ref_sum += ref.SequenceNll(seq, *w, &max_abs);
-      tol = std::max(
-          tol, 2 * BoundF32(s.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs));
-    }
-    const double ref_mean = ref_sum / static_cast<double>(s.set().scored_tokens);
-    EXPECT_LE(std::abs((*got)[k] - (*want)[k]), tol + std::abs(ref_mean - (*want)[k]))
-        << "coalition " << k << ": gpu " << (*got)[k] << " cpu " << (*want)[k] << " reference "
-        << ref_mean;
+  std::vector<std::vector<int>> bits;
+  for (const solver::Coalition& c : coalitions) {
+    bits.emplace_back(n);
+    for (int i = 0; i < n; ++i) bits.back()[i] = c[i] ? 2 : 4;
   }
+  ExpectGpuNearCpu(s, q, bits, *got, *want);
 }
 
 TEST(GpuModelTest, EveryArchitectureMatchesReference) {
@@ -1222,24 +1234,13 @@ TEST(GpuModelTest, WidthSetsMatchReferenceCpuEngineAndFullEvaluations) {
   auto want = (*cpu)->Evaluate(coalitions);
   auto got = gpu->Evaluate(coalitions);
   ASSERT_TRUE(want.ok() && got.ok()) << want.status() << " / " << got.status();
-  GpuModelReference ref(s.model());
-  for (size_t k = 0; k < coalitions.size(); ++k) {
-    auto bits = ladder.BitsOf(coalitions[k]);
-    ASSERT_TRUE(bits.ok());
-    const auto w = q.Apply(*bits);
-    ASSERT_TRUE(w.ok());
-    double ref_sum = 0, tol = 0;
-    for (const auto& seq : s.set().sequences) {
-      double max_abs = 0;
-      ref_sum += ref.SequenceNll(seq, *w, &max_abs);
-      tol = std::max(
-          tol, 2 * BoundF32(s.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs));
-    }
-    const double ref_mean = ref_sum / static_cast<double>(s.set().scored_tokens);
-    EXPECT_LE(std::abs((*got)[k] - (*want)[k]), tol + std::abs(ref_mean - (*want)[k]))
-        << "coalition " << k << ": gpu " << (*got)[k] << " cpu " << (*want)[k] << " reference "
-        << ref_mean;
+  std::vector<std::vector<int>> bits;
+  for (const solver::Coalition& c : coalitions) {
+    auto b = ladder.BitsOf(c);
+    ASSERT_TRUE(b.ok()) << b.status();
+    bits.push_back(*std::move(b));
   }
+  ExpectGpuNearCpu(s, q, bits, *got, *want);
 
   // A ladder walk: every sequence cached gives the full evaluations' losses bit for bit.
   std::vector<solver::Coalition> walk =
