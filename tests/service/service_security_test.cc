@@ -41,19 +41,8 @@ std::string ReadAll(const std::string& path) {
 // Runs `argv` to its end with the token variables unset (the test's own environment must not
 // configure the binary); stdout and stderr go to `log`. Returns the exit code (-1: signalled).
 int RunToExit(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    unsetenv("IMPQ_TOKEN_FILE");
-    unsetenv("IMPQ_WORKER_TOKEN_FILE");
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> a;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    execv(a[0], a.data());
-    _exit(127);
-  }
+  std::remove(log.c_str());
+  const pid_t pid = Spawn(argv, log, {"IMPQ_TOKEN_FILE", "IMPQ_WORKER_TOKEN_FILE"});
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -25,10 +25,13 @@
 
 namespace impq::service_test {
 
-// fork + execv with stderr (and stdout) to `log`. Returns the child's pid.
-inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+// fork + execv with stderr (and stdout) appended to `log`, the variables `unset_env` removed
+// from the child's environment. Returns the child's pid.
+inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log,
+                   const std::vector<std::string>& unset_env = {}) {
   const pid_t pid = fork();
   if (pid == 0) {
+    for (const std::string& name : unset_env) unsetenv(name.c_str());
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
