@@ -36,6 +36,7 @@
 #include "common/scoped_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/gpu/testdata/fake_plugin_path.h"
 #include "worker/forward/kernels.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/forward/matmul.h"
@@ -349,20 +350,8 @@ TEST(GpuRuntimeTest, WidthsByPluginVersion) {
   EXPECT_THAT(odd.message(), HasSubstr("[5]"));
 }
 
-// The fake plugin of testdata/fake_plugin_v1.cc: $IMPQ_FAKE_GPU_PLUGIN_V1 (the device bundle
-// sets it), else the build tree's.
-std::string FakePluginV1() {
-  const char* env = std::getenv("IMPQ_FAKE_GPU_PLUGIN_V1");
-  if (env != nullptr && env[0] != '\0') return env;
-#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
-  return IMPQ_FAKE_GPU_PLUGIN_V1;
-#else
-  return "";
-#endif
-}
-
 TEST(GpuRuntimeTest, OlderPluginLoadsWithOnlyItsVersionsEntryPoints) {
-  const std::string path = FakePluginV1();
+  const std::string path = FakePluginV1Path();
   if (path.empty() || !FileExists(path)) GTEST_SKIP() << "fake version-1 plugin not built";
   ScopedEnv env("IMPQ_CUDA_PLUGIN", path);
   absl::StatusOr<std::unique_ptr<GpuRuntime>> rt = GpuRuntime::Load();

@@ -54,6 +54,7 @@
 #include "common/test_paths.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/gpu/testdata/fake_plugin_path.h"
 #include "solver/permutation_sampler.h"
 #include "solver/spqe.h"
 #include "solver/width_ladder.h"
@@ -847,18 +848,6 @@ TEST(GpuEvaluatorLogicTest, VariantTableMapsEveryWidthAndNamesWhatIsMissing) {
   auto short_bits = VariantTable(q, std::vector<int>(n - 1, 4), all, false);
   EXPECT_EQ(short_bits.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(short_bits.status().message(), HasSubstr("players"));
-}
-
-// testdata/fake_plugin_v1.cc's library: $IMPQ_FAKE_GPU_PLUGIN_V1 (the device bundle sets it),
-// else the build tree's ("" when neither).
-std::string FakePluginV1Path() {
-  const char* env = std::getenv("IMPQ_FAKE_GPU_PLUGIN_V1");
-  if (env != nullptr && env[0] != '\0') return env;
-#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
-  return IMPQ_FAKE_GPU_PLUGIN_V1;
-#else
-  return "";
-#endif
 }
 
 // A worker whose libimpq_cuda.so predates 3/8 bits (the version-1 fake plugin, through the real

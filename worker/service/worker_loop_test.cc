@@ -15,6 +15,7 @@
 #include "common/scoped_env.h"
 #include "common/test_paths.h"
 #include "gtest/gtest.h"
+#include "worker/gpu/testdata/fake_plugin_path.h"
 #include "worker/engine/job.h"
 #include "worker/engine/spec_options.h"
 #include "worker/service/unit_executor.h"
@@ -124,11 +125,7 @@ TEST(EngineExecutorTest, DeviceChoice) {
 // (GpuRuntime::CheckWidths refuses the plugin by name, logged) and equal the CPU executor's,
 // and so are a {2, 4} job's (the plugin is tried and answers "no device").
 TEST(EngineExecutorTest, OlderPluginServesWidthSetJobsOnTheCpu) {
-#ifdef IMPQ_FAKE_GPU_PLUGIN_V1
-  const std::string plugin = IMPQ_FAKE_GPU_PLUGIN_V1;
-#else
-  const std::string plugin;
-#endif
+  const std::string plugin = gpu::FakePluginV1Path();
   if (plugin.empty() || !std::ifstream(plugin).good()) GTEST_SKIP() << "no fake plugin built";
   ScopedEnv env("IMPQ_CUDA_PLUGIN", plugin);
   auto gpu = NewEngineExecutor(1, EngineDevice::kGpu);
