@@ -4,7 +4,7 @@
 // impq_bench shows the chosen allocation against the baselines; it cannot say whether a
 // budget's shortfall (e.g. chosen / isolated Δ above 0.75) is the choice's fault or the
 // game's: perhaps no allocation under that budget is much better. This program runs the job
-// (worker/engine/job.h) and then, per budget, spends many times the job's evaluation allowance
+// (job/job.h) and then, per budget, spends many times the job's evaluation allowance
 // on simulated annealing over the budget-feasible allocations, on the job's own calibration
 // game v(q) (the same sets and quantized weights: engine::LoadJobInputs). Chains start from
 // the chosen allocation, the paper's (IMPQ, covariance), isolated Δ's and --random-chains
@@ -46,7 +46,8 @@
 #include "solver/annealing_search.h"
 #include "solver/baselines.h"
 #include "solver/coalition.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
+#include "worker/engine/local_game.h"
 #include "worker/engine/job_inputs.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/eval/eval_set.h"

@@ -2,7 +2,7 @@
 // every quantization backend?
 //
 // For stories260K (../shared/data) and each backend (rtn, hqq, gptq; GPTQ calibrated on the
-// calibration text), runs the embedded job (worker/engine/job.h: 35 module players, SPQE,
+// calibration text), runs the embedded job (job/job.h: 35 module players, SPQE,
 // the paper's covariance objective, the global and budget-aware estimators, the per-budget
 // choice by calibration loss) at 2.25, 2.5, 3.0 and 3.5 average bits and prints one Markdown
 // table of held-out perplexity: the chosen allocation, the paper's IMPQ (covariance), every
@@ -33,8 +33,9 @@
 #include "absl/strings/str_format.h"
 #include "bench/stories_job.h"
 #include "common/flags.h"
-#include "worker/engine/choice_flags.h"
-#include "worker/engine/job.h"
+#include "job/choice_flags.h"
+#include "job/job.h"
+#include "worker/engine/local_game.h"
 
 namespace impq {
 namespace {

@@ -15,7 +15,8 @@
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/test_paths.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
+#include "worker/engine/local_game.h"
 
 namespace impq::bench {
 

@@ -38,6 +38,7 @@
 #include "cli/allocation_export.h"
 #include "cli/commands.h"
 #include "cli/run_file.h"
+#include "worker/engine/job_inputs.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -294,39 +295,37 @@ int ExportCommand(const std::vector<std::string>& args) {
   } else {
     // safetensors: quantize as the run did, then pack the allocation.
     const model::Model& m = loaded->model;
-    absl::StatusOr<std::unique_ptr<quant::Quantizer>> quantizer =
-        quant::MakeQuantizer(run->backend);
-    if (!quantizer.ok()) {
-      return bad_input(absl::InvalidArgumentError(absl::StrCat(
-          "--from ", from, ": settings.backend: ", quantizer.status().message())));
+    if (absl::StatusOr<std::unique_ptr<quant::Quantizer>> q = quant::MakeQuantizer(run->backend);
+        !q.ok()) {
+      return bad_input(absl::InvalidArgumentError(
+          absl::StrCat("--from ", from, ": settings.backend: ", q.status().message())));
     }
     forward::LlamaForward fwd(m);
-    std::optional<quant::CalibrationSet> calib;
+    std::optional<eval::EvalSet> calib_set;
     if (run->backend == "gptq") {
       const std::string calib_path = !run->absolute_calibration_text.empty() &&
                                              Exists(run->absolute_calibration_text)
                                          ? run->absolute_calibration_text
                                          : run->calibration_text;
-      auto calib_text = ReadFileToString(calib_path);
-      if (!calib_text.ok()) {
-        return bad_input(absl::Status(calib_text.status().code(),
+      auto set = engine::LoadFirstSequences(*loaded->tokenizer, calib_path, run->mode, run->ctx,
+                                            m.config.seq_len, run->calibration_docs);
+      if (!set.ok()) {
+        return bad_input(absl::Status(set.status().code(),
                                       absl::StrCat("the run's settings.calibration_text: ",
-                                                   calib_text.status().message())));
+                                                   set.status().message())));
       }
-      auto set = BuildFirstDocumentsSet(*loaded->tokenizer, *calib_text, run->mode, run->ctx,
-                                        m.config.seq_len, run->calibration_docs, calib_path);
-      if (!set.ok()) return fail(set.status());
-      auto c = quant::CollectCalibration(fwd, *set, static_cast<int>(threads));
-      if (!c.ok()) return fail(c.status());
-      calib = *std::move(c);
+      calib_set = *std::move(set);
     }
-    ThreadPool pool(static_cast<int>(threads));
-    quant::QuantConfig qcfg;
-    qcfg.group_size = run->group_size;
-    auto qm = quant::QuantizedModel::Build(m, **quantizer, qcfg, run->players,
-                                           calib ? &*calib : nullptr,
-                                           threads > 1 ? &pool : nullptr,
-                                           quant::CheckpointWidths(picked->allocation->bits));
+    // Quantized as the run did (engine::QuantizePlayers, the job's recipe), at the widths the
+    // allocation uses.
+    engine::QuantizeRecipe recipe;
+    recipe.backend = run->backend;
+    recipe.group_size = run->group_size;
+    recipe.players = run->players;
+    recipe.widths = quant::CheckpointWidths(picked->allocation->bits);
+    recipe.calibration = calib_set ? &*calib_set : nullptr;
+    recipe.threads = static_cast<int>(threads);
+    auto qm = engine::QuantizePlayers(fwd, recipe);
     if (!qm.ok()) return fail(qm.status());
     const nlohmann::json provenance = {
         {"run_file", from},

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "job/job.h"
+#include "job/spec_options.h"
 
 namespace impq::cli {
 namespace {
@@ -29,32 +31,12 @@ absl::Status ParseList(const std::string& flag, const std::string& text, const c
 }  // namespace
 
 v1::JobSpec JobFlags::DefaultSpec() {
-  v1::JobSpec s;
+  // JobOptions holds the one set of defaults; the files are the embedded default job's.
+  v1::JobSpec s = engine::SpecFromJobOptions(engine::JobOptions());
   s.set_model_path("stories260K.bin");
   s.set_tokenizer_path("tok512.bin");
   s.set_calibration_text_path("tinystories_v2_valid_100.txt");
   s.set_evaluation_text_path("tinystories_valid_a.txt");
-  s.set_calibration_docs(50);
-  s.set_evaluation_docs(500);
-  s.set_select_docs(0);
-  s.set_eval_mode("document");
-  s.set_context(512);
-  s.set_players("module");
-  s.set_backend("rtn");
-  s.set_group_size(64);
-  s.set_permutations(12);
-  s.set_antithetic(true);
-  s.set_seed(0);
-  s.set_se_threshold(0);
-  s.set_stable_batches(0);
-  s.set_estimator("covariance");
-  for (double b : {2.25, 2.5, 3.0, 3.5}) s.add_average_bits(b);
-  s.set_random_draws(3);
-  s.set_choice_z(1.0);
-  s.set_extra_evaluation_fraction(0.25);
-  s.set_search_batch(1);
-  s.set_search_max_changed(4);
-  s.set_search_model("first_order");
   return s;
 }
 
@@ -69,7 +51,7 @@ JobFlags::JobFlags() {
   backend_ = d.backend();
   estimator_ = d.estimator();
   budgets_ = absl::StrJoin(d.average_bits(), ",");
-  widths_ = "2,4";
+  widths_ = absl::StrJoin(engine::JobOptions().widths, ",");
   calib_docs_ = d.calibration_docs();
   heldout_docs_ = d.evaluation_docs();
   ctx_ = d.context();

@@ -2,8 +2,8 @@
 // so every setting has the same name, meaning and default in both. The flags fill a
 // v1::JobSpec — only the settings given on the command line; every other field stays unset
 // and takes engine::JobOptions' default wherever the spec becomes options
-// (worker/engine/spec_options.h: the one place defaults are applied). The defaults the help
-// text shows are DefaultSpec()'s, which job_flags_test checks equal JobOptions'.
+// (job/spec_options.h: the one place defaults are applied). The defaults the help text shows
+// are DefaultSpec()'s: JobOptions' own, through that mapping.
 // Paths: `impq run` resolves bare file names in its --data directory; the coordinator resolves
 // relative paths against its first --data_root.
 #ifndef IMPQ_CLI_JOB_FLAGS_H_
@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "common/flags.h"
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/choice_flags.h"
+#include "job/choice_flags.h"
 
 namespace impq::cli {
 

@@ -5,7 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include "gtest/gtest.h"
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 
 namespace impq::cli {
 namespace {

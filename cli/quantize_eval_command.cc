@@ -54,6 +54,7 @@
 #include "cli/commands.h"
 #include "cli/eval_report.h"
 #include "cli/run_file.h"
+#include "worker/engine/job_inputs.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -318,36 +319,35 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
   if (!set.ok()) return fail(set.status());
 
   forward::LlamaForward fwd(m);
-  std::optional<quant::CalibrationSet> calib;
+  std::optional<eval::EvalSet> calib_set;
   if (needs_calib) {
-    auto calib_text = ReadFileToString(calib_path);
-    if (!calib_text.ok()) {
-      return fail(absl::Status(calib_text.status().code(),
-                               absl::StrCat("--calib: ", calib_text.status().message())));
+    auto c = engine::LoadFirstSequences(*loaded->tokenizer, calib_path, eval::EvalMode::kDocument,
+                                        ctx, cfg.seq_len, calib_docs);
+    if (!c.ok()) {
+      return fail(absl::Status(c.status().code(), absl::StrCat("--calib: ", c.status().message())));
     }
-    auto calib_set = BuildFirstDocumentsSet(*loaded->tokenizer, *calib_text,
-                                            eval::EvalMode::kDocument, ctx, cfg.seq_len,
-                                            calib_docs, calib_path);
-    if (!calib_set.ok()) return fail(calib_set.status());
-    auto c = quant::CollectCalibration(fwd, *calib_set, static_cast<int>(threads));
-    if (!c.ok()) return fail(c.status());
-    calib = *std::move(c);
+    calib_set = *std::move(c);
   }
-
-  ThreadPool pool(static_cast<int>(threads));
-  quant::QuantConfig qcfg;
-  qcfg.group_size = static_cast<int>(group_size);
   // Only the widths the assignment uses are quantized (each module's version at a width does
   // not depend on the others, so the result is the same as with more widths prepared).
-  std::vector<int> widths;
+  engine::QuantizeRecipe recipe;
+  recipe.backend = backend;
+  recipe.group_size = static_cast<int>(group_size);
+  recipe.players = granularity;
   for (int b : assignment.bits) {
-    if (b < 16 && std::find(widths.begin(), widths.end(), b) == widths.end()) widths.push_back(b);
+    if (b < 16 && std::find(recipe.widths.begin(), recipe.widths.end(), b) == recipe.widths.end()) {
+      recipe.widths.push_back(b);
+    }
   }
-  std::sort(widths.begin(), widths.end());
-  if (widths.empty()) widths = {2, 4};  // all full precision: Build needs a width, none is used
-  auto qm = quant::QuantizedModel::Build(m, **quantizer, qcfg, granularity,
-                                         calib ? &*calib : nullptr, threads > 1 ? &pool : nullptr,
-                                         widths);
+  std::sort(recipe.widths.begin(), recipe.widths.end());
+  // All full precision: Build needs a width, none is used.
+  if (recipe.widths.empty()) {
+    recipe.widths.assign(std::begin(quant::QuantizedModel::kDefaultWidths),
+                         std::end(quant::QuantizedModel::kDefaultWidths));
+  }
+  recipe.calibration = calib_set ? &*calib_set : nullptr;
+  recipe.threads = static_cast<int>(threads);
+  auto qm = engine::QuantizePlayers(fwd, recipe);
   if (!qm.ok()) return fail(qm.status());
   auto weights = (*qm)->Apply(assignment.bits);
   if (!weights.ok()) return fail(weights.status());  // checked above; kept for safety
@@ -399,9 +399,9 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
                         {"quantize_seconds", (*qm)->quantize_seconds()},
                         {"quantized_widths", (*qm)->widths()}});
   if (has_bpw) out["bits_per_weight"] = bits_per_weight;
-  if (calib) {
+  if (calib_set) {
     out["calib"] = calib_path;
-    out["calib_tokens"] = calib->tokens();
+    out["calib_tokens"] = calib_set->processed_tokens;
   }
   if (klr) {
     out["kl"] = {{"tokens", klr->tokens},       {"kl", klr->kl},
@@ -418,7 +418,8 @@ int QuantizeEvalCommand(const std::vector<std::string>& args) {
       quant::PlayerGranularityName(granularity), absl::StrJoin(assignment.bits, ","),
       assignment.picked.empty() ? std::string()
                                 : absl::StrCat(" (", assignment.picked, " from ", assign_path, ")"),
-      calib ? absl::StrFormat(" (calibrated on %d tokens of %s)", calib->tokens(), calib_path)
+      calib_set ? absl::StrFormat(" (calibrated on %d tokens of %s)", calib_set->processed_tokens,
+                                  calib_path)
             : std::string());
   std::cout << absl::StrFormat(
       "%s on %s (%s mode, ctx %d, %d sequences)\n  tokens %d  NLL %.6f  PPL %.4f  "

@@ -10,7 +10,7 @@
 // This file is flags, progress and printing.
 //
 // `impq run` is the service embedded: an in-process coordinator (coordinator/embedded.h) drives
-// the job pipeline (worker/engine/job.h), and an in-process worker loop executes its work
+// the job pipeline (job/job.h), and an in-process worker loop executes its work
 // units — the code impq-coordinator and impq-worker run. `--in-process` runs the same pipeline
 // on this thread's game, without work units (same document; cli_test checks it). The job's
 // flags are cli/job_flags.h's, which `impqctl submit` shares.
@@ -32,9 +32,10 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "coordinator/embedded.h"
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 #include "cli/job_flags.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
+#include "worker/engine/local_game.h"
 
 namespace impq::cli {
 namespace {

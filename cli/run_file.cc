@@ -384,21 +384,4 @@ absl::StatusOr<PickedAllocation> PickAllocation(const RunFile& run, std::optiona
   return out;
 }
 
-absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tokenizer,
-                                                     const std::string& text, eval::EvalMode mode,
-                                                     int64_t ctx, int64_t max_ctx, int64_t docs,
-                                                     const std::string& source) {
-  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tokenizer, text, mode, ctx, max_ctx, source));
-  if (docs > 0 && static_cast<size_t>(docs) < set.sequences.size()) {
-    set.sequences.resize(static_cast<size_t>(docs));
-  }
-  set.scored_tokens = 0;
-  set.processed_tokens = 0;
-  for (const eval::EvalSequence& s : set.sequences) {
-    set.scored_tokens += s.scored();
-    set.processed_tokens += static_cast<int64_t>(s.tokens.size());
-  }
-  return set;
-}
-
 }  // namespace impq::cli

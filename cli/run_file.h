@@ -3,7 +3,7 @@
 // allocations as bit lists. `impq quantize-eval --assign`, `impq export` and `impq report` read
 // run files through this one reader, so a field means the same thing to all of them.
 //
-// What is read (worker/engine/job.cc JobResultToJson writes it; cli/run_command.cc adds
+// What is read (job/result.cc JobResultToJson writes it; cli/run_command.cc adds
 // "model"."identity"):
 //   settings: players ("module" | "block"), backend, group_size, model, tokenizer,
 //             calibration_text, calibration_docs, ctx, eval_mode
@@ -131,15 +131,6 @@ struct PickedAllocation {
 absl::StatusOr<PickedAllocation> PickAllocation(const RunFile& run, std::optional<double> budget,
                                                 const std::string& method,
                                                 const PickFlags& flags = {});
-
-// The evaluation set of `text` (BuildEvalSet's arguments) cut to its first `docs` sequences
-// (docs <= 0: all), with the token totals recounted: how `impq run` builds the calibration
-// set GPTQ is calibrated on (its --calib-docs), so that `impq export` and `impq quantize-eval
-// --calib-docs` calibrate exactly as the run did.
-absl::StatusOr<eval::EvalSet> BuildFirstDocumentsSet(const model::Tokenizer& tokenizer,
-                                                     const std::string& text, eval::EvalMode mode,
-                                                     int64_t ctx, int64_t max_ctx, int64_t docs,
-                                                     const std::string& source);
 
 // "2.5", "3" (%g), as budgets are named in messages.
 std::string FormatAverageBits(double b);

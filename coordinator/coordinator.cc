@@ -13,8 +13,8 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "coordinator/unit_game.h"
-#include "worker/engine/facts_proto.h"
-#include "worker/engine/spec_options.h"
+#include "job/facts_proto.h"
+#include "job/spec_options.h"
 
 namespace impq::coordinator {
 

@@ -3,7 +3,7 @@
 // (embedded.h) both call these methods, so the cluster and the embedded mode (`impq run`) run
 // the very same code.
 //
-// A job is the pipeline of worker/engine/job.h (prepare → baselines → SPQE → solve → select →
+// A job is the pipeline of job/job.h (prepare → baselines → SPQE → solve → select →
 // measure), run by a driver thread of this coordinator per running job on a UnitGame
 // (unit_game.h): every model evaluation of every phase becomes work units that workers lease,
 // so N workers share all of it. The pipeline is deterministic given the answers, and every
@@ -64,7 +64,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/retention.h"
 #include "coordinator/store.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
 #include "impq/v1/messages.pb.h"
 
 namespace impq::coordinator {

@@ -17,7 +17,7 @@
 #include "coordinator/test_game.h"
 #include "coordinator/test_sqlite.h"
 #include "gtest/gtest.h"
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 #include "worker/service/worker_loop.h"
 
 namespace impq::coordinator {

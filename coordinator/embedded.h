@@ -1,5 +1,5 @@
 // Embedded mode — what `impq run` is: one job run to completion in this process by the very
-// same coordinator core (coordinator.h: the job pipeline of worker/engine/job.h, driven over
+// same coordinator core (coordinator.h: the job pipeline of job/job.h, driven over
 // work units) and worker loops (worker/service/worker_loop.h) as the cluster, the RPCs
 // replaced by the in-process WorkerClient. Its result is the cluster's for the same spec,
 // field for field (the timings and prefix-reuse counters aside, which depend on where units
@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/job_spec.h"
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
 #include "worker/service/unit_executor.h"
 
 namespace impq::coordinator {

@@ -6,7 +6,8 @@
 #include "common/test_paths.h"
 #include "coordinator/test_game.h"
 #include "gtest/gtest.h"
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
+#include "worker/engine/local_game.h"
 
 namespace impq::coordinator {
 namespace {

@@ -1,6 +1,6 @@
 #include "coordinator/job_spec.h"
 
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 
 #include <cmath>
 #include <filesystem>

@@ -21,7 +21,7 @@ struct SpecLimits {
 };
 
 // Returns the spec with every setting stated (unset fields take engine::JobOptions' defaults,
-// the ones `impq run` uses; engine/spec_options.h), unknown fields dropped and paths made
+// the ones `impq run` uses; job/spec_options.h), unknown fields dropped and paths made
 // absolute, or InvalidArgument naming the field, its value and what is expected — the
 // pipeline's own checks (engine::ValidateJobOptions) included, so the service refuses what
 // the CLI refuses with the same words. For paths, ResolveInDataRoots' errors

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/game.h"
+#include "job/game.h"
 #include "worker/service/game_executor.h"
 #include "worker/service/unit_executor.h"
 

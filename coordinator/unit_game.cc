@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "coordinator/coordinator.h"
-#include "worker/engine/facts_proto.h"
+#include "job/facts_proto.h"
 
 namespace impq::coordinator {
 namespace {

@@ -1,4 +1,4 @@
-// UnitGame: the job's game (worker/engine/game.h) answered by workers — each call of the
+// UnitGame: the job's game (job/game.h) answered by workers — each call of the
 // pipeline becomes work units of its job (Coordinator::RunUnits), split batch_split ways so
 // that several workers share every batch:
 //   Prepare            → one PREPARE unit (its facts)
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/game.h"
+#include "job/game.h"
 
 namespace impq::coordinator {
 

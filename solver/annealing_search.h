@@ -1,7 +1,7 @@
 // Simulated annealing over budget-feasible allocations, on measured losses (beyond the paper;
 // issue 8).
 //
-// Why. The per-budget choice (worker/engine/job.h) has a quarter of SPQE's evaluations to spend;
+// Why. The per-budget choice (job/job.h) has a quarter of SPQE's evaluations to spend;
 // whether a shortfall is its fault or the game's needs a search that spends far more:
 // bench/choice_bound_bench runs this one, on the job's own game, from several starts, for 40–240×
 // the choice's allowance. It is not part of the job.

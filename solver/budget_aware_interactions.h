@@ -26,7 +26,7 @@
 //
 // Both read every observed coalition (the walks' coalitions and, when the caller adds them,
 // the isolated-Δ singletons) and need no new evaluations. Which one an allocation should use
-// is decided by measurement: the embedded job (worker/engine/job.h) solves the allocation from
+// is decided by measurement: the embedded job (job/job.h) solves the allocation from
 // every estimator and keeps the one with the lowest measured calibration loss.
 #ifndef IMPQ_SOLVER_BUDGET_AWARE_INTERACTIONS_H_
 #define IMPQ_SOLVER_BUDGET_AWARE_INTERACTIONS_H_

@@ -10,7 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
-#include "worker/engine/method_title.h"
+#include "job/method_title.h"
 
 namespace impq::cli::report {
 namespace {

@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "worker/engine/job.h"
+#include "job/job.h"
 
 namespace impq::cli::report {
 namespace {

@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "coordinator/test_sqlite.h"
-#include "worker/engine/facts_proto.h"
+#include "job/facts_proto.h"
 #include "gtest/gtest.h"
 #include "tests/service/service_test_util.h"
 

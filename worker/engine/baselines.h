@@ -5,8 +5,7 @@
 // (players dropped to 2 bits in ascending score per byte saved). The random baseline needs
 // no score (solver::RandomAllocation).
 //
-//   isolated Δ   v({i}) − v(∅): player i alone at 2 bits, everything else at 4 bits, ΔNLL on
-//                the calibration set. Costs n + 1 evaluations of the game (reported).
+//   isolated Δ   v({i}) − v(∅): measured on the game, solver/isolated_delta.h.
 //   LIM          layer importance: the negative cosine similarity of a decoder block's input
 //                and output hidden states, averaged over the calibration tokens of the
 //                full-precision model. The score is 1 − mean cos = LIM + 1 (same order, but
@@ -59,24 +58,6 @@ std::vector<double> ActivationNormScores(const ActivationStatistics& stats,
                                          const std::vector<quant::Player>& players);
 std::vector<double> ZScoreScores(const model::Model& model,
                                  const std::vector<quant::Player>& players);
-
-struct IsolatedDelta {
-  double base_loss = 0;        // v(∅): all players at the widest width (4 bits)
-  // Per step of the evaluator's ladder (per player with widths {2, 4}: v({i}) − v(∅)): the
-  // loss increase of that step with every other player at the widest width, i.e. of player
-  // i alone one rung below where its previous step left it.
-  std::vector<double> scores;
-  // Per (player, width) [i·m + w]: v(player i alone at widths[w]) − v(∅); 0 at the widest.
-  std::vector<double> width_delta;
-  // Every coalition evaluated, with its loss: ∅ first, then each player alone at each
-  // narrower width (widest first).
-  std::vector<solver::Observation> observations;
-  int64_t evaluations = 0;     // n·(m−1) + 1
-};
-// Evaluates the empty coalition and every player alone at every narrower width of the
-// ladder (the singletons with widths {2, 4}), in one batch; `evaluator` plays its game.
-absl::StatusOr<IsolatedDelta> IsolatedDeltaScores(solver::CoalitionEvaluator& evaluator,
-                                                  const solver::WidthLadder& ladder);
 
 }  // namespace impq::engine
 

@@ -49,15 +49,33 @@ eval::EvalSet SequenceRange(const eval::EvalSet& set, int64_t first, int64_t n) 
   return out;
 }
 
-absl::StatusOr<eval::EvalSet> LoadSet(const model::Tokenizer& tok, const std::string& path,
-                                      const JobOptions& o, int64_t docs, int64_t max_ctx) {
+}  // namespace
+
+absl::StatusOr<eval::EvalSet> LoadFirstSequences(const model::Tokenizer& tokenizer,
+                                                 const std::string& path, eval::EvalMode mode,
+                                                 int64_t ctx, int64_t max_ctx, int64_t docs) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tok, text, o.mode, o.ctx, max_ctx, path));
+  ASSIGN_OR_RETURN(eval::EvalSet set, eval::BuildEvalSet(tokenizer, text, mode, ctx, max_ctx, path));
   TakeFirstSequences(set, docs);
   return set;
 }
 
-}  // namespace
+absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> QuantizePlayers(
+    const forward::LlamaForward& forward, const QuantizeRecipe& recipe) {
+  ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> quantizer,
+                   quant::MakeQuantizer(recipe.backend));
+  std::unique_ptr<quant::CalibrationSet> calibration;
+  if (recipe.backend == "gptq" && recipe.calibration != nullptr) {
+    ASSIGN_OR_RETURN(quant::CalibrationSet cs,
+                     quant::CollectCalibration(forward, *recipe.calibration, recipe.threads));
+    calibration = std::make_unique<quant::CalibrationSet>(std::move(cs));
+  }
+  quant::QuantConfig config;
+  config.group_size = recipe.group_size;
+  ThreadPool pool(recipe.threads);
+  return quant::QuantizedModel::Build(forward.model(), *quantizer, config, recipe.players,
+                                      calibration.get(), &pool, recipe.widths);
+}
 
 std::vector<int> PreparedWidths(const std::vector<int>& game_widths) {
   std::vector<int> widths = game_widths;
@@ -85,8 +103,9 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   }
   // The calibration text's first calib_docs sequences calibrate (SPQE, the baselines, GPTQ);
   // the next select_docs, when there are any, measure the per-budget choice.
-  ASSIGN_OR_RETURN(eval::EvalSet calib_text, LoadSet(*in->loaded.tokenizer, o.calib_text_path, o,
-                                                     /*docs=*/0, model.config.seq_len));
+  ASSIGN_OR_RETURN(eval::EvalSet calib_text,
+                   LoadFirstSequences(*in->loaded.tokenizer, o.calib_text_path, o.mode, o.ctx,
+                                      model.config.seq_len, /*docs=*/0));
   in->calib = SequenceRange(calib_text, 0, o.calib_docs);
   if (o.select_docs > 0 && o.calib_docs > 0) {
     in->select = SequenceRange(calib_text, o.calib_docs, o.select_docs);
@@ -94,8 +113,9 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   in->select_on_calibration = in->select.sequences.empty();
   if (in->select_on_calibration) in->select = in->calib;
   calib_text = eval::EvalSet();
-  ASSIGN_OR_RETURN(in->heldout, LoadSet(*in->loaded.tokenizer, o.heldout_text_path, o,
-                                        o.heldout_docs, model.config.seq_len));
+  ASSIGN_OR_RETURN(in->heldout,
+                   LoadFirstSequences(*in->loaded.tokenizer, o.heldout_text_path, o.mode, o.ctx,
+                                      model.config.seq_len, o.heldout_docs));
   in->forward = std::make_unique<forward::LlamaForward>(model);
   in->load_seconds = Since(t0);
   report("load", 1, 1, t0);
@@ -104,19 +124,14 @@ absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
   // scale and the references) if the game lacks them.
   t0 = Clock::now();
   report("quantize", 0, 1, t0);
-  ASSIGN_OR_RETURN(std::unique_ptr<quant::Quantizer> quantizer, quant::MakeQuantizer(o.backend));
-  std::unique_ptr<quant::CalibrationSet> qcalib;
-  if (o.backend == "gptq") {
-    ASSIGN_OR_RETURN(quant::CalibrationSet cs,
-                     quant::CollectCalibration(*in->forward, in->calib, o.threads));
-    qcalib = std::make_unique<quant::CalibrationSet>(std::move(cs));
-  }
-  quant::QuantConfig qcfg;
-  qcfg.group_size = o.group_size;
-  ThreadPool quant_pool(o.threads);
-  ASSIGN_OR_RETURN(in->qmodel,
-                   quant::QuantizedModel::Build(model, *quantizer, qcfg, o.players, qcalib.get(),
-                                                &quant_pool, PreparedWidths(o.widths)));
+  QuantizeRecipe recipe;
+  recipe.backend = o.backend;
+  recipe.group_size = o.group_size;
+  recipe.players = o.players;
+  recipe.widths = PreparedWidths(o.widths);
+  recipe.calibration = &in->calib;
+  recipe.threads = o.threads;
+  ASSIGN_OR_RETURN(in->qmodel, QuantizePlayers(*in->forward, recipe));
   for (int i = 0; i < in->qmodel->num_players(); ++i) {
     in->bytes.bytes2.push_back(in->qmodel->PlayerBytes(i, 2));
     in->bytes.bytes4.push_back(in->qmodel->PlayerBytes(i, 4));

@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "solver/allocation_problem.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
 #include "worker/eval/eval_set.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/model/loader.h"
@@ -44,6 +44,31 @@ struct JobInputs {
 // plus 2 and 4 bits — the budgets' scale and the held-out references — when it lacks them.
 // The worker's engine prepares the same for a coordinator job.
 std::vector<int> PreparedWidths(const std::vector<int>& game_widths);
+
+// The first `docs` sequences (docs <= 0: all) of the text at `path`, as an evaluation set
+// (eval::BuildEvalSet's mode, ctx and max_ctx) with its token totals recounted: how a job
+// takes its calibration set, and how `impq quantize-eval --calib-docs` and `impq export` take
+// GPTQ's, so that they calibrate exactly as the job did. Errors: unreadable file, text the
+// tokenizer or the set cannot take (each naming `path`).
+absl::StatusOr<eval::EvalSet> LoadFirstSequences(const model::Tokenizer& tokenizer,
+                                                 const std::string& path, eval::EvalMode mode,
+                                                 int64_t ctx, int64_t max_ctx, int64_t docs);
+
+// How a game's players are quantized — the one recipe, followed by LoadJobInputs, `impq
+// quantize-eval` and `impq export`.
+struct QuantizeRecipe {
+  std::string backend;           // rtn | hqq | gptq
+  int group_size = 64;
+  quant::PlayerGranularity players = quant::PlayerGranularity::kModule;
+  std::vector<int> widths;       // ascending; every player is prepared at each
+  const eval::EvalSet* calibration = nullptr;  // GPTQ's activations (required by gptq)
+  int threads = 1;
+};
+// Every player of `forward`'s model at every width of `recipe` (GPTQ: calibrated on the
+// full-precision model's activations over recipe.calibration). Errors: an unknown backend
+// and QuantizedModel::Build's (GPTQ without a calibration set among them).
+absl::StatusOr<std::unique_ptr<quant::QuantizedModel>> QuantizePlayers(
+    const forward::LlamaForward& forward, const QuantizeRecipe& recipe);
 
 // Called at the start and end of the "load" and "quantize" phases: (phase, done, total, the
 // phase's start).

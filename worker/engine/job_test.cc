@@ -1,4 +1,6 @@
-#include "worker/engine/job.h"
+#include "job/job.h"
+#include "job/work_plan.h"
+#include "worker/engine/local_game.h"
 
 #include <algorithm>
 #include <cmath>
@@ -230,7 +232,9 @@ TEST(JobTest, MoreWidthsRunTheLadderGameDeterministically) {
       if (all <= b.budget_bytes) widest = o.widths[w];
     }
     for (const MeasuredAllocation& a : b.allocations) {
-      if (a.method == "uniform") EXPECT_EQ(a.bits, std::vector<int>(n, widest)) << b.average_bits;
+      if (a.method == "uniform") {
+        EXPECT_EQ(a.bits, std::vector<int>(n, widest)) << b.average_bits;
+      }
     }
   }
   EXPECT_NE(JobResultToMarkdown(r).find("layers.0.attn_q 8→4"), std::string::npos);

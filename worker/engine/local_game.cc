@@ -156,4 +156,16 @@ GameCounters LocalGame::Counters() const {
   return c;
 }
 
+absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
+  RETURN_IF_ERROR(ValidateJobOptions(o));
+  LocalGame game(o);
+  return RunPipeline(o, game);
+}
+
+absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs) {
+  RETURN_IF_ERROR(ValidateJobOptions(o));
+  LocalGame game(o, &inputs);
+  return RunPipeline(o, game);
+}
+
 }  // namespace impq::engine

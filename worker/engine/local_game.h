@@ -18,8 +18,8 @@
 #include <memory>
 #include <optional>
 
-#include "worker/engine/game.h"
-#include "worker/engine/job.h"
+#include "job/game.h"
+#include "job/job.h"
 #include "worker/engine/job_inputs.h"
 
 namespace impq::engine {
@@ -64,6 +64,11 @@ class LocalGame : public Game {
   std::unique_ptr<SequenceEvaluator> select_;
   std::unique_ptr<LocalEvaluator> heldout_;
 };
+
+// The job pipeline (job/job.h: RunPipeline) on a LocalGame of `options`, in this process
+// (tests, benches). Errors: invalid options (ValidateJobOptions), unreadable files,
+// model/backend errors, and RunPipeline's.
+absl::StatusOr<JobResult> RunJob(const JobOptions& options);
 
 }  // namespace impq::engine
 

@@ -80,7 +80,7 @@ absl::StatusOr<std::vector<double>> SequenceEvaluator::Evaluate(
   std::vector<double> out;
   out.reserve(coalitions.size());
   for (const solver::Coalition& q : coalitions) {
-    out.push_back(MeanOfSums(sums_.at(q), total_tokens_));
+    out.push_back(solver::MeanOfSums(sums_.at(q), total_tokens_));
   }
   return out;
 }
@@ -115,7 +115,7 @@ const std::vector<double>* SequenceEvaluator::SequenceSums(const solver::Coaliti
   return it == sums_.end() ? nullptr : &it->second;
 }
 
-absl::StatusOr<PairedDifference> SequenceEvaluator::Compare(const solver::Coalition& a,
+absl::StatusOr<solver::PairedDifference> SequenceEvaluator::Compare(const solver::Coalition& a,
                                                             const solver::Coalition& b) const {
   const std::vector<double>* sa = SequenceSums(a);
   const std::vector<double>* sb = SequenceSums(b);
@@ -125,32 +125,7 @@ absl::StatusOr<PairedDifference> SequenceEvaluator::Compare(const solver::Coalit
           "sequence evaluator: coalition ", solver::CoalitionToString(*q), " was not evaluated"));
     }
   }
-  return PairedCompare(*sa, *sb, tokens_, total_tokens_);
-}
-
-double MeanOfSums(std::span<const double> sums, int64_t total_tokens) {
-  double total = 0;
-  for (double x : sums) total += x;
-  return total / static_cast<double>(total_tokens);
-}
-
-PairedDifference PairedCompare(std::span<const double> a, std::span<const double> b,
-                               std::span<const int64_t> tokens, int64_t total_tokens) {
-  const size_t S = tokens.size();
-  const double T = static_cast<double>(total_tokens);
-  double diff = 0;
-  for (size_t s = 0; s < S; ++s) diff += a[s] - b[s];
-  PairedDifference d;
-  d.mean = diff / T;
-  if (S < 2) return d;
-  // Linearised (delta-method) variance of the ratio Σ D_s / Σ t_s over sequences.
-  double ss = 0;
-  for (size_t s = 0; s < S; ++s) {
-    const double r = (a[s] - b[s]) - static_cast<double>(tokens[s]) * d.mean;
-    ss += r * r;
-  }
-  d.standard_error = std::sqrt(static_cast<double>(S) / static_cast<double>(S - 1) * ss) / T;
-  return d;
+  return solver::PairedCompare(*sa, *sb, tokens_, total_tokens_);
 }
 
 }  // namespace impq::engine

@@ -26,27 +26,13 @@
 #include "common/thread_pool.h"
 #include "solver/coalition.h"
 #include "solver/coalition_evaluator.h"
+#include "solver/paired_losses.h"
 #include "worker/engine/local_evaluator.h"
 #include "worker/eval/eval_set.h"
 #include "worker/forward/llama_forward.h"
 #include "worker/quant/quantized_model.h"
 
 namespace impq::engine {
-
-// A paired comparison of two coalitions measured on the same sequences.
-struct PairedDifference {
-  double mean = 0;            // v(a) − v(b)
-  double standard_error = 0;  // of `mean`, from the per-sequence differences (0 if < 2 seqs)
-};
-
-// v(q) from a coalition's per-sequence NLL sums: Σ_s sums[s] / total_tokens, added in
-// sequence order (the one formula the job's choice and SequenceEvaluator use).
-double MeanOfSums(std::span<const double> sums, int64_t total_tokens);
-// v(a) − v(b) from per-sequence sums with its standard error (the linearised ratio estimator
-// over sequences: SE = sqrt(S/(S−1) · Σ_s (D_s − t_s·mean)²) / Σ_s t_s, D_s the difference of
-// the sums). REQUIRES: a, b and tokens of equal length; total_tokens = Σ tokens > 0.
-PairedDifference PairedCompare(std::span<const double> a, std::span<const double> b,
-                               std::span<const int64_t> tokens, int64_t total_tokens);
 
 class SequenceEvaluator : public solver::CoalitionEvaluator {
  public:
@@ -77,7 +63,7 @@ class SequenceEvaluator : public solver::CoalitionEvaluator {
   // v(a) − v(b) with its standard error (the linearised ratio estimator over sequences:
   // SE = sqrt(S/(S−1) · Σ_s (D_s − t_s·mean)²) / Σ_s t_s, D_s the difference of the NLL sums).
   // REQUIRES: both evaluated before (else FailedPrecondition naming the coalition).
-  absl::StatusOr<PairedDifference> Compare(const solver::Coalition& a,
+  absl::StatusOr<solver::PairedDifference> Compare(const solver::Coalition& a,
                                            const solver::Coalition& b) const;
 
   int64_t evaluations() const { return static_cast<int64_t>(sums_.size()); }

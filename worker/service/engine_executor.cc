@@ -8,7 +8,7 @@
 #include "solver/width_ladder.h"
 #include "worker/engine/local_game.h"
 #include "worker/model/loader.h"
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 #include "worker/service/game_executor.h"
 #include "worker/service/unit_executor.h"
 #ifdef IMPQ_WORKER_WITH_GPU

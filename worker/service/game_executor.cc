@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "worker/engine/facts_proto.h"
+#include "job/facts_proto.h"
 
 namespace impq::worker_service {
 namespace {

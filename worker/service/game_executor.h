@@ -1,5 +1,5 @@
 // ExecuteOnGame: one work unit of the job pipeline (messages.proto's UnitKind) computed on a
-// game (worker/engine/game.h) — PREPARE → the facts, BATCH → calibration losses, SEQUENCES →
+// game (job/game.h) — PREPARE → the facts, BATCH → calibration losses, SEQUENCES →
 // the choice set's per-sequence sums, ASSIGNMENTS → held-out losses — with the game's
 // prefix-reuse counters of the unit. The engine's executor runs it on a LocalGame; tests run
 // it on synthetic games.
@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/game.h"
+#include "job/game.h"
 
 namespace impq::worker_service {
 

@@ -16,8 +16,8 @@
 #include "common/test_paths.h"
 #include "gtest/gtest.h"
 #include "worker/gpu/testdata/fake_plugin_path.h"
-#include "worker/engine/job.h"
-#include "worker/engine/spec_options.h"
+#include "job/job.h"
+#include "job/spec_options.h"
 #include "worker/service/unit_executor.h"
 
 namespace impq::worker_service {

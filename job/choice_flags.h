@@ -2,14 +2,14 @@
 // extra_evaluation_fraction, the measured local search, select_docs): the one place they are
 // spelled and documented, registered by cli/job_flags.h (`impq run`, `impqctl submit`) and by
 // bench/impq_bench. Header-only (no link dependency on the engine).
-#ifndef IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
-#define IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
+#ifndef IMPQ_JOB_CHOICE_FLAGS_H_
+#define IMPQ_JOB_CHOICE_FLAGS_H_
 
 #include <cstdint>
 #include <string>
 
 #include "common/flags.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
 
 namespace impq::engine {
 
@@ -64,4 +64,4 @@ class ChoiceFlags {
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_CHOICE_FLAGS_H_
+#endif  // IMPQ_JOB_CHOICE_FLAGS_H_

@@ -33,8 +33,8 @@
 // Determinism: everything in JobResult except the `timings` and `stats.*seconds` fields
 // depends only on the options (seed included), never on the thread count: JobResultToJson(r,
 // /*include_timings=*/false) is byte-identical at 1 and 2 threads (engine_test checks it).
-#ifndef IMPQ_WORKER_ENGINE_JOB_H_
-#define IMPQ_WORKER_ENGINE_JOB_H_
+#ifndef IMPQ_JOB_JOB_H_
+#define IMPQ_JOB_JOB_H_
 
 #include <cstdint>
 #include <functional>
@@ -45,7 +45,7 @@
 #include "absl/status/statusor.h"
 #include "solver/coalition_evaluator.h"
 #include "solver/spqe.h"
-#include "worker/engine/game.h"
+#include "job/game.h"
 #include "worker/eval/eval_set.h"
 #include "worker/quant/quantized_model.h"
 
@@ -145,25 +145,6 @@ struct JobOptions {
   int threads = 1;
   int64_t max_cache_bytes = int64_t{1} << 30;  // prefix cache of the calibration evaluator
   std::function<void(const JobProgress&)> progress;  // optional
-};
-
-// The whole job's time left, for progress reports: each phase's work estimated up front in
-// calibration-set evaluations (from the options and the sets' sizes), the rate measured so far
-// (elapsed time per unit of work done), the rest extrapolated at that rate. An estimate:
-// prefix reuse, early stopping and the machine's load move it; it corrects itself as phases
-// finish.
-class JobWorkPlan {
- public:
-  JobWorkPlan() = default;
-  JobWorkPlan(const JobOptions& options, int players, int64_t calib_tokens,
-              int64_t heldout_tokens);
-  // Seconds left when `phase` ("baselines" ... "measure") has done `done` of `total` units
-  // after `elapsed_seconds` of the job; 0 when unknown (no plan, another phase, nothing done).
-  double SecondsLeft(const std::string& phase, int64_t done, int64_t total,
-                     double elapsed_seconds) const;
-
- private:
-  std::vector<std::pair<std::string, double>> phases_;  // in order, work units each
 };
 
 // OK or InvalidArgument naming the field, its value and what is expected. RunJob calls it
@@ -278,17 +259,14 @@ struct JobResult {
          solve_seconds = 0, select_seconds = 0, measure_seconds = 0, total_seconds = 0;
 };
 
-// The job pipeline, the one orchestrator of a job wherever it runs: its phases (prepare →
-// baselines → spqe → solve → select → measure, see the file comment) on `game`, which
-// answers every evaluation (game.h). The coordinator runs it with a game whose evaluations
-// are leased work units (coordinator/unit_game.h; `impq run` is that coordinator embedded);
-// RunJob runs it on a LocalGame. REQUIRES: ValidateJobOptions(options) is OK. Errors: the
-// game's, and budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
+// The job pipeline, the one orchestrator of a job wherever it runs: its phases (phases.h, one
+// file each: prepare → baselines → spqe → interactions → allocate → select → measure) on
+// `game`, which answers every evaluation (game.h). The coordinator runs it with a game whose
+// evaluations are leased work units (coordinator/unit_game.h; `impq run` is that coordinator
+// embedded); RunJob (worker/engine/local_game.h) runs it on a LocalGame. Errors: invalid
+// options (ValidateJobOptions), the game's, and budgets the model cannot meet
+// (InvalidArgument naming b_avg and the bytes).
 absl::StatusOr<JobResult> RunPipeline(const JobOptions& options, Game& game);
-
-// RunPipeline on a LocalGame of `options` (this process). Errors: invalid options
-// (ValidateJobOptions), unreadable files, model/backend errors, and RunPipeline's.
-absl::StatusOr<JobResult> RunJob(const JobOptions& options);
 
 // The result as JSON (2-space indented). Without timings, the text is deterministic.
 std::string JobResultToJson(const JobResult& result, bool include_timings = true);
@@ -300,4 +278,4 @@ std::string JobResultToMarkdown(const JobResult& result);
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_JOB_H_
+#endif  // IMPQ_JOB_JOB_H_

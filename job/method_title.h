@@ -1,8 +1,8 @@
 // The display name of an allocation method of the job (MeasuredAllocation::method), as the
 // Markdown report and `impq report` print it. Header-only: the report reads run files without
 // linking the engine.
-#ifndef IMPQ_WORKER_ENGINE_METHOD_TITLE_H_
-#define IMPQ_WORKER_ENGINE_METHOD_TITLE_H_
+#ifndef IMPQ_JOB_METHOD_TITLE_H_
+#define IMPQ_JOB_METHOD_TITLE_H_
 
 #include <string>
 
@@ -37,4 +37,4 @@ inline std::string MethodTitle(const std::string& method, const std::string& est
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_METHOD_TITLE_H_
+#endif  // IMPQ_JOB_METHOD_TITLE_H_

@@ -2,12 +2,12 @@
 // used by the coordinator (to run the pipeline), the worker (to prepare the game of a unit)
 // and the CLIs (to submit what `impq run` would run). Every JobOptions setting has a JobSpec
 // field; an unset or zero field means the JobOptions default (messages.proto says which).
-#ifndef IMPQ_WORKER_ENGINE_SPEC_OPTIONS_H_
-#define IMPQ_WORKER_ENGINE_SPEC_OPTIONS_H_
+#ifndef IMPQ_JOB_SPEC_OPTIONS_H_
+#define IMPQ_JOB_SPEC_OPTIONS_H_
 
 #include "absl/status/statusor.h"
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/job.h"
+#include "job/job.h"
 
 namespace impq::engine {
 
@@ -26,4 +26,4 @@ std::string GameKey(const v1::JobSpec& spec);
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_SPEC_OPTIONS_H_
+#endif  // IMPQ_JOB_SPEC_OPTIONS_H_

@@ -11,8 +11,8 @@
 // Both answer every call with the same numbers (LocalGame is deterministic, and the
 // coordinator's answers are LocalGame's), so the pipeline's result never depends on where it
 // ran.
-#ifndef IMPQ_WORKER_ENGINE_GAME_H_
-#define IMPQ_WORKER_ENGINE_GAME_H_
+#ifndef IMPQ_JOB_GAME_H_
+#define IMPQ_JOB_GAME_H_
 
 #include <cstdint>
 #include <span>
@@ -78,4 +78,4 @@ class Game {
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_GAME_H_
+#endif  // IMPQ_JOB_GAME_H_

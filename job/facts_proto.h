@@ -1,12 +1,12 @@
 // engine::GameFacts on the wire (v1::GameFacts), both ways, and the digest by which the
 // coordinator checks that every worker evaluates the game the PREPARE unit described.
-#ifndef IMPQ_WORKER_ENGINE_FACTS_PROTO_H_
-#define IMPQ_WORKER_ENGINE_FACTS_PROTO_H_
+#ifndef IMPQ_JOB_FACTS_PROTO_H_
+#define IMPQ_JOB_FACTS_PROTO_H_
 
 #include <string>
 
 #include "impq/v1/messages.pb.h"
-#include "worker/engine/game.h"
+#include "job/game.h"
 
 namespace impq::engine {
 
@@ -21,4 +21,4 @@ std::string FactsDigest(const GameFacts& f);
 
 }  // namespace impq::engine
 
-#endif  // IMPQ_WORKER_ENGINE_FACTS_PROTO_H_
+#endif  // IMPQ_JOB_FACTS_PROTO_H_

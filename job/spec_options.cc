@@ -1,5 +1,5 @@
 // JobSpec ↔ JobOptions (spec_options.h).
-#include "worker/engine/spec_options.h"
+#include "job/spec_options.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

@@ -1,4 +1,4 @@
-#include "worker/engine/facts_proto.h"
+#include "job/facts_proto.h"
 
 #include "absl/strings/str_format.h"
 #include "worker/model/fingerprint.h"
