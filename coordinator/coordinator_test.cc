@@ -179,7 +179,7 @@ TEST(CoordinatorTest, RejectsBadSpecsNamingTheField) {
       {[](v1::JobSpec& s) { s.set_estimator("magic"); }, absl::StatusCode::kInvalidArgument, "estimator"},
       {[](v1::JobSpec& s) { s.set_search_model("x"); }, absl::StatusCode::kInvalidArgument, "search_model"},
       {[](v1::JobSpec& s) { s.add_widths(2); s.add_widths(5); }, absl::StatusCode::kInvalidArgument,
-       "widths[1]"},
+       "widths 2,5"},
       {[](v1::JobSpec& s) { s.set_request_id(std::string(65, 'r')); },
        absl::StatusCode::kInvalidArgument, "request_id"},
       {[](v1::JobSpec& s) { s.set_random_draws(2000000000); }, absl::StatusCode::kInvalidArgument,

@@ -126,6 +126,10 @@ absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
   }
   ASSIGN_OR_RETURN(JobView view, coordinator->GetJob(status.job_id()));
   coordinator->Shutdown();
+  if (view.status.state() == v1::JOB_STATE_FAILED) {
+    // The job's own error, as the service reports it (e.g. a budget the model cannot meet).
+    return absl::AbortedError(view.status.error());
+  }
   if (view.status.state() != v1::JOB_STATE_DONE || !view.has_result) {
     return absl::InternalError(absl::StrCat("embedded job ", view.status.job_id(), " ended ",
                                             v1::JobState_Name(view.status.state()), ": ",

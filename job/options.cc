@@ -26,6 +26,7 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
     return bad(absl::StrCat("job: calib_docs = ", o.calib_docs, ", heldout_docs = ",
                             o.heldout_docs, "; expected >= 0 (0 = all)"));
   }
+  if (o.ctx < 1) return bad(absl::StrCat("job: ctx = ", o.ctx, "; expected >= 1"));
   if (o.backend != "rtn" && o.backend != "hqq" && o.backend != "gptq") {
     return bad(absl::StrCat("job: backend '", o.backend, "'; expected rtn, hqq or gptq"));
   }
@@ -35,15 +36,29 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
                             "; expected >= 2 (the covariance estimator needs two walks)",
                             o.antithetic ? " and even (antithetic pairs)" : ""));
   }
+  if (o.min_permutations < 0 || o.min_permutations == 1 || o.min_permutations > o.permutations ||
+      (o.antithetic && o.min_permutations % 2 != 0)) {
+    return bad(absl::StrCat("job: min_permutations = ", o.min_permutations,
+                            "; expected 0 (the default) or in [2, permutations = ",
+                            o.permutations, "]", o.antithetic ? " and even" : ""));
+  }
+  if (!(o.se_threshold >= 0) || !std::isfinite(o.se_threshold)) {
+    return bad(absl::StrCat("job: se_threshold = ", o.se_threshold, "; expected finite and >= 0"));
+  }
   if (o.estimator != "covariance" && o.estimator != "surrogate") {
     return bad(absl::StrCat("job: estimator '", o.estimator, "'; expected covariance or surrogate"));
   }
   if (!(o.alpha >= 0 && o.alpha <= 1)) return bad(absl::StrCat("job: alpha = ", o.alpha, "; expected [0, 1]"));
-  if (!(o.ridge > 0)) return bad(absl::StrCat("job: ridge = ", o.ridge, "; expected > 0"));
-  if (!(o.local_bandwidth >= 0)) {
-    return bad(absl::StrCat("job: local_bandwidth = ", o.local_bandwidth, "; expected >= 0 (0 = auto)"));
+  if (!(o.ridge > 0) || !std::isfinite(o.ridge)) {
+    return bad(absl::StrCat("job: ridge = ", o.ridge, "; expected finite and > 0"));
   }
-  if (!(o.local_ridge > 0)) return bad(absl::StrCat("job: local_ridge = ", o.local_ridge, "; expected > 0"));
+  if (!(o.local_bandwidth >= 0) || !std::isfinite(o.local_bandwidth)) {
+    return bad(absl::StrCat("job: local_bandwidth = ", o.local_bandwidth,
+                            "; expected finite and >= 0 (0 = auto)"));
+  }
+  if (!(o.local_ridge > 0) || !std::isfinite(o.local_ridge)) {
+    return bad(absl::StrCat("job: local_ridge = ", o.local_ridge, "; expected finite and > 0"));
+  }
   if (o.widths.size() < 2 || !std::is_sorted(o.widths.begin(), o.widths.end()) ||
       std::adjacent_find(o.widths.begin(), o.widths.end()) != o.widths.end() ||
       std::any_of(o.widths.begin(), o.widths.end(),
@@ -65,9 +80,9 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
   if (o.average_bits.empty()) return bad("job: no target average bit-width");
   for (double b : o.average_bits) {
     if (!(b >= 2.0 && b <= 4.0)) {
-      return bad(absl::StrCat("job: average bit-width ", b,
-                              " is outside [2, 4]: budgets are set on the scale of the 2- and "
-                              "4-bit footprints"));
+      return bad(absl::StrCat("job: average_bits ", b,
+                              " is outside [2, 4]: budgets are average bit-widths on the scale "
+                              "of the 2- and 4-bit footprints"));
     }
   }
   if (o.random_draws < 1) return bad(absl::StrCat("job: random_draws = ", o.random_draws, "; expected >= 1"));

@@ -44,7 +44,7 @@ absl::Status PreparePhase(PipelineState& s) {
     absl::StatusOr<int64_t> budget = s.step_game->Budget(s.budgets[b]);
     if (!budget.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("job: average bit-width ", o.average_bits[b],
-                                                     " (", budget.status().message(), ")"));
+                                                     ": ", budget.status().message()));
     }
     s.game_budgets.push_back(*budget);
   }

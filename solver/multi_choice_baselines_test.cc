@@ -1,12 +1,17 @@
 // The baselines' allocation rules over a width set (multi_choice_baselines.h).
 #include "solver/multi_choice_baselines.h"
 
+#include <cmath>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "common/rng.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "solver/allocate.h"
 #include "solver/baselines.h"
+#include "solver/width_ladder.h"
 #include "solver/multi_choice_test_games.h"
 #include "solver/test_games.h"
 
@@ -130,6 +135,95 @@ TEST(MultiChoiceBaselinesTest, BadInputsAreNamed) {
   EXPECT_THAT(
       UniformWidthAllocation(widths, std::vector<int64_t>{1, 2, 3, 4}, 200).status().message(),
       HasSubstr("not a positive multiple of 3"));
+}
+
+// solver/allocate.h's entry points: widths {2, 4} run the binary rules (the fast path), any
+// other set the multiple-choice rules as coalitions over the ladder's steps.
+TEST(AllocateEntryPointsTest, BinaryFastPathIsTheBinaryRule) {
+  const int n = 35;
+  const PlayerBytes pb = testing::RandomPlayerBytes(n, 7);
+  const WidthLadder ladder = *WidthLadder::Create(n, {2, 4});
+  std::vector<int64_t> width_bytes;
+  std::vector<double> scores, width_delta;
+  Rng rng(5);
+  for (int i = 0; i < n; ++i) {
+    width_bytes.push_back(pb.bytes2[i]);
+    width_bytes.push_back(pb.bytes4[i]);
+    scores.push_back(rng.Uniform());
+    width_delta.push_back(scores.back());
+    width_delta.push_back(0.0);
+  }
+  const StepGame game = *StepGame::Create(ladder, pb, width_bytes);
+  EXPECT_EQ(game.bytes().bytes2, pb.bytes2);
+  EXPECT_EQ(game.bytes().bytes4, pb.bytes4);
+  for (double bits : {2.0, 2.25, 3.0, 3.5, 4.0}) {
+    const int64_t budget = *BudgetForAverageBits(pb, bits);
+    EXPECT_EQ(*game.Budget(budget), budget);
+    const Coalition binary = *GreedyImportanceAllocation(scores, pb, budget);
+    EXPECT_EQ(*GreedyBaselineAllocation(ladder, scores, width_delta, pb, width_bytes, budget),
+              binary);
+    EXPECT_EQ(*GreedyBaselineAllocation(ladder, scores, {}, pb, width_bytes, budget), binary);
+    EXPECT_EQ(*UniformBaselineAllocation(ladder, pb, width_bytes, budget),
+              *UniformAllocation(pb, budget));
+    EXPECT_EQ(*RandomBaselineAllocation(ladder, pb, width_bytes, budget, 11),
+              *RandomAllocation(pb, budget, 11));
+  }
+}
+
+TEST(AllocateEntryPointsTest, LadderRunsTheMultiChoiceRulesOverSteps) {
+  const int n = 12;
+  const std::vector<int> widths = {2, 3, 4, 8};
+  const int m = static_cast<int>(widths.size());
+  const std::vector<int64_t> width_bytes = testing::RandomWidthBytes(n, widths, 3);
+  PlayerBytes pb;
+  for (int i = 0; i < n; ++i) {
+    pb.bytes2.push_back(width_bytes[i * m + 0]);
+    pb.bytes4.push_back(width_bytes[i * m + 2]);
+  }
+  const WidthLadder ladder = *WidthLadder::Create(n, widths);
+  Rng rng(9);
+  std::vector<double> scores, width_delta;
+  for (int i = 0; i < n; ++i) {
+    scores.push_back(rng.Uniform());
+    for (int w = 0; w < m; ++w) width_delta.push_back(w == m - 1 ? 0.0 : (m - w) * rng.Uniform());
+  }
+  // A per-player score spread over the widths by a b-bit quantizer's noise power.
+  std::vector<double> spread;
+  for (int i = 0; i < n; ++i) {
+    for (int w = 0; w < m; ++w) {
+      const double e = 1.0 / std::pow(std::ldexp(1.0, widths[w]) - 1.0, 2);
+      const double e_widest = 1.0 / std::pow(std::ldexp(1.0, widths[m - 1]) - 1.0, 2);
+      spread.push_back(scores[i] * (e - e_widest));
+    }
+  }
+  const StepGame game = *StepGame::Create(ladder, pb, width_bytes);
+  const int64_t narrowest = ladder.NarrowestBytes(width_bytes);
+  EXPECT_EQ(game.bytes().bytes4, ladder.StepBytes(width_bytes).bytes4);
+  for (double bits : {2.25, 3.0, 3.5}) {
+    const int64_t budget = *BudgetForAverageBits(pb, bits);
+    EXPECT_EQ(*game.Budget(budget), budget - narrowest);
+    EXPECT_EQ(*GreedyBaselineAllocation(ladder, scores, width_delta, pb, width_bytes, budget),
+              ladder.CoalitionOfChoice(
+                  *GreedyDeltaPerByteAllocation(width_delta, widths, width_bytes, budget)));
+    EXPECT_EQ(*GreedyBaselineAllocation(ladder, scores, {}, pb, width_bytes, budget),
+              ladder.CoalitionOfChoice(
+                  *GreedyDeltaPerByteAllocation(spread, widths, width_bytes, budget)));
+    EXPECT_EQ(*UniformBaselineAllocation(ladder, pb, width_bytes, budget),
+              ladder.CoalitionOfChoice(*UniformWidthAllocation(widths, width_bytes, budget)));
+    EXPECT_EQ(*RandomBaselineAllocation(ladder, pb, width_bytes, budget, 4),
+              ladder.CoalitionOfChoice(*RandomWidthAllocation(widths, width_bytes, budget, 4)));
+  }
+  // A budget below the narrowest allocation names both byte counts and the widths.
+  const absl::StatusOr<int64_t> below = game.Budget(narrowest - 1);
+  ASSERT_FALSE(below.ok());
+  EXPECT_THAT(below.status().message(),
+              HasSubstr(absl::StrCat(narrowest - 1, " bytes is below the narrowest allocation of "
+                                                    "widths 2,3,4,8 (",
+                                     narrowest, " bytes)")));
+  // Scores of the wrong length are refused, not read past.
+  EXPECT_FALSE(GreedyBaselineAllocation(ladder, std::vector<double>(n - 1, 1.0), {}, pb,
+                                        width_bytes, *BudgetForAverageBits(pb, 3.0))
+                   .ok());
 }
 
 }  // namespace

@@ -286,5 +286,79 @@ TEST(ServiceIntegrationTest, WidthSetJobThroughImpqctlEqualsImpqRun) {
   EXPECT_EQ(service, ImpqRunDocument(dir, "2,3,4"));
 }
 
+// Bad settings through the service get what the CLI gives. A value ValidateJobOptions
+// refuses: `impq run` exits 2 and `impqctl submit` with the same flags fails, carrying impq
+// run's message (which names the setting). A value only the model can refuse (a context
+// beyond its seq_len): `impq run` fails with the model's message, and the submitted job
+// FAILS with the same message (after its attempts), never retried forever.
+TEST(ServiceIntegrationTest, BadSettingsGetTheCliMessageThroughTheService) {
+  const std::string dir = service_test::FreshDir("svc_bad_settings");
+  service_test::CoordinatorProcess coord = StartCoordinator(dir);
+  ASSERT_GT(coord.grpc_port, 0) << "see " << dir << "/coordinator.log";
+  auto first_line_after = [](const std::string& text, const std::string& prefix) {
+    const size_t at = text.find(prefix);
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + prefix.size();
+    return text.substr(from, text.find('\n', from) - from);
+  };
+  const std::vector<std::vector<std::string>> bad = {
+      {"--budgets", "2.5,4.5"},     {"--backend", "fp8"},         {"--widths", "2,5"},
+      {"--permutations", "3"},      {"--estimator", "magic"},     {"--choice-z", "-1"},
+      {"--search-model", "magic"},  {"--ctx", "-5"},              {"--calib-docs", "-1"},
+      {"--group-size", "-3"},       {"--se-threshold", "-1"},     {"--widths", "2,4,5"}};
+  for (const std::vector<std::string>& flags : bad) {
+    std::vector<std::string> args = JobFlags("2,4");
+    args.insert(args.end(), flags.begin(), flags.end());
+    const std::string what = Quote(flags);
+    const std::string run = std::string(IMPQ_BINARY) + " run --quiet" + Quote(args) + " > /dev/null 2> " +
+                            dir + "/run.log";
+    const int run_status = system(run.c_str());
+    EXPECT_EQ(WEXITSTATUS(run_status), 2) << what;
+    const std::string message = first_line_after(ReadFile(dir + "/run.log"), "impq run: job: ");
+    ASSERT_FALSE(message.empty()) << what << ": " << ReadFile(dir + "/run.log");
+    const std::string submit = std::string(IMPQCTL_BINARY) + " --server " + coord.target() +
+                               " --token_file " + dir + "/token submit" + Quote(args) +
+                               " > /dev/null 2> " + dir + "/impqctl.log";
+    EXPECT_NE(system(submit.c_str()), 0) << what;
+    const std::string ctl = ReadFile(dir + "/impqctl.log");
+    EXPECT_NE(ctl.find(message), std::string::npos) << what << ": impq run said '" << message
+                                                    << "', impqctl said: " << ctl;
+  }
+
+  // Settings only the prepared game can refuse — a context beyond the model's seq_len, a
+  // budget below the narrowest allocation of the widths: `impq run` fails the job with a
+  // message, and the service's job FAILS with the same one.
+  const pid_t worker = StartWorker(dir, coord.target(), "w-bad");
+  auto channel = grpc::CreateChannel(coord.target(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ImpqService::NewStub(channel);
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--ctx", "100000"}, {"--widths", "3,4"}}) {
+    std::vector<std::string> args = JobFlags("2,4");
+    args.insert(args.end(), flags.begin(), flags.end());
+    const std::string what = Quote(flags);
+    const std::string run = std::string(IMPQ_BINARY) + " run --quiet" + Quote(args) +
+                            " > /dev/null 2> " + dir + "/run.log";
+    EXPECT_EQ(WEXITSTATUS(system(run.c_str())), 1) << what;
+    const std::string message = first_line_after(ReadFile(dir + "/run.log"), "impq run: ");
+    ASSERT_FALSE(message.empty()) << what << ": " << ReadFile(dir + "/run.log");
+    const std::string submit = std::string(IMPQCTL_BINARY) + " --server " + coord.target() +
+                               " --token_file " + dir + "/token submit" + Quote(args) + " 2> " +
+                               dir + "/impqctl.log";
+    FILE* out = popen(submit.c_str(), "r");
+    ASSERT_NE(out, nullptr);
+    char line[256] = {0};
+    const bool got = fgets(line, sizeof(line), out) != nullptr;
+    EXPECT_EQ(pclose(out), 0) << what << ": " << ReadFile(dir + "/impqctl.log");
+    ASSERT_TRUE(got) << what;
+    const std::string id(absl::StripAsciiWhitespace(line));
+    const v1::GetJobResponse job = service_test::WaitTerminal(*stub, id, 120);
+    EXPECT_EQ(job.status().state(), v1::JOB_STATE_FAILED) << what << ": " << job.DebugString();
+    EXPECT_NE(job.status().error().find(message), std::string::npos)
+        << what << ": impq run said '" << message << "', the service: " << job.status().error();
+  }
+  Stop(worker, SIGTERM);
+  EXPECT_EQ(Stop(coord.pid, SIGTERM), 0);
+}
+
 }  // namespace
 }  // namespace impq
