@@ -67,7 +67,7 @@ Coalition CoalitionOfBits(const std::vector<int>& bits) {
   return q;
 }
 
-const engine::MeasuredAllocation* Find(const engine::BudgetResult& b, const std::string& method) {
+const job::MeasuredAllocation* Find(const job::BudgetResult& b, const std::string& method) {
   for (const auto& m : b.allocations) {
     if (m.method == method) return &m;
   }
@@ -149,11 +149,11 @@ int Main(int argc, char** argv) {
     return 1;
   };
   for (const std::string& backend : stories.backends()) {
-    const engine::JobOptions o = stories.Options(backend);
+    const job::JobOptions o = stories.Options(backend);
     std::cerr << "choice_bound_bench: " << backend << ": the job ...\n";
     absl::StatusOr<std::unique_ptr<engine::JobInputs>> in = engine::LoadJobInputs(o);
     if (!in.ok()) return fail(in.status());
-    absl::StatusOr<engine::JobResult> job = engine::RunJobOnInputs(o, **in);
+    absl::StatusOr<job::JobResult> job = engine::RunJobOnInputs(o, **in);
     if (!job.ok()) return fail(job.status());
     std::shared_ptr<void> runtime;
     auto search_ev = SearchEvaluator(device, **in, on_heldout ? (*in)->heldout : (*in)->select,
@@ -172,9 +172,9 @@ int Main(int argc, char** argv) {
     solver::MeasuredGame cpu_calib(**calib_ev), cpu_heldout(**heldout_ev);
 
     for (size_t b = 0; b < job->budgets.size(); ++b) {
-      const engine::BudgetResult& br = job->budgets[b];
-      const engine::MeasuredAllocation& chosen = br.Chosen();
-      const engine::MeasuredAllocation* iso = Find(br, "isolated");
+      const job::BudgetResult& br = job->budgets[b];
+      const job::MeasuredAllocation& chosen = br.Chosen();
+      const job::MeasuredAllocation* iso = Find(br, "isolated");
       if (iso == nullptr) return fail(absl::InternalError("the job measured no isolated Δ"));
       solver::MeasuredGame game(**search_ev);
       Rng rng(stories.seed() * 1000003 + b);

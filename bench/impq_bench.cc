@@ -40,7 +40,7 @@
 namespace impq {
 namespace {
 
-const engine::MeasuredAllocation* Find(const engine::BudgetResult& b, const std::string& method) {
+const job::MeasuredAllocation* Find(const job::BudgetResult& b, const std::string& method) {
   for (const auto& m : b.allocations) {
     if (m.method == method) return &m;
   }
@@ -51,7 +51,7 @@ int Main(int argc, char** argv) {
   bench::StoriesJobFlags job("rtn,hqq,gptq");
   FlagSet flags("impq_bench");
   job.Register(flags);
-  engine::ChoiceFlags choice;
+  job::ChoiceFlags choice;
   choice.Register(flags);
   if (std::optional<int> exit_code = flags.ParseMain(argc, argv)) return *exit_code;
   if (absl::Status s = job.Finish(); !s.ok()) {
@@ -67,7 +67,7 @@ int Main(int argc, char** argv) {
                      "|---|---:|---:|---:|---:|\n";
   bool all_le = true, all_25 = true, all_25_strict = true;
   for (const std::string& backend : job.backends()) {
-    engine::JobOptions o = job.Options(backend);
+    job::JobOptions o = job.Options(backend);
     choice.ApplyTo(o);
     std::cerr << "impq_bench: " << backend << " ...\n";
     const auto start = std::chrono::steady_clock::now();
@@ -80,14 +80,14 @@ int Main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     // Every candidate's calibration and held-out PPL, for the record (stderr: the table on
     // stdout is the bench's answer).
-    std::cerr << engine::JobResultToMarkdown(*r) << "\n";
-    for (const engine::BudgetResult& b : r->budgets) {
-      const engine::MeasuredAllocation& chosen = b.Chosen();
+    std::cerr << job::JobResultToMarkdown(*r) << "\n";
+    for (const job::BudgetResult& b : r->budgets) {
+      const job::MeasuredAllocation& chosen = b.Chosen();
       double best_isolated = 1e300, best_baseline = 1e300;
       std::string cells;
       for (const char* method :
            {"impq", "isolated", "lim", "zscore", "actnorm", "random", "uniform"}) {
-        const engine::MeasuredAllocation* m = Find(b, method);
+        const job::MeasuredAllocation* m = Find(b, method);
         if (m == nullptr) continue;
         absl::StrAppendFormat(&cells, " %.3f |", m->heldout_ppl);
         const std::string s = method;

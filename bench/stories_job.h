@@ -62,8 +62,8 @@ class StoriesJobFlags {
   int threads() const { return static_cast<int>(threads_); }
 
   // The job for one backend (ValidateJobOptions checks the numbers).
-  engine::JobOptions Options(const std::string& backend) const {
-    engine::JobOptions o;
+  job::JobOptions Options(const std::string& backend) const {
+    job::JobOptions o;
     o.model_path = SharedDataPath("stories260K.bin");
     o.tokenizer_path = SharedDataPath("tok512.bin");
     o.calib_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
@@ -82,7 +82,7 @@ class StoriesJobFlags {
  private:
   std::string backends_text_;
   std::string budgets_text_ = "2.25,2.5,3.0,3.5";
-  int64_t group_size_ = engine::JobOptions().group_size;
+  int64_t group_size_ = job::JobOptions().group_size;
   int64_t permutations_ = 12;
   int64_t seed_ = 0;
   int64_t heldout_docs_ = 500;

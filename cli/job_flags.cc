@@ -32,7 +32,7 @@ absl::Status ParseList(const std::string& flag, const std::string& text, const c
 
 v1::JobSpec JobFlags::DefaultSpec() {
   // JobOptions holds the one set of defaults; the files are the embedded default job's.
-  v1::JobSpec s = engine::SpecFromJobOptions(engine::JobOptions());
+  v1::JobSpec s = job::SpecFromJobOptions(job::JobOptions());
   s.set_model_path("stories260K.bin");
   s.set_tokenizer_path("tok512.bin");
   s.set_calibration_text_path("tinystories_v2_valid_100.txt");
@@ -51,7 +51,7 @@ JobFlags::JobFlags() {
   backend_ = d.backend();
   estimator_ = d.estimator();
   budgets_ = absl::StrJoin(d.average_bits(), ",");
-  widths_ = absl::StrJoin(engine::JobOptions().widths, ",");
+  widths_ = absl::StrJoin(job::JobOptions().widths, ",");
   calib_docs_ = d.calibration_docs();
   heldout_docs_ = d.evaluation_docs();
   ctx_ = d.context();

@@ -1,7 +1,7 @@
 // The one flag table of a job's settings: `impq run` and `impqctl submit` both register it,
 // so every setting has the same name, meaning and default in both. The flags fill a
 // v1::JobSpec — only the settings given on the command line; every other field stays unset
-// and takes engine::JobOptions' default wherever the spec becomes options
+// and takes job::JobOptions' default wherever the spec becomes options
 // (job/spec_options.h: the one place defaults are applied). The defaults the help text shows
 // are DefaultSpec()'s: JobOptions' own, through that mapping.
 // Paths: `impq run` resolves bare file names in its --data directory; the coordinator resolves
@@ -24,7 +24,7 @@ class JobFlags {
   void Register(FlagSet& flags);
   // The settings given on the command line (flags.WasSet) over `spec`, lists parsed;
   // InvalidArgument naming the flag for a malformed list (the coordinator and
-  // engine::ValidateJobOptions check the values). --model without --tokenizer clears the
+  // job::ValidateJobOptions check the values). --model without --tokenizer clears the
   // tokenizer (the model's own).
   absl::Status ApplyTo(const FlagSet& flags, v1::JobSpec& spec) const;
   // Every setting at its default, the default model, tokenizer and texts as file names.
@@ -37,7 +37,7 @@ class JobFlags {
       random_draws_;
   double se_threshold_;
   bool antithetic_;
-  engine::ChoiceFlags choice_;  // the per-budget choice's flags (one definition)
+  job::ChoiceFlags choice_;  // the per-budget choice's flags (one definition)
 };
 
 }  // namespace impq::cli

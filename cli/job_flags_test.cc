@@ -13,9 +13,9 @@ namespace {
 TEST(JobFlagsTest, DefaultsAreJobOptionsDefaults) {
   // Every setting of the help text's defaults, through the one mapping, equals JobOptions{}
   // with the default files.
-  absl::StatusOr<engine::JobOptions> o = engine::JobOptionsFromSpec(JobFlags::DefaultSpec());
+  absl::StatusOr<job::JobOptions> o = job::JobOptionsFromSpec(JobFlags::DefaultSpec());
   ASSERT_TRUE(o.ok()) << o.status();
-  engine::JobOptions d;
+  job::JobOptions d;
   d.model_path = "stories260K.bin";
   d.tokenizer_path = "tok512.bin";
   d.calib_text_path = "tinystories_v2_valid_100.txt";
@@ -23,11 +23,11 @@ TEST(JobFlagsTest, DefaultsAreJobOptionsDefaults) {
   std::string diff;
   google::protobuf::util::MessageDifferencer md;
   md.ReportDifferencesToString(&diff);
-  EXPECT_TRUE(md.Compare(engine::SpecFromJobOptions(*o), engine::SpecFromJobOptions(d))) << diff;
+  EXPECT_TRUE(md.Compare(job::SpecFromJobOptions(*o), job::SpecFromJobOptions(d))) << diff;
   // And an empty spec (a client that sets nothing) means the same settings.
-  absl::StatusOr<engine::JobOptions> empty = engine::JobOptionsFromSpec(v1::JobSpec());
+  absl::StatusOr<job::JobOptions> empty = job::JobOptionsFromSpec(v1::JobSpec());
   ASSERT_TRUE(empty.ok());
-  v1::JobSpec a = engine::SpecFromJobOptions(*empty), b = engine::SpecFromJobOptions(d);
+  v1::JobSpec a = job::SpecFromJobOptions(*empty), b = job::SpecFromJobOptions(d);
   for (v1::JobSpec* s : {&a, &b}) {
     s->clear_model_path();
     s->clear_tokenizer_path();

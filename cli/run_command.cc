@@ -102,9 +102,9 @@ int RunCommand(const std::vector<std::string>& args) {
   };
   v1::JobSpec spec = JobFlags::DefaultSpec();
   if (absl::Status s = job_flags.ApplyTo(flags, spec); !s.ok()) return usage_error(s);
-  absl::StatusOr<engine::JobOptions> options = engine::JobOptionsFromSpec(spec);
+  absl::StatusOr<job::JobOptions> options = job::JobOptionsFromSpec(spec);
   if (!options.ok()) return usage_error(options.status());
-  engine::JobOptions o = *std::move(options);
+  job::JobOptions o = *std::move(options);
   o.threads = static_cast<int>(threads);
   // Bare file names are in --data; paths as the job runs them are absolute (the
   // coordinator's spec needs them so, and both modes write the same settings).
@@ -114,13 +114,13 @@ int RunCommand(const std::vector<std::string>& args) {
     if (p->find('/') == std::string::npos) *p = data + "/" + *p;
     *p = AbsolutePath(*p);
   }
-  if (absl::Status s = engine::ValidateJobOptions(o); !s.ok()) return usage_error(s);
+  if (absl::Status s = job::ValidateJobOptions(o); !s.ok()) return usage_error(s);
 
-  absl::StatusOr<engine::JobResult> r;
+  absl::StatusOr<job::JobResult> r;
   if (in_process) {
     // The same pipeline on a LocalGame in this thread (no coordinator, no work units).
     if (!quiet) {
-      o.progress = [](const engine::JobProgress& p) {
+      o.progress = [](const job::JobProgress& p) {
         PrintProgress(p.phase, p.done, p.total, p.evaluations, p.phase_seconds, p.eta_seconds,
                       p.elapsed_seconds, p.job_eta_seconds);
       };
@@ -129,13 +129,13 @@ int RunCommand(const std::vector<std::string>& args) {
   } else {
     // The embedded coordinator drives the pipeline; an in-process worker loop executes its
     // units — the code impq-coordinator and impq-worker run.
-    spec = engine::SpecFromJobOptions(o);  // paths resolved
+    spec = job::SpecFromJobOptions(o);  // paths resolved
     spec.set_name("impq run");
     coordinator::EmbeddedOptions eo;
     eo.workers = 1;
     eo.threads_per_worker = o.threads;
     if (!quiet) {
-      eo.pipeline_progress = [](const engine::JobProgress& p) {
+      eo.pipeline_progress = [](const job::JobProgress& p) {
         PrintProgress(p.phase, p.done, p.total, p.evaluations, p.phase_seconds, p.eta_seconds,
                       p.elapsed_seconds, p.job_eta_seconds);
       };
@@ -153,7 +153,7 @@ int RunCommand(const std::vector<std::string>& args) {
     std::cerr << "\nimpq run: " << r.status().message() << "\n";
     return 1;
   }
-  std::cout << engine::JobResultToMarkdown(*r);
+  std::cout << job::JobResultToMarkdown(*r);
   std::cout << absl::StrFormat(
       "\nWall time %.1f s (load %.1f, quantize %.1f, baselines %.1f, SPQE %.1f, solve %.1f, "
       "select %.1f, measure %.1f) at %d threads.\n",
@@ -161,7 +161,7 @@ int RunCommand(const std::vector<std::string>& args) {
       r->spqe_seconds, r->solve_seconds, r->select_seconds, r->measure_seconds, o.threads);
   if (!json_path.empty()) {
     // The one result document (the coordinator's v1::JobResult.document is the same text).
-    absl::Status s = WriteFileAtomically(json_path, engine::JobResultToJson(*r));
+    absl::Status s = WriteFileAtomically(json_path, job::JobResultToJson(*r));
     if (!s.ok()) {
       std::cerr << "impq run: " << s.message() << "\n";
       return 1;

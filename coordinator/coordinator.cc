@@ -37,19 +37,19 @@ struct Coordinator::Job {
   std::set<int64_t> pending;         // unit indexes waiting for a lease, ascending
   std::map<int64_t, v1::WorkResult> stored;  // restored results, answered on replay
   bool has_facts = false;            // the PREPARE unit's answer, for checking later ones
-  std::string facts_digest;          // engine::FactsDigest of `facts` (every answer must match)
+  std::string facts_digest;          // job::FactsDigest of `facts` (every answer must match)
   v1::GameFacts facts;
   int64_t evaluations_done = 0;
   int64_t units_done = 0;
   int64_t version = 1;
   std::string phase;
   int64_t phase_done = 0, phase_total = 0;
-  engine::JobProgress progress;      // the driver's latest
+  job::JobProgress progress;      // the driver's latest
   bool driving = false;              // a driver thread runs its pipeline
   // Wakes the job's driver (RunUnits) when a unit is done or the job ends: one per job, so a
   // report does not wake every running job's driver.
   absl::CondVar driver_wake;
-  std::shared_ptr<const engine::JobResult> pipeline_result;
+  std::shared_ptr<const job::JobResult> pipeline_result;
   // Calls holding this Job* across a release of the mutex (a report waiting for its commit):
   // PruneFinishedJobs neither releases nor removes a pinned job.
   int pins = 0;
@@ -283,7 +283,7 @@ absl::StatusOr<JobView> Coordinator::GetJob(const std::string& job_id) {
   return v;
 }
 
-std::shared_ptr<const engine::JobResult> Coordinator::PipelineResult(const std::string& job_id) {
+std::shared_ptr<const job::JobResult> Coordinator::PipelineResult(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(job_id);
   return job == nullptr ? nullptr : job->pipeline_result;
@@ -507,7 +507,7 @@ absl::Status Coordinator::ValidateResult(const Job& job, const v1::WorkResult& r
   const v1::GameFacts& f = r.facts();
   // Every answer is about the game the accepted PREPARE described (facts_proto.h).
   if (q.kind == v1::UNIT_KIND_PREPARE) {
-    const std::string digest = engine::FactsDigest(engine::FactsFromProto(f));
+    const std::string digest = job::FactsDigest(job::FactsFromProto(f));
     if (r.facts_digest() != digest) {
       return bad(absl::StrCat("result.facts_digest '", r.facts_digest().substr(0, 64),
                               "' is not the digest of result.facts (", digest, ")"));
@@ -818,7 +818,7 @@ absl::StatusOr<std::vector<v1::WorkResult>> Coordinator::RunUnits(
   return out;
 }
 
-void Coordinator::SetPhase(const std::string& job_id, const engine::JobProgress& p) {
+void Coordinator::SetPhase(const std::string& job_id, const job::JobProgress& p) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(job_id);
   if (job == nullptr || job->terminal()) return;
@@ -901,17 +901,17 @@ void Coordinator::Drive(std::string job_id) {
     absl::MutexLock lock(&mu_);
     spec = FindJob(job_id)->rec.spec;
   }
-  absl::StatusOr<engine::JobResult> result = absl::InternalError("not run");
-  absl::StatusOr<engine::JobOptions> options = engine::JobOptionsFromSpec(spec);
+  absl::StatusOr<job::JobResult> result = absl::InternalError("not run");
+  absl::StatusOr<job::JobOptions> options = job::JobOptionsFromSpec(spec);
   if (!options.ok()) {
     result = options.status();
   } else {
-    options->progress = [this, &job_id](const engine::JobProgress& p) {
+    options->progress = [this, &job_id](const job::JobProgress& p) {
       SetPhase(job_id, p);
       if (options_.on_progress) options_.on_progress(job_id, p);
     };
     UnitGame game(this, job_id, options->widths, options_.batch_split);
-    result = engine::RunPipeline(*options, game);
+    result = job::RunPipeline(*options, game);
   }
   absl::MutexLock lock(&mu_);
   Job* job = FindJob(job_id);
@@ -927,7 +927,7 @@ void Coordinator::Drive(std::string job_id) {
   } else {
     v1::JobResult& res = job->rec.result;
     res = v1::JobResult();
-    res.set_document(engine::JobResultToJson(*result));
+    res.set_document(job::JobResultToJson(*result));
     v1::ModelInfo& m = *res.mutable_model();
     m.set_num_players(static_cast<int>(result->player_names.size()));
     for (const std::string& name : result->player_names) m.add_player_names(name);
@@ -943,8 +943,8 @@ void Coordinator::Drive(std::string job_id) {
     res.set_loss_all2(result->calib_loss_all2);
     res.set_evaluation_loss_all4(std::log(result->heldout_ppl_all4));
     res.set_evaluation_loss_all2(std::log(result->heldout_ppl_all2));
-    for (const engine::BudgetResult& b : result->budgets) {
-      const engine::MeasuredAllocation& c = b.Chosen();
+    for (const job::BudgetResult& b : result->budgets) {
+      const job::MeasuredAllocation& c = b.Chosen();
       v1::Allocation* a = res.add_allocations();
       a->set_average_bits(b.average_bits);
       a->set_budget_bytes(b.budget_bytes);
@@ -955,7 +955,7 @@ void Coordinator::Drive(std::string job_id) {
       a->set_measured_loss(c.heldout_nll);
       a->set_measured(true);
     }
-    job->pipeline_result = std::make_shared<const engine::JobResult>(*std::move(result));
+    job->pipeline_result = std::make_shared<const job::JobResult>(*std::move(result));
     job->phase = "done";
     Finish(*job, v1::JOB_STATE_DONE, "");
   }

@@ -87,7 +87,7 @@ struct CoordinatorOptions {
   RetentionPolicy retention;
   // Optional: every progress report of a job's pipeline, from its driver thread (the embedded
   // `impq run` prints them).
-  std::function<void(const std::string& job_id, const engine::JobProgress&)> on_progress;
+  std::function<void(const std::string& job_id, const job::JobProgress&)> on_progress;
 };
 
 // What a lease grant, heartbeat or report looks like to the core (the RPC layer copies these
@@ -196,7 +196,7 @@ class Coordinator {
   absl::StatusOr<std::vector<v1::WorkResult>> RunUnits(const std::string& job_id,
                                                        std::vector<UnitRequest> units);
   // The driver's progress: the job's phase and its units of work.
-  void SetPhase(const std::string& job_id, const engine::JobProgress& progress);
+  void SetPhase(const std::string& job_id, const job::JobProgress& progress);
 
   // --- maintenance (the background thread calls these; tests call them directly) ---
   // Expires leases past their deadline. Returns how many expired.
@@ -221,7 +221,7 @@ class Coordinator {
   bool shutting_down();
   // The pipeline's full result of a job this process finished (nullptr otherwise, e.g. after
   // a restart: the document in v1::JobResult is the durable form).
-  std::shared_ptr<const engine::JobResult> PipelineResult(const std::string& job_id);
+  std::shared_ptr<const job::JobResult> PipelineResult(const std::string& job_id);
 
   int64_t incarnation() const { return incarnation_; }
   // Units waiting for a lease, over all jobs.

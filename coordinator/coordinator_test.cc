@@ -129,12 +129,12 @@ v1::JobStatus WaitTerminal(Coordinator& c, const std::string& id) {
 std::string InProcessDocument(const v1::JobSpec& spec) {
   absl::StatusOr<v1::JobSpec> normalized = NormalizeJobSpec(spec, SpecLimits{{DataRoot()}});
   EXPECT_TRUE(normalized.ok()) << normalized.status();
-  absl::StatusOr<engine::JobOptions> o = engine::JobOptionsFromSpec(*normalized);
+  absl::StatusOr<job::JobOptions> o = job::JobOptionsFromSpec(*normalized);
   EXPECT_TRUE(o.ok()) << o.status();
   SyntheticGame game(kPlayers, o->widths);
-  absl::StatusOr<engine::JobResult> r = engine::RunPipeline(*o, game);
+  absl::StatusOr<job::JobResult> r = job::RunPipeline(*o, game);
   EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? WithoutTimings(engine::JobResultToJson(*r)) : "";
+  return r.ok() ? WithoutTimings(job::JobResultToJson(*r)) : "";
 }
 
 std::string RunToEnd(const v1::JobSpec& spec, int workers) {
@@ -220,7 +220,7 @@ TEST(CoordinatorTest, NormalizedSpecStatesEverySettingWithTheDefaults) {
   s.set_evaluation_text_path("e.txt");
   absl::StatusOr<v1::JobSpec> n = NormalizeJobSpec(s, SpecLimits{{DataRoot()}});
   ASSERT_TRUE(n.ok()) << n.status();
-  const engine::JobOptions d;
+  const job::JobOptions d;
   EXPECT_EQ(n->model_path(), DataPath("m.bin"));
   EXPECT_EQ(n->players(), "module");
   EXPECT_EQ(n->permutations(), d.permutations);

@@ -69,7 +69,7 @@ absl::StatusOr<EmbeddedResult> RunEmbedded(const v1::JobSpec& spec,
   co.max_units_per_lease = options.capacity;
   if (options.pipeline_progress) {
     co.on_progress = [f = options.pipeline_progress](const std::string&,
-                                                     const engine::JobProgress& p) { f(p); };
+                                                     const job::JobProgress& p) { f(p); };
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Open(co));
   // A job's paths are absolute (no data root here): resolve them against the cwd.

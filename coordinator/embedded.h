@@ -33,16 +33,16 @@ struct EmbeddedOptions {
   // Optional: called from the calling thread with every new status version (QUEUED first,
   // the terminal one last).
   std::function<void(const v1::JobStatus&)> progress;
-  // Optional: every progress report of the job's pipeline (engine::JobOptions::progress), from
+  // Optional: every progress report of the job's pipeline (job::JobOptions::progress), from
   // the coordinator's driver thread.
-  std::function<void(const engine::JobProgress&)> pipeline_progress;
+  std::function<void(const job::JobProgress&)> pipeline_progress;
 };
 
 struct EmbeddedResult {
   v1::JobStatus status;  // DONE
   v1::JobSpec spec;      // as normalized by the coordinator
-  v1::JobResult result;  // its document is engine::JobResultToJson(*pipeline)
-  std::shared_ptr<const engine::JobResult> pipeline;  // the pipeline's full result
+  v1::JobResult result;  // its document is job::JobResultToJson(*pipeline)
+  std::shared_ptr<const job::JobResult> pipeline;  // the pipeline's full result
 };
 
 // Submits `spec` to a fresh in-process coordinator, runs `options.workers` worker loops until

@@ -12,8 +12,8 @@
 namespace impq::coordinator {
 namespace {
 
-engine::JobOptions Stories(std::vector<int> widths = {2, 4}) {
-  engine::JobOptions o;
+job::JobOptions Stories(std::vector<int> widths = {2, 4}) {
+  job::JobOptions o;
   o.model_path = SharedDataPath("stories260K.bin");
   o.tokenizer_path = SharedDataPath("tok512.bin");
   o.calib_text_path = SharedDataPath("tinystories_valid_a.txt");
@@ -30,22 +30,22 @@ engine::JobOptions Stories(std::vector<int> widths = {2, 4}) {
   return o;
 }
 
-void ExpectSameAsRunJob(const engine::JobOptions& o, int workers) {
-  absl::StatusOr<engine::JobResult> local = engine::RunJob(o);
+void ExpectSameAsRunJob(const job::JobOptions& o, int workers) {
+  absl::StatusOr<job::JobResult> local = engine::RunJob(o);
   ASSERT_TRUE(local.ok()) << local.status();
   EmbeddedOptions eo;
   eo.workers = workers;
-  absl::StatusOr<EmbeddedResult> emb = RunEmbedded(engine::SpecFromJobOptions(o), eo);
+  absl::StatusOr<EmbeddedResult> emb = RunEmbedded(job::SpecFromJobOptions(o), eo);
   ASSERT_TRUE(emb.ok()) << emb.status();
   EXPECT_EQ(WithoutTimings(emb->result.document()),
-            WithoutTimings(engine::JobResultToJson(*local)));
+            WithoutTimings(job::JobResultToJson(*local)));
   ASSERT_NE(emb->pipeline, nullptr);
-  EXPECT_EQ(engine::JobResultToJson(*emb->pipeline), emb->result.document());
+  EXPECT_EQ(job::JobResultToJson(*emb->pipeline), emb->result.document());
   // The summary fields are the document's.
   ASSERT_EQ(emb->result.allocations_size(), 2);
   EXPECT_EQ(emb->result.phi_size(), static_cast<int>(local->phi.size()));
   for (size_t b = 0; b < local->budgets.size(); ++b) {
-    const engine::MeasuredAllocation& c = local->budgets[b].Chosen();
+    const job::MeasuredAllocation& c = local->budgets[b].Chosen();
     const v1::Allocation& a = emb->result.allocations(static_cast<int>(b));
     EXPECT_EQ(std::vector<int>(a.bits().begin(), a.bits().end()), c.bits);
     EXPECT_EQ(a.measured_loss(), c.heldout_nll);
@@ -57,17 +57,17 @@ TEST(EmbeddedTest, TwoWorkersEqualRunJob) { ExpectSameAsRunJob(Stories(), 2); }
 TEST(EmbeddedTest, WidthSetEqualsRunJob) { ExpectSameAsRunJob(Stories({2, 3, 4}), 2); }
 
 TEST(EmbeddedTest, ExecutorErrorEndsTheRunWithThatError) {
-  engine::JobOptions o = Stories();
+  job::JobOptions o = Stories();
   o.model_path = SharedDataPath("no_such_model.bin");
-  absl::StatusOr<EmbeddedResult> r = RunEmbedded(engine::SpecFromJobOptions(o), EmbeddedOptions());
+  absl::StatusOr<EmbeddedResult> r = RunEmbedded(job::SpecFromJobOptions(o), EmbeddedOptions());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("no_such_model.bin"), std::string::npos) << r.status();
 }
 
 TEST(EmbeddedTest, InvalidSpecIsRejectedNamingTheField) {
-  engine::JobOptions o = Stories();
+  job::JobOptions o = Stories();
   o.average_bits = {4.5};
-  absl::StatusOr<EmbeddedResult> r = RunEmbedded(engine::SpecFromJobOptions(o), EmbeddedOptions());
+  absl::StatusOr<EmbeddedResult> r = RunEmbedded(job::SpecFromJobOptions(o), EmbeddedOptions());
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("4.5"), std::string::npos) << r.status();
 }

@@ -107,11 +107,11 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(const v1::JobSpec& in, const SpecLi
   }
   // One set of defaults: every unset field takes JobOptions' default (what `impq run` runs),
   // and the normalized spec states every setting explicitly.
-  ASSIGN_OR_RETURN(engine::JobOptions o, engine::JobOptionsFromSpec(s));
-  if (absl::Status v = engine::ValidateJobOptions(o); !v.ok()) {
+  ASSIGN_OR_RETURN(job::JobOptions o, job::JobOptionsFromSpec(s));
+  if (absl::Status v = job::ValidateJobOptions(o); !v.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("spec: ", v.message()));
   }
-  v1::JobSpec out = engine::SpecFromJobOptions(o);
+  v1::JobSpec out = job::SpecFromJobOptions(o);
   out.set_name(s.name());
   out.set_request_id(s.request_id());
   return out;

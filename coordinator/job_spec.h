@@ -20,10 +20,10 @@ struct SpecLimits {
   int max_budgets = 64;
 };
 
-// Returns the spec with every setting stated (unset fields take engine::JobOptions' defaults,
+// Returns the spec with every setting stated (unset fields take job::JobOptions' defaults,
 // the ones `impq run` uses; job/spec_options.h), unknown fields dropped and paths made
 // absolute, or InvalidArgument naming the field, its value and what is expected — the
-// pipeline's own checks (engine::ValidateJobOptions) included, so the service refuses what
+// pipeline's own checks (job::ValidateJobOptions) included, so the service refuses what
 // the CLI refuses with the same words. For paths, ResolveInDataRoots' errors
 // (PermissionDenied outside the roots, NotFound, InvalidArgument for a FIFO...), which name the
 // field and the path as given, never the roots.

@@ -1,4 +1,4 @@
-// A synthetic game for coordinator tests: engine::Game with no model — a small quadratic loss
+// A synthetic game for coordinator tests: job::Game with no model — a small quadratic loss
 // over the game's steps (calibration), per-sequence sums that differ by sequence (the choice),
 // and a held-out loss of each assignment — so the whole job pipeline runs through the
 // coordinator in milliseconds. SyntheticExecutor serves work units on it (ExecuteOnGame), as
@@ -20,13 +20,13 @@
 
 namespace impq::coordinator {
 
-class SyntheticGame : public engine::Game {
+class SyntheticGame : public job::Game {
  public:
   // `n` players at `widths` (ascending, the job's).
   SyntheticGame(int n, std::vector<int> widths) : n_(n), widths_(std::move(widths)) {}
 
-  absl::StatusOr<engine::GameFacts> Prepare() override {
-    engine::GameFacts f;
+  absl::StatusOr<job::GameFacts> Prepare() override {
+    job::GameFacts f;
     f.model_config = absl::StrCat("synthetic n=", n_);
     f.fingerprint = "synthetic";
     for (int i = 0; i < n_; ++i) {
@@ -82,7 +82,7 @@ class SyntheticGame : public engine::Game {
     }
     return out;
   }
-  engine::GameCounters Counters() const override { return {}; }
+  job::GameCounters Counters() const override { return {}; }
 
   std::atomic<int64_t> calibration_evaluations{0};
 

@@ -64,12 +64,12 @@ absl::StatusOr<std::vector<v1::WorkResult>> UnitGame::Run(int kind, int dataset,
   return results;
 }
 
-absl::StatusOr<engine::GameFacts> UnitGame::Prepare() {
+absl::StatusOr<job::GameFacts> UnitGame::Prepare() {
   std::vector<UnitRequest> units(1);
   units[0].kind = v1::UNIT_KIND_PREPARE;
   units[0].dataset = v1::DATASET_CALIBRATION;
   ASSIGN_OR_RETURN(std::vector<v1::WorkResult> r, coordinator_->RunUnits(job_id_, std::move(units)));
-  return engine::FactsFromProto(r[0].facts());
+  return job::FactsFromProto(r[0].facts());
 }
 
 absl::StatusOr<std::vector<double>> UnitGame::CalibrationLosses(

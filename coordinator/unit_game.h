@@ -31,20 +31,20 @@ struct UnitRequest;
 // the bound keeps every lease under gRPC's 4 MiB message limit whatever the player count).
 inline constexpr int64_t kMaxUnitItemBytes = int64_t{1} << 20;
 
-class UnitGame : public engine::Game {
+class UnitGame : public job::Game {
  public:
   // `coordinator` outlives the game; `widths` are the job's (assignments' characters).
   UnitGame(Coordinator* coordinator, std::string job_id, std::vector<int> widths,
            int batch_split);
 
-  absl::StatusOr<engine::GameFacts> Prepare() override;
+  absl::StatusOr<job::GameFacts> Prepare() override;
   absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) override;
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
       std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) override;
   absl::StatusOr<std::vector<double>> HeldoutNll(
       std::span<const std::vector<int>> assignments) override;
-  engine::GameCounters Counters() const override { return counters_; }
+  job::GameCounters Counters() const override { return counters_; }
 
  private:
   // Runs `items` (coalition or assignment strings) as up to batch_split units of `kind`.
@@ -55,7 +55,7 @@ class UnitGame : public engine::Game {
   const std::string job_id_;
   const std::vector<int> widths_;
   const int batch_split_;
-  engine::GameCounters counters_;
+  job::GameCounters counters_;
 };
 
 }  // namespace impq::coordinator

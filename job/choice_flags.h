@@ -11,7 +11,7 @@
 #include "common/flags.h"
 #include "job/job.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 class ChoiceFlags {
  public:
@@ -46,7 +46,7 @@ class ChoiceFlags {
   const std::string& search_model() const { return search_model_; }
   int64_t select_docs() const { return select_docs_; }
 
-  // Copies the parsed values; engine::ValidateJobOptions checks them.
+  // Copies the parsed values; job::ValidateJobOptions checks them.
   void ApplyTo(JobOptions& o) const {
     o.choice_z = choice_z_;
     o.extra_evaluation_fraction = extra_fraction_;
@@ -62,6 +62,6 @@ class ChoiceFlags {
   std::string search_model_;
 };
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_CHOICE_FLAGS_H_

@@ -3,7 +3,7 @@
 #include "absl/strings/str_format.h"
 #include "worker/model/fingerprint.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 v1::GameFacts FactsToProto(const GameFacts& f) {
   v1::GameFacts out;
@@ -82,4 +82,4 @@ std::string FactsDigest(const GameFacts& f) {
   return absl::StrFormat("facts:%016x", h.value());
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

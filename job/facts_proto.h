@@ -1,4 +1,4 @@
-// engine::GameFacts on the wire (v1::GameFacts), both ways, and the digest by which the
+// job::GameFacts on the wire (v1::GameFacts), both ways, and the digest by which the
 // coordinator checks that every worker evaluates the game the PREPARE unit described.
 #ifndef IMPQ_JOB_FACTS_PROTO_H_
 #define IMPQ_JOB_FACTS_PROTO_H_
@@ -8,7 +8,7 @@
 #include "impq/v1/messages.pb.h"
 #include "job/game.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 v1::GameFacts FactsToProto(const GameFacts& f);
 GameFacts FactsFromProto(const v1::GameFacts& f);
@@ -19,6 +19,6 @@ GameFacts FactsFromProto(const v1::GameFacts& f);
 // the fp32 loss nor the timings (they may differ in the last bits between CPU and GPU).
 std::string FactsDigest(const GameFacts& f);
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_FACTS_PROTO_H_

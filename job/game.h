@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "solver/coalition.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 // What preparing the game establishes (v1::GameFacts on the wire): the model's players and
 // their bytes, the sets' sizes, and the baselines' per-player scores that need the weights or
@@ -76,6 +76,6 @@ class Game {
   virtual GameCounters Counters() const = 0;
 };
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_GAME_H_

@@ -49,7 +49,7 @@
 #include "worker/eval/eval_set.h"
 #include "worker/quant/quantized_model.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 // Reported after every unit of work of a phase.
 struct JobProgress {
@@ -276,6 +276,6 @@ std::string JobResultToJson(const JobResult& result, bool include_timings = true
 // held-out PPL), the references, and the Shapley values with standard errors.
 std::string JobResultToMarkdown(const JobResult& result);
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_JOB_H_

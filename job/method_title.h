@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace impq::engine {
+namespace impq::job {
 
 // `estimator`: the objective "impq" allocated from (JobResult::allocation_estimator);
 // `random_draws`: the random baseline's draws (JobOptions::random_draws). An unknown method is
@@ -35,6 +35,6 @@ inline std::string MethodTitle(const std::string& method, const std::string& est
   return method;
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_METHOD_TITLE_H_

@@ -6,7 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "job/job.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::Status ValidateJobOptions(const JobOptions& o) {
   if (o.stable_batches < 0) {
@@ -106,4 +106,4 @@ absl::Status ValidateJobOptions(const JobOptions& o) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

@@ -12,7 +12,7 @@
 #include "common/status.h"
 #include "job/phases.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::StatusOr<std::vector<solver::AllocationResult>> SolveEveryBudget(
     const PipelineState& s, const solver::QuadraticObjective& objective) {
@@ -95,4 +95,4 @@ absl::Status AllocatePhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

@@ -4,7 +4,7 @@
 #include "common/status.h"
 #include "job/phases.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::Status BaselinesPhase(PipelineState& s) {
   JobResult& r = s.r;
@@ -22,4 +22,4 @@ absl::Status BaselinesPhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

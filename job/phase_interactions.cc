@@ -11,7 +11,7 @@
 #include "solver/budget_aware_interactions.h"
 #include "solver/interactions.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::Status InteractionsPhase(PipelineState& s) {
   const JobOptions& o = s.o;
@@ -67,4 +67,4 @@ absl::Status InteractionsPhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

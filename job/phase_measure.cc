@@ -17,7 +17,7 @@
 #include "common/status.h"
 #include "job/phases.h"
 
-namespace impq::engine {
+namespace impq::job {
 namespace {
 
 // Bytes of an assignment from the prepared facts: bytes2/bytes4 and width_bytes.
@@ -143,4 +143,4 @@ absl::Status MeasurePhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

@@ -6,7 +6,7 @@
 #include "common/status.h"
 #include "job/phases.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::Status PreparePhase(PipelineState& s) {
   const JobOptions& o = s.o;
@@ -71,4 +71,4 @@ absl::Status PreparePhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

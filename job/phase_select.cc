@@ -16,7 +16,7 @@
 #include "solver/budget_aware_interactions.h"
 #include "solver/local_search.h"
 
-namespace impq::engine {
+namespace impq::job {
 namespace {
 
 // The choice's losses from the game's per-sequence sums (solver/paired_losses.h): v(q) and
@@ -196,4 +196,4 @@ absl::Status SelectPhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

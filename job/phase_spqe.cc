@@ -10,7 +10,7 @@
 #include "job/phases.h"
 #include "solver/interactions.h"
 
-namespace impq::engine {
+namespace impq::job {
 namespace {
 
 const char* StopReasonName(solver::SpqeStopReason r) {
@@ -82,4 +82,4 @@ absl::Status SpqePhase(PipelineState& s) {
   return absl::OkStatus();
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

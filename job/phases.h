@@ -39,7 +39,7 @@
 #include "solver/spqe.h"
 #include "solver/width_ladder.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 using PipelineClock = std::chrono::steady_clock;
 double SecondsSince(PipelineClock::time_point t);
@@ -128,6 +128,6 @@ absl::Status MeasurePhase(PipelineState& s);
 absl::StatusOr<std::vector<solver::AllocationResult>> SolveEveryBudget(
     const PipelineState& s, const solver::QuadraticObjective& objective);
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_PHASES_H_

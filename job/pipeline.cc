@@ -6,7 +6,7 @@
 #include "job/job.h"
 #include "job/phases.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 double SecondsSince(PipelineClock::time_point t) {
   return std::chrono::duration<double>(PipelineClock::now() - t).count();
@@ -72,4 +72,4 @@ absl::StatusOr<JobResult> RunPipeline(const JobOptions& o, Game& game) {
   return std::move(s.r);
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

@@ -13,7 +13,7 @@
 #include "job/method_title.h"
 #include "nlohmann/json.hpp"
 
-namespace impq::engine {
+namespace impq::job {
 
 const MeasuredAllocation& BudgetResult::Chosen() const {
   for (const MeasuredAllocation& m : allocations) {
@@ -323,4 +323,4 @@ std::string JobResultToMarkdown(const JobResult& r) {
   return out;
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

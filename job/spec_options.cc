@@ -4,7 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 absl::StatusOr<JobOptions> JobOptionsFromSpec(const v1::JobSpec& s) {
   JobOptions o;
@@ -101,4 +101,4 @@ std::string GameKey(const v1::JobSpec& s) {
                       s.players(), "\n", absl::StrJoin(s.widths(), ","));
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

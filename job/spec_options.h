@@ -9,7 +9,7 @@
 #include "impq/v1/messages.pb.h"
 #include "job/job.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 // The options of a job spec (paths as given; threads and cache left at their defaults: they
 // are the executing process's). InvalidArgument naming the spec field for a value the options
@@ -24,6 +24,6 @@ v1::JobSpec SpecFromJobOptions(const JobOptions& options);
 // the same key have the same GameFacts and losses.
 std::string GameKey(const v1::JobSpec& spec);
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_SPEC_OPTIONS_H_

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-namespace impq::engine {
+namespace impq::job {
 
 JobWorkPlan::JobWorkPlan(const JobOptions& o, int players, int64_t calib_tokens,
                          int64_t heldout_tokens) {
@@ -42,4 +42,4 @@ double JobWorkPlan::SecondsLeft(const std::string& phase, int64_t done, int64_t 
   return elapsed_seconds / work_done * work_left;
 }
 
-}  // namespace impq::engine
+}  // namespace impq::job

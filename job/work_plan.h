@@ -9,7 +9,7 @@
 
 #include "job/job.h"
 
-namespace impq::engine {
+namespace impq::job {
 
 // Each phase's work estimated up front in
 // calibration-set evaluations (from the options and the sets' sizes), the rate measured so far
@@ -30,6 +30,6 @@ class JobWorkPlan {
   std::vector<std::pair<std::string, double>> phases_;  // in order, work units each
 };
 
-}  // namespace impq::engine
+}  // namespace impq::job
 
 #endif  // IMPQ_JOB_WORK_PLAN_H_

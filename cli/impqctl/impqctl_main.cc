@@ -146,7 +146,7 @@ int Result(ImpqService::Stub& stub, const Global& g, const std::string& id, bool
   }
   const impq::v1::JobResult& r = resp.result();
   if (json) {
-    // The one result document (engine::JobResultToJson): `impq export` and `impq report`
+    // The one result document (job::JobResultToJson): `impq export` and `impq report`
     // read it as they read `impq run --json`'s.
     std::cout << r.document();
     return 0;

@@ -352,7 +352,7 @@ absl::StatusOr<RunReport> ReadRunReport(const json& run, const std::string& sour
 
 std::string MethodTitle(const RunReport& report, const std::string& method) {
   if (method == "random" && !report.header.random_draws.has_value()) return "random (mean)";
-  return engine::MethodTitle(method, report.interaction_estimator,
+  return job::MethodTitle(method, report.interaction_estimator,
                              report.header.random_draws.value_or(0));
 }
 

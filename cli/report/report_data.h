@@ -1,5 +1,5 @@
 // What `impq report` draws, read from the file `impq run --json FILE` writes
-// (engine::JobResultToJson, job/job.h).
+// (job::JobResultToJson, job/job.h).
 //
 // The run's settings, players and every budget's allocations (method, bits, held-out PPL,
 // the chosen one) come through cli/run_file.h's ParseRunJson, the reader every command shares;

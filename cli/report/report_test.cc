@@ -1,4 +1,4 @@
-// The report generator on run files written by engine::JobResultToJson itself (so the reader
+// The report generator on run files written by job::JobResultToJson itself (so the reader
 // follows the writer's schema), read back with a strict XML parser.
 #include <cmath>
 #include <set>
@@ -27,9 +27,9 @@ using testing::XmlElement;
 constexpr const char* kKinds[7] = {"attn_q",   "attn_k", "attn_v",  "attn_o",
                                    "ffn_gate", "ffn_up", "ffn_down"};
 
-engine::MeasuredAllocation Allocation(const std::string& method, std::vector<int> bits, double avg,
+job::MeasuredAllocation Allocation(const std::string& method, std::vector<int> bits, double avg,
                                       double ppl) {
-  engine::MeasuredAllocation m;
+  job::MeasuredAllocation m;
   m.method = method;
   m.bits = std::move(bits);
   m.average_bits = avg;
@@ -47,8 +47,8 @@ engine::MeasuredAllocation Allocation(const std::string& method, std::vector<int
 
 // A job result of `layers` layers of module (or block) players with distinct values, two
 // budgets and five methods, as RunJob would fill it.
-engine::JobResult FakeJob(int layers, bool module_players) {
-  engine::JobResult r;
+job::JobResult FakeJob(int layers, bool module_players) {
+  job::JobResult r;
   r.options.players =
       module_players ? quant::PlayerGranularity::kModule : quant::PlayerGranularity::kBlock;
   r.options.model_path = "/data/stories260K.bin";
@@ -98,7 +98,7 @@ engine::JobResult FakeJob(int layers, bool module_players) {
     return b;
   };
   const std::vector<int> all2(n, 2);
-  engine::BudgetResult b1;
+  job::BudgetResult b1;
   b1.average_bits = 2.5;
   b1.budget_bytes = 99920;
   b1.allocations = {Allocation("impq", bits(0), 2.4903954, 80.540464),
@@ -107,7 +107,7 @@ engine::JobResult FakeJob(int layers, bool module_players) {
                     Allocation("uniform", all2, 2.0, 445.940245),
                     Allocation("random", bits(3), 2.4723164, 182.805294)};
   b1.chosen = "impq_window";
-  engine::BudgetResult b2;
+  job::BudgetResult b2;
   b2.average_bits = 3.0;
   b2.budget_bytes = 114080;
   b2.allocations = {Allocation("impq", bits(4), 2.9981, 24.932),
@@ -121,7 +121,7 @@ engine::JobResult FakeJob(int layers, bool module_players) {
 }
 
 nlohmann::json FakeRun(int layers = 2, bool module_players = true) {
-  return nlohmann::json::parse(engine::JobResultToJson(FakeJob(layers, module_players)));
+  return nlohmann::json::parse(job::JobResultToJson(FakeJob(layers, module_players)));
 }
 
 std::string Render(const nlohmann::json& run, const std::string& source = "run.json") {
@@ -442,8 +442,8 @@ TEST(ReportTest, MissingOrBadFieldsAreNamed) {
 
 // A run over widths {2, 3, 4, 8} as RunJob fills it: φ, SE, isolated Δ and K per step of the
 // ladder (3 per player), the allocations' bits from the four widths.
-engine::JobResult FakeFourWidthJob(int layers) {
-  engine::JobResult r = FakeJob(layers, /*module_players=*/true);
+job::JobResult FakeFourWidthJob(int layers) {
+  job::JobResult r = FakeJob(layers, /*module_players=*/true);
   const std::vector<int> widths = {2, 3, 4, 8};
   const int n = 7 * layers, ns = 3 * n;
   r.options.widths = widths;
@@ -470,7 +470,7 @@ engine::JobResult FakeFourWidthJob(int layers) {
           i == j ? 0.003 : 0.0002 * std::sin(0.3 * (i + 2 * j));
     }
   }
-  for (engine::BudgetResult& b : r.budgets) {
+  for (job::BudgetResult& b : r.budgets) {
     for (size_t k = 0; k < b.allocations.size(); ++k) {
       std::vector<int>& bits = b.allocations[k].bits;
       for (int i = 0; i < n; ++i) bits[i] = widths[(i + k + (b.average_bits > 2.7)) % 4];
@@ -481,7 +481,7 @@ engine::JobResult FakeFourWidthJob(int layers) {
 
 TEST(ReportTest, FourWidthsDrawEveryStepAndEveryWidth) {
   const nlohmann::json run =
-      nlohmann::json::parse(engine::JobResultToJson(FakeFourWidthJob(/*layers=*/2)));
+      nlohmann::json::parse(job::JobResultToJson(FakeFourWidthJob(/*layers=*/2)));
   ASSERT_EQ(run["steps"].size(), 42u);
   const std::string html = Render(run);
   auto doc = Parse(html);  // well-formed XML

@@ -206,14 +206,14 @@ TEST(ServiceAttackTest, ForgedPrepareClaimingThousandsOfPlayersFailsTheJob) {
   ASSERT_TRUE(lease.has_lease());
   ASSERT_EQ(lease.lease().units(0).kind(), v1::UNIT_KIND_PREPARE);
   coordinator::SyntheticGame fake(4000, {2, 4});
-  absl::StatusOr<engine::GameFacts> facts = fake.Prepare();
+  absl::StatusOr<job::GameFacts> facts = fake.Prepare();
   ASSERT_TRUE(facts.ok());
   v1::WorkResult forged;
   forged.set_job_id(job);
   forged.set_unit_index(lease.lease().units(0).unit_index());
   forged.set_worker_id("liar");
-  *forged.mutable_facts() = engine::FactsToProto(*facts);
-  forged.set_facts_digest(engine::FactsDigest(*facts));
+  *forged.mutable_facts() = job::FactsToProto(*facts);
+  forged.set_facts_digest(job::FactsDigest(*facts));
   {
     grpc::ClientContext ctx;
     Auth(ctx, kWorkerToken);

@@ -86,7 +86,7 @@ std::vector<int> PreparedWidths(const std::vector<int>& game_widths) {
   return widths;
 }
 
-absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
+absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const job::JobOptions& o,
                                                          const PhaseReport& report_or_null) {
   const PhaseReport report =
       report_or_null ? report_or_null

@@ -78,13 +78,13 @@ using PhaseReport = std::function<void(const std::string& phase, int64_t done, i
 // Loads and quantizes (GPTQ calibrated on the calibration set). REQUIRES: ValidateJobOptions(o)
 // is OK. Errors: unreadable files, model/backend errors, ctx beyond the model's seq_len, and
 // budgets the model cannot meet (InvalidArgument naming b_avg and the bytes).
-absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const JobOptions& o,
+absl::StatusOr<std::unique_ptr<JobInputs>> LoadJobInputs(const job::JobOptions& o,
                                                          const PhaseReport& report = nullptr);
 
 // RunJob on inputs already loaded for the same options (inputs = *LoadJobInputs(o)), for a
 // program that also measures the job's game itself; the result is RunJob(o)'s. RunJob(o) is
 // LoadJobInputs(o) followed by this.
-absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs);
+absl::StatusOr<job::JobResult> RunJobOnInputs(const job::JobOptions& o, const JobInputs& inputs);
 
 }  // namespace impq::engine
 

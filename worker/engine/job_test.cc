@@ -15,6 +15,16 @@
 namespace impq::engine {
 namespace {
 
+using job::BudgetResult;
+using job::JobOptions;
+using job::JobProgress;
+using job::JobResult;
+using job::JobResultToJson;
+using job::JobResultToMarkdown;
+using job::JobWorkPlan;
+using job::MeasuredAllocation;
+using job::ValidateJobOptions;
+
 // A job small enough for a unit test: 5 block players, 8 calibration stories at ctx 128,
 // 16 held-out paragraphs, 4 antithetic permutations, two budgets.
 JobOptions SmallJob(int threads) {

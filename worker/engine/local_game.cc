@@ -14,7 +14,7 @@
 
 namespace impq::engine {
 
-LocalGame::LocalGame(JobOptions options, const JobInputs* inputs,
+LocalGame::LocalGame(job::JobOptions options, const JobInputs* inputs,
                      EvaluatorFactory calibration_factory)
     : options_(std::move(options)), inputs_(inputs), factory_(std::move(calibration_factory)) {}
 
@@ -28,12 +28,12 @@ absl::Status LocalGame::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<GameFacts> LocalGame::StructuralFacts() {
+absl::StatusOr<job::GameFacts> LocalGame::StructuralFacts() {
   if (structural_.has_value()) return *structural_;
   RETURN_IF_ERROR(Load());
   const JobInputs& in = *inputs_;
   const quant::QuantizedModel& qm = *in.qmodel;
-  GameFacts f;
+  job::GameFacts f;
   f.model_config = in.loaded.model.config.ToString();
   f.fingerprint = model::WeightsFingerprint(in.loaded.model);
   f.linear_weights = in.loaded.model.LinearParameterCount();
@@ -57,8 +57,8 @@ absl::StatusOr<GameFacts> LocalGame::StructuralFacts() {
   return f;
 }
 
-absl::StatusOr<GameFacts> LocalGame::Prepare() {
-  ASSIGN_OR_RETURN(GameFacts f, StructuralFacts());
+absl::StatusOr<job::GameFacts> LocalGame::Prepare() {
+  ASSIGN_OR_RETURN(job::GameFacts f, StructuralFacts());
   const JobInputs& in = *inputs_;
   const quant::QuantizedModel& qm = *in.qmodel;
   const forward::WeightSet fp32 = forward::WeightSet::FromModel(in.loaded.model);
@@ -145,8 +145,8 @@ absl::StatusOr<std::vector<double>> LocalGame::HeldoutNll(
   return out;
 }
 
-GameCounters LocalGame::Counters() const {
-  GameCounters c;
+job::GameCounters LocalGame::Counters() const {
+  job::GameCounters c;
   if (calib_local_ != nullptr) {
     const LocalEvaluatorStats& st = calib_local_->stats();
     c.block_evals_done = st.block_evals_done;
@@ -156,16 +156,16 @@ GameCounters LocalGame::Counters() const {
   return c;
 }
 
-absl::StatusOr<JobResult> RunJob(const JobOptions& o) {
-  RETURN_IF_ERROR(ValidateJobOptions(o));
+absl::StatusOr<job::JobResult> RunJob(const job::JobOptions& o) {
+  RETURN_IF_ERROR(job::ValidateJobOptions(o));
   LocalGame game(o);
-  return RunPipeline(o, game);
+  return job::RunPipeline(o, game);
 }
 
-absl::StatusOr<JobResult> RunJobOnInputs(const JobOptions& o, const JobInputs& inputs) {
-  RETURN_IF_ERROR(ValidateJobOptions(o));
+absl::StatusOr<job::JobResult> RunJobOnInputs(const job::JobOptions& o, const JobInputs& inputs) {
+  RETURN_IF_ERROR(job::ValidateJobOptions(o));
   LocalGame game(o, &inputs);
-  return RunPipeline(o, game);
+  return job::RunPipeline(o, game);
 }
 
 }  // namespace impq::engine

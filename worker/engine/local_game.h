@@ -33,32 +33,32 @@ using EvaluatorFactory =
     std::function<absl::StatusOr<std::unique_ptr<solver::CoalitionEvaluator>>(
         const quant::QuantizedModel& qmodel, const eval::EvalSet& set, int64_t max_cache_bytes)>;
 
-class LocalGame : public Game {
+class LocalGame : public job::Game {
  public:
   // `options` as RunJob takes them (validated by the caller); `inputs`, when given, are
   // LoadJobInputs(options)'s and must outlive the game.
-  explicit LocalGame(JobOptions options, const JobInputs* inputs = nullptr,
+  explicit LocalGame(job::JobOptions options, const JobInputs* inputs = nullptr,
                      EvaluatorFactory calibration_factory = nullptr);
   ~LocalGame() override;
 
-  absl::StatusOr<GameFacts> Prepare() override;
-  absl::StatusOr<GameFacts> StructuralFacts() override;
+  absl::StatusOr<job::GameFacts> Prepare() override;
+  absl::StatusOr<job::GameFacts> StructuralFacts() override;
   absl::StatusOr<std::vector<double>> CalibrationLosses(
       std::span<const solver::Coalition> coalitions) override;
   absl::StatusOr<std::vector<std::vector<double>>> SelectionSums(
       std::span<const solver::Coalition> coalitions, int64_t begin, int64_t end) override;
   absl::StatusOr<std::vector<double>> HeldoutNll(
       std::span<const std::vector<int>> assignments) override;
-  GameCounters Counters() const override;
+  job::GameCounters Counters() const override;
 
  private:
   absl::Status Load();
 
-  const JobOptions options_;
+  const job::JobOptions options_;
   const JobInputs* inputs_;  // given, or loaded_.get()
   EvaluatorFactory factory_;
   std::unique_ptr<JobInputs> loaded_;
-  std::optional<GameFacts> structural_;  // StructuralFacts(), computed once
+  std::optional<job::GameFacts> structural_;  // StructuralFacts(), computed once
   std::unique_ptr<solver::CoalitionEvaluator> calib_;
   LocalEvaluator* calib_local_ = nullptr;  // = calib_ when it runs on this CPU
   std::unique_ptr<SequenceEvaluator> select_;
@@ -68,7 +68,7 @@ class LocalGame : public Game {
 // The job pipeline (job/job.h: RunPipeline) on a LocalGame of `options`, in this process
 // (tests, benches). Errors: invalid options (ValidateJobOptions), unreadable files,
 // model/backend errors, and RunPipeline's.
-absl::StatusOr<JobResult> RunJob(const JobOptions& options);
+absl::StatusOr<job::JobResult> RunJob(const job::JobOptions& options);
 
 }  // namespace impq::engine
 

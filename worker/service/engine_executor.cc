@@ -43,16 +43,16 @@ class EngineExecutor : public UnitExecutor {
   }
 
  private:
-  // The job's game, prepared once per game (engine::GameKey) and kept for the next units.
+  // The job's game, prepared once per game (job::GameKey) and kept for the next units.
   absl::Status Load(const v1::JobSpec& spec) {
-    const std::string key = engine::GameKey(spec);
+    const std::string key = job::GameKey(spec);
     if (game_ != nullptr && key_ == key) return absl::OkStatus();
     game_.reset();
 #ifdef IMPQ_WORKER_WITH_GPU
     gpu_ = nullptr;
 #endif
-    ASSIGN_OR_RETURN(engine::JobOptions o, engine::JobOptionsFromSpec(spec));
-    RETURN_IF_ERROR(engine::ValidateJobOptions(o));
+    ASSIGN_OR_RETURN(job::JobOptions o, job::JobOptionsFromSpec(spec));
+    RETURN_IF_ERROR(job::ValidateJobOptions(o));
     RETURN_IF_ERROR(ConfinePaths(o));
     o.threads = threads_;
     engine::EvaluatorFactory factory;
@@ -101,7 +101,7 @@ class EngineExecutor : public UnitExecutor {
   // and confined to this worker's --data_root (common/file_util.h) and the resolved path is
   // the one opened. The same rule and the same messages as the coordinator's. No roots
   // (--insecure, the embedded run): unchecked.
-  absl::Status ConfinePaths(engine::JobOptions& o) const {
+  absl::Status ConfinePaths(job::JobOptions& o) const {
     if (data_roots_.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(o.model_path,
                      model::ResolveModelInDataRoots("spec.model_path", o.model_path, data_roots_));

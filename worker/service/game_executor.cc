@@ -46,16 +46,16 @@ absl::StatusOr<std::vector<std::vector<int>>> Assignments(const v1::WorkUnit& un
 
 }  // namespace
 
-absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkUnit& unit) {
-  const engine::GameCounters before = game.Counters();
+absl::StatusOr<v1::WorkResult> ExecuteOnGame(job::Game& game, const v1::WorkUnit& unit) {
+  const job::GameCounters before = game.Counters();
   v1::WorkResult r;
   r.set_job_id(unit.job_id());
   r.set_unit_index(unit.unit_index());
   r.set_attempt(unit.attempt());
   switch (unit.kind()) {
     case v1::UNIT_KIND_PREPARE: {
-      ASSIGN_OR_RETURN(engine::GameFacts f, game.Prepare());
-      *r.mutable_facts() = engine::FactsToProto(f);
+      ASSIGN_OR_RETURN(job::GameFacts f, game.Prepare());
+      *r.mutable_facts() = job::FactsToProto(f);
       break;
     }
     case v1::UNIT_KIND_BATCH: {
@@ -88,9 +88,9 @@ absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkU
           absl::StrCat("unit.kind ", v1::UnitKind_Name(unit.kind()), " is not served"));
   }
   // Which game this worker evaluated (the coordinator refuses answers about another one).
-  ASSIGN_OR_RETURN(const engine::GameFacts facts, game.StructuralFacts());
-  r.set_facts_digest(engine::FactsDigest(facts));
-  const engine::GameCounters after = game.Counters();
+  ASSIGN_OR_RETURN(const job::GameFacts facts, game.StructuralFacts());
+  r.set_facts_digest(job::FactsDigest(facts));
+  const job::GameCounters after = game.Counters();
   r.set_block_evals_done(after.block_evals_done - before.block_evals_done);
   r.set_block_evals_full(after.block_evals_full - before.block_evals_full);
   return r;

@@ -14,7 +14,7 @@ namespace impq::worker_service {
 
 // InvalidArgument naming the unit field for a malformed unit (a coalition or assignment
 // character, a BATCH on another set, an unknown kind); the game's errors unchanged.
-absl::StatusOr<v1::WorkResult> ExecuteOnGame(engine::Game& game, const v1::WorkUnit& unit);
+absl::StatusOr<v1::WorkResult> ExecuteOnGame(job::Game& game, const v1::WorkUnit& unit);
 
 }  // namespace impq::worker_service
 

@@ -132,7 +132,7 @@ TEST(EngineExecutorTest, OlderPluginServesWidthSetJobsOnTheCpu) {
   if (!gpu->Health().ok()) GTEST_SKIP() << "built without the GPU path: " << gpu->Health();
   auto cpu = NewEngineExecutor(1, EngineDevice::kCpu);
   for (const std::vector<int>& widths : {std::vector<int>{2, 3, 4}, std::vector<int>{2, 4}}) {
-    engine::JobOptions o;
+    job::JobOptions o;
     o.model_path = SharedDataPath("stories260K.bin");
     o.tokenizer_path = SharedDataPath("tok512.bin");
     o.calib_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
@@ -143,7 +143,7 @@ TEST(EngineExecutorTest, OlderPluginServesWidthSetJobsOnTheCpu) {
     o.widths = widths;
     v1::WorkUnit prepare;
     prepare.set_kind(v1::UNIT_KIND_PREPARE);
-    *prepare.mutable_spec() = engine::SpecFromJobOptions(o);
+    *prepare.mutable_spec() = job::SpecFromJobOptions(o);
     absl::StatusOr<v1::WorkResult> facts = cpu->Execute(prepare);
     ASSERT_TRUE(facts.ok()) << facts.status();
     const size_t steps = facts->facts().player_names_size() * (widths.size() - 1);
@@ -173,13 +173,13 @@ TEST(EngineExecutorTest, PathsOutsideTheDataRootsAreRefusedBeforeOpening) {
   std::filesystem::remove_all(root);
   std::filesystem::create_directories(root);
   ASSERT_EQ(::symlink("/etc/passwd", (root + "/calib.txt").c_str()), 0);
-  engine::JobOptions o;
+  job::JobOptions o;
   o.model_path = SharedDataPath("stories260K.bin");
   o.tokenizer_path = SharedDataPath("tok512.bin");
   o.calib_text_path = root + "/calib.txt";
   o.heldout_text_path = SharedDataPath("tinystories_v2_valid_100.txt");
   v1::WorkUnit unit;
-  *unit.mutable_spec() = engine::SpecFromJobOptions(o);
+  *unit.mutable_spec() = job::SpecFromJobOptions(o);
   // Model outside the root: refused first, naming the field.
   absl::StatusOr<v1::WorkResult> r =
       NewEngineExecutor(1, EngineDevice::kCpu, {root})->Execute(unit);
@@ -201,7 +201,7 @@ TEST(EngineExecutorTest, PathsOutsideTheDataRootsAreRefusedBeforeOpening) {
   ASSERT_EQ(::symlink("/etc/passwd", (root + "/hf/config.json").c_str()), 0);
   o.model_path = root + "/hf/model.safetensors";
   o.calib_text_path = SharedDataPath("tinystories_valid_a.txt");
-  *unit.mutable_spec() = engine::SpecFromJobOptions(o);
+  *unit.mutable_spec() = job::SpecFromJobOptions(o);
   r = NewEngineExecutor(1, EngineDevice::kCpu, {root, SharedDataPath("")})->Execute(unit);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
