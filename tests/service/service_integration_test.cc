@@ -53,7 +53,7 @@ TEST(ServiceIntegrationTest, BinariesRefuseAnUnreadableOrEmptyTokenFile) {
   // An empty token file would turn authentication off: every binary refuses it, naming it.
   const std::string empty = TempFilePath("empty_token");
   std::ofstream(empty) << "  \n";
-  for (const std::string bin : {std::string(IMPQ_WORKER_BINARY) + " --device cpu",
+  for (const std::string& bin : {std::string(IMPQ_WORKER_BINARY) + " --device cpu",
                                 std::string(IMPQ_COORDINATOR_BINARY) + " --store :memory:"}) {
     const int st = system((bin + " --token_file " + empty + " > " + log + " 2>&1").c_str());
     ASSERT_TRUE(WIFEXITED(st));
@@ -252,7 +252,7 @@ TEST(ServiceIntegrationTest, ImpqctlWithTwoWorkersSurvivingCrashesEqualsImpqRun)
                        .c_str()),
             0)
       << "see " << dir << "/report.log";
-  for (const std::string format : {"llama.cpp", "gptqmodel", "hqq", "quanto", "safetensors"}) {
+  for (const char* format : {"llama.cpp", "gptqmodel", "hqq", "quanto", "safetensors"}) {
     const std::string out = dir + "/export-" + format;
     const std::string cmd = std::string(IMPQ_BINARY) + " export --from " + doc + " --budget 3.0" +
                             " --format " + format + " --out " + out + " > " + out + ".log 2>&1";
