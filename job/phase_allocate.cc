@@ -78,11 +78,11 @@ absl::Status AllocatePhase(PipelineState& s) {
                            g.width_delta != nullptr ? std::span<const double>(*g.width_delta)
                                                     : std::span<const double>(),
                            s.bytes, width_bytes, s.budgets[b]));
-      p.push_back({g.method, std::move(q)});
+      p.push_back({g.method, std::move(q), std::nullopt, 0});
     }
     ASSIGN_OR_RETURN(solver::Coalition uq, solver::UniformBaselineAllocation(
                                                ladder, s.bytes, width_bytes, s.budgets[b]));
-    p.push_back({"uniform", std::move(uq)});
+    p.push_back({"uniform", std::move(uq), std::nullopt, 0});
     for (int d = 0; d < o.random_draws; ++d) {
       const uint64_t seed = DeriveSeed(o.seed, 1000003 * (b + 1) + d);
       ASSIGN_OR_RETURN(solver::Coalition q, solver::RandomBaselineAllocation(
