@@ -1,5 +1,4 @@
 #include "job/job.h"
-#include "job/work_plan.h"
 #include "worker/engine/local_game.h"
 
 #include <algorithm>
@@ -21,7 +20,6 @@ using job::JobProgress;
 using job::JobResult;
 using job::JobResultToJson;
 using job::JobResultToMarkdown;
-using job::JobWorkPlan;
 using job::MeasuredAllocation;
 using job::ValidateJobOptions;
 
@@ -359,24 +357,6 @@ TEST(JobTest, BadOptionsNameTheField) {
     set(o);
     EXPECT_NE(ValidateJobOptions(o).message().find(field), std::string::npos) << field;
   }
-}
-
-// The time-left estimate: the rate of the work done so far applied to the work left.
-TEST(JobWorkPlanTest, ExtrapolatesTheRateSoFar) {
-  JobOptions o;  // 4 budgets, extra fraction 0.25, 3 random draws
-  o.permutations = 24;
-  const JobWorkPlan plan(o, 35, 18000, 48000);
-  EXPECT_EQ(plan.SecondsLeft("load", 0, 1, 5.0), 0.0);       // before the plan
-  EXPECT_EQ(plan.SecondsLeft("baselines", 0, 2, 0.0), 0.0);  // nothing done yet
-  // Half of SPQE done after 100 s: left = 100 s / work done × work left, by the plan's units.
-  const double n = 35, spqe = 0.6 * 24 * n, base = 0.6 * n + 1;
-  const double rest = 2 * 4 + (0.25 * 24 * n + 40) + 0.85 * (48000.0 / 18000) * (4 * 15 + 3);
-  EXPECT_NEAR(plan.SecondsLeft("spqe", 12, 24, 100.0),
-              100.0 / (base + spqe / 2) * (spqe / 2 + rest), 1e-9);
-  EXPECT_EQ(plan.SecondsLeft("measure", 10, 10, 300.0), 0.0);  // the end
-  // Monotone within a phase at a steady rate: more done, less left.
-  EXPECT_GT(plan.SecondsLeft("select", 1, 4, 200.0), plan.SecondsLeft("select", 3, 4, 220.0));
-  EXPECT_EQ(JobWorkPlan().SecondsLeft("spqe", 1, 2, 10.0), 0.0);  // no plan
 }
 
 }  // namespace
