@@ -6,6 +6,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -233,6 +234,15 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
     if (!normalized.request_id().empty()) {
       if (auto it = request_ids_.find(normalized.request_id()); it != request_ids_.end()) {
         return StatusOf(*FindJob(it->second));
+      }
+      // The job it named is gone (retention): running it again is not what a retry means.
+      if (auto r = removed_requests_.find(normalized.request_id()); r != removed_requests_.end()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "spec.request_id '", absl::CHexEscape(normalized.request_id()), "' was ",
+            r->second.job_id, ", removed by retention at ",
+            absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(r->second.removed_ms),
+                             absl::UTCTimeZone()),
+            "; its result is gone: submit with a new request_id to run the job again"));
       }
     }
     if (static_cast<int64_t>(jobs_.size()) >= options_.max_jobs) {
@@ -1039,31 +1049,36 @@ int Coordinator::PruneFinishedJobsLocked() {
   }
   std::vector<std::string> drop;
   std::set<const Job*> dropped;
+  std::vector<RemovedRequest> removed;
   int64_t max_seq = 0;
-  for (int64_t seq : JobsBeyondRetention(std::move(finished), options_.retention, NowMs())) {
+  const int64_t now_ms = NowMs();
+  for (int64_t seq : JobsBeyondRetention(std::move(finished), options_.retention, now_ms)) {
     Job* j = by_seq[seq];
     if (!removable(*j)) continue;
     drop.push_back(j->rec.id);
     dropped.insert(j);
     max_seq = std::max(max_seq, seq);
+    // (A duplicate's record shares its request_id with the job the id maps to.)
+    if (auto r = request_ids_.find(j->rec.spec.request_id());
+        r != request_ids_.end() && r->second == j->rec.id) {
+      removed.push_back({r->first, j->rec.id, now_ms});
+    }
   }
   if (drop.empty()) return 0;
-  if (absl::Status st = store_->DeleteJobs(drop, max_seq); !st.ok()) {
+  if (absl::Status st = store_->DeleteJobs(drop, max_seq, removed,
+                                           options_.retention.max_removed_requests);
+      !st.ok()) {
     IMPQ_LOG(WARNING) << "retention: " << st.message() << " (retried later)";
     return 0;
   }
   order_.erase(std::remove_if(order_.begin(), order_.end(),
                               [&](const Job* j) { return dropped.contains(j); }),
                order_.end());
-  for (const std::string& id : drop) {
-    Job* j = FindJob(id);
-    // (A duplicate's record shares its request_id with the job the id maps to.)
-    if (auto r = request_ids_.find(j->rec.spec.request_id());
-        r != request_ids_.end() && r->second == id) {
-      request_ids_.erase(r);
-    }
-    jobs_.erase(id);
+  for (RemovedRequest& r : removed) {
+    request_ids_.erase(r.request_id);
+    RememberRemovedLocked(std::move(r));
   }
+  for (const std::string& id : drop) jobs_.erase(id);
   if (!order_.empty()) next_job_rr_ %= order_.size();
   UpdateGauges();
   return static_cast<int>(drop.size());
@@ -1095,7 +1110,18 @@ void Coordinator::UpdateGauges() {
   m->workers_connected.Set(static_cast<double>(workers));
 }
 
+void Coordinator::RememberRemovedLocked(RemovedRequest r) {
+  const std::string key = r.request_id;
+  if (removed_requests_.insert_or_assign(key, std::move(r)).second) removed_order_.push_back(key);
+  while (static_cast<int64_t>(removed_order_.size()) >
+         std::max<int64_t>(0, options_.retention.max_removed_requests)) {
+    removed_requests_.erase(removed_order_.front());
+    removed_order_.pop_front();
+  }
+}
+
 absl::Status Coordinator::Restore(StoreContents contents) {
+  for (RemovedRequest& r : contents.removed_requests) RememberRemovedLocked(std::move(r));
   std::map<std::string, std::vector<v1::WorkResult>> results;
   for (auto& r : contents.results) results[r.job_id].push_back(std::move(r.result));
   next_seq_ = std::max(next_seq_, contents.max_deleted_seq + 1);

@@ -48,6 +48,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -205,7 +206,8 @@ class Coordinator {
   // it started.
   int StartDrivers();
   // Applies the retention policy: removes the finished jobs beyond it from memory and the
-  // store (job row and unit results), drops finished jobs' units from memory and a cancelled
+  // store (job row and unit results; a request_id it was submitted with is remembered, so a
+  // retried submit is refused rather than run again), drops finished jobs' units from memory and a cancelled
   // or failed job's unit results from the store. A job still referenced by a call in flight
   // (its driver returning, a report being committed) is left for the next call. Returns how
   // many jobs were removed.
@@ -239,6 +241,8 @@ class Coordinator {
   // NotFound for a job id not in jobs_, saying when retention removed it.
   absl::Status UnknownJob(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PruneFinishedJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remembers `r` in removed_requests_, forgetting the oldest beyond the policy's bound.
+  void RememberRemovedLocked(RemovedRequest r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Touch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -284,6 +288,10 @@ class Coordinator {
   std::set<std::string> expired_leases_ ABSL_GUARDED_BY(mu_);  // bounded: oldest evicted
   std::vector<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);  // → job id
+  // The request_ids of jobs retention removed (RetentionPolicy::max_removed_requests newest),
+  // with the order they were removed in (oldest first) for trimming.
+  std::map<std::string, RemovedRequest> removed_requests_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> removed_order_ ABSL_GUARDED_BY(mu_);
   size_t next_job_rr_ ABSL_GUARDED_BY(mu_) = 0;  // AcquireLease's round robin
   std::map<std::string, std::thread> drivers_ ABSL_GUARDED_BY(mu_);  // by job id
   std::vector<std::thread> finished_drivers_ ABSL_GUARDED_BY(mu_);   // to join

@@ -636,6 +636,64 @@ TEST(CoordinatorBoundsTest, RetentionRemovesOldFinishedJobsFromMemoryAndStore) {
   EXPECT_NE(c->GetJob(ids[5]).status().message().find("retention"), std::string::npos);
 }
 
+// A retried submit whose job retention removed is refused, naming the job, instead of running
+// the job again: the newest max_removed_requests request_ids are remembered, in the store
+// too (across a restart); older ones are forgotten and a retry of one runs anew.
+TEST(CoordinatorBoundsTest, ARetriedRequestOfARemovedJobIsRefusedNamingIt) {
+  const std::string path = TempFilePath("coordinator_removed_requests.db");
+  RemoveStore(path);
+  RetentionPolicy keep_none;
+  keep_none.max_finished_jobs = 0;
+  keep_none.max_removed_requests = 2;
+  FakeClock clock;
+  // The last request_id holds what a terminal must not see raw.
+  const std::vector<std::string> requests = {"req-0", "req-1", "req-2", "req-3\n'\x1b[2J"};
+  auto spec_of = [&](int i) {
+    v1::JobSpec s = Named(i);
+    s.set_request_id(requests[i]);
+    return s;
+  };
+  std::vector<std::string> ids;
+  {
+    std::unique_ptr<Coordinator> c = OpenBounded(path, keep_none, &clock);
+    for (int i = 0; i < 4; ++i) ids.push_back(c->SubmitJob(spec_of(i))->job_id());
+    EXPECT_EQ(c->SubmitJob(spec_of(0))->job_id(), ids[0]);  // a retry: the same job
+    for (int i = 0; i < 4; ++i) {
+      clock.Advance(absl::Seconds(1));
+      ASSERT_TRUE(c->CancelJob(ids[i]).ok());
+      for (int k = 0; k < 2000 && c->GetJob(ids[i]).ok(); ++k) {
+        c->PruneFinishedJobs();
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      ASSERT_EQ(c->GetJob(ids[i]).status().code(), absl::StatusCode::kNotFound);
+    }
+    for (int i : {2, 3}) {
+      absl::StatusOr<v1::JobStatus> again = c->SubmitJob(spec_of(i));
+      ASSERT_FALSE(again.ok()) << i;
+      EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+      EXPECT_NE(again.status().message().find(ids[i] + ", removed by retention"),
+                std::string::npos)
+          << again.status();
+    }
+    // Escaped, never raw.
+    absl::StatusOr<v1::JobStatus> raw = c->SubmitJob(spec_of(3));
+    EXPECT_EQ(raw.status().message().find('\n'), std::string::npos);
+    EXPECT_EQ(raw.status().message().find('\x1b'), std::string::npos);
+    EXPECT_EQ(StoreRows(path, "SELECT count(*) FROM removed_requests"), 2);
+    // Beyond the bound: forgotten, so a retry is a new job.
+    absl::StatusOr<v1::JobStatus> anew = c->SubmitJob(spec_of(0));
+    ASSERT_TRUE(anew.ok()) << anew.status();
+    EXPECT_GT(anew->job_id(), ids[3]);
+  }
+  // A row of another shape (scribbled) is skipped, not fatal.
+  StoreExec(path, "INSERT INTO removed_requests VALUES(NULL, 'job-x', 'x')");
+  std::unique_ptr<Coordinator> c = OpenBounded(path, keep_none, &clock);
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<v1::JobStatus> again = c->SubmitJob(spec_of(2));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+  EXPECT_NE(again.status().message().find(ids[2]), std::string::npos) << again.status();
+}
+
 TEST(CoordinatorBoundsTest, RetentionByAgeUsesTheClock) {
   FakeClock clock;
   RetentionPolicy day;

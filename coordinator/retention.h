@@ -21,6 +21,9 @@ struct RetentionPolicy {
   int64_t max_finished_jobs = 1000;
   // Finished jobs older than this are removed. Zero (or negative): no age limit.
   absl::Duration max_age = absl::ZeroDuration();
+  // The request_ids of removed jobs remembered (the newest), so that a retried SubmitJob with
+  // one is refused, naming the job, instead of running the job again. About 100 bytes each.
+  int64_t max_removed_requests = 100000;
 };
 
 struct FinishedJobRef {

@@ -397,7 +397,8 @@ absl::Status Store::PutResults(std::span<const ResultRecord> records) {
 absl::Status Store::ForEachIdInTransaction(const char* what,
                                            std::initializer_list<const char*> per_id,
                                            std::span<const std::string> ids,
-                                           const std::string& then) {
+                                           const std::string& then,
+                                           const std::function<absl::Status()>& extra) {
   std::vector<Stmt> stmts(per_id.size());
   size_t i = 0;
   for (const char* sql : per_id) {
@@ -418,6 +419,9 @@ absl::Status Store::ForEachIdInTransaction(const char* what,
       if (rc != SQLITE_DONE) return fail(Error(absl::StrCat(what, " ", id), rc));
     }
   }
+  if (extra) {
+    if (absl::Status s = extra(); !s.ok()) return fail(s);
+  }
   if (!then.empty()) {
     if (absl::Status s = Exec(then.c_str()); !s.ok()) return fail(s);
   }
@@ -435,15 +439,41 @@ absl::Status Store::DeleteResults(std::span<const std::string> job_ids) {
                                 job_ids, "");
 }
 
-absl::Status Store::DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq) {
+absl::Status Store::DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq,
+                              std::span<const RemovedRequest> removed, int64_t keep_removed) {
   if (job_ids.empty()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckFile());
+  // The removed jobs' request_ids, then only the newest keep_removed of all recorded.
+  auto record_removed = [&]() -> absl::Status {
+    if (removed.empty()) return absl::OkStatus();
+    Stmt ins;
+    int rc = sqlite3_prepare_v2(db_,
+                                "INSERT OR REPLACE INTO removed_requests(request_id, job_id, "
+                                "removed_ms) VALUES(?1, ?2, ?3)",
+                                -1, &ins.s, nullptr);
+    if (rc != SQLITE_OK) return Error("prepare record removed request", rc);
+    for (const RemovedRequest& r : removed) {
+      BindText(ins.s, 1, r.request_id);
+      BindText(ins.s, 2, r.job_id);
+      sqlite3_bind_int64(ins.s, 3, r.removed_ms);
+      rc = sqlite3_step(ins.s);
+      sqlite3_reset(ins.s);
+      sqlite3_clear_bindings(ins.s);
+      if (rc != SQLITE_DONE) return Error(absl::StrCat("record removed request of ", r.job_id), rc);
+    }
+    return Exec(absl::StrCat("DELETE FROM removed_requests WHERE rowid IN (SELECT rowid FROM "
+                             "removed_requests ORDER BY removed_ms DESC, rowid DESC LIMIT -1 "
+                             "OFFSET ",
+                             std::max<int64_t>(0, keep_removed), ")")
+                    .c_str());
+  };
   return ForEachIdInTransaction(
       "delete job",
       {"DELETE FROM results WHERE job_id = ?1", "DELETE FROM jobs WHERE id = ?1"}, job_ids,
       absl::StrCat("INSERT INTO meta(key, value) VALUES('max_deleted_seq', ", max_seq,
-                   ") ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)"));
+                   ") ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)"),
+      record_removed);
 }
 
 absl::StatusOr<Store::RowCounts> Store::CountRows() {
@@ -474,6 +504,28 @@ absl::StatusOr<StoreContents> Store::Load() {
     if (rc != SQLITE_OK) return Error("prepare load max_deleted_seq", rc);
     if ((rc = sqlite3_step(st.s)) == SQLITE_ROW) out.max_deleted_seq = sqlite3_column_int64(st.s, 0);
     else if (rc != SQLITE_DONE) return Error("load max_deleted_seq", rc);
+  }
+  {
+    // Rows of another shape (not text, not an integer) are skipped: a record of this table
+    // only ever refuses a retried request, it never runs anything.
+    Stmt st;
+    int rc = sqlite3_prepare_v2(db_,
+                                "SELECT request_id, job_id, removed_ms FROM removed_requests "
+                                "ORDER BY removed_ms, rowid",
+                                -1, &st.s, nullptr);
+    if (rc != SQLITE_OK) return Error("prepare load removed requests", rc);
+    while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
+      if (sqlite3_column_type(st.s, 0) != SQLITE_TEXT ||
+          sqlite3_column_type(st.s, 1) != SQLITE_TEXT ||
+          sqlite3_column_type(st.s, 2) != SQLITE_INTEGER) {
+        continue;
+      }
+      out.removed_requests.push_back(
+          {reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0)),
+           reinterpret_cast<const char*>(sqlite3_column_text(st.s, 1)),
+           sqlite3_column_int64(st.s, 2)});
+    }
+    if (rc != SQLITE_DONE) return Error("load removed requests", rc);
   }
   {
     Stmt st;

@@ -32,6 +32,7 @@
 #define IMPQ_COORDINATOR_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -74,6 +75,14 @@ struct ResultRecord {
   std::string payload;  // v1::WorkResult::SerializeAsString()
 };
 
+// A job retention removed that was submitted with a request_id: a retried SubmitJob with that
+// request_id is refused (naming the job) instead of running the job again.
+struct RemovedRequest {
+  std::string request_id;
+  std::string job_id;
+  int64_t removed_ms = 0;
+};
+
 struct StoreContents {
   std::vector<StoredJob> jobs;        // in seq order
   std::vector<StoredResult> results;  // by (job seq, unit index)
@@ -82,6 +91,7 @@ struct StoreContents {
   // The highest seq DeleteJobs ever removed (0: none): seqs are never handed out again, even
   // when the newest jobs were deleted.
   int64_t max_deleted_seq = 0;
+  std::vector<RemovedRequest> removed_requests;  // oldest first
   int64_t incarnation = 0;            // number of times the store was opened, this one included
 };
 
@@ -116,9 +126,11 @@ class Store {
   absl::Status PutResults(std::span<const ResultRecord> records);
   // Deletes the unit results of these jobs (their job rows stay), in one transaction.
   absl::Status DeleteResults(std::span<const std::string> job_ids);
-  // Deletes these jobs' rows and unit results and raises the stored max_deleted_seq to
-  // `max_seq`, in one transaction (all or nothing).
-  absl::Status DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq);
+  // Deletes these jobs' rows and unit results, raises the stored max_deleted_seq to `max_seq`
+  // and records `removed` (the request_ids among them), keeping the newest `keep_removed`
+  // records of those, in one transaction (all or nothing).
+  absl::Status DeleteJobs(std::span<const std::string> job_ids, int64_t max_seq,
+                          std::span<const RemovedRequest> removed, int64_t keep_removed);
   // Rows in the jobs and results tables (tests and diagnostics).
   struct RowCounts {
     int64_t jobs = 0, results = 0;
@@ -144,10 +156,12 @@ class Store {
   absl::Status Prepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status InsertResult(const std::string& job_id, int64_t unit_index,
                             const std::string& payload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs the `per_id` statements (each with one '?1' text parameter) for every id, then the
-  // statement `then` (no parameters; empty = none), all in one transaction.
+  // Runs the `per_id` statements (each with one '?1' text parameter) for every id, then
+  // `extra` (when given), then the statement `then` (no parameters; empty = none), all in one
+  // transaction.
   absl::Status ForEachIdInTransaction(const char* what, std::initializer_list<const char*> per_id,
-                                      std::span<const std::string> ids, const std::string& then)
+                                      std::span<const std::string> ids, const std::string& then,
+                                      const std::function<absl::Status()>& extra = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after Open.

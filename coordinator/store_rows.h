@@ -12,7 +12,8 @@
 
 namespace impq::coordinator::store_rows {
 
-// Tables. `quarantine_jobs` / `quarantine_results` hold rows that could not be decoded, byte
+// Tables. `removed_requests`: the request_ids of jobs retention removed (Store::DeleteJobs),
+// newest kept. `quarantine_jobs` / `quarantine_results` hold rows that could not be decoded, byte
 // for byte (no constraints), with the reason: kept for an operator, never loaded.
 inline constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -23,6 +24,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS results (
   job_id TEXT NOT NULL, unit_index INTEGER NOT NULL, result BLOB NOT NULL,
   PRIMARY KEY (job_id, unit_index));
+CREATE TABLE IF NOT EXISTS removed_requests (
+  request_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, removed_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine_jobs (
   id, seq, spec, state, submitted_ms, started_ms, finished_ms, error, result, evaluations,
   reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL);

@@ -383,13 +383,13 @@ TEST(StoreTest, DeleteJobsRemovesRowsAndResultsAndRemembersTheHighestSeq) {
     EXPECT_EQ(n.results, 8);
     // The newest job goes: its seq must never be handed out again.
     const std::vector<std::string> drop = {"job-000002", "job-000003"};
-    ASSERT_TRUE((*s)->DeleteJobs(drop, 3).ok());
+    ASSERT_TRUE((*s)->DeleteJobs(drop, 3, {}, 0).ok());
     n = *(*s)->CountRows();
     EXPECT_EQ(n.jobs, 1);
     EXPECT_EQ(n.results, 0);
     // A lower seq later does not lower the mark.
     const std::vector<std::string> none_left = {"job-000009"};
-    ASSERT_TRUE((*s)->DeleteJobs(none_left, 2).ok());
+    ASSERT_TRUE((*s)->DeleteJobs(none_left, 2, {}, 0).ok());
   }
   auto s = Store::Open(path);
   ASSERT_TRUE(s.ok());
