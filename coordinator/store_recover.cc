@@ -229,6 +229,23 @@ absl::StatusOr<StoreRecoveryReport> RecoverStore(const std::string& path) {
       sqlite3_reset(put.s);
     }
   }
+  // The removed jobs' request_ids (best effort, as meta: a store older than the table has
+  // none, and Load skips rows of another shape).
+  {
+    Stmt get, put;
+    sqlite3_prepare_v2(src, "SELECT request_id, job_id, removed_ms FROM removed_requests", -1,
+                       &get.s, nullptr);
+    sqlite3_prepare_v2(dst,
+                       "INSERT OR REPLACE INTO removed_requests(request_id, job_id, removed_ms) "
+                       "VALUES(?1, ?2, ?3)",
+                       -1, &put.s, nullptr);
+    while (get.s != nullptr && put.s != nullptr && sqlite3_step(get.s) == SQLITE_ROW) {
+      for (int i = 0; i < 3; ++i) sqlite3_bind_value(put.s, i + 1, sqlite3_column_value(get.s, i));
+      sqlite3_step(put.s);
+      sqlite3_reset(put.s);
+      sqlite3_clear_bindings(put.s);
+    }
+  }
   absl::Status write_error;
   auto copy_rows = [&](const char* table, const char* columns, int ncols, bool is_job) {
     const std::string placeholders = [&] {
