@@ -26,10 +26,11 @@ absl::Status GpuEvaluator::Check(int rc, const ImpqGpuError& err, absl::string_v
   return GpuRuntime::ToStatus(rc, err, what);
 }
 
-std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m) {
+std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m,
+                                                                   int positions) {
   const model::ModelConfig& c = m.config;
   auto r = std::make_unique<GpuModelDescription>();
-  r->tables = MakeGpuModelTables(m);
+  r->tables = MakeGpuModelTables(m, positions);
   r->norms.resize(static_cast<size_t>(c.n_layers));
   auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
   for (int l = 0; l < c.n_layers; ++l) {
@@ -45,7 +46,7 @@ std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::
   d.n_kv_heads = c.n_kv_heads;
   d.head_dim = c.head_dim;
   d.vocab_size = c.vocab_size;
-  d.seq_len = c.seq_len;
+  d.seq_len = positions;
   d.norm_eps = c.norm_eps;
   d.rope_style = c.rope_style == model::RopeStyle::kInterleaved ? IMPQ_GPU_ROPE_INTERLEAVED
                                                                 : IMPQ_GPU_ROPE_HALF;
@@ -95,8 +96,12 @@ absl::StatusOr<std::unique_ptr<GpuEvaluator>> GpuEvaluator::Create(
   std::unique_ptr<GpuEvaluator> ev(new GpuEvaluator(runtime, qmodel, set, std::move(ladder)));
   const ImpqGpuApi& api = runtime->api();
 
-  // Everything but the linear modules, exactly as LlamaForward multiplies by it.
-  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m);
+  // Everything but the linear modules, exactly as LlamaForward multiplies by it, for the
+  // longest sequence of the set (ValidateEvalSet: <= seq_len).
+  size_t longest = 2;
+  for (const eval::EvalSequence& s : set.sequences) longest = std::max(longest, s.tokens.size());
+  const std::unique_ptr<const GpuModelDescription> desc =
+      MakeGpuModelDescription(m, static_cast<int>(longest));
   ImpqGpuError err{};
   RETURN_IF_ERROR(
       ev->Check(api.model_create(device, &desc->desc, &ev->model_, &err), err, "model_create"));

@@ -62,8 +62,12 @@ struct GpuModelDescription {
   std::vector<ImpqGpuLayerNorms> norms;
   ImpqGpuModelDesc desc{};
 };
-// REQUIRES: m.Validate().ok(); m outlives the result (desc points at its embedding and head).
-std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m);
+// For sequences of up to `positions` tokens (desc.seq_len = positions: the rotary tables and
+// the plugin's checks follow what will be evaluated, not the context length the model file
+// claims). REQUIRES: m.Validate().ok(), 2 <= positions <= m.config.seq_len; m outlives the
+// result (desc points at its embedding and head).
+std::unique_ptr<const GpuModelDescription> MakeGpuModelDescription(const model::Model& m,
+                                                                   int positions);
 
 // The plugin's variant table (model_evaluate's argument): variants[layer * 7 + kind] in
 // IMPQ_GPU_VARIANT_* with the modules of player i at bits[i], one of `held` (the quantized

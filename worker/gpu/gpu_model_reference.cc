@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/forward/llama_forward.h"
 #include "worker/forward/rope.h"
 #include "worker/gpu/gpu_reference.h"
 
@@ -49,7 +51,7 @@ double Softcap(double x, double cap) { return cap * std::tanh(x / cap); }
 
 }  // namespace
 
-GpuModelTables MakeGpuModelTables(const model::Model& m) {
+GpuModelTables MakeGpuModelTables(const model::Model& m, int positions) {
   const model::ModelConfig& c = m.config;
   const float off = c.norm_weight_offset;
   GpuModelTables t;
@@ -66,9 +68,9 @@ GpuModelTables MakeGpuModelTables(const model::Model& m) {
   t.final_norm = Multiplier(m.final_norm, off);
   const int half = c.head_dim / 2;
   const std::vector<double> inv_freq = forward::RopeInvFrequencies(c);
-  t.rope_cos.resize(static_cast<size_t>(c.seq_len) * half);
+  t.rope_cos.resize(static_cast<size_t>(positions) * half);
   t.rope_sin.resize(t.rope_cos.size());
-  for (int pos = 0; pos < c.seq_len; ++pos) {
+  for (int pos = 0; pos < positions; ++pos) {
     for (int i = 0; i < half; ++i) {
       const double angle = pos * inv_freq[i];
       t.rope_cos[static_cast<size_t>(pos) * half + i] = static_cast<float>(std::cos(angle));
@@ -84,8 +86,19 @@ float GpuModelReference::R(float x) const { return options_.bf16 ? RoundBf16(x) 
 
 GpuModelReference::GpuModelReference(const model::Model& m) : GpuModelReference(m, Options()) {}
 
+namespace {
+
+int ReferencePositions(const model::Model& m, int positions) {
+  if (positions > 0) return std::min(positions, m.config.seq_len);
+  return static_cast<int>(
+      std::min<int64_t>(m.config.seq_len, forward::LlamaForward::kRopeTablePositions));
+}
+
+}  // namespace
+
 GpuModelReference::GpuModelReference(const model::Model& m, Options options)
-    : model_(m), options_(options), tables_(MakeGpuModelTables(m)) {
+    : model_(m), options_(options),
+      tables_(MakeGpuModelTables(m, ReferencePositions(m, options.positions))) {
   output_.assign(m.output.values().begin(), m.output.values().end());
   for (float& x : output_) x = R(x);
 }
@@ -253,6 +266,14 @@ double GpuModelReference::SequenceNll(const eval::EvalSequence& seq,
 absl::StatusOr<std::vector<double>> GpuModelReference::SequenceNlls(
     const eval::EvalSet& set, const forward::WeightSet& weights) const {
   RETURN_IF_ERROR(eval::ValidateEvalSet(model_.config, set, "GpuModelReference evaluation set"));
+  for (size_t s = 0; s < set.sequences.size(); ++s) {
+    if (static_cast<int64_t>(set.sequences[s].tokens.size()) > positions()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GpuModelReference evaluation set: sequence ", s, " has ",
+          set.sequences[s].tokens.size(), " tokens; the reference was made for ", positions(),
+          " (Options::positions)"));
+    }
+  }
   std::vector<double> sums;
   sums.reserve(set.sequences.size());
   for (const eval::EvalSequence& seq : set.sequences) sums.push_back(SequenceNll(seq, weights));

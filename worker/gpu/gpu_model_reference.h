@@ -54,16 +54,21 @@ struct GpuModelTables {
   };
   std::vector<Layer> layers;
   std::vector<float> final_norm;          // [dim]
-  std::vector<float> rope_cos, rope_sin;  // [seq_len, head_dim / 2]
+  std::vector<float> rope_cos, rope_sin;  // [positions, head_dim / 2]
   float embed_scale = 1.0f;               // float(sqrt(dim)) when config.scale_embeddings
 };
-// REQUIRES: m.Validate().ok().
-GpuModelTables MakeGpuModelTables(const model::Model& m);
+// The tables for sequences of up to `positions` tokens: sized by what will be evaluated,
+// never by the context length a model file claims (config.seq_len, untrusted).
+// REQUIRES: m.Validate().ok(), 1 <= positions <= m.config.seq_len.
+GpuModelTables MakeGpuModelTables(const model::Model& m, int positions);
 
 class GpuModelReference {
  public:
   struct Options {
     bool bf16 = true;  // false: no rounding anywhere (see the file comment)
+    // The longest sequence it evaluates (its rotary tables' rows); 0: min(seq_len,
+    // LlamaForward::kRopeTablePositions).
+    int positions = 0;
   };
 
   // REQUIRES: m.Validate().ok(); `m` outlives the reference.
@@ -71,11 +76,15 @@ class GpuModelReference {
   GpuModelReference(const model::Model& m, Options options);
 
   const model::Model& model() const { return model_; }
+  // The longest sequence it evaluates (Options::positions).
+  int positions() const {
+    return static_cast<int>(tables_.rope_cos.size() / (model_.config.head_dim / 2));
+  }
 
   // Logits of every position of `tokens` (positions 0..T-1) after the final soft-cap,
   // [T, vocab] row-major, as the plugin's f32 logits. `weights` gives the linear modules (f32;
   // rounded to bf16 here as the plugin does when it uploads a variant).
-  // REQUIRES: 1 <= tokens.size() <= seq_len, every token in [0, vocab).
+  // REQUIRES: 1 <= tokens.size() <= positions(), every token in [0, vocab).
   std::vector<float> Logits(std::span<const int> tokens, const forward::WeightSet& weights) const;
 
   // Σ over the scored rows of `seq` of logsumexp(logits[p]) - logits[p][tokens[p + 1]].
@@ -86,7 +95,8 @@ class GpuModelReference {
                      double* max_abs_logit = nullptr) const;
 
   // SequenceNll of every sequence of `set`, in order. InvalidArgument (from
-  // eval::ValidateEvalSet) when the set does not fit the model.
+  // eval::ValidateEvalSet) when the set does not fit the model, or a sequence is longer than
+  // positions().
   absl::StatusOr<std::vector<double>> SequenceNlls(const eval::EvalSet& set,
                                                    const forward::WeightSet& weights) const;
 

@@ -352,7 +352,11 @@ class CpuPluginModel {
       : q_(q) {
     const Model& m = q.model();
     const ModelConfig& c = m.config;
-    tables_ = MakeGpuModelTables(m);
+    size_t longest = 2;  // as GpuEvaluator: the tables and checks follow the set
+    for (const eval::EvalSequence& seq : set.sequences) {
+      longest = std::max(longest, seq.tokens.size());
+    }
+    tables_ = MakeGpuModelTables(m, static_cast<int>(longest));
     sh_.dim = c.dim;
     sh_.hidden = c.hidden_dim;
     sh_.n_layers = c.n_layers;
@@ -360,7 +364,7 @@ class CpuPluginModel {
     sh_.n_kv_heads = c.n_kv_heads;
     sh_.head_dim = c.head_dim;
     sh_.vocab = c.vocab_size;
-    sh_.seq_len = c.seq_len;
+    sh_.seq_len = static_cast<int>(longest);
     sh_.eps = c.norm_eps;
     sh_.embed_scale = tables_.embed_scale;
     sh_.attn_scale = c.AttentionScale();
@@ -657,6 +661,37 @@ TEST(GpuModelReferenceTest, SequenceNllsChecksTheSet) {
   auto r = ref.SequenceNlls(bad, s.qmodel().Uniform(4));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("700"));
+}
+
+// The context length a model file claims is untrusted: the GPU path's tables follow what will
+// be evaluated. A config claiming 2^30 positions makes tables of the set's longest sequence
+// (the plugin description) or of LlamaForward's bound (the reference), and the reference
+// refuses a sequence longer than it was made for.
+TEST(GpuModelReferenceTest, TablesFollowTheSequencesNotTheClaimedContext) {
+  ModelConfig c = BaseConfig();
+  c.seq_len = 1 << 30;
+  const Model m = model::MakeRandomModel(c, 3);
+  const int half = c.head_dim / 2;
+  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m, 40);
+  EXPECT_EQ(desc->desc.seq_len, 40);
+  EXPECT_EQ(desc->tables.rope_cos.size(), static_cast<size_t>(40 * half));
+  GpuModelReference ref(m);
+  EXPECT_EQ(ref.positions(), forward::LlamaForward::kRopeTablePositions);
+  GpuModelReference::Options short_ref;
+  short_ref.positions = 8;
+  GpuModelReference small(m, short_ref);
+  EXPECT_EQ(small.positions(), 8);
+  // The same rows as the long tables (row 5 of both).
+  const GpuModelTables t8 = MakeGpuModelTables(m, 8), t40 = MakeGpuModelTables(m, 40);
+  for (int i = 0; i < half; ++i) {
+    EXPECT_EQ(t8.rope_cos[5 * half + i], t40.rope_cos[5 * half + i]);
+    EXPECT_EQ(t8.rope_sin[5 * half + i], t40.rope_sin[5 * half + i]);
+  }
+  std::vector<int> tokens(12);
+  for (int i = 0; i < 12; ++i) tokens[i] = i % c.vocab_size;
+  auto r = small.SequenceNlls(MakeSet({tokens}, {0}), forward::WeightSet::FromModel(m));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("made for 8"));
 }
 
 // ============================================================ CPU: the plugin's pass
@@ -1263,7 +1298,7 @@ TEST(GpuModelTest, RtnWidthsOnTheDeviceEqualTheCpuQuantizersTensors) {
   const ModelConfig& c = m.config;
   const ImpqGpuApi& api = rt->api();
   ASSERT_NE(api.model_set_linear_rtn_widths, nullptr);
-  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m);
+  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(m, c.seq_len);
   ImpqGpuError err{};
   ImpqGpuModel *a = nullptr, *b = nullptr;
   ASSERT_EQ(api.model_create(0, &desc->desc, &a, &err), IMPQ_GPU_OK) << err.message;
@@ -1344,7 +1379,8 @@ TEST(GpuModelTest, RejectsBadArguments) {
 
   // The plugin's own checks, below the host-side validation.
   const ImpqGpuApi& api = rt->api();
-  const std::unique_ptr<const GpuModelDescription> desc = MakeGpuModelDescription(s.model());
+  const std::unique_ptr<const GpuModelDescription> desc =
+      MakeGpuModelDescription(s.model(), s.model().config.seq_len);
   const ImpqGpuModelDesc& d = desc->desc;
   ImpqGpuError err{};
   ImpqGpuModel* m = nullptr;
