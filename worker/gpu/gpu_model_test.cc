@@ -696,27 +696,37 @@ TEST(GpuModelReferenceTest, TablesFollowTheSequencesNotTheClaimedContext) {
 
 // ============================================================ CPU: the plugin's pass
 
+// The pass with the kernel references (CpuPluginModel) against GpuModelReference for `bits`:
+// every sequence's NLL within twice the f32 bound; returns the largest |difference| / bound.
+double ExpectPassNearReference(const quant::QuantizedModel& q, const eval::EvalSet& set,
+                               const std::vector<int>& bits, const std::string& what) {
+  CpuPluginModel emu(q, set, 0);
+  const std::vector<double> got = emu.Evaluate(VariantsOf(q, bits));
+  GpuModelReference ref(q.model());
+  auto w = q.Apply(bits);
+  EXPECT_TRUE(w.ok()) << w.status();
+  if (!w.ok()) return 0;
+  double worst = 0;
+  for (size_t i = 0; i < set.sequences.size(); ++i) {
+    const eval::EvalSequence& seq = set.sequences[i];
+    double max_abs = 0;
+    const double want = ref.SequenceNll(seq, *w, &max_abs);
+    const double tol =
+        2 * BoundF32(q.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs);
+    EXPECT_LE(std::abs(got[i] - want) / seq.scored(), tol)
+        << what << ": sequence " << i << " pass " << got[i] << " reference " << want;
+    worst = std::max(worst, std::abs(got[i] - want) / seq.scored() / tol);
+  }
+  return worst;
+}
+
 // The pass of cuda/model.cu run with the kernel references equals the whole-model reference:
 // the plugin's rounding points, rows, targets and head agree with GpuModelReference's.
 TEST(PluginPassOnCpuTest, MatchesReferenceOnStoriesAndEveryArchitecture) {
   double worst = 0;  // largest |difference| / tolerance
   auto check = [&worst](const quant::QuantizedModel& q, const eval::EvalSet& set,
                         const std::vector<int>& bits, const std::string& what) {
-    CpuPluginModel emu(q, set, 0);
-    const std::vector<double> got = emu.Evaluate(VariantsOf(q, bits));
-    GpuModelReference ref(q.model());
-    auto w = q.Apply(bits);
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (size_t i = 0; i < set.sequences.size(); ++i) {
-      const eval::EvalSequence& seq = set.sequences[i];
-      double max_abs = 0;
-      const double want = ref.SequenceNll(seq, *w, &max_abs);
-      const double tol =
-          2 * BoundF32(q.model().config, static_cast<int64_t>(seq.tokens.size()), max_abs);
-      EXPECT_LE(std::abs(got[i] - want) / seq.scored(), tol)
-          << what << ": sequence " << i << " pass " << got[i] << " reference " << want;
-      worst = std::max(worst, std::abs(got[i] - want) / seq.scored() / tol);
-    }
+    worst = std::max(worst, ExpectPassNearReference(q, set, bits, what));
   };
   const Stories& s = Stories::Get();
   const int n = s.qmodel().num_players();
@@ -820,20 +830,7 @@ TEST(PluginPassOnCpuTest, WidthSetsMatchReferenceAndReuseAlongLadderWalks) {
   const int n = q.num_players();
   const std::vector<int> held = {2, 3, 4, 8};
 
-  const std::vector<int> mixed = MixedWidths(n, 8);
-  CpuPluginModel emu(q, set, 0);
-  const std::vector<double> got = emu.Evaluate(VariantsOf(q, mixed));
-  GpuModelReference ref(q.model());
-  auto w = q.Apply(mixed);
-  ASSERT_TRUE(w.ok()) << w.status();
-  for (size_t i = 0; i < set.sequences.size(); ++i) {
-    const eval::EvalSequence& seq = set.sequences[i];
-    double max_abs = 0;
-    const double want = ref.SequenceNll(seq, *w, &max_abs);
-    const double tol = 2 * BoundF32(m.config, static_cast<int64_t>(seq.tokens.size()), max_abs);
-    EXPECT_LE(std::abs(got[i] - want) / seq.scored(), tol)
-        << "sequence " << i << " pass " << got[i] << " reference " << want;
-  }
+  ExpectPassNearReference(q, set, MixedWidths(n, 8), "every width");
 
   CpuPluginModel full(q, set, 0);
   CpuPluginModel all(q, set, int64_t{1} << 30);
