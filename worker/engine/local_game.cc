@@ -156,14 +156,14 @@ job::GameCounters LocalGame::Counters() const {
   return c;
 }
 
+// LocalGame loads nothing until the pipeline's first call, and RunPipeline validates the
+// options before it.
 absl::StatusOr<job::JobResult> RunJob(const job::JobOptions& o) {
-  RETURN_IF_ERROR(job::ValidateJobOptions(o));
   LocalGame game(o);
   return job::RunPipeline(o, game);
 }
 
 absl::StatusOr<job::JobResult> RunJobOnInputs(const job::JobOptions& o, const JobInputs& inputs) {
-  RETURN_IF_ERROR(job::ValidateJobOptions(o));
   LocalGame game(o, &inputs);
   return job::RunPipeline(o, game);
 }
